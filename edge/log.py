@@ -1,0 +1,36 @@
+"""Logging for fieldpick: library modules log, only the command line configures.
+
+Library code calls ``logging.getLogger(__name__)`` and never ``print``.  The
+command-line entry point calls :func:`setup_logging` once; a program that
+embeds fieldpick configures logging its own way.
+"""
+
+import logging
+import sys
+
+_ROOT = "fieldpick"
+logging.getLogger(_ROOT).addHandler(logging.NullHandler())
+
+_LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
+
+
+def setup_logging(verbosity=0, stream=None):
+    """Configure the ``fieldpick`` logger once.
+
+    verbosity: 0 warnings, 1 info (``-v``), 2 or more debug (``-vv``); a
+    negative value shows errors only (``-q``).
+    Calling it again changes the level and keeps a single handler.
+    """
+    level = logging.ERROR if verbosity < 0 else _LEVELS.get(min(verbosity, 2))
+    logger = logging.getLogger(_ROOT)
+    logger.setLevel(level)
+    ours = [h for h in logger.handlers if getattr(h, "_fieldpick", False)]
+    if not ours:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler._fieldpick = True
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+        logger.addHandler(handler)
+        logger.propagate = False
+    return logger
