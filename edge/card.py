@@ -165,9 +165,9 @@ class OutputSpec:
                 "%s.stride_samples is %d but kind 'probabilities' is per sample; use 1"
                 % (where, self.stride_samples)
             )
-        if self.kind == "stride_class_offset" and window_samples % self.stride_samples:
+        if self.stride_samples > window_samples:
             raise CardError(
-                "%s.stride_samples %d does not divide input.window_samples %d"
+                "%s.stride_samples %d is longer than input.window_samples %d"
                 % (where, self.stride_samples, window_samples)
             )
 

@@ -1,0 +1,46 @@
+# fieldpick: two commands on a fresh machine.
+#   make demo   set up a numpy-only station environment and run the demo
+#   make test   set up the workstation environment and run the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+EDGE   := .venv-edge
+PIP_FLAGS := --disable-pip-version-check -q
+
+.PHONY: demo test test-edge lint bench clean
+
+demo: $(EDGE)/.installed
+	$(EDGE)/bin/fieldpick demo
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q
+
+# The edge tests alone, in the numpy-only station environment (numpy 2.x).
+test-edge: $(EDGE)/.installed-tests
+	$(EDGE)/bin/python -m pytest -q tests/edge
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/run_all.py
+
+# Workstation: torch 2.13.0 (CPU) and the pinned onnx2tf/TensorFlow stack from constraints.txt.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[train,export,runtimes,dev]'
+	touch $@
+
+# Station: numpy and the standard library, nothing else.
+$(EDGE)/.installed: pyproject.toml
+	test -x $(EDGE)/bin/python || $(PYTHON) -m venv $(EDGE)
+	$(EDGE)/bin/pip install $(PIP_FLAGS) -e .
+	touch $@
+
+$(EDGE)/.installed-tests: $(EDGE)/.installed
+	$(EDGE)/bin/pip install $(PIP_FLAGS) 'numpy>=2' 'pytest>=8'
+	touch $@
+
+clean:
+	rm -rf $(VENV) $(EDGE) *.egg-info .pytest_cache
