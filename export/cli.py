@@ -1,0 +1,89 @@
+"""``fieldpick export CHECKPOINT --out DIR``: ONNX, TFLite float32 and full int8, gated, with cards.
+
+Exit status 0 when every file is written and every gate passed; a missed
+gate or an unusable model raises a :class:`~fieldpick.edge.errors.FieldpickError`
+(the ``fieldpick`` entry point prints it and exits 2).  The files of the
+steps that passed, and ``export_report.json`` with the measured figures,
+stay in DIR either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="fieldpick export",
+        description="Export a checkpoint to model.onnx, model_fp32.tflite and model_int8.tflite "
+        "(with a model card .json beside each) and check parity at every step.",
+        allow_abbrev=False,
+    )
+    p.add_argument("checkpoint", help="a fieldpick checkpoint (.pt) written by fieldpick.train")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    p.add_argument("--stem", default="model", help="file-name stem of the outputs (default: model)")
+    p.add_argument("--ncedc", metavar="DIR", default=None,
+                   help="folder of the NCEDC windows for calibration and parity "
+                   "(default: $FIELDPICK_NCEDC or ../shared/data/ncedc when present)")
+    p.add_argument("--no-ncedc", action="store_true", help="synthetic windows only")
+    p.add_argument("--calibration-windows", type=int, default=200, metavar="N",
+                   help="synthetic windows for int8 calibration (default 200)")
+    p.add_argument("--parity-windows", type=int, default=200, metavar="N",
+                   help="synthetic windows for the parity gates (default 200)")
+    p.add_argument("--seed", type=int, default=20261122, help="seed of the synthetic windows")
+    p.add_argument("--opset", type=int, choices=(17, 18), default=17,
+                   help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
+                   help="limit for the onnx2tf conversion (default 900 s)")
+    p.add_argument("--allow-float-ops", action="store_true",
+                   help="write the int8 file even when some operators stay float (it is then not full int8)")
+    return p
+
+
+def _ncedc_root(args):
+    if args.no_ncedc:
+        return None
+    if args.ncedc:
+        return args.ncedc
+    from fieldpick.train.data.datasets import NCEDC_DIR
+
+    return NCEDC_DIR if os.path.exists(os.path.join(NCEDC_DIR, "phasenet_ncedc_90s.npz")) else None
+
+
+def main(argv):
+    args = _parser().parse_args(argv)
+    from .pipeline import ExportSettings, export_checkpoint
+
+    settings = ExportSettings(
+        calibration_windows=args.calibration_windows, parity_windows=args.parity_windows, seed=args.seed,
+        ncedc_root=_ncedc_root(args), opset=args.opset, timeout_s=args.timeout, stem=args.stem,
+        require_int8=not args.allow_float_ops,
+    )
+    command = "fieldpick export " + " ".join(argv)
+    report = export_checkpoint(args.checkpoint, args.out, settings, command=command)
+    g = report["gates"]
+    lines = [
+        "%s (%s): %d parameters, %d FLOPs per window" % (
+            report["name"], report["architecture"], report["parameters"], report["flops_per_window"]),
+        "  onnx  max|diff| vs torch %.2e   %7d bytes" % (g["onnx_max_abs_diff"], report["sizes_bytes"]["onnx"]),
+        "  fp32  max|diff| vs torch %.2e   %7d bytes   ops %s" % (
+            g["fp32_max_abs_diff"], report["sizes_bytes"]["fp32"], json.dumps(report["ops_fp32"])),
+        "  int8  max|diff| vs fp32  %.2e   %7d bytes   ops %s" % (
+            g["max_abs_diff_vs_fp32"], report["sizes_bytes"]["int8"], json.dumps(report["ops_int8"])),
+    ]
+    if "pick_agreement" in g:
+        lines.append("  int8 picks: %.2f %% agree with fp32, F1 %.3f -> %.3f" % (
+            100 * g["pick_agreement"], g["f1_fp32"], g["f1_int8"]))
+    else:
+        lines.append("  int8 pick-level parity: %s" % g["pick_parity"])
+    flags = dict(report["red_flags_fp32"], **report["red_flags_int8"])
+    if flags:
+        lines.append("  red-flag ops (wasted work?): %s" % json.dumps(flags))
+    lines.append("  cards: %s" % ", ".join(os.path.basename(p) for p in report["files"].values()))
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0

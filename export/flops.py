@@ -1,0 +1,121 @@
+"""FLOPs per window, counted from an ONNX graph (not guessed from the code).
+
+Convention: one multiply-accumulate is 2 FLOPs; a bias add, an activation or
+an element-wise op is 1 FLOP per output element; shape ops (Reshape,
+Transpose, Pad, Slice, Concat, ...) cost 0.  Shapes come from
+``onnx.shape_inference``; an op whose shapes cannot be inferred is an error,
+not a silent zero, because the count would then be wrong.
+
+Example: ``Conv1d(3, 8, kernel_size=7, padding=3)`` over 400 samples is
+400 * 8 * 3 * 7 = 67,200 MACs = 134,400 FLOPs, plus 3,200 for the bias.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+
+import numpy as np
+from fieldpick.edge.errors import ModelFormatError, UnsupportedOperatorError
+
+__all__ = ["count_flops", "ELEMENTWISE_OPS", "FREE_OPS"]
+
+log = logging.getLogger(__name__)
+
+#: one FLOP per output element
+ELEMENTWISE_OPS = frozenset(
+    "Add Sub Mul Div Relu LeakyRelu PRelu Clip Sigmoid HardSigmoid HardSwish Tanh Exp Log Sqrt "
+    "Neg Abs Max Min Pow Erf Elu Selu Softplus Mish Gelu Where Equal Greater Less Not And Or "
+    "Sign Floor Ceil Round Reciprocal Cast QuantizeLinear DequantizeLinear".split()
+)
+#: data movement only
+FREE_OPS = frozenset(
+    "Reshape Transpose Pad Slice Concat Split Squeeze Unsqueeze Flatten Identity Shape Gather "
+    "Constant ConstantOfShape Expand Tile Resize Upsample DepthToSpace SpaceToDepth Dropout "
+    "Range ArgMax".split()
+)
+
+
+def _shape(shapes, name, node):
+    if name not in shapes:
+        raise ModelFormatError(
+            "cannot count FLOPs of %s node %r: the shape of %r is unknown after shape inference "
+            "(export with static shapes)" % (node.op_type, node.name, name)
+        )
+    return shapes[name]
+
+
+def _attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            import onnx
+
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _node_flops(node, shapes):
+    op = node.op_type
+    out = _shape(shapes, node.output[0], node)
+    n_out = int(np.prod(out))
+    if op == "Conv":
+        w = _shape(shapes, node.input[1], node)  # (Cout, Cin/group, *kernel)
+        macs = n_out * int(np.prod(w[1:]))
+        bias = n_out if len(node.input) > 2 and node.input[2] else 0
+        return 2 * macs + bias
+    if op == "ConvTranspose":
+        x = _shape(shapes, node.input[0], node)  # (N, Cin, *spatial)
+        w = _shape(shapes, node.input[1], node)  # (Cin, Cout/group, *kernel)
+        macs = int(np.prod(x)) * int(np.prod(w[1:]))
+        bias = n_out if len(node.input) > 2 and node.input[2] else 0
+        return 2 * macs + bias
+    if op in ("MatMul", "Gemm"):
+        a = _shape(shapes, node.input[0], node)
+        k = a[0] if (op == "Gemm" and _attr(node, "transA", 0)) else a[-1]
+        bias = n_out if op == "Gemm" and len(node.input) > 2 and node.input[2] else 0
+        return 2 * n_out * int(k) + bias
+    if op in ("BatchNormalization", "InstanceNormalization", "LayerNormalization"):
+        return 2 * n_out
+    if op in ("Softmax", "LogSoftmax"):
+        return 3 * n_out  # exp, sum, divide
+    if op in ("GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceSum"):
+        return int(np.prod(_shape(shapes, node.input[0], node)))
+    if op in ("MaxPool", "AveragePool"):
+        return n_out * int(np.prod(_attr(node, "kernel_shape", [1])))
+    if op in ELEMENTWISE_OPS:
+        return n_out
+    if op in FREE_OPS:
+        return 0
+    raise UnsupportedOperatorError(
+        "cannot count FLOPs of ONNX op %r (node %r); counted ops: Conv, ConvTranspose, MatMul, "
+        "Gemm, normalisations, pools, Softmax, element-wise (%s) and shape ops (%s)"
+        % (op, node.name, ", ".join(sorted(ELEMENTWISE_OPS)), ", ".join(sorted(FREE_OPS)))
+    )
+
+
+def count_flops(model_or_path):
+    """FLOPs of one forward pass of an ONNX model with static shapes.
+
+    Returns ``(total, by_op)`` where ``by_op`` maps op type -> FLOPs (ordered
+    by first appearance).  Batch size is whatever the graph's input says
+    (export uses 1, so the total is per window).
+    """
+    import onnx
+
+    model = onnx.load(model_or_path) if isinstance(model_or_path, str) else model_or_path
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    g = inferred.graph
+    shapes = {}
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = vi.type.tensor_type.shape.dim
+        if all(d.HasField("dim_value") for d in dims):
+            shapes[vi.name] = [int(d.dim_value) for d in dims]
+    for init in g.initializer:
+        shapes[init.name] = [int(d) for d in init.dims]
+    by_op = OrderedDict()
+    for node in g.node:
+        f = _node_flops(node, shapes)
+        by_op[node.op_type] = by_op.get(node.op_type, 0) + f
+    total = int(sum(by_op.values()))
+    log.debug("FLOPs per forward pass: %d (%s)", total, dict(by_op))
+    return total, by_op

@@ -1,0 +1,241 @@
+"""One model from checkpoint to shipped files: ONNX, TFLite float32, TFLite full int8, cards.
+
+:func:`export_checkpoint` writes into ``out_dir``::
+
+    model.onnx          + model.json        (NCT input, float32)
+    model_fp32.tflite   + model_fp32.json   (NTC input, float32)
+    model_int8.tflite   + model_int8.json   (NTC input, int8 in and out)
+    export_report.json  (parity figures, operator histograms, red flags, timings)
+
+Each step is gated; a missed gate raises with the measured number and the
+files of the steps that passed stay where they are.  Parity is measured on
+windows drawn with another seed (and other NCEDC stations) than the int8
+calibration windows.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+
+import numpy as np
+from fieldpick.edge.card import MetricSet, ModelCard, Quantisation, TensorSpec
+from fieldpick.edge.errors import ConfigError, FieldpickError
+
+from . import calibrate, flops, parity
+from . import onnx as onnx_step
+from . import tflite as tflite_step
+
+__all__ = ["ExportSettings", "export_checkpoint", "export_model"]
+
+log = logging.getLogger(__name__)
+
+REPORT_FORMAT = "fieldpick-export-report"
+REPORT_VERSION = 1
+
+
+class ExportSettings:
+    """What an export run may vary (window counts, seeds, converter limits)."""
+
+    def __init__(self, calibration_windows=200, parity_windows=200, seed=20261122, ncedc_root=None,
+                 opset=17, timeout_s=900, stem="model", require_int8=True, converter=None):
+        for name, value in (("calibration_windows", calibration_windows), ("parity_windows", parity_windows)):
+            if not isinstance(value, int) or value < 8:
+                raise ConfigError("%s %r; it must be an integer >= 8" % (name, value))
+        if not stem or os.sep in stem:
+            raise ConfigError("stem %r; give a plain file-name stem such as 'model'" % (stem,))
+        self.calibration_windows = calibration_windows
+        self.parity_windows = parity_windows
+        self.seed = seed
+        self.ncedc_root = ncedc_root
+        self.opset = opset
+        self.timeout_s = timeout_s
+        self.stem = stem
+        self.require_int8 = require_int8
+        self.converter = converter
+
+
+def _versions():
+    import importlib
+
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai_edge_litert"):
+        try:
+            out[mod] = getattr(importlib.import_module(mod), "__version__", "?")
+        except Exception:  # a missing or broken stack must not stop the report
+            out[mod] = None
+    return out
+
+
+def _specs(infos, role):
+    return [TensorSpec(t.name, role, list(t.shape), t.dtype,
+                       t.scale if t.dtype in ("int8", "uint8", "int16") else None,
+                       t.zero_point if t.dtype in ("int8", "uint8", "int16") else None)
+            for t in infos]
+
+
+def _card(base, path, layout, scheme, tensors, params, n_flops, metrics, provenance, calibration=""):
+    card = copy.deepcopy(base)
+    card.input.layout = layout
+    card.output.layout = layout
+    card.quantisation = Quantisation(scheme=scheme, tensors=tensors, calibration=calibration)
+    card.parameters = params
+    card.flops_per_window = n_flops
+    card.metrics = list(base.metrics) + metrics
+    card.provenance = dict(base.provenance, **provenance)
+    card.attach(path)
+    card_path = os.path.splitext(path)[0] + ".json"
+    card.save(card_path)
+    return card_path
+
+
+def export_model(model, base_card, out_dir, settings=None, command="", source=""):
+    """Export a PyTorch zoo model whose contract is ``base_card``; returns the report dict."""
+    import torch
+
+    s = settings or ExportSettings()
+    torch.set_num_threads(1)
+    os.makedirs(out_dir, exist_ok=True)
+    t_start = time.time()
+    params = int(sum(p.numel() for p in model.parameters()))
+    report = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "name": base_card.name,
+              "architecture": base_card.architecture, "source": source, "command": command,
+              "parameters": params, "files": {}, "timings_s": {}, "gates": {}, "error": None}
+    try:
+        _export(model, base_card, out_dir, s, command, source, params, report)
+    except FieldpickError as exc:
+        report["error"] = "%s: %s" % (type(exc).__name__, exc)
+        report["timings_s"]["total"] = round(time.time() - t_start, 2)
+        _write_report(out_dir, report)
+        raise
+    report["timings_s"]["total"] = round(time.time() - t_start, 2)
+    _write_report(out_dir, report)
+    return report
+
+
+def _export(model, base_card, out_dir, s, command, source, params, report):
+    spec = base_card.input
+    c, t = len(spec.channels), spec.window_samples
+    provenance = {"export_command": command, "export_source": source, "export_versions": _versions(),
+                  "export_seed": s.seed}
+
+    # windows: parity (seed) and calibration (seed + 1000, other NCEDC stations)
+    par_x, par_p, par_s, par_src = calibrate.export_windows(base_card, s.parity_windows, s.seed, s.ncedc_root, half=1)
+    cal_x, _, _, cal_src = calibrate.export_windows(base_card, s.calibration_windows, s.seed + 1000, s.ncedc_root, half=0)
+    data = "%d synthetic windows (seed %d)%s" % (
+        s.parity_windows, s.seed,
+        " + %d NCEDC windows (every other station)" % int(np.sum(par_src == "ncedc")) if s.ncedc_root else "")
+    calibration = "%d synthetic windows (seed %d; 40 %% default events, 40 %% SNR %g..%g dB, 20 %% noise)%s; normalised per card" % (
+        s.calibration_windows, s.seed + 1000, calibrate.SNR_DB_RANGE[0], calibrate.SNR_DB_RANGE[1],
+        " + %d NCEDC windows (the other stations)" % int(np.sum(cal_src == "ncedc")) if s.ncedc_root else "")
+    report["parity_windows"] = {k: int(np.sum(par_src == k)) for k in np.unique(par_src)}
+    report["calibration_windows"] = {k: int(np.sum(cal_src == k)) for k in np.unique(cal_src)}
+    ref = onnx_step.run_torch(model, par_x)
+
+    # 1. ONNX
+    t0 = time.time()
+    onnx_path = os.path.join(out_dir, s.stem + ".onnx")
+    onnx_step.export_onnx(model, onnx_path, c, t, opset=s.opset)
+    n_flops, by_op = flops.count_flops(onnx_path)
+    ort_out = onnx_step.run_onnx(onnx_path, par_x)
+    d_onnx = parity.max_abs_diff(ref, ort_out, "ONNX (onnxruntime) vs PyTorch")
+    report["flops_per_window"] = n_flops
+    report["flops_by_op"] = dict(by_op)
+    report["gates"]["onnx_max_abs_diff"] = d_onnx
+    parity.gate_numeric("ONNX (onnxruntime) vs PyTorch", d_onnx, len(par_x))
+    onnx_tensors = [TensorSpec(onnx_step.INPUT_NAME, "input", [1, c, t], "float32")] + [
+        TensorSpec("y%d" % k, "output", [1] + list(o.shape[1:]), "float32") for k, o in enumerate(ref)]
+    m_onnx = MetricSet(data, "export-parity", {"max_abs_diff_vs_torch": d_onnx, "windows": float(len(par_x))})
+    report["files"]["onnx"] = _card(base_card, onnx_path, "NCT", "float32", onnx_tensors, params, n_flops,
+                                    [m_onnx], provenance)
+    report["timings_s"]["onnx"] = round(time.time() - t0, 2)
+
+    # 2. TFLite float32 + int8 in one onnx2tf run
+    t0 = time.time()
+    made = tflite_step.convert(onnx_path, out_dir, calibration_ntc=cal_x.transpose(0, 2, 1),
+                               input_name=onnx_step.INPUT_NAME, timeout_s=s.timeout_s, command=s.converter)
+    report["timings_s"]["onnx2tf"] = round(time.time() - t0, 2)
+    fp32_path = os.path.join(out_dir, s.stem + "_fp32.tflite")
+    int8_path = os.path.join(out_dir, s.stem + "_int8.tflite")
+    os.replace(made["float32"], fp32_path)
+    os.replace(made["int8"], int8_path)
+    shutil.rmtree(made["scratch"], ignore_errors=True)
+
+    par_ntc = par_x.transpose(0, 2, 1)
+    fp32_info = tflite_step.inspect_tflite(fp32_path)
+    fp32_out = tflite_step.run_tflite(fp32_path, par_ntc)
+    d_fp32 = parity.max_abs_diff(ref, fp32_out, "TFLite float32 vs PyTorch")
+    report["gates"]["fp32_max_abs_diff"] = d_fp32
+    report["ops_fp32"] = fp32_info.histogram
+    report["red_flags_fp32"] = fp32_info.red_flags
+    parity.gate_numeric("TFLite float32 vs PyTorch", d_fp32, len(par_x))
+    m_fp32 = MetricSet(data, "export-parity", {"max_abs_diff_vs_torch": d_fp32, "windows": float(len(par_x))})
+    report["files"]["fp32"] = _card(base_card, fp32_path, "NTC", "float32",
+                                    _specs(fp32_info.inputs, "input") + _specs(fp32_info.outputs, "output"),
+                                    params, n_flops, [m_fp32], provenance)
+
+    # 3. full int8
+    int8_info = tflite_step.inspect_tflite(int8_path)
+    report["ops_int8"] = int8_info.histogram
+    report["red_flags_int8"] = int8_info.red_flags
+    report["full_integer"] = int8_info.full_integer
+    if s.require_int8:
+        tflite_step.require_full_integer(int8_info)
+    int8_out = tflite_step.run_tflite(int8_path, par_ntc)
+    values = {"max_abs_diff_vs_fp32": parity.max_abs_diff(fp32_out, int8_out, "TFLite int8 vs float32"),
+              "windows": float(len(par_x))}
+    classes = len(base_card.output.labels)
+    if fp32_out[0].ndim == 3:
+        values["argmax_agreement_vs_fp32"] = parity.argmax_agreement(fp32_out[0], int8_out[0], classes)
+    if parity.picker_available():
+        pp = parity.pick_parity(fp32_out[0], int8_out[0], base_card, par_p, par_s, par_src)
+        values.update({"pick_agreement": pp.agreement, "picks_fp32": float(pp.ref_picks),
+                       "picks_int8": float(pp.test_picks), "f1_fp32": pp.f1_ref, "f1_int8": pp.f1_test,
+                       "f1_delta": pp.f1_delta})
+        for k, v in pp.by_source.items():
+            values["pick_agreement_" + k] = v
+        report["gates"]["pick_parity"] = "measured"
+    else:
+        log.warning("pick-level parity is PENDING: fieldpick.edge.picker is not installed; "
+                    "only numeric int8 figures are recorded")
+        report["gates"]["pick_parity"] = "pending: fieldpick.edge.picker not installed"
+    report["gates"].update({k: v for k, v in values.items() if k != "windows"})
+    int8_prov = {"pick_parity": report["gates"]["pick_parity"]}
+    # write the card before gating so a failed gate still leaves the measured figures on disk
+    report["files"]["int8"] = _card(base_card, int8_path, "NTC", "int8",
+                                    _specs(int8_info.inputs, "input") + _specs(int8_info.outputs, "output"),
+                                    params, n_flops, [MetricSet(data, "export-parity", values)],
+                                    dict(provenance, **int8_prov), calibration=calibration)
+    report["sizes_bytes"] = {k: os.path.getsize(p) for k, p in
+                             (("onnx", onnx_path), ("fp32", fp32_path), ("int8", int8_path))}
+    if parity.picker_available():
+        parity.gate_picks("TFLite int8 vs float32 picks", pp)
+
+
+def _write_report(out_dir, report):
+    path = os.path.join(out_dir, "export_report.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, sort_keys=False, default=float)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def export_checkpoint(checkpoint, out_dir, settings=None, command=""):
+    """Load a checkpoint (``fieldpick.train.checkpoint``) and export it; returns the report dict."""
+    from fieldpick.edge.card import sha256_file
+    from fieldpick.train.checkpoint import load_checkpoint
+
+    model, card, _ = load_checkpoint(checkpoint)
+    source = "%s (sha256 %s)" % (os.path.basename(str(checkpoint)), sha256_file(checkpoint)[:16])
+    if not isinstance(card, ModelCard):
+        raise ConfigError("checkpoint %s holds no model card" % checkpoint)
+    return export_model(model, card, out_dir, settings, command=command, source=source)
