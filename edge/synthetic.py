@@ -313,6 +313,8 @@ def _draw_event(rng, cfg, max_sp_s=None):
         dmax = min(dmax, math.sqrt(max(rmax ** 2 - depth ** 2, 0.0)))
     dist = rng.uniform(min(cfg.distance_km_min, dmax), dmax)
     hyp = math.hypot(dist, depth)
+    if max_sp_s is not None and hyp > rmax:  # a deep event near a short window: bring it closer
+        dist, depth, hyp = dist * rmax / hyp, depth * rmax / hyp, rmax
     q = math.exp(rng.uniform(math.log(cfg.q_min), math.log(cfg.q_max)))
     stress = 1e6 * math.exp(rng.uniform(math.log(cfg.stress_drop_mpa_min), math.log(cfg.stress_drop_mpa_max)))
     fc_s = _corner_s(mag, stress)
