@@ -1,0 +1,448 @@
+"""The network side: check, acknowledge, de-duplicate and write pick packets.
+
+``fieldpick receive`` listens on UDP, TCP, a serial line or reads a file of
+hex lines, and writes each new pick once to CSV, QuakeML 1.2 and/or
+Earthworm TYPE_PICK_SCNL lines.
+
+Order of work for a packet: authenticate (forged, altered, truncated,
+unknown: counted and dropped, never decoded into picks); replay check by
+sequence number (a repeat is counted, acknowledged again so the station
+stops resending, and not written); write the picks and fsync the outputs;
+record the sequence number in the replay state (written atomically when a
+state file is given); acknowledge.  A receiver crash between writing and
+recording can therefore repeat a packet's picks once after a restart; it
+never loses one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import selectors
+import signal
+import sys
+import time
+import xml.etree.ElementTree as ET
+from typing import Dict, List, Optional, Sequence
+
+from ..errors import ConfigError
+from ..picks import Pick
+from .link import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint, parse_hostport
+from .packet import PacketRejected, StationEntry, StationTable, decode, encode_ack, onset_weight
+
+__all__ = ["ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter", "serve", "main"]
+
+log = logging.getLogger(__name__)
+
+
+def iso_utc(time_ns: int, digits: int = 6) -> str:
+    """'YYYY-MM-DDTHH:MM:SS.ffffffZ' for ns since the epoch (digits: 0-6 decimals, truncated)."""
+    t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=time_ns // 1000)
+    text = t.strftime("%Y-%m-%dT%H:%M:%S")
+    if digits:
+        text += "." + ("%06d" % t.microsecond)[:digits]
+    return text + "Z"
+
+
+# ---------------------------------------------------------------- replay window
+
+
+class ReplayWindow(object):
+    """Per station: every sequence number below ``floor`` is settled; ``seen`` holds those above.
+
+    On first contact the floor starts ``slack`` below the first sequence
+    number, so packets that a lossy link reorders around the first one are
+    still accepted.  At most ``max_seen`` gaps are remembered; beyond that
+    the floor moves up and the oldest gaps are given up (logged).
+    """
+
+    def __init__(self, slack: int = 4096, max_seen: int = 65536):
+        self.slack = slack
+        self.max_seen = max_seen
+        self.floor: Dict[int, int] = {}
+        self.seen: Dict[int, set] = {}
+
+    def is_new(self, station_id: int, seq: int) -> bool:
+        floor = self.floor.get(station_id)
+        if floor is None:
+            return True
+        return seq >= floor and seq not in self.seen[station_id]
+
+    def add(self, station_id: int, seq: int) -> None:
+        if station_id not in self.floor:
+            self.floor[station_id] = max(0, seq - self.slack)
+            self.seen[station_id] = set()
+        seen = self.seen[station_id]
+        seen.add(seq)
+        floor = self.floor[station_id]
+        while floor in seen:
+            seen.remove(floor)
+            floor += 1
+        if len(seen) > self.max_seen:
+            new_floor = sorted(seen)[len(seen) - self.max_seen]
+            log.warning("station %d: giving up on packets %d..%d", station_id, floor, new_floor - 1)
+            seen.difference_update([s for s in seen if s < new_floor])
+            floor = new_floor
+        self.floor[station_id] = floor
+
+    def cumulative(self, station_id: int) -> int:
+        return self.floor.get(station_id, 0)
+
+    def to_dict(self) -> dict:
+        return {"version": 1, "stations": {str(k): {"floor": v, "seen": sorted(self.seen[k])}
+                                           for k, v in self.floor.items()}}
+
+    def load(self, path: str) -> None:
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                d = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ConfigError("cannot read receiver state %s: %s; move it away to start afresh" % (path, exc)) from None
+        if not isinstance(d, dict) or d.get("version") != 1:
+            raise ConfigError("receiver state %s: version %r, expected 1" % (path, d.get("version") if isinstance(d, dict) else None))
+        for k, v in d["stations"].items():
+            self.floor[int(k)] = int(v["floor"])
+            self.seen[int(k)] = set(int(s) for s in v["seen"])
+
+    def save(self, path: str) -> None:
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.to_dict(), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- writers
+
+
+class CsvWriter(object):
+    """Append picks to a CSV file (header written when the file is new); fsync per packet."""
+
+    COLUMNS = ("station", "phase", "time_utc", "time_ns", "probability", "uncertainty_s", "onset_weight",
+               "amplitude", "snr_db", "polarity", "station_id", "seq")
+
+    def __init__(self, path: str):
+        self.path = path
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._f = open(path, "a", encoding="utf-8", newline="")
+        if new:
+            self._f.write(",".join(self.COLUMNS) + "\n")
+
+    def write(self, entry: StationEntry, seq: int, picks: Sequence[Pick]) -> None:
+        for p in picks:
+            self._f.write("%s,%s,%s,%d,%.4f,%.4f,%d,%.6g,%.1f,%s,%d,%d\n" % (
+                p.station, p.phase, iso_utc(p.time_ns, 3), p.time_ns, p.probability, p.uncertainty_s,
+                onset_weight(p.uncertainty_s), p.amplitude, p.snr_db, p.polarity, entry.id, seq))
+
+    def flush(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self._f.close()
+
+
+class EarthwormWriter(object):
+    """Earthworm TYPE_PICK_SCNL lines, as pick_ew writes them, plus the phase.
+
+    ``TYPE MOD INST SEQ STA.CHA.NET.LOC FW YYYYMMDDHHMMSS.SS AMP1 AMP2 AMP3 PHASE``:
+    F is the first motion (U, D or ?), W the quality weight 0-4, the time has
+    hundredths of a second, AMP1 the rounded amplitude (AMP2, AMP3 are 0),
+    an empty location is written '--'.  The trailing phase token (P or S) is
+    the common extension that S-aware Earthworm modules read.
+    """
+
+    def __init__(self, path: str, msg_type: int = 8, mod_id: int = 0, inst_id: int = 255):
+        self.path = path
+        self.ids = (msg_type, mod_id, inst_id)
+        self.seq = 0
+        self._f = open(path, "a", encoding="ascii")
+
+    def line(self, p: Pick) -> str:
+        net, sta, loc, cha = p.station.split(".")
+        hundredths = (p.time_ns + 5000000) // 10000000
+        t = datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=hundredths // 100)
+        text = "%d %d %d %d %s.%s.%s.%s %s%d %s.%02d %d 0 0 %s" % (
+            self.ids[0], self.ids[1], self.ids[2], self.seq, sta, cha, net, loc or "--",
+            p.polarity, onset_weight(p.uncertainty_s), t.strftime("%Y%m%d%H%M%S"), hundredths % 100,
+            int(round(p.amplitude)), p.phase)
+        self.seq = (self.seq + 1) % 10000
+        return text
+
+    def write(self, entry: StationEntry, seq: int, picks: Sequence[Pick]) -> None:
+        for p in picks:
+            self._f.write(self.line(p) + "\n")
+
+    def flush(self) -> None:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        self._f.close()
+
+
+class QuakeMLWriter(object):
+    """QuakeML 1.2 (standard-library XML): all picks in one unassociated event.
+
+    QuakeML keeps picks inside an event, so the document has one event of
+    type 'not reported' holding every pick and, per pick, an amplitude
+    carrying the SNR.  The whole file is rewritten atomically on ``close()``
+    and at most every ``interval_s`` on ``flush()``.
+    """
+
+    NS_Q = "http://quakeml.org/xmlns/quakeml/1.2"
+    NS_BED = "http://quakeml.org/xmlns/bed/1.2"
+
+    def __init__(self, path: str, interval_s: float = 60.0, agency: str = "fieldpick"):
+        self.path = path
+        self.interval_s = interval_s
+        self.agency = agency
+        self._picks: List[tuple] = []
+        self._written = 0.0
+        self._dirty = False
+
+    def write(self, entry: StationEntry, seq: int, picks: Sequence[Pick]) -> None:
+        for i, p in enumerate(picks):
+            self._picks.append(("%d/%d/%d" % (entry.id, seq, i), p))
+        self._dirty = True
+
+    def flush(self) -> None:
+        if self._dirty and time.monotonic() - self._written >= self.interval_s:
+            self._write_file()
+
+    def close(self) -> None:
+        if self._dirty or not os.path.exists(self.path):
+            self._write_file()
+
+    def document(self) -> ET.Element:
+        ET.register_namespace("q", self.NS_Q)
+        ET.register_namespace("", self.NS_BED)
+        b = "{%s}" % self.NS_BED
+        root = ET.Element("{%s}quakeml" % self.NS_Q)
+        params = ET.SubElement(root, b + "eventParameters", publicID="smi:local/fieldpick/receive")
+        event = ET.SubElement(params, b + "event", publicID="smi:local/fieldpick/receive/unassociated")
+        desc = ET.SubElement(event, b + "description")
+        ET.SubElement(desc, b + "text").text = "unassociated picks received by fieldpick"
+        for pid, p in self._picks:
+            self._amplitude(event, b, pid, p)
+        for pid, p in self._picks:
+            self._pick(event, b, pid, p)
+        ET.SubElement(event, b + "type").text = "not reported"
+        return root
+
+    def _waveform(self, parent, b, p):
+        net, sta, loc, cha = p.station.split(".")
+        ET.SubElement(parent, b + "waveformID", networkCode=net, stationCode=sta, locationCode=loc, channelCode=cha)
+
+    def _pick(self, event, b, pid, p):
+        pick = ET.SubElement(event, b + "pick", publicID="smi:local/fieldpick/pick/" + pid)
+        t = ET.SubElement(pick, b + "time")
+        ET.SubElement(t, b + "value").text = iso_utc(p.time_ns)
+        ET.SubElement(t, b + "uncertainty").text = repr(float(p.uncertainty_s))
+        self._waveform(pick, b, p)
+        w = onset_weight(p.uncertainty_s)
+        ET.SubElement(pick, b + "onset").text = "impulsive" if w <= 1 else "emergent" if w <= 3 else "questionable"
+        ET.SubElement(pick, b + "phaseHint").text = p.phase
+        ET.SubElement(pick, b + "polarity").text = {"U": "positive", "D": "negative"}.get(p.polarity, "undecidable")
+        ET.SubElement(pick, b + "evaluationMode").text = "automatic"
+        comment = ET.SubElement(pick, b + "comment")
+        ET.SubElement(comment, b + "text").text = "probability=%.4f" % p.probability
+        info = ET.SubElement(pick, b + "creationInfo")
+        ET.SubElement(info, b + "agencyID").text = self.agency
+
+    def _amplitude(self, event, b, pid, p):
+        amp = ET.SubElement(event, b + "amplitude", publicID="smi:local/fieldpick/amplitude/" + pid)
+        g = ET.SubElement(amp, b + "genericAmplitude")
+        ET.SubElement(g, b + "value").text = repr(float(p.amplitude))
+        ET.SubElement(amp, b + "type").text = "peak"
+        ET.SubElement(amp, b + "unit").text = "other"
+        ET.SubElement(amp, b + "snr").text = repr(float(10.0 ** (p.snr_db / 20.0)))
+        ET.SubElement(amp, b + "pickID").text = "smi:local/fieldpick/pick/" + pid
+        self._waveform(amp, b, p)
+        ET.SubElement(amp, b + "evaluationMode").text = "automatic"
+
+    def _write_file(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            ET.ElementTree(self.document()).write(f, encoding="utf-8", xml_declaration=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self._written = time.monotonic()
+        self._dirty = False
+
+
+# ---------------------------------------------------------------- receiver
+
+
+class Receiver(object):
+    """Authenticate, de-duplicate and write packets; build the acks.
+
+    counts: packets and picks accepted, 'replayed' (repeats, answered with
+    an ack, not written) and each rejection reason of
+    :class:`~fieldpick.edge.telemetry.packet.PacketRejected`.
+    """
+
+    def __init__(self, table: StationTable, writers: Sequence = (), state_path: Optional[str] = None):
+        self.table = table
+        self.writers = list(writers)
+        self.state_path = state_path
+        self.window = ReplayWindow()
+        if state_path:
+            self.window.load(state_path)
+        self.counts = dict.fromkeys(("packets", "picks", "replayed") + PacketRejected.REASONS, 0)
+
+    def handle(self, data: bytes) -> Optional[bytes]:
+        """Process one packet; return the ack to send back, or None for a rejected packet."""
+        try:
+            packet = decode(data, self.table)
+        except PacketRejected as exc:
+            self.counts[exc.reason] += 1
+            log.info("rejected a packet (%s): %s", exc.reason, exc)
+            return None
+        entry = self.table.by_id(packet.station_id)
+        if not self.window.is_new(packet.station_id, packet.seq):
+            self.counts["replayed"] += 1
+            log.debug("station %s: packet %d again; acknowledging, not writing", entry.code, packet.seq)
+            return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
+        for w in self.writers:
+            w.write(entry, packet.seq, packet.picks)
+        for w in self.writers:
+            w.flush()
+        self.window.add(packet.station_id, packet.seq)
+        if self.state_path:
+            self.window.save(self.state_path)
+        self.counts["packets"] += 1
+        self.counts["picks"] += len(packet.picks)
+        log.debug("station %s: packet %d with %d picks", entry.code, packet.seq, len(packet.picks))
+        return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()
+
+
+def serve(receiver: Receiver, endpoints: Sequence, until=None, max_packets: Optional[int] = None,
+          duration_s: Optional[float] = None) -> None:
+    """Run the receive loop over ``endpoints`` until ``until()`` is true, ``max_packets``
+    new packets were accepted, ``duration_s`` passed, or every endpoint is finished."""
+    sel = selectors.DefaultSelector()
+    files = []
+    for ep in endpoints:
+        ep.register(sel)
+        if isinstance(ep, FileEndpoint) and ep.path != "-":
+            files.append(ep)
+    end = None if duration_s is None else time.monotonic() + duration_s
+
+    def done():
+        if until is not None and until():
+            return True
+        if max_packets is not None and receiver.counts["packets"] >= max_packets:
+            return True
+        if end is not None and time.monotonic() >= end:
+            return True
+        return all(ep.finished for ep in endpoints)
+
+    try:
+        for ep in files:  # plain files are read whole, once
+            for data, reply in ep.read():
+                _answer(receiver, data, reply)
+        while not done():
+            for key, _ in sel.select(timeout=0.05):
+                for data, reply in key.data.read(key):
+                    _answer(receiver, data, reply)
+    finally:
+        sel.close()
+
+
+def _answer(receiver, data, reply):
+    ack = receiver.handle(data)
+    if ack is not None:
+        reply(ack)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def _parser():
+    p = argparse.ArgumentParser(
+        prog="fieldpick receive",
+        description="Receive, acknowledge and decode signed pick packets; write CSV, QuakeML, Earthworm picks.",
+        allow_abbrev=False,
+    )
+    p.add_argument("--stations", required=True, metavar="TABLE", help="station table JSON (ids, codes, keys)")
+    p.add_argument("--make-table", nargs="+", metavar="CODE",
+                   help="write a new TABLE with fresh keys for these NET.STA.LOC.CHA codes and exit")
+    p.add_argument("--udp", action="append", default=[], metavar="HOST:PORT", help="listen for UDP packets")
+    p.add_argument("--tcp", action="append", default=[], metavar="HOST:PORT", help="accept TCP connections")
+    p.add_argument("--serial", action="append", default=[], metavar="DEVICE", help="read a serial line (SLIP)")
+    p.add_argument("--baud", type=int, default=9600, help="serial baud rate (default 9600)")
+    p.add_argument("--file", action="append", default=[], metavar="PATH", help="read hex lines ('-': stdin)")
+    p.add_argument("--csv", metavar="PATH", help="append picks as CSV")
+    p.add_argument("--quakeml", metavar="PATH", help="write picks as QuakeML 1.2")
+    p.add_argument("--earthworm", metavar="PATH", help="append Earthworm TYPE_PICK_SCNL lines")
+    p.add_argument("--state", metavar="PATH", help="replay-protection state, kept across restarts")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    return p
+
+
+def main(argv: list) -> int:
+    """``fieldpick receive``: run until --count, --duration, SIGTERM or the end of --file input; 0."""
+    args = _parser().parse_args(argv)
+    if args.make_table:
+        if os.path.exists(args.stations):
+            raise ConfigError("station table %s exists; refusing to overwrite its keys" % args.stations)
+        StationTable.generate(args.make_table).save(args.stations)
+        sys.stdout.write("wrote %s with %d stations\n" % (args.stations, len(args.make_table)))
+        return 0
+    table = StationTable.load(args.stations)
+    endpoints = []
+    for text in args.udp:
+        ep = UdpEndpoint(*parse_hostport(text))
+        endpoints.append(ep)
+        sys.stdout.write("listening udp %s:%d\n" % ep.address[:2])
+    for text in args.tcp:
+        ep = TcpEndpoint(*parse_hostport(text))
+        endpoints.append(ep)
+        sys.stdout.write("listening tcp %s:%d\n" % ep.address[:2])
+    for dev in args.serial:
+        endpoints.append(SerialEndpoint(dev, baudrate=args.baud))
+    for path in args.file:
+        endpoints.append(FileEndpoint(path))
+    if not endpoints:
+        raise ConfigError("nothing to receive from; give --udp, --tcp, --serial or --file")
+    writers = []
+    if args.csv:
+        writers.append(CsvWriter(args.csv))
+    if args.quakeml:
+        writers.append(QuakeMLWriter(args.quakeml))
+    if args.earthworm:
+        writers.append(EarthwormWriter(args.earthworm))
+    sys.stdout.flush()
+    receiver = Receiver(table, writers, state_path=args.state)
+    stop = []
+    old = signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    try:
+        serve(receiver, endpoints, until=lambda: bool(stop), max_packets=args.count, duration_s=args.duration)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        receiver.close()
+        for ep in endpoints:
+            ep.close()
+    c = receiver.counts
+    sys.stdout.write(
+        "received %d packets, %d picks; replayed %d; rejected: %s\n"
+        % (c["packets"], c["picks"], c["replayed"], ", ".join("%s %d" % (r, c[r]) for r in PacketRejected.REASONS))
+    )
+    return 0

@@ -1,0 +1,228 @@
+"""The station's sender: hand it picks; it journals, packs, signs, sends and resends.
+
+The station pipeline needs four calls::
+
+    uplink = Uplink("/var/lib/fieldpick/journal", station_entry, UdpLink(host, port),
+                    profile="iridium", max_delay_s=60)
+    uplink.submit(picks)     # journaled (fsync) before it returns; sent when a packet fills
+    uplink.poll(timeout_s)   # read acks, send late partial packets, retransmit
+    uplink.close()
+
+Sending policy:
+
+* picks wait at most ``max_delay_s`` for a packet to fill (0: send at once);
+* a new packet is sent once immediately; unacknowledged packets are
+  retransmitted oldest first, at most ``window`` of them outstanding, after
+  ``retry_s`` doubling per try up to ``max_retry_s``;
+* the first ack after a silence longer than ``retry_s`` (the link came
+  back) makes the outstanding window due at once, so a backlog drains at
+  ``window`` packets per round trip instead of waiting out the back-off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Dict, Iterable, List, Union
+
+from ..errors import ConfigError, DataError, PacketError
+from ..picks import Pick
+from .journal import Journal
+from .link import Link
+from .packet import (
+    StationEntry,
+    StationTable,
+    capacity,
+    check_pick,
+    decode_ack,
+    encode_picks,
+    group_picks,
+)
+
+__all__ = ["Uplink"]
+
+log = logging.getLogger(__name__)
+
+
+class Uplink(object):
+    """Store-and-forward sender of one station's picks.
+
+    journal: a :class:`Journal` or a directory for one.  station: this
+    station's entry (id, code, key) from the shared table.  link: a
+    :class:`~fieldpick.edge.telemetry.link.Link`.  profile: MTU profile name
+    or bytes.  Times in seconds; ``clock`` is monotonic seconds.
+    """
+
+    def __init__(
+        self,
+        journal: Union[Journal, str],
+        station: StationEntry,
+        link: Link,
+        profile="udp",
+        max_delay_s: float = 0.0,
+        retry_s: float = 5.0,
+        max_retry_s: float = 600.0,
+        window: int = 8,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if not (max_delay_s >= 0 and retry_s > 0 and max_retry_s >= retry_s):
+            raise ConfigError(
+                "need max_delay_s >= 0, retry_s > 0, max_retry_s >= retry_s; got %r, %r, %r"
+                % (max_delay_s, retry_s, max_retry_s)
+            )
+        if window < 1:
+            raise ConfigError("window %r must be >= 1 packet" % (window,))
+        self.capacity = capacity(profile)
+        self.profile = profile
+        self.station = station
+        self.link = link
+        self.max_delay_s = float(max_delay_s)
+        self.retry_s = float(retry_s)
+        self.max_retry_s = float(max_retry_s)
+        self.window = int(window)
+        self.clock = clock
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
+        self._table = StationTable([station])
+        now = self.clock()
+        self._since = {n: float("-inf") for n, _ in self.journal.pending}  # recovered: due at once
+        self._due: Dict[int, float] = {}
+        self._tries: Dict[int, int] = {}
+        self._last_ack = now
+        self.stats = {"submitted": 0, "packets": 0, "sent": 0, "resent": 0, "send_failed": 0, "acked": 0,
+                      "bad_acks": 0}
+        self._pack(force=False)
+        self._send_due()
+
+    # ------------------------------------------------------------ the pipeline's API
+
+    def submit(self, picks: Iterable[Pick]) -> int:
+        """Journal picks (on disk when this returns), then pack and send what is ready.
+
+        Picks with an empty ``station`` get this station's code; a pick of
+        another station, or one that cannot be encoded, rejects the whole
+        call before anything is journaled.  Returns the number journaled.
+        """
+        batch: List[Pick] = []
+        for p in picks:
+            if isinstance(p, Pick) and p.station == "":
+                p = dataclasses.replace(p, station=self.station.code)
+            check_pick(p)
+            if p.station != self.station.code:
+                raise DataError("pick of station %r submitted to the uplink of %r" % (p.station, self.station.code))
+            batch.append(p)
+        if not batch:
+            return 0
+        now = self.clock()
+        for n in self.journal.append_picks(batch):
+            self._since[n] = now
+        self.stats["submitted"] += len(batch)
+        self._pack(force=False)
+        self._send_due()
+        return len(batch)
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        """Wait up to ``timeout_s`` for acks; send late packets and retransmissions.
+
+        Returns the number of packets newly acknowledged.
+        """
+        acked = 0
+        for data in self.link.recv(timeout_s):
+            acked += self._on_ack(data)
+        self._pack(force=False)
+        self._send_due()
+        return acked
+
+    def flush(self) -> None:
+        """Pack every journaled pick now, even into a part-filled packet, and send."""
+        self._pack(force=True)
+        self._send_due()
+
+    def drain(self, timeout_s: float, step_s: float = 0.05) -> bool:
+        """Flush, then poll until everything is acknowledged or ``timeout_s`` passes (wall clock)."""
+        self.flush()
+        end = time.monotonic() + timeout_s
+        while self.backlog and time.monotonic() < end:
+            self.poll(step_s)
+        return not self.backlog
+
+    @property
+    def backlog(self) -> int:
+        """Picks not yet packed plus packets not yet acknowledged."""
+        return len(self.journal.pending) + len(self.journal.unacked)
+
+    def close(self) -> None:
+        """Close the journal (fsync) and the link; unsent data stays journaled for next time."""
+        try:
+            self.journal.close()
+        finally:
+            self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------ internals
+
+    def _pack(self, force: bool) -> None:
+        pending = self.journal.pending
+        if not pending:
+            return
+        now = self.clock()
+        numbers = [n for n, _ in pending]
+        groups = group_picks([p for _, p in pending], self.profile)
+        start = 0
+        for i, group in enumerate(groups):
+            nos = numbers[start:start + len(group)]
+            last = i == len(groups) - 1
+            overdue = now - min(self._since.get(n, float("-inf")) for n in nos) >= self.max_delay_s
+            if last and not (force or overdue or len(group) == self.capacity):
+                break
+            seq = self.journal.next_seq
+            data = encode_picks(group, self.station, seq, self.profile)
+            self.journal.append_packet(data, last_pick=nos[-1])
+            for n in nos:
+                self._since.pop(n, None)
+            self.stats["packets"] += 1
+            self._send(seq, data, now)
+            start += len(group)
+
+    def _send(self, seq: int, data: bytes, now: float) -> bool:
+        tries = self._tries.get(seq, 0)
+        ok = self.link.send(data)
+        self._tries[seq] = tries + 1
+        self._due[seq] = now + min(self.max_retry_s, self.retry_s * 2 ** min(tries, 20))
+        self.stats["sent" if tries == 0 else "resent"] += 1
+        if not ok:
+            self.stats["send_failed"] += 1
+        return ok
+
+    def _send_due(self) -> None:
+        now = self.clock()
+        for i, (seq, data) in enumerate(self.journal.unacked.items()):
+            if i >= self.window:
+                break
+            if self._due.get(seq, now) <= now and not self._send(seq, data, now):
+                break  # the link is down: try again at the next due time
+
+    def _on_ack(self, data: bytes) -> int:
+        try:
+            ack = decode_ack(data, self._table)
+        except PacketError as exc:
+            self.stats["bad_acks"] += 1
+            log.debug("ignoring a bad ack: %s", exc)
+            return 0
+        now = self.clock()
+        if now - self._last_ack > self.retry_s:
+            for seq in list(self.journal.unacked)[: self.window]:
+                self._due[seq] = now  # the link is back: resend the window at once
+        self._last_ack = now
+        seqs = [ack.seq] + [s for s in self.journal.unacked if s < ack.cumulative]
+        fresh = self.journal.ack(seqs)
+        for s in fresh:
+            self._due.pop(s, None)
+            self._tries.pop(s, None)
+        self.stats["acked"] += len(fresh)
+        return len(fresh)
