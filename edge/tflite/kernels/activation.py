@@ -1,0 +1,267 @@
+"""Activations: RELU, RELU6, LEAKY_RELU, HARD_SWISH, LOGISTIC, TANH, SOFTMAX,
+and the type conversions QUANTIZE and DEQUANTIZE.
+
+An int8 elementwise activation has only 256 possible inputs, so each one is
+a 256-entry lookup table built at load time by a plain-Python twin of
+TFLite's reference kernel (fixed-point for RELU/LEAKY_RELU/HARD_SWISH,
+float32 tables for LOGISTIC/TANH exactly as TFLite populates them).  int8
+SOFTMAX follows TFLite's float lookup-table kernel: exp table over the 256
+differences from the row maximum, a float32 running sum, round half away.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import register, unsupported
+from .quant import (
+    _round_away,
+    dtype_range,
+    mbqm_scalar,
+    multiply_by_quantized_multiplier,
+    qparams,
+    quantize_multiplier,
+    round_half_away,
+)
+
+F32 = np.float32
+_INT8_VALUES = np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8).astype(np.int64)  # table order
+
+
+def _io(op, tensors, allowed=("float32", "int8")):
+    x, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    if x.dtype is None or y.dtype is None or x.dtype.name not in allowed or x.dtype != y.dtype:
+        raise unsupported(op, "input/output types %s/%s; supported: %s (same type in and out)" % (
+            getattr(x.dtype, "name", x.type_code), getattr(y.dtype, "name", y.type_code), ", ".join(allowed)))
+    q = x.dtype.name == "int8"
+    if q and (x.quant is None or y.quant is None or x.quant.per_channel or y.quant.per_channel):
+        raise unsupported(op, "int8 input and output need per-tensor quantisation")
+    return x, y, q
+
+
+def _lut(fn):
+    """An int8 -> int8 function as a table indexed by the input's uint8 view."""
+    table = np.array([max(-128, min(127, fn(int(v)))) for v in _INT8_VALUES], np.int8)
+
+    def run(ins):
+        return table[ins[0].view(np.uint8)]
+
+    run.table = table
+    return run
+
+
+def _relu_x(op, tensors, act_min, act_max):
+    x, y, q = _io(op, tensors)
+    if not q:
+        if act_max is None:
+            return lambda ins: np.maximum(ins[0], F32(0))
+        return lambda ins: np.clip(ins[0], F32(act_min), F32(act_max))
+    sx, zx = qparams(x)
+    sy, zy = qparams(y)
+    m, s = quantize_multiplier(float(sx / sy))  # float division in TFLite
+    lo = max(-128, zy + int(_round_away(float(F32(act_min) / sy))))
+    hi = 127 if act_max is None else min(127, zy + int(_round_away(float(F32(act_max) / sy))))
+    return _lut(lambda v: max(lo, min(hi, zy + mbqm_scalar(v - zx, m, s))))
+
+
+@register("RELU")
+def build_relu(op, tensors):
+    return _relu_x(op, tensors, 0.0, None)
+
+
+@register("RELU6")
+def build_relu6(op, tensors):
+    return _relu_x(op, tensors, 0.0, 6.0)
+
+
+@register("LEAKY_RELU")
+def build_leaky_relu(op, tensors):
+    x, y, q = _io(op, tensors)
+    alpha = F32(op.options.get("alpha", 0.0))
+    if not q:
+        return lambda ins: np.where(ins[0] > 0, ins[0], ins[0] * alpha)
+    sx, zx = qparams(x)
+    sy, zy = qparams(y)
+    ma, sa = quantize_multiplier(float(sx * alpha / sy))
+    mi, si = quantize_multiplier(float(sx / sy))
+
+    def f(v):
+        d = v - zx
+        return zy + (mbqm_scalar(d, mi, si) if d >= 0 else mbqm_scalar(d, ma, sa))
+
+    return _lut(f)
+
+
+def _srdhm16(a, b):
+    if a == b == -32768:
+        return 32767
+    ab = a * b
+    num = ab + ((1 << 14) if ab >= 0 else 1 - (1 << 14))
+    return num // (1 << 15) if num >= 0 else -((-num) // (1 << 15))
+
+
+def _rdbp(x, e):
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def _sat16(v):
+    return max(-32768, min(32767, v))
+
+
+def _to_int16_multiplier(m32):
+    if m32 >= (1 << 31) - 1 - (1 << 15):
+        return 32767
+    return (m32 + (1 << 15)) >> 16
+
+
+@register("HARD_SWISH")
+def build_hard_swish(op, tensors):
+    x, y, q = _io(op, tensors)
+    if not q:
+        def hs(ins):
+            v = ins[0]
+            return v * np.minimum(F32(6), np.maximum(F32(0), v + F32(3))) / F32(6)
+
+        return hs
+    sx, zx = qparams(x)
+    sy, zy = qparams(y)
+    hires = F32(1.0 / 128.0) * sx
+    om32, oexp = quantize_multiplier(float(hires / sy))
+    om16 = _to_int16_multiplier(om32)
+    if oexp > 0:
+        raise unsupported(op, "int8 scales give an output multiplier exponent %d > 0 (TFLite needs <= 0)" % oexp)
+    rm32, rexp = quantize_multiplier(float(hires / (F32(3.0) / F32(32768.0))))
+    rm16 = _to_int16_multiplier(rm32)
+
+    def f(v):
+        hi_in = (v - zx) * 128
+        pre_out = _srdhm16(hi_in, om16)
+        r = hi_in
+        if rexp > 0:
+            r = _sat16(r * (1 << (rexp - 1)))
+        r = _srdhm16(r, rm16)
+        if rexp > 0:
+            r = _sat16(r * 2)
+        if rexp < 0:
+            r = _rdbp(r, -rexp)
+        r = (r + (1 << 15)) >> 1
+        if r == pre_out == -32768:
+            p = 32767
+        else:
+            ab = r * pre_out
+            p = ab // (1 << 15) if ab >= 0 else -((-ab) // (1 << 15))
+        return _rdbp(p, -oexp) + zy
+
+    return _lut(f)
+
+
+def _exp_f32(v):
+    """expf of a float32 value (glibc's expf is correctly rounded; so is this)."""
+    return F32(math.exp(float(v)))
+
+
+def _float_table(op, x, y, fn):
+    sx, zx = qparams(x)
+    sy, zy = qparams(y)
+    inv = F32(1) / sy
+
+    def f(v):
+        d = sx * F32(v - zx)
+        return int(F32(_round_away(float(fn(d) * inv))) + F32(zy))
+
+    return _lut(f)
+
+
+@register("LOGISTIC")
+def build_logistic(op, tensors):
+    x, y, q = _io(op, tensors)
+    if not q:
+        return lambda ins: (F32(1) / (F32(1) + np.exp(-ins[0]))).astype(F32)
+    return _float_table(op, x, y, lambda d: F32(1) / (F32(1) + _exp_f32(-d)))
+
+
+@register("TANH")
+def build_tanh(op, tensors):
+    x, y, q = _io(op, tensors)
+    if not q:
+        return lambda ins: np.tanh(ins[0])
+    return _float_table(op, x, y, lambda d: F32(math.tanh(float(d))))
+
+
+@register("SOFTMAX")
+def build_softmax(op, tensors):
+    x, y, q = _io(op, tensors)
+    beta = F32(op.options.get("beta", 1.0))
+    if not q:
+        def softmax_f32(ins):
+            v = ins[0]
+            e = np.exp((v - v.max(axis=-1, keepdims=True)) * beta)
+            return e * (F32(1) / e.sum(axis=-1, keepdims=True))
+
+        return softmax_f32
+    sx, _ = qparams(x)
+    sy, zy = qparams(y)
+    neg = -sx * beta
+    # exp of -(max - x) * scale * beta for the 256 possible differences.
+    table = np.array([_exp_f32(neg * F32(d)) for d in range(256)], F32)
+
+    def softmax_int8(ins):
+        v = ins[0].astype(np.int16)
+        diff = v.max(axis=-1, keepdims=True) - v  # 0..255
+        e = table[diff]
+        total = np.zeros(e.shape[:-1], F32)
+        for j in range(e.shape[-1]):  # TFLite sums in order, in float32
+            total += e[..., j]
+        inv = F32(1) / (total * sy)
+        out = round_half_away(e * inv[..., None]) + zy
+        return np.clip(out, -128, 127).astype(np.int8)
+
+    return softmax_int8
+
+
+@register("QUANTIZE")
+def build_quantize(op, tensors):
+    x, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    if y.dtype is None or y.dtype.name not in ("int8", "uint8", "int16") or y.quant is None:
+        raise unsupported(op, "output type %s; supported: quantised int8/uint8/int16" % getattr(y.dtype, "name", None))
+    sy, zy = qparams(y)
+    lo, hi = dtype_range(y.dtype)
+    if x.dtype.name == "float32":
+        def quantize(ins):
+            v = round_half_away(ins[0] / sy) + zy
+            return np.clip(v, lo, hi).astype(y.dtype)
+
+        return quantize
+    if x.dtype.name in ("int8", "uint8", "int16") and x.quant is not None:
+        sx, zx = qparams(x)
+        m, s = quantize_multiplier(float(sx) / float(sy))
+
+        def requantize(ins):
+            v = multiply_by_quantized_multiplier(ins[0].astype(np.int64) - zx, m, s) + zy
+            return np.clip(v, lo, hi).astype(y.dtype)
+
+        return requantize
+    raise unsupported(op, "input type %s; supported: float32, or quantised int8/uint8/int16" % x.dtype)
+
+
+@register("DEQUANTIZE")
+def build_dequantize(op, tensors):
+    x, y = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    if y.dtype is None or y.dtype.name != "float32":
+        raise unsupported(op, "output type %s; supported: float32" % getattr(y.dtype, "name", None))
+    if x.dtype.name == "float16":
+        return lambda ins: ins[0].astype(F32)
+    if x.quant is None or x.dtype.name not in ("int8", "uint8", "int16"):
+        raise unsupported(op, "input type %s; supported: quantised int8/uint8/int16 or float16" % x.dtype)
+    if x.quant.per_channel:
+        shape = [1] * len(x.shape)
+        shape[x.quant.axis] = -1
+        scale = x.quant.scale.astype(F32).reshape(shape)
+        zp = x.quant.zero_point.astype(np.int32).reshape(shape)
+    else:
+        scale, zp = qparams(x)
+        scale, zp = F32(scale), np.int32(zp)
+    return lambda ins: (scale * (ins[0].astype(np.int32) - zp).astype(F32)).astype(F32)
