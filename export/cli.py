@@ -77,8 +77,10 @@ def main(argv):
             g["max_abs_diff_vs_fp32"], report["sizes_bytes"]["int8"], json.dumps(report["ops_int8"])),
     ]
     if "pick_agreement" in g:
-        lines.append("  int8 picks: %.2f %% agree with fp32, F1 %.3f -> %.3f" % (
-            100 * g["pick_agreement"], g["f1_fp32"], g["f1_int8"]))
+        lines.append("  int8 picks: %.2f %% of %d/%d picks agree with fp32; F1 (all) %s -> %s" % (
+            100 * g["pick_agreement"], g["picks_fp32"], g["picks_int8"],
+            "%.3f" % g["f1_all_fp32"] if "f1_all_fp32" in g else "-",
+            "%.3f" % g["f1_all_int8"] if "f1_all_int8" in g else "-"))
     else:
         lines.append("  int8 pick-level parity: %s" % g["pick_parity"])
     flags = dict(report["red_flags_fp32"], **report["red_flags_int8"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 import numpy as np
 from fieldpick.edge.errors import BackendError, ModelFormatError, NotAvailableError
@@ -71,7 +72,10 @@ def export_onnx(model, path, channels, window_samples, opset=17):
     else:
         kwargs.update(dynamo=False, do_constant_folding=True)
     try:
-        torch.onnx.export(model, (x,), tmp, **kwargs)
+        with warnings.catch_warnings():
+            # the TorchScript route is deprecated upstream but is the one TOOLCHAIN.md measured
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (x,), tmp, **kwargs)
     except Exception as exc:  # the exporters raise many kinds
         if os.path.exists(tmp):
             os.remove(tmp)

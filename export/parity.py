@@ -6,7 +6,8 @@ Two kinds of figure:
 - pick-level (int8 against float32): run the station's picker
   (:func:`fieldpick.edge.picker.extract_picks`) on both outputs and require
   that at least 99 % of the picks agree (same phase, within 2 samples) and
-  that F1 against the labelled arrivals moves by at most 0.01.
+  that F1 against the labelled arrivals (:mod:`fieldpick.edge.evaluate`
+  rules: 0.5 s matching) moves by at most 0.01, per phase and overall.
 
 A gate that is missed raises :class:`ParityError` with the measured number,
 the limit and the number of windows; the export stops there.
@@ -26,7 +27,6 @@ __all__ = [
     "PICK_AGREEMENT_MIN",
     "PICK_TOLERANCE_SAMPLES",
     "F1_DELTA_MAX",
-    "F1_TOLERANCE_S",
     "ParityError",
     "PickParity",
     "align",
@@ -44,7 +44,6 @@ NUMERIC_LIMIT = 1e-4          # max |diff| of ONNX / TFLite fp32 against PyTorch
 PICK_AGREEMENT_MIN = 0.99     # share of picks that must agree, int8 vs fp32
 PICK_TOLERANCE_SAMPLES = 2    # samples (0.02 s at 100 Hz)
 F1_DELTA_MAX = 0.01           # |F1(int8) - F1(fp32)|
-F1_TOLERANCE_S = 0.1          # seconds: a pick within this of a labelled arrival is a hit
 
 
 class ParityError(ModelError):
@@ -104,29 +103,35 @@ def picker_available():
 
 @dataclass
 class PickParity:
-    """Pick-level agreement of a test output (int8) with a reference (fp32)."""
+    """Pick-level agreement of a test output (int8) with a reference (fp32).
+
+    f1_ref / f1_test map 'P', 'S' and 'all' to F1 against the labels
+    (:mod:`fieldpick.edge.evaluate` rules; NaN when undefined).
+    """
 
     windows: int
     ref_picks: int
     test_picks: int
     matched: int
     agreement: float
-    f1_ref: float
-    f1_test: float
+    f1_ref: Dict[str, float] = field(default_factory=dict)
+    f1_test: Dict[str, float] = field(default_factory=dict)
     by_source: Dict[str, float] = field(default_factory=dict)
 
     @property
     def f1_delta(self):
-        return abs(self.f1_test - self.f1_ref)
+        """Largest |F1 change| over P, S and all (NaN entries skipped; 0.0 when none)."""
+        d = [abs(self.f1_test[k] - self.f1_ref[k]) for k in self.f1_ref
+             if np.isfinite(self.f1_ref[k]) and np.isfinite(self.f1_test.get(k, np.nan))]
+        return max(d) if d else 0.0
 
 
 def _match(a, b, tol):
-    """Greedy one-to-one matching of sorted sample times; returns the number of pairs."""
-    a = sorted(a)
-    b = sorted(b)
+    """Greedy one-to-one matching of sample times within ``tol``; returns the number of pairs."""
+    b = list(b)
     used = [False] * len(b)
     n = 0
-    for t in a:
+    for t in sorted(a):
         best, best_d = -1, None
         for j, u in enumerate(b):
             d = abs(u - t)
@@ -147,42 +152,44 @@ def _picks(extract, output, card):
     return out
 
 
-def _f1(hits, n_pred, n_true):
-    if n_pred == 0 and n_true == 0:
-        return 1.0
-    return 2.0 * hits / float(n_pred + n_true)
+def _f1(picks, card, p_idx, s_idx):
+    from fieldpick.edge.evaluate import evaluate_windows
+
+    phases = [ph for ph in ("P", "S") if ph in card.output.labels]
+    sc = evaluate_windows({"P": p_idx, "S": s_idx}, picks, fs=card.input.sampling_rate_hz, phases=phases)
+    out = {ph: float(sc[ph].f1) for ph in phases}
+    m = sum(sc[ph].matched for ph in phases)
+    n = sum(sc[ph].n_true + sc[ph].n_picks for ph in phases)
+    out["all"] = 2.0 * m / n if n else float("nan")
+    return out
 
 
 def pick_parity(ref_output, test_output, card, p_idx, s_idx, source=None):
     """Compare picks of two (N, L, C) outputs of the same windows.
 
-    ``p_idx``/``s_idx`` are the labelled arrivals (samples, NaN when absent)
-    for F1.  Agreement is matched / max(ref picks, test picks), so both
-    missed and extra picks count against it; with no picks at all it is 1.0
-    (the counts in the result say so).
+    Picks come from :func:`fieldpick.edge.picker.extract_picks` with the
+    card's thresholds.  Agreement is matched / max(ref picks, test picks)
+    (same phase, within ``PICK_TOLERANCE_SAMPLES``), so missed and extra
+    picks both count against it; with no picks at all it is 1.0 (the
+    counts in the result say so).  ``p_idx``/``s_idx`` are the labelled
+    arrivals (samples, NaN when absent) for F1.
     """
     from fieldpick.edge.picker import extract_picks
 
-    tol = PICK_TOLERANCE_SAMPLES
-    f1_tol = F1_TOLERANCE_S * card.input.sampling_rate_hz
     source = np.asarray(source if source is not None else ["all"] * len(ref_output))
     n_ref = n_test = n_match = 0
-    hits = {"ref": 0, "test": 0}
-    n_true = 0
     per_src = {}
+    got = {"ref": {"P": [], "S": []}, "test": {"P": [], "S": []}}
     for i in range(len(ref_output)):
         r = _picks(extract_picks, ref_output[i], card)
         t = _picks(extract_picks, test_output[i], card)
         w_ref = w_test = w_match = 0
-        for phase, truth in (("P", p_idx[i]), ("S", s_idx[i])):
-            m = _match(r[phase], t[phase], tol)
+        for phase in ("P", "S"):
+            got["ref"][phase].append(r[phase])
+            got["test"][phase].append(t[phase])
+            w_match += _match(r[phase], t[phase], PICK_TOLERANCE_SAMPLES)
             w_ref += len(r[phase])
             w_test += len(t[phase])
-            w_match += m
-            label = [truth] if np.isfinite(truth) else []
-            n_true += len(label)
-            hits["ref"] += _match(label, r[phase], f1_tol)
-            hits["test"] += _match(label, t[phase], f1_tol)
         n_ref += w_ref
         n_test += w_test
         n_match += w_match
@@ -192,7 +199,7 @@ def pick_parity(ref_output, test_output, card, p_idx, s_idx, source=None):
     agreement = n_match / float(max(n_ref, n_test)) if max(n_ref, n_test) else 1.0
     return PickParity(
         windows=len(ref_output), ref_picks=n_ref, test_picks=n_test, matched=n_match, agreement=agreement,
-        f1_ref=_f1(hits["ref"], n_ref, n_true), f1_test=_f1(hits["test"], n_test, n_true),
+        f1_ref=_f1(got["ref"], card, p_idx, s_idx), f1_test=_f1(got["test"], card, p_idx, s_idx),
         by_source={k: (m / float(n) if n else 1.0) for k, (m, n) in per_src.items()},
     )
 
@@ -207,7 +214,11 @@ def gate_picks(what, pp):
         )
     if pp.f1_delta > F1_DELTA_MAX:
         raise ParityError(
-            "%s: F1 moved by %.4f (reference %.4f, exported %.4f on %d windows), above the gate %.2f"
-            % (what, pp.f1_delta, pp.f1_ref, pp.f1_test, pp.windows, F1_DELTA_MAX)
+            "%s: F1 moved by %.4f (reference %s, exported %s on %d windows), above the gate %.2f"
+            % (what, pp.f1_delta, _fmt_f1(pp.f1_ref), _fmt_f1(pp.f1_test), pp.windows, F1_DELTA_MAX)
         )
     return pp
+
+
+def _fmt_f1(f1):
+    return ", ".join("%s %.4f" % kv for kv in sorted(f1.items()))

@@ -195,8 +195,11 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     if parity.picker_available():
         pp = parity.pick_parity(fp32_out[0], int8_out[0], base_card, par_p, par_s, par_src)
         values.update({"pick_agreement": pp.agreement, "picks_fp32": float(pp.ref_picks),
-                       "picks_int8": float(pp.test_picks), "f1_fp32": pp.f1_ref, "f1_int8": pp.f1_test,
-                       "f1_delta": pp.f1_delta})
+                       "picks_int8": float(pp.test_picks), "f1_delta": pp.f1_delta})
+        for k in pp.f1_ref:
+            if np.isfinite(pp.f1_ref[k]) and np.isfinite(pp.f1_test[k]):
+                values["f1_%s_fp32" % k] = pp.f1_ref[k]
+                values["f1_%s_int8" % k] = pp.f1_test[k]
         for k, v in pp.by_source.items():
             values["pick_agreement_" + k] = v
         report["gates"]["pick_parity"] = "measured"

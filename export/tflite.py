@@ -81,6 +81,15 @@ def _tail(text, lines=25):
     return "\n".join(keep[-lines:])
 
 
+def _headline(text):
+    """The last line of a converter's output that names an error (or its last line)."""
+    lines = [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "Error" in ln or "ERROR" in ln:
+            return ln[:300]
+    return lines[-1][:300] if lines else "(no output)"
+
+
 def convert(onnx_path, out_dir, calibration_ntc=None, input_name="x", timeout_s=900,
             command=None):
     """Convert ``onnx_path`` to TFLite files in ``out_dir``.
@@ -129,8 +138,8 @@ def convert(onnx_path, out_dir, calibration_ntc=None, input_name="x", timeout_s=
         f.write(text)
     if proc.returncode != 0:
         raise ConversionError(
-            "onnx2tf exited with status %d converting %s (full log %s); last lines:\n%s"
-            % (proc.returncode, onnx_path, os.path.join(scratch, "onnx2tf.log"), _tail(text))
+            "onnx2tf exited with status %d converting %s: %s (full log %s); last lines:\n%s"
+            % (proc.returncode, onnx_path, _headline(text), os.path.join(scratch, "onnx2tf.log"), _tail(text))
         )
     made = {"float32": os.path.join(tf_dir, "model_float32.tflite")}
     if calibration_ntc is not None:
