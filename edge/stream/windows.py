@@ -1,0 +1,65 @@
+"""Windows for the network: where they start, and how each is normalised.
+
+Windows lie on a fixed grid: window ``k`` covers samples
+``[k * hop, k * hop + window)`` of the stream (model rate), so a stream fed
+in any packet sizes meets the same windows.  Normalisation follows the model
+card (``input.normalisation``) and is applied to a copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["hop_samples", "window_starts", "normalise", "to_layout"]
+
+
+def hop_samples(window, overlap, multiple=1):
+    """Hop (samples) between windows of ``window`` samples overlapping by ``overlap``
+    (a fraction in [0, 1)), rounded down to a multiple of ``multiple`` (the
+    model's output stride) and at least one stride."""
+    if not (0.0 <= overlap < 1.0):
+        raise ConfigError("overlap %r; allowed: a fraction in [0, 1)" % (overlap,))
+    hop = int(round(window * (1.0 - overlap)))
+    hop = max(multiple, hop - hop % multiple)
+    return hop
+
+
+def window_starts(n, window, hop):
+    """Start indices of the grid windows that fit in ``n`` samples."""
+    if n < window:
+        return np.zeros(0, dtype=np.int64)
+    return np.arange(0, n - window + 1, hop, dtype=np.int64)
+
+
+def normalise(windows, norm):
+    """Normalise a batch ``(B, C, T)`` per the card's :class:`Normalisation`.
+
+    Returns a new float32 array; the input is not changed.
+    """
+    x = np.array(windows, dtype=np.float64)
+    if norm.detrend == "demean":
+        x -= x.mean(axis=-1, keepdims=True)
+    elif norm.detrend == "linear":
+        T = x.shape[-1]
+        t = np.arange(T, dtype=np.float64) - (T - 1) / 2.0
+        slope = (x * t).sum(axis=-1, keepdims=True) / max((t * t).sum(), 1e-300)
+        x -= x.mean(axis=-1, keepdims=True) + slope * t
+    if norm.scale != "none":
+        axes = (-1,) if norm.per_channel else (-2, -1)
+        if norm.scale == "std":
+            s = x.std(axis=axes, keepdims=True)
+        else:
+            s = np.abs(x).max(axis=axes, keepdims=True)
+        x /= s + norm.epsilon
+    return x.astype(np.float32)
+
+
+def to_layout(batch_bct, layout):
+    """(B, C, T) -> the card's input layout ('NCT' as is, 'NTC' transposed), contiguous."""
+    if layout == "NCT":
+        return np.ascontiguousarray(batch_bct)
+    if layout == "NTC":
+        return np.ascontiguousarray(np.transpose(batch_bct, (0, 2, 1)))
+    raise ConfigError("layout %r; allowed: 'NTC', 'NCT'" % (layout,))
