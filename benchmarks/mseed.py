@@ -1,0 +1,119 @@
+"""Decode speed of the numpy miniSEED reader against ObsPy (libmseed, C) on the same file.
+
+A station-day of Steim-2 (3 channels at 100 Hz, 4096-byte records, seeded
+band-limited noise written by ObsPy) is decoded by both readers; the best of
+``--repeat`` runs is reported, with the ratio ours / ObsPy (lower is better,
+the goal is <= 3).  Results go to benchmarks/results/mseed.json and .md.
+
+    .venv/bin/python benchmarks/mseed.py [--hours 24] [--repeat 3] [--reclen 4096]
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def make_day(path, hours, reclen, seed=20261122):
+    import obspy
+
+    rng = np.random.default_rng(seed)
+    n = int(hours * 3600 * 100)
+    traces = []
+    for cha in ("HHZ", "HHN", "HHE"):
+        # microseism-like noise: a random walk with a leak, a few hundred counts
+        x = np.cumsum(rng.normal(0, 40, n))
+        x -= np.convolve(x, np.ones(501) / 501, mode="same")
+        tr = obspy.Trace(x.astype(np.int32))
+        tr.stats.update(dict(network="XX", station="DAY", location="00", channel=cha, sampling_rate=100.0,
+                        starttime=obspy.UTCDateTime(2026, 11, 22)))
+        traces.append(tr)
+    obspy.Stream(traces).write(path, format="MSEED", encoding="STEIM2", reclen=reclen, byteorder=">")
+    return n * 3
+
+
+def best_of(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="benchmarks/mseed.py", allow_abbrev=False)
+    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--reclen", type=int, default=4096)
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    a = p.parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+    import obspy
+
+    from fieldpick.edge.sources.mseed import MseedDecoder, read_records
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "day.mseed")
+        nsamp = make_day(path, a.hours, a.reclen)
+        with open(path, "rb") as fh:
+            data = fh.read()
+    t_obspy, st = best_of(lambda: obspy.read(io.BytesIO(data), format="MSEED"), a.repeat)
+    t_ours, recs = best_of(lambda: read_records(data), a.repeat)
+
+    def chunked():
+        dec = MseedDecoder()
+        out = []
+        for i in range(0, len(data), 1 << 20):
+            out.extend(dec.feed(data[i:i + (1 << 20)]))
+        return out + dec.flush()
+
+    t_chunk, recs_c = best_of(chunked, a.repeat)
+    # same samples, channel by channel
+    for tr in st:
+        ours = np.concatenate([r.samples for r in recs if r.channel == tr.stats.channel])
+        assert np.array_equal(ours, tr.data), tr.id
+    assert sum(len(r.samples) for r in recs_c) == nsamp
+    res = {
+        "what": "decode a station-day of Steim-2 (3 x 100 Hz, %d-byte records) from memory" % a.reclen,
+        "hours": a.hours, "samples": nsamp, "bytes": len(data), "records": len(recs),
+        "obspy_s": round(t_obspy, 4), "fieldpick_s": round(t_ours, 4),
+        "fieldpick_chunked_1MiB_s": round(t_chunk, 4),
+        "ratio_fieldpick_over_obspy": round(t_ours / t_obspy, 2),
+        "ratio_chunked_over_obspy": round(t_chunk / t_obspy, 2),
+        "msamples_per_s_fieldpick": round(nsamp / t_ours / 1e6, 1),
+        "python": platform.python_version(), "numpy": np.__version__, "obspy": obspy.__version__,
+        "machine": platform.machine(), "repeat": a.repeat,
+    }
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "mseed.json"), "w") as fh:
+        json.dump(res, fh, indent=2)
+    md = ["# miniSEED decode speed", "", res["what"], "",
+          "| reader | seconds (best of %d) | ratio to ObsPy |" % a.repeat, "|---|---|---|",
+          "| ObsPy %s (libmseed, C) | %.3f | 1.00 |" % (obspy.__version__, t_obspy),
+          "| fieldpick numpy, whole buffer | %.3f | %.2f |" % (t_ours, t_ours / t_obspy),
+          "| fieldpick numpy, 1 MiB chunks | %.3f | %.2f |" % (t_chunk, t_chunk / t_obspy), "",
+          "%d samples, %d records, %.1f MB; numpy %s, Python %s, %s."
+          % (nsamp, len(recs), len(data) / 1e6, np.__version__, platform.python_version(),
+             platform.machine())]
+    with open(os.path.join(a.out, "mseed.md"), "w") as fh:
+        fh.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

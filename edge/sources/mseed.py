@@ -1,0 +1,853 @@
+"""A numpy-only miniSEED 2 reader: files, byte streams and pipes.
+
+What it reads (SEED 2.4 data records, "miniSEED 2"):
+
+- record lengths 2**7 .. 2**16 bytes (256 .. 8192 in practice), taken from
+  blockette 1000, or found by looking for the next header when a record has
+  no blockette 1000;
+- both byte orders: the header's order is detected from the start year
+  (as libmseed does), the data's order is blockette 1000's word order;
+- encodings int16 (1), int32 (3), float32 (4), float64 (5), Steim-1 (10) and
+  Steim-2 (11); Steim frames are decoded for a whole batch of records at once
+  with numpy (no Python loop over frames or words), and each record's last
+  sample is checked against its reverse integration constant;
+- blockette 1000 (encoding, word order, length), blockette 1001 (microseconds,
+  frame count), blockette 100 (actual sampling rate), and the time correction
+  field of the fixed header (added unless activity flag bit 1 says it has
+  already been applied).
+
+Every record with samples becomes a :class:`~fieldpick.edge.sources.base.Record`
+(network, station, location, channel, start_ns, sampling_rate, samples):
+int16/int32/Steim samples as ``int32``, floats as ``float32``/``float64``, in
+native byte order.
+
+Bad input never stops the stream and never loses what was already decoded.
+Garbage between records, truncated records, impossible headers, bad Steim
+frames, integration-constant mismatches and unsupported encodings are skipped
+with a logged reason and counted in :class:`DecodeStats` (``stats.skipped``,
+keyed by reason); the decoder then looks for the next record header.
+
+Three ways in:
+
+- :func:`read_records` (a whole ``bytes`` object or a file path, returns a list);
+- :class:`MseedDecoder` (streaming: ``feed(chunk)`` returns the records that are
+  complete, ``flush()`` at the end; used by the pipe and SeedLink sources);
+- :class:`MseedFileSource` (a :class:`~fieldpick.edge.sources.base.Source`
+  over files, a directory, or a binary stream such as ``sys.stdin.buffer``).
+
+miniSEED 3 is not read (its records are recognised and skipped as
+``unsupported format``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .base import Record, Source
+
+__all__ = [
+    "ENCODINGS",
+    "DecodeStats",
+    "MseedDecoder",
+    "MseedFileSource",
+    "read_records",
+    "decode_steim_reference",
+    "btime_to_ns",
+    "sampling_rate_from_factors",
+]
+
+log = logging.getLogger(__name__)
+
+#: SEED encoding code -> name, for the encodings this reader decodes.
+ENCODINGS = {1: "int16", 3: "int32", 4: "float32", 5: "float64", 10: "steim1", 11: "steim2"}
+_SIMPLE = {1: "i2", 3: "i4", 4: "f4", 5: "f8"}
+_OTHER_ENCODINGS = {
+    0: "ASCII text",
+    2: "int24",
+    12: "GEOSCOPE 24-bit",
+    13: "GEOSCOPE 16/3",
+    14: "GEOSCOPE 16/4",
+    15: "USNN",
+    16: "CDSN",
+    17: "Graefenberg",
+    18: "IPG Strasbourg",
+    19: "Steim-3",
+    30: "SRO",
+    31: "HGLP",
+    32: "DWWSSN",
+    33: "RSTN",
+}
+
+_FIXED = "6scc5s2s3s2sHHBBBBHHhhBBBBiHH"  # the 48-byte fixed header, without byte order
+_HEADER_LEN = 48
+_FRAME = 64
+_MIN_RECLEN_EXP, _MAX_RECLEN_EXP = 7, 16
+_NS_PER_TICK = 100_000  # one BTIME tick (0.0001 s) in ns
+_BATCH_BYTES = 1 << 18  # records decoded together (see MseedDecoder._decode)
+
+
+@dataclass
+class DecodeStats:
+    """What a decoder has seen so far.
+
+    records: records decoded into samples.  samples: their samples.
+    no_data: valid records without samples (log, ASCII, zero rate).
+    skipped: reason -> number of records (or runs of garbage) skipped.
+    bytes_skipped: bytes that belonged to no decoded record.
+    """
+
+    records: int = 0
+    samples: int = 0
+    no_data: int = 0
+    skipped: Dict[str, int] = field(default_factory=dict)
+    bytes_skipped: int = 0
+
+    @property
+    def n_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+    def skip(self, reason: str, nbytes: int, where: str, detail: str = "") -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        self.bytes_skipped += nbytes
+        log.warning("miniSEED: skipped %d bytes at %s: %s%s", nbytes, where, reason,
+                    (" (" + detail + ")") if detail else "")
+
+
+# ---------------------------------------------------------------- header
+
+
+def btime_to_ns(year: int, doy: int, hour: int, minute: int, second: int, ticks: int) -> int:
+    """SEED BTIME (day of year 1..366, ticks of 0.0001 s) -> ns since the epoch (UTC).
+
+    A leap second (``second == 60``) counts as the first second of the next minute.
+    """
+    y = year - 1
+    days = 365 * (year - 1970) + (y // 4 - 1969 // 4) - (y // 100 - 1969 // 100) + (y // 400 - 1969 // 400)
+    days += doy - 1
+    secs = ((days * 24 + hour) * 60 + minute) * 60 + second
+    return secs * 1_000_000_000 + ticks * _NS_PER_TICK
+
+
+def sampling_rate_from_factors(factor: int, multiplier: int) -> float:
+    """The SEED sample-rate factor and multiplier -> Hz (0.0 when either is 0)."""
+    if factor == 0 or multiplier == 0:
+        return 0.0
+    if factor > 0:
+        return float(factor * multiplier) if multiplier > 0 else -float(factor) / multiplier
+    return -float(multiplier) / factor if multiplier > 0 else 1.0 / (factor * multiplier)
+
+
+@dataclass
+class _Header:
+    offset: int  # of the record in the buffer
+    reclen: int  # bytes, 0 while unknown (no blockette 1000)
+    network: str
+    station: str
+    location: str
+    channel: str
+    start_ns: int
+    sampling_rate: float
+    nsamples: int
+    encoding: int  # -1 while unknown
+    data_order: str  # '>' or '<'
+    data_offset: int  # from the record start
+    nframes: int  # blockette 1001 frame count, 0 when absent
+    order: str = ">"  # of the header
+    chain: Tuple[Tuple[int, int], ...] = ()  # (offset, type) of each blockette
+    factors: Tuple[int, int] = (0, 0)  # sample-rate factor and multiplier
+
+
+def _plausible(buf, off: int) -> bool:
+    """The cheap test libmseed uses: sequence digits, quality code, sane clock fields."""
+    b = buf[off:off + 48]
+    if len(b) < 48:
+        return False
+    if b[6] not in b"DRQM" or b[7] not in (32, 0):
+        return False
+    for c in b[0:6]:
+        if not (48 <= c <= 57 or c == 32 or c == 0):
+            return False
+    return b[24] <= 23 and b[25] <= 59 and b[26] <= 60
+
+
+def _byte_order(buf, off: int) -> Optional[str]:
+    for order in (">", "<"):
+        year, doy = struct.unpack_from(order + "HH", buf, off + 20)
+        if 1900 <= year <= 2100 and 1 <= doy <= 366:
+            return order
+    return None
+
+
+def _code(raw: bytes) -> str:
+    """A SEED code: printable ASCII only (NULs and other bytes dropped, as ObsPy does), stripped."""
+    return raw.decode("ascii", "ignore").replace("\x00", "").strip()
+
+
+class _Bad(Exception):
+    """A record that cannot be used: (reason, detail)."""
+
+
+def _parse_header(buf, off: int, avail: int) -> _Header:
+    """Parse the fixed header and blockettes of the record at ``off``.
+
+    ``avail``: bytes available from ``off``.  Raises :class:`_Bad` with a
+    short reason when the header is impossible.
+    """
+    order = _byte_order(buf, off)
+    if order is None:
+        raise _Bad("impossible start time", "year/day not plausible in either byte order")
+    (_seq, _q, _r, sta, loc, cha, net, year, doy, hour, minute, sec, _u, ticks, nsamp, fac, mult,
+     act, _io, _dq, _nblk, tcorr, data_off, blk_off) = struct.unpack_from(order + _FIXED, buf, off)
+    if ticks > 9999:  # not valid SEED, but written by some loggers; ObsPy reads on too
+        log.info("miniSEED: record with a fraction of %d x 0.0001 s (> 9999), read as extra seconds",
+                 ticks)
+    start = btime_to_ns(year, doy, hour, minute, sec, ticks)
+    if not act & 0x02:
+        start += tcorr * _NS_PER_TICK
+    rate = sampling_rate_from_factors(fac, mult)
+    encoding, data_order, reclen, nframes = -1, order, 0, 0
+    seen = set()
+    chain = []
+    limit = min(avail, 1 << _MAX_RECLEN_EXP)
+    pos = blk_off
+    while pos:
+        if pos < _HEADER_LEN or pos + 4 > limit or pos in seen:
+            raise _Bad("bad blockette chain", "blockette offset %d" % pos)
+        seen.add(pos)
+        btype, nxt = struct.unpack_from(order + "HH", buf, off + pos)
+        chain.append((pos, btype))
+        if btype == 1000:
+            if pos + 8 > limit:
+                raise _Bad("bad blockette chain", "blockette 1000 at %d truncated" % pos)
+            encoding, word_order, exp = struct.unpack_from("BBB", buf, off + pos + 4)
+            if not _MIN_RECLEN_EXP <= exp <= _MAX_RECLEN_EXP:
+                raise _Bad("bad record length", "2**%d, allowed 2**%d..2**%d"
+                           % (exp, _MIN_RECLEN_EXP, _MAX_RECLEN_EXP))
+            reclen = 1 << exp
+            data_order = ">" if word_order else "<"
+        elif btype == 1001:
+            if pos + 8 > limit:
+                raise _Bad("bad blockette chain", "blockette 1001 at %d truncated" % pos)
+            usec, nframes = struct.unpack_from("bxB", buf, off + pos + 5)
+            start += usec * 1000
+        elif btype == 100:
+            if pos + 8 > limit:
+                raise _Bad("bad blockette chain", "blockette 100 at %d truncated" % pos)
+            (actual,) = struct.unpack_from(order + "f", buf, off + pos + 4)
+            if actual > 0 and np.isfinite(actual):
+                rate = float(actual)
+        if nxt and nxt <= pos:
+            raise _Bad("bad blockette chain", "blockette at %d points back to %d" % (pos, nxt))
+        pos = nxt
+    if reclen and (data_off > reclen or (nsamp and data_off < _HEADER_LEN)):
+        raise _Bad("bad data offset", "%d in a %d-byte record" % (data_off, reclen))
+    return _Header(
+        offset=off, reclen=reclen, network=_code(net), station=_code(sta), location=_code(loc),
+        channel=_code(cha), start_ns=start, sampling_rate=rate,
+        nsamples=nsamp, encoding=encoding, data_order=data_order, data_offset=data_off, nframes=nframes,
+        order=order, chain=tuple(chain), factors=(fac, mult),
+    )
+
+
+def _days_from_civil(year: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 of (year, day of year), vectorised; int64."""
+    y = year.astype(np.int64) - 1
+    return (365 * (y + 1 - 1970) + (y // 4 - 1969 // 4) - (y // 100 - 1969 // 100)
+            + (y // 400 - 1969 // 400) + doy.astype(np.int64) - 1)
+
+
+def _run_like(buf: bytes, arr: np.ndarray, h: _Header, n: int) -> List[_Header]:
+    """Headers of the records that follow ``h`` back to back with the same layout, parsed at once.
+
+    Records qualify while they sit at multiples of ``h.reclen`` after it, pass the
+    plausibility test of :func:`_plausible`, have a plausible start in ``h``'s byte
+    order, and have the same data offset and blockette chain (types, offsets, and
+    blockette 1000 contents).  The first record that does not qualify ends the run;
+    the caller parses it the slow way.
+    """
+    size = h.reclen
+    count = (n - h.offset) // size - 1
+    if count <= 0 or not h.chain:
+        return []
+    q = h.offset + size * np.arange(1, count + 1, dtype=np.int64)
+    sig = [44, 45, 46, 47]
+    for pos, btype in h.chain:
+        sig.extend(range(pos, pos + 4))
+        if btype == 1000:
+            sig.extend((pos + 4, pos + 5, pos + 6))
+    sig = np.array(sig, np.int64)
+    hdr = arr[q[:, None] + np.arange(_HEADER_LEN)[None, :]]  # (K, 48)
+    good = (arr[q[:, None] + sig[None, :]] == arr[h.offset + sig][None, :]).all(axis=1)
+    good &= np.isin(hdr[:, 6], np.frombuffer(b"DRQM", np.uint8)) & ((hdr[:, 7] == 32) | (hdr[:, 7] == 0))
+    seq = hdr[:, :6]
+    good &= (((seq >= 48) & (seq <= 57)) | (seq == 32) | (seq == 0)).all(axis=1)
+    dt = np.dtype([("seq", "S6"), ("q", "S1"), ("r", "S1"), ("sta", "S5"), ("loc", "S2"), ("cha", "S3"),
+                   ("net", "S2"), ("year", h.order + "u2"), ("doy", h.order + "u2"), ("hour", "u1"),
+                   ("minute", "u1"), ("sec", "u1"), ("unused", "u1"), ("ticks", h.order + "u2"),
+                   ("nsamp", h.order + "u2"), ("fac", h.order + "i2"), ("mult", h.order + "i2"),
+                   ("act", "u1"), ("io", "u1"), ("dq", "u1"), ("nblk", "u1"), ("tcorr", h.order + "i4"),
+                   ("doff", h.order + "u2"), ("boff", h.order + "u2")])
+    f = hdr.view(dt)[:, 0]
+    good &= ((f["year"] >= 1900) & (f["year"] <= 2100) & (f["doy"] >= 1) & (f["doy"] <= 366)
+             & (f["hour"] <= 23) & (f["minute"] <= 59) & (f["sec"] <= 60) & (f["ticks"] <= 9999))
+    k = count if good.all() else int(np.argmin(good))
+    if k == 0:
+        return []
+    f, q = f[:k], q[:k]
+    secs = ((_days_from_civil(f["year"], f["doy"]) * 24 + f["hour"]) * 60 + f["minute"]) * 60 + f["sec"]
+    ticks = f["ticks"].astype(np.int64) + np.where(f["act"] & 2, 0, f["tcorr"].astype(np.int64))
+    start = secs * 1_000_000_000 + ticks * _NS_PER_TICK
+    rate = np.full(k, np.nan)
+    same = (f["fac"] == h.factors[0]) & (f["mult"] == h.factors[1])
+    rate[same] = sampling_rate_from_factors(*h.factors)
+    for i in np.flatnonzero(~same):
+        rate[i] = sampling_rate_from_factors(int(f["fac"][i]), int(f["mult"][i]))
+    nframes = np.zeros(k, np.int64)
+    for pos, btype in h.chain:
+        if btype == 1001:
+            start += arr[q + pos + 5].view(np.int8).astype(np.int64) * 1000
+            nframes = arr[q + pos + 7].astype(np.int64)
+        elif btype == 100:
+            actual = arr[q[:, None] + pos + 4 + np.arange(4)].copy().view(h.order + "f4")[:, 0]
+            use = (actual > 0) & np.isfinite(actual)
+            rate[use] = actual[use]
+    codes: Dict[bytes, Tuple[str, str, str, str]] = {}
+    raw = hdr[:k, 8:20].tobytes()
+    out = []
+    start_l, nsamp_l, nfr_l, rate_l = start.tolist(), f["nsamp"].tolist(), nframes.tolist(), rate.tolist()
+    for i, off in enumerate(q.tolist()):
+        key = raw[12 * i:12 * i + 12]
+        c = codes.get(key)
+        if c is None:
+            c = codes[key] = (_code(key[10:12]), _code(key[0:5]), _code(key[5:7]), _code(key[7:10]))
+        out.append(_Header(off, size, c[0], c[1], c[2], c[3], start_l[i], rate_l[i], nsamp_l[i],
+                           h.encoding, h.data_order, h.data_offset, nfr_l[i], h.order, h.chain,
+                           h.factors))
+    return out
+
+
+def _candidates(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Offsets p in [lo, hi) whose bytes 6 and 7 look like a header's (quality code, space)."""
+    if hi - lo < 1 or lo + 8 > len(arr):
+        return np.zeros(0, np.int64)
+    q = arr[lo + 6:min(hi + 6, len(arr) - 1)]
+    r = arr[lo + 7:lo + 7 + len(q)]
+    ok = ((q == 68) | (q == 82) | (q == 81) | (q == 77)) & ((r == 32) | (r == 0))
+    return np.flatnonzero(ok) + lo
+
+
+# ---------------------------------------------------------------- Steim
+
+# Per word "kind" (0..9): number of differences, their width in bits.
+# 0: no data; 1: 4x8; 2: 2x16 (Steim-1); 3: 1x32 (Steim-1); 4: 1x30; 5: 2x15; 6: 3x10;
+# 7: 5x6; 8: 6x5; 9: 7x4; 10: invalid.
+_KIND_COUNT = np.array([0, 4, 2, 1, 1, 2, 3, 5, 6, 7, 0], np.int64)
+_KIND_BITS = np.array([32, 8, 16, 32, 30, 15, 10, 6, 5, 4, 32], np.uint32)
+_INVALID = 10
+_MAXK = 7
+# Left and right shifts that pull difference j of a word of each kind into a signed int32.
+_J = np.arange(_MAXK)
+_SHL = np.zeros((11, _MAXK), np.uint32)
+_SHR = np.full((11, _MAXK), 31, np.int32)
+for _k in range(11):
+    _n, _b = int(_KIND_COUNT[_k]), int(_KIND_BITS[_k])
+    for _j in range(_n):
+        _SHL[_k, _j] = 32 - _b * (_n - _j)  # puts the field at the top of the word
+        _SHR[_k, _j] = 32 - _b
+_VALID = _J[None, :] < _KIND_COUNT[:, None]  # (11, 7)
+# Little-endian Steim (libmseed writes it): 8-bit and Steim-1 16-bit differences are stored in
+# memory order, each swapped on its own, so inside the swapped 32-bit word they run backwards.
+_SHL_LE = _SHL.copy()
+for _k, _n in ((1, 4), (2, 2)):
+    _SHL_LE[_k, :_n] = _SHL[_k, :_n][::-1]
+
+
+# word kind from (nibble << 2 | top two bits of the word), one table per Steim level
+_KIND_OF_CODE = {
+    1: np.repeat(np.arange(4, dtype=np.int8), 4),
+    2: np.array([0, 0, 0, 0, 1, 1, 1, 1, _INVALID, 4, 5, 6, 7, 8, 9, _INVALID], np.int8),
+}
+_NIB_SHIFT = np.arange(30, -1, -2, dtype=np.uint32)[None, :]
+
+
+def _word_kinds(words: np.ndarray, steim: int) -> np.ndarray:
+    """(F, 16) uint32 frames -> (F, 16) int8 word kinds; word 0 (the control word) is kind 0."""
+    code = ((words[:, :1] >> _NIB_SHIFT) & 3) << 2
+    code |= words >> 30
+    kinds = _KIND_OF_CODE[steim][code]
+    kinds[:, 0] = 0
+    return kinds
+
+
+def _steim_batch(words: np.ndarray, frames_per_rec: np.ndarray, nsamples: np.ndarray, steim: int,
+                 order: str = ">"):
+    """Decode the Steim frames of several records at once.
+
+    words: (F, 16) uint32 (native order), the frames of all records one after the
+    other.  frames_per_rec, nsamples: (R,) int64.  order: the byte order the words
+    were stored in ('<' reverses the 8- and 16-bit differences, as libmseed does).
+    Returns (samples int32 concatenated for the good records, ok (R,) bool,
+    reasons: list of (record index, reason, detail)).
+    """
+    nrec = len(frames_per_rec)
+    first = np.cumsum(frames_per_rec) - frames_per_rec  # first frame of each record
+    kinds = _word_kinds(words, steim)
+    kinds[first, 1] = 0  # X0
+    kinds[first, 2] = 0  # Xn
+    x0 = words[first, 1].view(np.int32)
+    xn = words[first, 2].view(np.int32)
+    flat_k = kinds.reshape(-1)
+    flat_w = words.reshape(-1)
+    count = _KIND_COUNT[flat_k]  # (W,)
+    # every word's differences go to diffs[wpos:wpos + count], one pass per word kind
+    wpos = np.cumsum(count) - count
+    diffs = np.empty(int(count.sum()), np.int32)
+    shl = _SHL_LE if order == "<" else _SHL
+    present = np.bincount(flat_k, minlength=_INVALID + 1)
+    for kind in range(1, _INVALID):
+        if not present[kind]:
+            continue
+        sel = np.flatnonzero(flat_k == kind)
+        w, p = flat_w[sel], wpos[sel]
+        right = int(_SHR[kind, 0])
+        for j in range(int(_KIND_COUNT[kind])):
+            diffs[p + j] = (w << shl[kind, j]).view(np.int32) >> right
+    # where each record's differences begin and how many it has
+    words_per_rec = frames_per_rec * 16
+    per_frame = count.reshape(-1, 16).sum(axis=1)
+    have = np.add.reduceat(per_frame, first) if nrec else np.zeros(0, np.int64)
+    have[frames_per_rec == 0] = 0
+    dstart = np.cumsum(have) - have
+    ok = have >= nsamples
+    reasons = []
+    # an invalid word before the record's last needed difference spoils the record
+    bad_words = np.flatnonzero(flat_k == _INVALID)
+    if len(bad_words):
+        wstart = np.cumsum(words_per_rec) - words_per_rec
+        rec_of = np.searchsorted(wstart, bad_words, side="right") - 1
+        at = wpos[bad_words] - dstart[rec_of]  # differences of the record before the bad word
+        for r in np.unique(rec_of[at < nsamples[rec_of]]):
+            ok[r] = False
+            reasons.append((int(r), "bad Steim frame", "invalid difference code"))
+    for r in np.flatnonzero(~ok & (have < nsamples)):
+        reasons.append((int(r), "bad Steim frame", "%d samples declared, %d differences in the frames"
+                        % (nsamples[r], have[r])))
+    n = np.where(ok, nsamples, 0)
+    total = int(n.sum())
+    out_start = np.cumsum(n) - n
+    if np.array_equal(have, n):  # the usual case: no padding differences, nothing to cut out
+        d = diffs
+    else:
+        d = diffs[np.arange(total, dtype=np.int64) + np.repeat(dstart - out_start, n)]
+    heads = out_start[n > 0]
+    d[heads] = x0[n > 0]  # the first sample is X0; its difference is from the previous record
+    cs = np.cumsum(d, dtype=np.int32)
+    carry = np.zeros(len(heads), np.int32)  # the running sum up to each record's start
+    carry[1:] = cs[heads[1:] - 1]
+    samples = cs - np.repeat(carry, n[n > 0])
+    last = samples[out_start[n > 0] + n[n > 0] - 1]
+    mismatch = np.flatnonzero(last != xn[n > 0])
+    if len(mismatch):
+        recs = np.flatnonzero(n > 0)[mismatch]
+        keep = np.ones(total, bool)
+        for r, m in zip(recs, mismatch):
+            ok[r] = False
+            keep[out_start[r]:out_start[r] + n[r]] = False
+            reasons.append((int(r), "Steim integration constant mismatch",
+                            "last sample %d, reverse constant %d" % (last[m], xn[n > 0][m])))
+        samples = samples[keep]
+    return samples, ok, reasons
+
+
+def decode_steim_reference(data: bytes, nsamples: int, steim: int, order: str = ">") -> np.ndarray:
+    """Slow, obviously correct Steim-1/2 decoder (one word at a time), for tests.
+
+    data: the frames (a multiple of 64 bytes).  Returns int32 samples; raises
+    :class:`DataError` on a bad code, too few differences or an integration
+    constant mismatch.
+    """
+    words = struct.unpack(order + "%dI" % (len(data) // 4), data[: len(data) // 4 * 4])
+    diffs = []
+    x0 = xn = None
+    for f in range(len(words) // 16):
+        frame = words[16 * f:16 * f + 16]
+        for i in range(1, 16):
+            w = frame[i]
+            if f == 0 and i in (1, 2):
+                x0, xn = (w, xn) if i == 1 else (x0, w)
+                continue
+            c = (frame[0] >> (30 - 2 * i)) & 3
+            if c == 0:
+                continue
+            if c == 1:
+                spec = (4, 8)
+            elif steim == 1:
+                spec = (2, 16) if c == 2 else (1, 32)
+            else:
+                d = w >> 30
+                if c == 2:
+                    spec = {1: (1, 30), 2: (2, 15), 3: (3, 10)}.get(d)
+                else:
+                    spec = {0: (5, 6), 1: (6, 5), 2: (7, 4)}.get(d)
+                if spec is None:
+                    if len(diffs) < nsamples:
+                        raise DataError("bad Steim-2 code %d/%d in frame %d word %d" % (c, d, f, i))
+                    continue
+            k, b = spec
+            backwards = order == "<" and b in (8, 16)  # stored in memory order: see _SHL_LE
+            for j in range(k):
+                v = (w >> (b * (j if backwards else k - 1 - j))) & ((1 << b) - 1)
+                diffs.append(v - (1 << b) if v >> (b - 1) else v)
+    if len(diffs) < nsamples or x0 is None:
+        raise DataError("%d samples declared, %d differences in the frames" % (nsamples, len(diffs)))
+    out = []
+    acc = x0 - (1 << 32) if x0 >> 31 else x0
+    for i in range(nsamples):
+        if i:
+            acc = (acc + diffs[i] + (1 << 31)) % (1 << 32) - (1 << 31)
+        out.append(acc)
+    xn_s = xn - (1 << 32) if xn >> 31 else xn
+    if nsamples and out[-1] != xn_s:
+        raise DataError("integration constant mismatch: last %d, Xn %d" % (out[-1], xn_s))
+    return np.array(out, np.int32)
+
+
+# ---------------------------------------------------------------- decoder
+
+
+class MseedDecoder:
+    """Streaming miniSEED 2 decoder with explicit state.
+
+    ``feed(chunk)`` returns the records completed by ``chunk`` (a list of
+    :class:`Record`, in stream order); bytes of an incomplete record wait for
+    the next call.  ``flush()`` ends the stream: what is left is a truncated
+    record and is counted.  ``reset()`` drops the pending bytes.  ``stats``
+    holds the counters, ``offsets`` (when ``keep_offsets``) the stream offset of
+    every decoded record.  default_encoding: SEED code assumed for records
+    without blockette 1000 (Steim-1, as libmseed does; None skips them).
+    """
+
+    def __init__(self, keep_offsets: bool = False, name: str = "stream",
+                 default_encoding: Optional[int] = 10):
+        if default_encoding is not None and default_encoding not in ENCODINGS:
+            raise ConfigError("default_encoding %r is not one of %s (or None)"
+                              % (default_encoding, sorted(ENCODINGS)))
+        self.default_encoding = default_encoding
+        self.stats = DecodeStats()
+        self.name = name
+        self.keep_offsets = keep_offsets
+        self.offsets: List[int] = []
+        self._pending = b""
+        self._consumed = 0  # stream offset of self._pending[0]
+        self._cached: Optional[Tuple[int, _Header]] = None  # the last header parsed ahead
+
+    def reset(self) -> None:
+        """Forget pending bytes (e.g. after a reconnect); counters are kept."""
+        self._pending = b""
+
+    def feed(self, chunk) -> List[Record]:
+        buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
+        records, used = self._decode(buf, final=False)
+        self._pending = buf[used:]
+        self._consumed += used
+        return records
+
+    def flush(self) -> List[Record]:
+        buf, self._pending = self._pending, b""
+        records, used = self._decode(buf, final=True)
+        self._consumed += used
+        return records
+
+    # -- internals
+
+    def _where(self, off: int) -> str:
+        return "%s offset %d" % (self.name, self._consumed + off)
+
+    def _decode(self, buf: bytes, final: bool) -> Tuple[List[Record], int]:
+        headers, used = self._scan(buf, final)
+        # decode in groups of about _BATCH_BYTES: the working arrays then stay in the CPU cache
+        records: List[Record] = []
+        lo = 0
+        for i in range(1, len(headers) + 1):
+            if i == len(headers) or headers[i].offset - headers[lo].offset >= _BATCH_BYTES:
+                records.extend(self._decode_headers(buf, headers[lo:i]))
+                lo = i
+        return records, used
+
+    def _scan(self, buf: bytes, final: bool) -> Tuple[List[_Header], int]:
+        """Find the records in ``buf``; returns their headers and the bytes consumed."""
+        arr = np.frombuffer(buf, np.uint8)
+        n = len(buf)
+        off = 0
+        out: List[_Header] = []
+        self._cached = None
+        while off < n:
+            avail = n - off
+            if avail < _HEADER_LEN:
+                if final:
+                    self._garbage(buf, off, n, "truncated record")
+                    off = n
+                break
+            if not _plausible(buf, off):
+                nxt = self._next_header(buf, arr, off + 1, n)
+                if nxt is None:  # keep the last 47 bytes: a header may start there
+                    stop = n if final else max(off, n - _HEADER_LEN + 1)
+                    if stop > off:
+                        self._garbage(buf, off, stop, "garbage between records")
+                    off = stop
+                    break
+                self._garbage(buf, off, nxt, "garbage between records")
+                off = nxt
+                continue
+            try:
+                cached, self._cached = self._cached, None
+                h = cached[1] if cached is not None and cached[0] == off else _parse_header(buf, off, avail)
+            except _Bad as exc:
+                reason, detail = exc.args
+                nxt = self._next_header(buf, arr, off + 1, n)
+                end = nxt if nxt is not None else (n if final else max(off + 1, n - _HEADER_LEN + 1))
+                self.stats.skip(reason, end - off, self._where(off), detail)
+                off = end
+                if nxt is None:
+                    break
+                continue
+            reclen = h.reclen
+            if not reclen:
+                reclen = self._find_reclen(buf, off, n, final)
+                if reclen is None:
+                    if final:
+                        self.stats.skip("record length unknown", n - off, self._where(off),
+                                        "no blockette 1000 and no following header")
+                        off = n
+                    break
+                h.reclen = reclen
+            if off + reclen > n:
+                if final:
+                    nxt = self._next_header(buf, arr, off + 1, n)
+                    end = nxt if nxt is not None else n
+                    self.stats.skip("truncated record", end - off, self._where(off),
+                                    "%d of %d bytes" % (end - off, reclen))
+                    off = end
+                    continue
+                break
+            # A record followed by garbage may itself be truncated with the next record
+            # starting inside it: look for a header within it before accepting it.
+            end = off + reclen
+            if end + _HEADER_LEN <= n and not self._header_at(buf, end):
+                inner = self._next_header(buf, arr, off + _HEADER_LEN, end)
+                if inner is not None:
+                    self.stats.skip("truncated record", inner - off, self._where(off),
+                                    "next header %d bytes in" % (inner - off))
+                    off = inner
+                    continue
+            if h.data_offset > reclen:
+                self.stats.skip("bad data offset", reclen, self._where(off),
+                                "%d in a %d-byte record" % (h.data_offset, reclen))
+                off = end
+                continue
+            out.append(h)
+            off = end
+            if h.reclen == reclen and end < n:  # blockette 1000: parse the run that follows at once
+                run = _run_like(buf, arr, h, n)
+                if run:
+                    out.extend(run)
+                    off = run[-1].offset + reclen
+        return out, off
+
+    def _garbage(self, buf, lo: int, hi: int, reason: str) -> None:
+        if buf[lo:hi].strip(b"\x00 ") == b"":  # padding of NULs or spaces is not an error
+            self.stats.bytes_skipped += hi - lo
+            return
+        self.stats.skip(reason, hi - lo, self._where(lo))
+
+    def _header_at(self, buf, off: int) -> bool:
+        if not _plausible(buf, off):
+            return False
+        try:
+            self._cached = (off, _parse_header(buf, off, len(buf) - off))
+        except _Bad:
+            return False
+        return True
+
+    def _next_header(self, buf, arr, lo: int, hi: int) -> Optional[int]:
+        """First offset in [lo, hi) holding a parseable header (None if none)."""
+        for p in _candidates(arr, lo, hi):
+            if p + _HEADER_LEN <= len(buf) and self._header_at(buf, int(p)):
+                return int(p)
+        return None
+
+    def _find_reclen(self, buf, off: int, n: int, final: bool) -> Optional[int]:
+        """Record length of a record without blockette 1000: the distance to the next header."""
+        for exp in range(_MIN_RECLEN_EXP, _MAX_RECLEN_EXP + 1):
+            p = off + (1 << exp)
+            if p == n and final:
+                return 1 << exp
+            if p + _HEADER_LEN > n:
+                return None
+            if self._header_at(buf, p):
+                return 1 << exp
+        return None
+
+    def _decode_headers(self, buf: bytes, headers: List[_Header]) -> List[Record]:
+        samples: List[Optional[np.ndarray]] = [None] * len(headers)
+        steim: Dict[Tuple[int, str, int], List[int]] = {}
+        for i, h in enumerate(headers):
+            if h.encoding == -1 and self.default_encoding is not None:
+                h.encoding = self.default_encoding
+            if h.nsamples == 0 or h.sampling_rate <= 0 or h.encoding == 0:
+                self.stats.no_data += 1
+                continue
+            if h.encoding in _SIMPLE:
+                dt = np.dtype(h.data_order + _SIMPLE[h.encoding])
+                if h.data_offset + h.nsamples * dt.itemsize > h.reclen:
+                    self.stats.skip("bad sample count", h.reclen, self._where(h.offset),
+                                    "%d %s samples do not fit in %d bytes"
+                                    % (h.nsamples, ENCODINGS[h.encoding], h.reclen - h.data_offset))
+                    continue
+                x = np.frombuffer(buf, dt, h.nsamples, h.offset + h.data_offset)
+                samples[i] = x.astype(np.int32 if h.encoding in (1, 3) else dt.newbyteorder("="))
+            elif h.encoding in (10, 11):
+                key = (h.encoding, h.data_order, (h.offset + h.data_offset) % 4)
+                steim.setdefault(key, []).append(i)
+            elif h.encoding == -1:
+                self.stats.skip("encoding unknown", h.reclen, self._where(h.offset),
+                                "no blockette 1000")
+            else:
+                self.stats.skip("unsupported encoding", h.reclen, self._where(h.offset),
+                                "%d (%s); supported: %s" % (
+                                    h.encoding, _OTHER_ENCODINGS.get(h.encoding, "unknown"),
+                                    ", ".join("%d %s" % kv for kv in ENCODINGS.items())))
+        for (enc, order, shift), idx in steim.items():
+            self._decode_steim_group(buf, headers, idx, enc - 9, order, shift, samples)
+        out = []
+        for h, s in zip(headers, samples):
+            if s is None:
+                continue
+            self.stats.records += 1
+            self.stats.samples += len(s)
+            if self.keep_offsets:
+                self.offsets.append(self._consumed + h.offset)
+            out.append(Record(h.network, h.station, h.location, h.channel, h.start_ns,
+                              h.sampling_rate, s))
+        return out
+
+    def _decode_steim_group(self, buf, headers, idx, steim, order, shift, samples) -> None:
+        hs = [headers[i] for i in idx]
+        nfr = np.array([(h.reclen - h.data_offset) // _FRAME for h in hs], np.int64)
+        declared = np.array([h.nframes for h in hs], np.int64)
+        nfr = np.where((declared > 0) & (declared < nfr), declared, nfr)
+        nsamp = np.array([h.nsamples for h in hs], np.int64)
+        base = np.array([h.offset + h.data_offset for h in hs], np.int64)
+        words_all = np.frombuffer(buf, np.dtype(order + "u4"), (len(buf) - shift) // 4, shift)
+        first = np.cumsum(nfr) - nfr
+        frame_start = (np.repeat(base - shift, nfr) // 4
+                       + 16 * (np.arange(int(nfr.sum()), dtype=np.int64) - np.repeat(first, nfr)))
+        words = words_all[frame_start[:, None] + np.arange(16)[None, :]].astype(np.uint32)
+        flat, ok, reasons = _steim_batch(words, nfr, nsamp, steim, order)
+        for r, reason, detail in reasons:
+            self.stats.skip(reason, hs[r].reclen, self._where(hs[r].offset), detail)
+        n = np.where(ok, nsamp, 0)
+        pos = 0
+        for j, i in enumerate(idx):
+            if ok[j]:
+                samples[i] = flat[pos:pos + n[j]]
+                pos += int(n[j])
+
+
+def read_records(data, keep_offsets: bool = False):
+    """Decode a whole miniSEED buffer (``bytes``) or file (a path) into records.
+
+    Returns the list of :class:`Record`; with ``keep_offsets`` returns
+    ``(records, offsets, stats)`` (the byte offset of each record).
+    """
+    name = "buffer"
+    if isinstance(data, (str, os.PathLike)):
+        name = os.fspath(data)
+        with open(data, "rb") as fh:
+            data = fh.read()
+    dec = MseedDecoder(keep_offsets=keep_offsets, name=name)
+    records = dec.feed(data) + dec.flush()
+    if keep_offsets:
+        return records, dec.offsets, dec.stats
+    return records
+
+
+# ---------------------------------------------------------------- source
+
+
+class MseedFileSource(Source):
+    """Records from miniSEED files, a directory of them, or a binary stream.
+
+    paths: one path or a list of paths; a directory contributes every file under
+    it (sorted by path).  stream: a binary file object (``sys.stdin.buffer``) read
+    in chunks of ``chunk_bytes``; give either ``paths`` or ``stream``.
+    ``stats`` counts decoded and skipped records over all inputs.
+    """
+
+    def __init__(self, paths=None, stream=None, chunk_bytes: int = 1 << 20):
+        if (paths is None) == (stream is None):
+            raise ConfigError("MseedFileSource needs exactly one of paths= or stream=, got %s"
+                              % ("both" if paths is not None else "neither"))
+        if chunk_bytes < 1:
+            raise ConfigError("chunk_bytes must be >= 1, got %r" % (chunk_bytes,))
+        self.stream = stream
+        self.chunk_bytes = int(chunk_bytes)
+        self.paths: List[str] = []
+        if paths is not None:
+            for p in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
+                self.paths.extend(_expand(os.fspath(p)))
+        self.stats = DecodeStats()
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Record]:
+        if self.stream is not None:
+            yield from self._iter_stream(self.stream, "stdin")
+            return
+        for path in self.paths:
+            if self._closed:
+                return
+            with open(path, "rb") as fh:
+                yield from self._iter_stream(fh, path)
+
+    def _iter_stream(self, fh, name: str) -> Iterator[Record]:
+        dec = MseedDecoder(name=name)
+        dec.stats = self.stats
+        while not self._closed:
+            chunk = _read_some(fh, self.chunk_bytes)
+            if not chunk:
+                break
+            yield from dec.feed(chunk)
+        yield from dec.flush()
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _read_some(fh, n: int) -> bytes:
+    read1 = getattr(fh, "read1", None)  # a pipe: return what is there, do not wait for n
+    return read1(n) if read1 is not None else fh.read(n)
+
+
+def _expand(path: str) -> List[str]:
+    if os.path.isdir(path):
+        found = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            found.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        return found
+    if not os.path.exists(path):
+        raise DataError("miniSEED input %r does not exist" % path)
+    return [path]
+
+
+def iter_records(paths: Iterable[str]) -> Iterator[Record]:
+    """Convenience: the records of several files, in order."""
+    with MseedFileSource(list(paths)) as src:
+        yield from src
