@@ -63,7 +63,6 @@ def main(argv=None):
     except ImportError:
         pass
     import obspy
-
     from fieldpick.edge.sources.mseed import MseedDecoder, read_records
 
     with tempfile.TemporaryDirectory() as tmp:
