@@ -248,6 +248,8 @@ def _q_prob(p: float) -> int:
 def _q_unc(u: float) -> int:
     if u < 0.5 * _UNC_UNIT_S:
         return 0
+    if math.isinf(u):
+        return 255
     k = int(round(math.log(u / _UNC_UNIT_S) / math.log(_UNC_STEP))) + 1
     return max(1, min(255, k))
 
@@ -270,7 +272,7 @@ def _dq_amp(k: int) -> float:
 
 
 def _q_snr(s: float) -> int:
-    return max(-128, min(127, int(round(s * 2.0))))
+    return int(round(max(-64.0, min(63.5, s)) * 2.0))
 
 
 def check_pick(pick: Pick) -> None:
