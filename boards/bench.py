@@ -1,0 +1,277 @@
+"""``fieldpick bench``: measure this machine for the cost estimator, on the station itself.
+
+It measures what :mod:`fieldpick.boards.estimate` needs, with numpy and the
+standard library only (it runs from a station bundle):
+
+- the numpy int8 convolution rate and the fixed cost per op, fitted to a set
+  of single-layer workloads (int8 im2col + float32 matmul + requantise: the
+  shape of the work a numpy TFLite interpreter does for CONV_2D);
+- the sustained memory bandwidth (large ``np.copyto``);
+- the resident memory of Python + numpy + ``fieldpick.edge``;
+- when a model and the numpy interpreter are present, the model's latency
+  per window and its planned activation memory.
+
+``--write-profile PROFILE.json`` stores the result as the profile's
+``measured`` block (atomically), so that estimates for that board stop
+being guesses.  Timings use one thread; numpy's BLAS threads are not
+changed (set OPENBLAS_NUM_THREADS=1 before running for one-core figures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+from fieldpick.edge.errors import ConfigError
+
+__all__ = ["conv1d_int8", "conv_work", "time_call", "fit_rate", "measure", "main"]
+
+log = logging.getLogger(__name__)
+
+#: calibration layers: (time samples in, channels in, channels out, kernel, stride)
+CALIBRATION = [
+    (64, 3, 4, 3, 1), (256, 4, 8, 5, 1), (512, 8, 8, 7, 1), (1024, 8, 16, 7, 2),
+    (1024, 16, 16, 5, 1), (2048, 16, 32, 7, 1), (3000, 8, 16, 7, 1), (3000, 32, 32, 5, 1),
+]
+
+
+def conv1d_int8(x, w, bias, scale, stride=1):
+    """Reference int8 1-D convolution ('valid' padding), as a numpy interpreter computes it.
+
+    x: (T, Cin) int8; w: (K, Cin, Cout) int8; bias: (Cout,) int32; scale: output
+    multiplier (float).  Returns (T_out, Cout) int8 with T_out = (T - K) // stride + 1.
+    The products of int8 values summed in float32 are exact while K * Cin < 1024.
+    """
+    T, cin = x.shape
+    K, _, cout = w.shape
+    t_out = (T - K) // stride + 1
+    xs = np.lib.stride_tricks.as_strided(
+        x, shape=(t_out, K, cin), strides=(x.strides[0] * stride, x.strides[0], x.strides[1]), writeable=False
+    )
+    cols = xs.reshape(t_out, K * cin).astype(np.float32)
+    acc = cols @ w.reshape(K * cin, cout).astype(np.float32)
+    acc += bias.astype(np.float32)
+    acc *= np.float32(scale)
+    np.rint(acc, out=acc)
+    np.clip(acc, -128, 127, out=acc)
+    return acc.astype(np.int8)
+
+
+def conv_work(T, cin, cout, K, stride=1):
+    """(flops, bytes) of :func:`conv1d_int8` on a (T, Cin) window: MACs x 2; bytes moved."""
+    t_out = (T - K) // stride + 1
+    flops = 2 * t_out * K * cin * cout
+    nbytes = T * cin + K * cin * cout + t_out * cout + 2 * 4 * t_out * K * cin + 2 * 4 * t_out * cout
+    return flops, nbytes
+
+
+def time_call(fn, min_time=0.05, repeat=5):
+    """Median seconds of one call of ``fn()`` over ``repeat`` batches lasting >= ``min_time`` s each."""
+    fn()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= min_time or n >= 1 << 20:
+            break
+        n *= 2
+    times = [dt / n]
+    for _ in range(repeat - 1):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        times.append((time.perf_counter() - t0) / n)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def fit_rate(flops, seconds):
+    """Fit ``seconds = overhead + flops / rate`` minimising relative error; (overhead_s, rate)."""
+    f = np.asarray(flops, dtype=np.float64)
+    t = np.asarray(seconds, dtype=np.float64)
+    a = np.stack([np.ones_like(f), f], axis=1) / t[:, None]
+    (ovh, inv_rate), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+    if inv_rate <= 0:
+        raise ConfigError("timings do not grow with the work (slope %r); the machine is too noisy" % inv_rate)
+    return max(float(ovh), 0.0), 1.0 / float(inv_rate)
+
+
+def _layer(rng, T, cin, cout, K, stride):
+    x = rng.integers(-128, 128, size=(T, cin), dtype=np.int8)
+    w = rng.integers(-128, 128, size=(K, cin, cout), dtype=np.int8)
+    b = rng.integers(-1000, 1000, size=cout, dtype=np.int32)
+    return lambda: conv1d_int8(x, w, b, 1e-3, stride)
+
+
+def measure_conv(seed=0, min_time=0.05):
+    """Time the calibration layers; returns rows of (layer, flops, bytes, seconds)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for layer in CALIBRATION:
+        flops, nbytes = conv_work(*layer)
+        rows.append({"layer": list(layer), "flops": flops, "bytes": nbytes,
+                     "seconds": time_call(_layer(rng, *layer), min_time=min_time)})
+    return rows
+
+
+def measure_bandwidth(nbytes=64 << 20):
+    """Sustained copy bandwidth (bytes read + written per second) of ``np.copyto``."""
+    a = np.ones(nbytes // 8, dtype=np.float64)
+    b = np.empty_like(a)
+    t = time_call(lambda: np.copyto(b, a), min_time=0.1, repeat=3)
+    return 2 * nbytes / t
+
+
+def resident_bytes():
+    """This process's resident set size (bytes), from /proc/self/status; 0 when unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_peak(profile):
+    return float(profile["cpu"]["clock_hz"]) * float(profile["cpu"]["fp32_flops_per_cycle"])
+
+
+def measure_model(model_path, runs=20):
+    """Latency per window (median s) and planned bytes of a .tflite model on the numpy interpreter.
+
+    Returns None (and logs why) when the interpreter is not in this build.
+    """
+    try:
+        from fieldpick.edge.tflite.interpreter import Interpreter
+    except ImportError as exc:
+        log.warning("cannot time %s: the numpy interpreter is not in this build (%s)", model_path, exc)
+        return None
+    interp = Interpreter(model_path)
+    batch = _example_input(interp)
+    seconds = time_call(lambda: interp.run(batch), min_time=0.2, repeat=max(3, runs // 4))
+    out = {"model": os.path.basename(model_path), "latency_s": seconds,
+           "planned_bytes": int(getattr(interp, "planned_bytes", 0) or 0)}
+    return out
+
+
+def _example_input(interp):
+    """A seeded input batch of the interpreter's input shape and dtype."""
+    details = None
+    for name in ("input_details", "get_input_details"):
+        attr = getattr(interp, name, None)
+        if attr is not None:
+            details = attr() if callable(attr) else attr
+            break
+    if isinstance(details, (list, tuple)):
+        details = details[0]
+    shape = tuple(details["shape"]) if isinstance(details, dict) else tuple(details.shape)
+    dtype = np.dtype(details["dtype"] if isinstance(details, dict) else details.dtype)
+    rng = np.random.default_rng(0)
+    if dtype.kind == "f":
+        return rng.standard_normal(shape).astype(dtype)
+    info = np.iinfo(dtype)
+    return rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+
+
+def measure(model_path=None, quick=False):
+    """Everything ``fieldpick bench`` measures, as a JSON-ready dict (the profile's ``measured`` block)."""
+    from .estimate import host_profile
+
+    base_rss = resident_bytes()
+    rows = measure_conv(min_time=0.02 if quick else 0.05)
+    overhead, rate = fit_rate([r["flops"] for r in rows], [r["seconds"] for r in rows])
+    bw = measure_bandwidth(16 << 20 if quick else 64 << 20)
+    host = host_profile()
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": {"cpu": host["cpu"]["model"], "cores": host["cpu"]["cores"], "clock_hz": host["cpu"]["clock_hz"],
+                    "arch": platform.machine(), "os": host["software"]["os"]},
+        "software": {"python": platform.python_version(), "numpy": np.__version__,
+                     "glibc": host["software"]["glibc"]},
+        "bandwidth_bytes_per_s": bw,
+        "conv_layers": rows,
+        "runtimes": {
+            "numpy": {
+                "fraction_of_fp32_peak": min(1.0, rate / _cpu_peak(host)),
+                "overhead_s_per_op": overhead,
+                "rate_flops_per_s": rate,
+                "baseline_rss_bytes": base_rss,
+                "fp32_peak_used": _cpu_peak(host),
+                "how": "fit of t = overhead + flops / rate over %d int8 conv layers (fieldpick.boards.bench)" % len(rows),
+            }
+        },
+        "models": [],
+    }
+    if model_path:
+        m = measure_model(model_path)
+        if m:
+            result["models"].append(m)
+    return result
+
+
+def write_profile(path, measured):
+    """Store ``measured`` as the ``measured`` block of the profile at ``path`` (write, fsync, rename)."""
+    from .estimate import validate_profile
+
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            profile = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ConfigError("cannot read board profile %s: %s" % (path, exc)) from None
+    profile["measured"] = measured
+    validate_profile(profile, where=os.path.basename(path))
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(profile, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(
+        prog="fieldpick bench", description="Measure this machine for the cost estimator (numpy only).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model", help="a .tflite model to time on the numpy interpreter (default: none)")
+    parser.add_argument("--json", metavar="FILE", help="also write the measurement as JSON to FILE")
+    parser.add_argument("--write-profile", metavar="PROFILE", help="store the measurement as PROFILE.json's 'measured' block")
+    parser.add_argument("--quick", action="store_true", help="shorter timings (noisier; for smoke tests)")
+    args = parser.parse_args(argv)
+    if args.model and not os.path.exists(args.model):
+        raise ConfigError("--model %s does not exist" % args.model)
+    if args.write_profile and not os.path.exists(args.write_profile):
+        raise ConfigError("--write-profile %s does not exist; give a profile .json to update" % args.write_profile)
+    m = measure(args.model, quick=args.quick)
+    numpy_rt = m["runtimes"]["numpy"]
+    out = sys.stdout
+    out.write("machine: %s, %d cores, %.2f GHz, %s; Python %s, numpy %s\n" % (
+        m["machine"]["cpu"], m["machine"]["cores"], m["machine"]["clock_hz"] / 1e9, m["machine"]["arch"],
+        m["software"]["python"], m["software"]["numpy"]))
+    out.write("int8 conv (numpy): %.2f GFLOP/s = %.1f %% of the fp32 peak of one core; %.1f us per op\n" % (
+        numpy_rt["rate_flops_per_s"] / 1e9, 100 * numpy_rt["fraction_of_fp32_peak"], numpy_rt["overhead_s_per_op"] * 1e6))
+    out.write("memory copy bandwidth: %.2f GB/s; Python + numpy + fieldpick.edge resident: %.1f MB\n" % (
+        m["bandwidth_bytes_per_s"] / 1e9, numpy_rt["baseline_rss_bytes"] / 1e6))
+    for mm in m["models"]:
+        out.write("model %s: %.3f ms per window, %d planned bytes\n" % (mm["model"], mm["latency_s"] * 1e3, mm["planned_bytes"]))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(m, f, indent=2)
+            f.write("\n")
+    if args.write_profile:
+        write_profile(args.write_profile, m)
+        out.write("wrote the 'measured' block of %s\n" % args.write_profile)
+    return 0
