@@ -1,0 +1,79 @@
+"""Synthetic training data as :class:`~fieldpick.train.data.datasets.WindowSet` (workstation side).
+
+The generator itself is :mod:`fieldpick.edge.synthetic` (numpy only, so
+the station demo can use it); this module re-exports it and adds what
+training wants: WindowSets, a mixed event/noise set, and held-out splits
+whose seeds never overlap the training ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from fieldpick.edge.errors import ConfigError
+from fieldpick.edge.synthetic import (  # noqa: F401  (re-exported)
+    TRUTH_DTYPE,
+    SynthConfig,
+    config,
+    continuous,
+    event_windows,
+    noise_model_db,
+    noise_psd,
+    noise_windows,
+)
+
+from .datasets import WindowSet
+
+__all__ = [
+    "SynthConfig", "config", "event_windows", "noise_windows", "continuous", "noise_model_db", "noise_psd",
+    "TRUTH_DTYPE", "to_windowset", "synthetic_set", "SPLIT_SEEDS",
+]
+
+#: seed offsets of the standard splits: a held-out set never shares a seed with training data
+SPLIT_SEEDS = {"train": 0, "val": 1_000_003, "test": 2_000_003}
+
+_LABEL_KEYS = ("waveforms", "p_idx", "s_idx", "fs")
+
+
+def to_windowset(d, station="SYN") -> WindowSet:
+    """A WindowSet from the dict of :func:`event_windows` / :func:`noise_windows`.
+
+    Every other per-window array (magnitude, snr_db, p2_idx, flags...) goes
+    into ``meta``.  station: one name for all windows, or an array of names.
+    """
+    n = len(d["waveforms"])
+    stations = np.asarray([station] * n if isinstance(station, str) else station)
+    meta = {k: np.asarray(v) for k, v in d.items() if k not in _LABEL_KEYS}
+    return WindowSet(np.asarray(d["waveforms"], dtype=np.float32), np.asarray(d["p_idx"], dtype=np.float64),
+                     np.asarray(d["s_idx"], dtype=np.float64), stations, float(d["fs"]), meta)
+
+
+def synthetic_set(n, seed, split="train", noise_fraction=0.2, window_samples=3000, fs=100.0,
+                  n_stations=20, **options) -> WindowSet:
+    """``n`` windows, ``noise_fraction`` of them noise-only, shuffled, for one split.
+
+    split: 'train', 'val' or 'test' (each adds its own offset to ``seed``, so
+    the splits never share windows).  Windows get one of ``n_stations`` fake
+    station names ('SY.S00'...), so code that splits by station works on
+    synthetic data too.  options: :class:`SynthConfig` fields.
+    """
+    if split not in SPLIT_SEEDS:
+        raise ConfigError("split %r; allowed: %s" % (split, ", ".join(SPLIT_SEEDS)))
+    if not 0.0 <= noise_fraction <= 1.0:
+        raise ConfigError("noise_fraction=%r; it must lie in [0, 1]" % (noise_fraction,))
+    if n_stations < 1:
+        raise ConfigError("n_stations=%r; it must be >= 1" % (n_stations,))
+    base = int(seed) + SPLIT_SEEDS[split]
+    n_noise = int(round(n * noise_fraction))
+    ev = to_windowset(event_windows(n - n_noise, base, window_samples, fs, **options))
+    nz = to_windowset(noise_windows(n_noise, base, window_samples, fs, **options))
+    keys = sorted(set(ev.meta) & set(nz.meta))
+    both = WindowSet(
+        np.concatenate([ev.waveforms, nz.waveforms]), np.concatenate([ev.p_idx, nz.p_idx]),
+        np.concatenate([ev.s_idx, nz.s_idx]), np.concatenate([ev.station, nz.station]), float(fs),
+        {k: np.concatenate([ev.meta[k], nz.meta[k]]) for k in keys},
+    )
+    rng = np.random.default_rng(np.random.SeedSequence([base, 7]))
+    order = rng.permutation(n)
+    both = both.subset(order)
+    both.station = np.array(["SY.S%02d" % k for k in rng.integers(0, n_stations, n)])
+    return both
