@@ -33,7 +33,8 @@ acknowledged and whose picks are all packed, then, if still over budget,
 the oldest ones holding unacknowledged data (logged as an error and counted
 in ``stats['dropped_packets']`` / ``stats['dropped_picks']``), so that a
 full disk keeps the newest picks.  The segment being written is never
-deleted.
+deleted, and the budget is checked when a segment starts, so the journal
+may pass it by at most one segment.
 """
 
 from __future__ import annotations
