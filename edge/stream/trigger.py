@@ -136,17 +136,15 @@ def butter_bandpass_sos(low_hz, high_hz, fs, order=2):
     # bilinear transform: zeros at z=+1 (order of them, from s=0) and z=-1 (order, from s=inf)
     p_z = (fs2 + p_bp) / (fs2 - p_bp)
     k_z = k_bp * fs2 ** order * np.real(1.0 / np.prod(fs2 - p_bp))
-    # pair conjugate poles into biquads (keep those in the upper half plane)
-    upper = p_z[np.imag(p_z) > 0]
-    if len(upper) != order:
-        raise ConfigError(
-            "bandpass %r-%r Hz at %r Hz gives real poles; widen the band or raise fs" % (low_hz, high_hz, fs)
-        )
-    upper = upper[np.argsort(np.abs(upper))]
+    # pair conjugate poles into biquads; real poles (odd order, wide band) pair up in order
+    upper = list(p_z[np.imag(p_z) > 1e-12])
+    real = np.sort(np.real(p_z[np.abs(np.imag(p_z)) <= 1e-12]))
+    sections = [(p, np.conj(p)) for p in upper] + [(real[i], real[i + 1]) for i in range(0, len(real), 2)]
+    sections.sort(key=lambda pq: abs(pq[0]))
     sos = np.zeros((order, 6))
-    for i, p in enumerate(upper):
+    for i, (p, q) in enumerate(sections):
         sos[i, :3] = [1.0, 0.0, -1.0]  # one zero at +1 and one at -1
-        sos[i, 3:] = [1.0, -2.0 * p.real, abs(p) ** 2]
+        sos[i, 3:] = [1.0, -np.real(p + q), np.real(p * q)]
     # spread the gain: set each section's gain so the cascade matches k_z
     sos[0, :3] *= k_z
     return sos
@@ -156,9 +154,10 @@ class SosFilter:
     """A biquad cascade applied packet by packet (the state is explicit).
 
     Each biquad is its FIR part ``b0 x[n] + b1 x[n-1] + b2 x[n-2]`` followed by
-    the all-pole part ``1 / ((1 - p q)(1 - p* q))``, which for real input is
-    ``2 Re(p / (p - p*) * r)`` with ``r[n] = p r[n-1] + v[n]`` (complex, solved
-    by :func:`recur`).  ``filter(x)`` on consecutive packets equals one pass
+    the all-pole part ``1 / ((1 - p z^-1)(1 - q z^-1))``, split into partial
+    fractions ``p/(p-q) / (1 - p z^-1) + q/(q-p) / (1 - q z^-1)``, each a
+    first-order recursion solved by :func:`recur`; for a conjugate pair
+    ``q = p*`` that is ``2 Re(p / (p - p*) * r)`` with one complex ``r``.  ``filter(x)`` on consecutive packets equals one pass
     over their concatenation (to ~1e-10).
     """
 
@@ -170,20 +169,25 @@ class SosFilter:
         self._poles = []
         for row in sos:
             a1, a2 = row[4], row[5]
-            p = complex(np.roots([1.0, a1, a2])[0])
-            if abs(p.imag) < 1e-12:
-                raise ConfigError("biquad a1=%r a2=%r has real poles; only complex pole pairs are supported" % (a1, a2))
-            if abs(p) >= 1.0:
-                raise ConfigError("biquad a1=%r a2=%r is unstable (|pole| = %r >= 1)" % (a1, a2, abs(p)))
-            if p.imag < 0:
-                p = p.conjugate()
-            self._poles.append((p, p / (p - p.conjugate())))
+            disc = a1 * a1 - 4.0 * a2
+            if disc < 0:  # complex pair p, p*
+                p = complex(-a1 / 2.0, np.sqrt(-disc) / 2.0)
+                q = p.conjugate()
+            elif disc > 1e-12:  # two distinct real poles
+                p, q = (-a1 + np.sqrt(disc)) / 2.0, (-a1 - np.sqrt(disc)) / 2.0
+            else:
+                raise ConfigError("biquad a1=%r a2=%r has a repeated pole; not supported" % (a1, a2))
+            if max(abs(p), abs(q)) >= 1.0:
+                raise ConfigError("biquad a1=%r a2=%r is unstable (|pole| = %r >= 1)"
+                                  % (a1, a2, max(abs(p), abs(q))))
+            # 1 / ((1 - p z^-1)(1 - q z^-1)) = cp / (1 - p z^-1) + cq / (1 - q z^-1)
+            self._poles.append((p, q, p / (p - q), q / (q - p)))
         self.reset()
 
     def reset(self):
         """Forget the past (after a gap): zero state."""
         self._xprev = [np.zeros(2) for _ in self._poles]  # x[n-2], x[n-1] per section
-        self._state = [0j for _ in self._poles]
+        self._state = [(0j, 0.0) if isinstance(p[0], complex) else (0.0, 0.0) for p in self._poles]
 
     def filter(self, x):
         """Filter one packet (1-D); returns a new float64 array of the same length."""
@@ -191,12 +195,19 @@ class SosFilter:
         n = len(y)
         if n == 0:
             return y.copy()
-        for i, (row, (p, c)) in enumerate(zip(self.sos, self._poles)):
+        for i, (row, (p, q, cp, cq)) in enumerate(zip(self.sos, self._poles)):
             ext = np.concatenate([self._xprev[i], y])
             v = row[0] * ext[2:] + row[1] * ext[1:-1] + row[2] * ext[:-2]
             self._xprev[i] = ext[-2:].copy()
-            r, self._state[i] = recur(v, p, self._state[i], gain=c)
-            y = 2.0 * r.real
+            sp, sq = self._state[i]
+            if isinstance(p, complex):  # conjugate pair: the q branch is the conjugate
+                r, sp = recur(v, p, sp, gain=cp)
+                y = 2.0 * r.real
+            else:
+                r1, sp = recur(v, p, sp, gain=cp)
+                r2, sq = recur(v, q, sq, gain=cq)
+                y = r1 + r2
+            self._state[i] = (sp, sq)
         return y
 
 
