@@ -36,9 +36,13 @@ __all__ = ["conv1d_int8", "conv_work", "time_call", "fit_rate", "measure", "main
 log = logging.getLogger(__name__)
 
 #: calibration layers: (time samples in, channels in, channels out, kernel, stride)
+#: from tiny to wide, and from narrow (few FLOPs per byte: elementwise passes dominate) to
+#: wide (matmul dominates), so that the fit can tell the three costs apart
 CALIBRATION = [
     (64, 3, 4, 3, 1), (256, 4, 8, 5, 1), (512, 8, 8, 7, 1), (1024, 8, 16, 7, 2),
     (1024, 16, 16, 5, 1), (2048, 16, 32, 7, 1), (3000, 8, 16, 7, 1), (3000, 32, 32, 5, 1),
+    (3000, 4, 4, 3, 1), (6000, 3, 6, 3, 1), (2000, 6, 6, 2, 1), (4000, 2, 4, 5, 2),
+    (256, 32, 128, 3, 1), (512, 64, 64, 3, 1), (128, 64, 128, 5, 1), (750, 32, 96, 5, 1),
 ]
 
 
@@ -65,15 +69,26 @@ def conv1d_int8(x, w, bias, scale, stride=1):
 
 
 def conv_work(T, cin, cout, K, stride=1):
-    """(flops, bytes) of :func:`conv1d_int8` on a (T, Cin) window: MACs x 2; bytes moved."""
+    """(flops, bytes) of :func:`conv1d_int8` on a (T, Cin) window: MACs x 2; bytes its passes move.
+
+    With n = T_out * K * Cin (the im2col matrix) and m = T_out * Cout (the
+    output): the int8 gather (2n), its float32 cast (5n), the matmul's reads
+    (4n) and, over the output, the matmul write, bias, scale, round, clip
+    (8m each, in place) and the int8 cast (5m): 11n + 41m, plus the weights.
+    """
     t_out = (T - K) // stride + 1
-    flops = 2 * t_out * K * cin * cout
-    nbytes = T * cin + K * cin * cout + t_out * cout + 2 * 4 * t_out * K * cin + 2 * 4 * t_out * cout
+    n, m = t_out * K * cin, t_out * cout
+    flops = 2 * n * cout
+    nbytes = 11 * n + 41 * m + 5 * K * cin * cout + T * cin
     return flops, nbytes
 
 
 def time_call(fn, min_time=0.05, repeat=5):
-    """Median seconds of one call of ``fn()`` over ``repeat`` batches lasting >= ``min_time`` s each."""
+    """Seconds of one call of ``fn()``: the best of ``repeat`` batches lasting >= ``min_time`` s each.
+
+    The minimum, not the median: on a shared machine the other processes only
+    ever add time.
+    """
     fn()
     n = 1
     while True:
@@ -90,19 +105,36 @@ def time_call(fn, min_time=0.05, repeat=5):
         for _ in range(n):
             fn()
         times.append((time.perf_counter() - t0) / n)
-    times.sort()
-    return times[len(times) // 2]
+    return min(times)
 
 
-def fit_rate(flops, seconds):
-    """Fit ``seconds = overhead + flops / rate`` minimising relative error; (overhead_s, rate)."""
+def fit_rate(flops, nbytes, seconds):
+    """Fit ``seconds = overhead + flops / rate + bytes / stream`` minimising relative error.
+
+    Non-negative least squares by trying every subset of the three terms:
+    a term that would need a negative cost is left out (its rate is then
+    infinite).  Returns (overhead_s, rate in FLOP/s, stream in bytes/s).
+    """
     f = np.asarray(flops, dtype=np.float64)
+    b = np.asarray(nbytes, dtype=np.float64)
     t = np.asarray(seconds, dtype=np.float64)
-    a = np.stack([np.ones_like(f), f], axis=1) / t[:, None]
-    (ovh, inv_rate), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
-    if inv_rate <= 0:
-        raise ConfigError("timings do not grow with the work (slope %r); the machine is too noisy" % inv_rate)
-    return max(float(ovh), 0.0), 1.0 / float(inv_rate)
+    cols = {"overhead": np.ones_like(f), "flops": f, "bytes": b}
+    best = None
+    for keep in (("overhead", "flops", "bytes"), ("overhead", "flops"), ("overhead", "bytes"),
+                 ("flops", "bytes"), ("flops",), ("bytes",)):
+        a = np.stack([cols[k] for k in keep], axis=1) / t[:, None]
+        coef, *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+        if np.any(coef < 0):
+            continue
+        sse = float(np.sum((a @ coef - 1.0) ** 2))
+        if best is None or sse < best[0]:
+            best = (sse, dict(zip(keep, coef)))
+    if best is None:
+        raise ConfigError("timings do not grow with the work; the machine is too noisy to fit")
+    fitted = best[1]
+    rate = 1.0 / fitted["flops"] if fitted.get("flops", 0) > 0 else float("inf")
+    stream = 1.0 / fitted["bytes"] if fitted.get("bytes", 0) > 0 else float("inf")
+    return float(fitted.get("overhead", 0.0)), rate, stream
 
 
 def _layer(rng, T, cin, cout, K, stride):
@@ -190,7 +222,8 @@ def measure(model_path=None, quick=False):
 
     base_rss = resident_bytes()
     rows = measure_conv(min_time=0.02 if quick else 0.05)
-    overhead, rate = fit_rate([r["flops"] for r in rows], [r["seconds"] for r in rows])
+    overhead, rate, stream = fit_rate([r["flops"] for r in rows], [r["bytes"] for r in rows],
+                                      [r["seconds"] for r in rows])
     bw = measure_bandwidth(16 << 20 if quick else 64 << 20)
     host = host_profile()
     result = {
@@ -205,10 +238,13 @@ def measure(model_path=None, quick=False):
             "numpy": {
                 "fraction_of_fp32_peak": min(1.0, rate / _cpu_peak(host)),
                 "overhead_s_per_op": overhead,
+                "fraction_of_bandwidth": min(1.0, stream / bw),
                 "rate_flops_per_s": rate,
+                "stream_bytes_per_s": stream,
                 "baseline_rss_bytes": base_rss,
                 "fp32_peak_used": _cpu_peak(host),
-                "how": "fit of t = overhead + flops / rate over %d int8 conv layers (fieldpick.boards.bench)" % len(rows),
+                "how": "fit of t = overhead + flops / rate + bytes / stream over %d int8 conv layers "
+                       "(fieldpick.boards.bench)" % len(rows),
             }
         },
         "models": [],
@@ -241,6 +277,10 @@ def write_profile(path, measured):
     return path
 
 
+def _rate(x, unit):
+    return "not separable from the other terms" if x == float("inf") else "%.2f %s" % (x / 1e9, unit)
+
+
 def main(argv):
     parser = argparse.ArgumentParser(
         prog="fieldpick bench", description="Measure this machine for the cost estimator (numpy only).",
@@ -261,8 +301,10 @@ def main(argv):
     out.write("machine: %s, %d cores, %.2f GHz, %s; Python %s, numpy %s\n" % (
         m["machine"]["cpu"], m["machine"]["cores"], m["machine"]["clock_hz"] / 1e9, m["machine"]["arch"],
         m["software"]["python"], m["software"]["numpy"]))
-    out.write("int8 conv (numpy): %.2f GFLOP/s = %.1f %% of the fp32 peak of one core; %.1f us per op\n" % (
-        numpy_rt["rate_flops_per_s"] / 1e9, 100 * numpy_rt["fraction_of_fp32_peak"], numpy_rt["overhead_s_per_op"] * 1e6))
+    out.write("int8 conv (numpy): %s; %.1f us per op; elementwise passes %s\n" % (
+        _rate(numpy_rt["rate_flops_per_s"], "GFLOP/s") + " = %.1f %% of the fp32 peak of one core"
+        % (100 * numpy_rt["fraction_of_fp32_peak"]), numpy_rt["overhead_s_per_op"] * 1e6,
+        _rate(numpy_rt["stream_bytes_per_s"], "GB/s")))
     out.write("memory copy bandwidth: %.2f GB/s; Python + numpy + fieldpick.edge resident: %.1f MB\n" % (
         m["bandwidth_bytes_per_s"] / 1e9, numpy_rt["baseline_rss_bytes"] / 1e6))
     for mm in m["models"]:

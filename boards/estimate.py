@@ -3,11 +3,14 @@
 A roofline-with-overhead model, per layer (op) when the per-op work is known and
 for the whole model otherwise::
 
-    t_op = overhead_s_per_op + max(flops / (fp32_peak_per_core * fraction_of_peak),
-                                   bytes / sustained_bandwidth)
+    t_op = overhead_s_per_op + flops / (fp32_peak_per_core * fraction_of_fp32_peak)
+                             + bytes / (sustained_bandwidth * fraction_of_bandwidth)
     latency = sum(t_op)                                       # seconds per window, one core
 
-``fraction_of_peak`` and ``overhead_s_per_op`` describe a runtime on a board
+The three terms are added, not overlapped (a roofline's max): a numpy
+runtime runs its im2col, matmul and requantise passes one after another.
+``fraction_of_fp32_peak``, ``fraction_of_bandwidth`` (default 1) and
+``overhead_s_per_op`` describe a runtime on a board
 (the numpy interpreter, or XNNPACK behind ai-edge-litert).  They come from the
 profile's ``measured`` block when ``fieldpick bench --write-profile`` has been
 run on that board, and otherwise from its ``efficiency`` block, which says
@@ -280,6 +283,9 @@ def _check_eff(eff, where):
     frac = eff.get("fraction_of_fp32_peak")
     if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not (0 < frac <= 1):
         raise ConfigError("%s.fraction_of_fp32_peak is %r; it must lie in (0, 1]" % (where, frac))
+    bwf = eff.get("fraction_of_bandwidth", 1.0)
+    if isinstance(bwf, bool) or not isinstance(bwf, (int, float)) or not (0 < bwf <= 1):
+        raise ConfigError("%s.fraction_of_bandwidth is %r; it must lie in (0, 1]" % (where, bwf))
     ovh = eff.get("overhead_s_per_op")
     if isinstance(ovh, bool) or not isinstance(ovh, (int, float)) or ovh < 0:
         raise ConfigError("%s.overhead_s_per_op is %r; it must be a number >= 0" % (where, ovh))
@@ -408,11 +414,11 @@ def apply_measured(profile, measured):
 
 
 def efficiency_of(profile, runtime):
-    """(fraction_of_fp32_peak, overhead_s_per_op, baseline_rss_bytes, basis) for ``runtime``."""
+    """(fraction_of_fp32_peak, fraction_of_bandwidth, overhead_s_per_op, baseline_rss_bytes, basis)."""
     measured = (profile.get("measured") or {}).get("runtimes", {}).get(runtime)
     if measured:
-        return (measured["fraction_of_fp32_peak"], measured["overhead_s_per_op"],
-                int(measured.get("baseline_rss_bytes") or DEFAULT_BASELINE_RSS),
+        return (measured["fraction_of_fp32_peak"], measured.get("fraction_of_bandwidth", 1.0),
+                measured["overhead_s_per_op"], int(measured.get("baseline_rss_bytes") or DEFAULT_BASELINE_RSS),
                 "measured %s" % profile["measured"].get("date", ""))
     eff = (profile.get("efficiency") or {}).get(runtime)
     if not eff:
@@ -422,7 +428,7 @@ def efficiency_of(profile, runtime):
             % (profile["name"], runtime, ", ".join(sorted(profile.get("efficiency") or {})) or "none")
         )
     basis = "estimate" if eff.get("estimate", True) else "measured (%s)" % eff.get("measured_with", "")
-    return (eff["fraction_of_fp32_peak"], eff["overhead_s_per_op"],
+    return (eff["fraction_of_fp32_peak"], eff.get("fraction_of_bandwidth", 1.0), eff["overhead_s_per_op"],
             int(eff.get("baseline_rss_bytes") or DEFAULT_BASELINE_RSS), basis)
 
 
@@ -433,17 +439,17 @@ def estimate(workload, profile, operation=None):
     Returns an :class:`Estimate`.  Latency is for one window on one core.
     """
     op = (operation or Operation()).validate()
-    frac, overhead, baseline, basis = efficiency_of(profile, op.runtime)
+    frac, bw_frac, overhead, baseline, basis = efficiency_of(profile, op.runtime)
     cpu, mem, pw = profile["cpu"], profile["memory"], profile["power"]
     rate = float(cpu["clock_hz"]) * float(cpu["fp32_flops_per_cycle"]) * frac  # FLOP/s, one core
-    bw = float(mem["sustained_bandwidth_bytes_per_s"])
+    bw = float(mem["sustained_bandwidth_bytes_per_s"]) * bw_frac
     compute = memory = ovh = total = 0.0
     for lw in workload.layers:
         c, m = lw.flops / rate, lw.bytes / bw
         compute += c
         memory += m
         ovh += overhead
-        total += overhead + max(c, m)
+        total += overhead + c + m
     notes = []
     arena = workload.arena_bytes
     if not arena:

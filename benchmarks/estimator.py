@@ -1,0 +1,228 @@
+"""How far off is the cost estimator?  Predictions against measurements on this machine.
+
+1. ``fieldpick bench``'s measurement of this machine (int8 conv rate and per-op
+   cost fitted on 8 single layers, copy bandwidth) makes the host profile.
+2. Held-out model-shaped stacks of int8 convolutions (shapes the fit never
+   saw) are timed end to end and predicted layer by layer: the ratio
+   predicted / measured is the estimator's error.
+3. Where the numpy interpreter and exported models exist, each model is timed
+   on the interpreter and predicted from its card (whole-model FLOPs and
+   bytes): same ratio.
+4. The estimator's table for every board profile: latency per window, memory,
+   CPU duty cycle and energy per day, continuous and gated.
+
+    .venv/bin/python benchmarks/estimator.py [--quick]
+
+Writes benchmarks/results/estimator.json and estimator.md.  One thread.
+"""
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from fieldpick.boards import bench  # noqa: E402
+from fieldpick.boards.estimate import (  # noqa: E402
+    LayerWork,
+    Operation,
+    Workload,
+    estimate,
+    host_profile,
+    list_profiles,
+    load_profile,
+    table,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+
+#: held-out stacks: name -> (T, [(cin, cout, K, stride), ...]); none of these layers is in the calibration set
+STACKS = {
+    "tiny (4 s window)": (400, [(3, 4, 5, 1), (4, 4, 5, 1), (4, 3, 1, 1)]),
+    "lppn-like (30 s, strided)": (3000, [(3, 8, 7, 1), (8, 16, 5, 2), (16, 16, 5, 2), (16, 32, 3, 2),
+                                         (32, 32, 3, 2), (32, 16, 3, 1), (16, 4, 1, 1)]),
+    "encoder-like (30 s)": (3001, [(3, 8, 7, 1), (8, 8, 7, 1), (8, 11, 7, 4), (11, 16, 7, 4),
+                                   (16, 22, 7, 4), (22, 32, 7, 4)]),
+    "wide (10 s)": (1000, [(3, 32, 5, 1), (32, 64, 5, 1), (64, 64, 3, 1), (64, 3, 1, 1)]),
+    "deep narrow (30 s)": (3000, [(3, 8, 3, 1)] + [(8, 8, 3, 1)] * 10 + [(8, 3, 1, 1)]),
+}
+
+
+def stack_workload(name, T, layers):
+    """LayerWork per layer and a runnable chain of :func:`bench.conv1d_int8` (seeded)."""
+    rng = np.random.default_rng(7)
+    works, params = [], []
+    t = T
+    for cin, cout, K, s in layers:
+        f, b = bench.conv_work(t, cin, cout, K, s)
+        works.append(LayerWork("CONV", f, b))
+        w = rng.integers(-128, 128, size=(K, cin, cout), dtype=np.int8)
+        bias = rng.integers(-1000, 1000, size=cout, dtype=np.int32)
+        params.append((w, bias, 1.0 / (K * cin * 128), s))
+        t = (t - K) // s + 1
+    x = rng.integers(-128, 128, size=(T, layers[0][0]), dtype=np.int8)
+
+    def run():
+        h = x
+        for w, bias, scale, s in params:
+            h = bench.conv1d_int8(h, w, bias, scale, s)
+        return h
+
+    model_bytes = sum(w.size + 4 * b.size for w, b, _, _ in params)
+    return Workload(name, works, model_bytes, T, 100.0, 3), run
+
+
+def interpreter_models():
+    """(card path, tflite path) of int8 models with cards: edge/models and the export benchmark's output."""
+    found = []
+    for card_path in sorted(glob.glob(os.path.join(REPO, "edge", "models", "*.json"))
+                            + glob.glob(os.path.join(RESULTS, "export", "*", "**", "*.json"), recursive=True)):
+        try:
+            from fieldpick.edge.card import ModelCard
+
+            card = ModelCard.load(card_path, verify=True)
+        except Exception:  # not a card, or a card whose model is missing: not ours to time
+            continue
+        if card.quantisation.scheme == "int8" and card.flops_per_window > 0:
+            found.append((card, card.model_path(card_path)))
+    return found
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter timings")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    t_start = time.time()
+
+    measured = bench.measure(quick=args.quick)
+    host = host_profile(measured=measured)
+    rt = measured["runtimes"]["numpy"]
+
+    rows = []
+    for name, (T, layers) in STACKS.items():
+        wl, run = stack_workload(name, T, layers)
+        t_meas = bench.time_call(run, min_time=0.05 if args.quick else 0.2, repeat=5)
+        est = estimate(wl, host)
+        rows.append({"workload": name, "kind": "conv stack (numpy int8 reference kernels)", "layers": len(layers),
+                     "flops": wl.flops, "measured_s": t_meas, "predicted_s": est.latency_s,
+                     "ratio_predicted_over_measured": est.latency_s / t_meas})
+
+    interp_rows, interp_note = [], ""
+    try:
+        from fieldpick.edge.tflite.interpreter import Interpreter  # noqa: F401
+        have_interp = True
+    except ImportError as exc:
+        have_interp, interp_note = False, "numpy interpreter not in this build (%s)" % exc
+    models = interpreter_models()
+    if have_interp:
+        if not models:
+            interp_note = "no int8 model with a card found in edge/models/ or benchmarks/results/export/"
+        for card, path in models:
+            try:
+                m = bench.measure_model(path)
+            except Exception as exc:  # a model the interpreter cannot run is reported, not fatal
+                interp_rows.append({"workload": card.name, "error": "%s: %s" % (type(exc).__name__, exc)})
+                continue
+            wl = Workload.from_card(card, arena_bytes=m["planned_bytes"])
+            est = estimate(wl, host)
+            interp_rows.append({"workload": "%s (%s)" % (card.name, os.path.basename(path)),
+                                "kind": "numpy TFLite interpreter, card totals", "flops": card.flops_per_window,
+                                "measured_s": m["latency_s"], "predicted_s": est.latency_s,
+                                "ratio_predicted_over_measured": est.latency_s / m["latency_s"]})
+
+    # the estimator's table for every board: the exported models, else the held-out lppn-like stack
+    if models:
+        board_workloads = [Workload.from_card(c) for c, _ in models]
+    else:
+        board_workloads = [stack_workload("lppn-like (30 s, strided)", *STACKS["lppn-like (30 s, strided)"])[0]]
+    boards = []
+    for wl in board_workloads:
+        for name in ["host"] + list_profiles():
+            prof = host if name == "host" else load_profile(name)
+            for runtime in ("numpy", "xnnpack_int8"):
+                if runtime not in (prof.get("efficiency") or {}) and runtime not in ((prof.get("measured") or {}).get("runtimes") or {}):
+                    continue
+                e = estimate(wl, prof, Operation(runtime=runtime))
+                boards.append(e.to_dict())
+
+    ratios = [r["ratio_predicted_over_measured"] for r in rows + interp_rows if "ratio_predicted_over_measured" in r]
+    errs = [abs(r - 1.0) for r in ratios]
+    res = {
+        "what": "cost estimator: predicted vs measured latency per window on this machine, and the table for every board",
+        "machine": {"cpu": host["cpu"]["model"], "cores": host["cpu"]["cores"], "clock_hz": host["cpu"]["clock_hz"],
+                    "arch": platform.machine(), "python": platform.python_version(), "numpy": np.__version__},
+        "host_measured": {"rate_flops_per_s": rt["rate_flops_per_s"], "fraction_of_fp32_peak": rt["fraction_of_fp32_peak"],
+                          "stream_bytes_per_s": rt["stream_bytes_per_s"],
+                          "overhead_s_per_op": rt["overhead_s_per_op"], "bandwidth_bytes_per_s": measured["bandwidth_bytes_per_s"],
+                          "baseline_rss_bytes": rt["baseline_rss_bytes"]},
+        "validation": rows,
+        "interpreter_validation": interp_rows,
+        "interpreter_note": interp_note,
+        "mean_abs_error": float(np.mean(errs)) if errs else None,
+        "max_abs_error": float(np.max(errs)) if errs else None,
+        "boards": boards,
+        "seconds": time.time() - t_start,
+    }
+    with open(os.path.join(args.out, "estimator.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    with open(os.path.join(args.out, "estimator.md"), "w") as f:
+        f.write(render_md(res, boards))
+    print("estimator: mean |predicted/measured - 1| = %.0f %% over %d workloads (max %.0f %%)"
+          % (100 * res["mean_abs_error"], len(errs), 100 * res["max_abs_error"]))
+    return 0
+
+
+def render_md(res, boards):
+    m, h = res["machine"], res["host_measured"]
+    out = ["# Cost estimator: how far off it is, and what each board would cost", ""]
+    out.append("Measured on %s (%d cores, %.2f GHz, %s), Python %s, numpy %s, one thread." % (
+        m["cpu"], m["cores"], m["clock_hz"] / 1e9, m["arch"], m["python"], m["numpy"]))
+    out.append("Host fit (fieldpick bench, t = overhead + FLOPs / rate + bytes / stream over 16 single layers): "
+               "int8 conv %.1f GFLOP/s (%.0f %% of one core's fp32 peak), elementwise passes %.1f GB/s, "
+               "%.1f us per op; copy bandwidth %.1f GB/s; Python+numpy+fieldpick.edge %.0f MB resident." % (
+                   h["rate_flops_per_s"] / 1e9, 100 * h["fraction_of_fp32_peak"], h["stream_bytes_per_s"] / 1e9,
+                   h["overhead_s_per_op"] * 1e6, h["bandwidth_bytes_per_s"] / 1e9, h["baseline_rss_bytes"] / 1e6))
+    out.append("")
+    out.append("This machine is shared (2 cores, ~8 users): timings are the best of 5 batches, and the fit "
+               "moves by tens of per cent between runs.")
+    out += ["", "## Predicted vs measured latency per window (held out from the fit)", "",
+            "| workload | kind | FLOPs | measured | predicted | predicted / measured |", "|---|---|---|---|---|---|"]
+    for r in res["validation"] + res["interpreter_validation"]:
+        if "error" in r:
+            out.append("| %s | error | | | | %s |" % (r["workload"], r["error"]))
+            continue
+        out.append("| %s | %s | %.3g | %.3f ms | %.3f ms | %.2f |" % (
+            r["workload"], r["kind"], r["flops"], r["measured_s"] * 1e3, r["predicted_s"] * 1e3,
+            r["ratio_predicted_over_measured"]))
+    if res["interpreter_note"]:
+        out.append("")
+        out.append("Interpreter check not run: %s." % res["interpreter_note"])
+    if res["mean_abs_error"] is not None:
+        out += ["", "Mean |predicted / measured - 1| = **%.0f %%**, worst %.0f %%." % (
+            100 * res["mean_abs_error"], 100 * res["max_abs_error"])]
+    out += ["", "## Every board (estimates unless the basis says measured)", ""]
+    from fieldpick.boards.estimate import Estimate
+
+    by_model = {}
+    for b in boards:
+        by_model.setdefault(b["model"], []).append(Estimate(**b))
+    for model, ests in by_model.items():
+        out += ["### %s (%.3g FLOPs per window)" % (model, ests[0].flops_per_window), "", table(ests)]
+    out.append("Continuous: a window every half window (50 % overlap). Gated: the STA/LTA gate open 5 % of "
+               "the time. Energy is the whole board for a day; 'picker' is the part above idle. "
+               "Board figures are estimates until `fieldpick bench --write-profile` runs on the board.")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
