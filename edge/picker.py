@@ -238,11 +238,11 @@ class PeakFinder:
         i = p
         while i > lo and vals[i - 1] >= half:
             i -= 1
-        left = i - ((vals[i] - half) / (vals[i] - vals[i - 1]) if i > lo and vals[i] != vals[i - 1] else 0.5)
+        left = (i - p) - ((vals[i] - half) / (vals[i] - vals[i - 1]) if i > lo and vals[i] != vals[i - 1] else 0.5)
         j = p
         while j < hi and vals[j + 1] >= half:
             j += 1
-        right = j + ((vals[j] - half) / (vals[j] - vals[j + 1]) if j < hi and vals[j] != vals[j + 1] else 0.5)
+        right = (j - p) + ((vals[j] - half) / (vals[j] - vals[j + 1]) if j < hi and vals[j] != vals[j + 1] else 0.5)
         sigma = max((right - left) * self.stride * _FWHM_TO_SIGMA, self.stride / math.sqrt(12.0))
         return origin + p, Peak(float(pos), min(1.0, max(0.0, y1)), float(sigma))
 
