@@ -80,7 +80,7 @@ class StaLtaPicker(_Picker):
         freqmax_hz: float = 20.0
         shift_s: float = 0.0
 
-    grid = {"sta_s": [0.2, 0.5, 1.0], "lta_s": [5.0, 10.0], "on": [2.5, 3.5, 5.0, 8.0]}
+    grid = {"sta_s": [0.2, 0.5, 1.0], "lta_s": [2.0, 5.0, 10.0], "on": [2.5, 3.5, 5.0, 8.0]}
 
     def pick(self, waveform, fs):
         from obspy.signal.trigger import recursive_sta_lta, trigger_onset
