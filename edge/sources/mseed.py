@@ -194,11 +194,16 @@ class _Bad(Exception):
     """A record that cannot be used: (reason, detail)."""
 
 
-def _parse_header(buf, off: int, avail: int) -> _Header:
+class _NeedMore(Exception):
+    """The header goes on beyond the bytes received so far."""
+
+
+def _parse_header(buf, off: int, avail: int, final: bool = True) -> _Header:
     """Parse the fixed header and blockettes of the record at ``off``.
 
     ``avail``: bytes available from ``off``.  Raises :class:`_Bad` with a
-    short reason when the header is impossible.
+    short reason when the header is impossible, :class:`_NeedMore` when a
+    blockette lies beyond ``avail`` and more bytes may come (not ``final``).
     """
     order = _byte_order(buf, off)
     if order is None:
@@ -218,6 +223,8 @@ def _parse_header(buf, off: int, avail: int) -> _Header:
     limit = min(avail, 1 << _MAX_RECLEN_EXP)
     pos = blk_off
     while pos:
+        if not final and _HEADER_LEN <= pos and pos + 8 > avail and pos + 8 <= (1 << _MAX_RECLEN_EXP):
+            raise _NeedMore()
         if pos < _HEADER_LEN or pos + 4 > limit or pos in seen:
             raise _Bad("bad blockette chain", "blockette offset %d" % pos)
         seen.add(pos)
@@ -266,7 +273,8 @@ def _days_from_civil(year: np.ndarray, doy: np.ndarray) -> np.ndarray:
 def _run_like(buf: bytes, arr: np.ndarray, h: _Header, n: int) -> List[_Header]:
     """Headers of the records that follow ``h`` back to back with the same layout, parsed at once.
 
-    Records qualify while they sit at multiples of ``h.reclen`` after it, pass the
+    Records qualify while they sit at multiples of ``h.reclen`` after it and are
+    followed by another that qualifies, pass the
     plausibility test of :func:`_plausible`, have a plausible start in ``h``'s byte
     order, and have the same data offset and blockette chain (types, offsets, and
     blockette 1000 contents).  The first record that does not qualify ends the run;
@@ -297,8 +305,10 @@ def _run_like(buf: bytes, arr: np.ndarray, h: _Header, n: int) -> List[_Header]:
     f = hdr.view(dt)[:, 0]
     good &= ((f["year"] >= 1900) & (f["year"] <= 2100) & (f["doy"] >= 1) & (f["doy"] <= 366)
              & (f["hour"] <= 23) & (f["minute"] <= 59) & (f["sec"] <= 60) & (f["ticks"] <= 9999))
-    k = count if good.all() else int(np.argmin(good))
-    if k == 0:
+    # The last qualifying record is left to the slow path, which checks what follows it
+    # (a record cut short has the next header inside it).
+    k = (count if good.all() else int(np.argmin(good))) - 1
+    if k <= 0:
         return []
     f, q = f[:k], q[:k]
     secs = ((_days_from_civil(f["year"], f["doy"]) * 24 + f["hour"]) * 60 + f["minute"]) * 60 + f["sec"]
@@ -436,7 +446,10 @@ def _steim_batch(words: np.ndarray, frames_per_rec: np.ndarray, nsamples: np.nda
         for r in np.unique(rec_of[at < nsamples[rec_of]]):
             ok[r] = False
             reasons.append((int(r), "bad Steim frame", "invalid difference code"))
+    flagged = {r for r, _, _ in reasons}
     for r in np.flatnonzero(~ok & (have < nsamples)):
+        if int(r) in flagged:
+            continue
         reasons.append((int(r), "bad Steim frame", "%d samples declared, %d differences in the frames"
                         % (nsamples[r], have[r])))
     n = np.where(ok, nsamples, 0)
@@ -547,10 +560,13 @@ class MseedDecoder:
         self._pending = b""
         self._consumed = 0  # stream offset of self._pending[0]
         self._cached: Optional[Tuple[int, _Header]] = None  # the last header parsed ahead
+        self._junk: Optional[list] = None  # [stream offset, bytes, reason, all padding] of a garbage run
 
     def reset(self) -> None:
         """Forget pending bytes (e.g. after a reconnect); counters are kept."""
+        self._consumed += len(self._pending)
         self._pending = b""
+        self._close_junk()
 
     def feed(self, chunk) -> List[Record]:
         buf = self._pending + bytes(chunk) if self._pending else bytes(chunk)
@@ -563,6 +579,7 @@ class MseedDecoder:
         buf, self._pending = self._pending, b""
         records, used = self._decode(buf, final=True)
         self._consumed += used
+        self._close_junk()
         return records
 
     # -- internals
@@ -596,7 +613,7 @@ class MseedDecoder:
                     off = n
                 break
             if not _plausible(buf, off):
-                nxt = self._next_header(buf, arr, off + 1, n)
+                nxt = self._next_header(buf, arr, off + 1, n, final)
                 if nxt is None:  # keep the last 47 bytes: a header may start there
                     stop = n if final else max(off, n - _HEADER_LEN + 1)
                     if stop > off:
@@ -608,10 +625,14 @@ class MseedDecoder:
                 continue
             try:
                 cached, self._cached = self._cached, None
-                h = cached[1] if cached is not None and cached[0] == off else _parse_header(buf, off, avail)
+                h = (cached[1] if cached is not None and cached[0] == off
+                     else _parse_header(buf, off, avail, final))
+                self._close_junk()
+            except _NeedMore:
+                break
             except _Bad as exc:
                 reason, detail = exc.args
-                nxt = self._next_header(buf, arr, off + 1, n)
+                nxt = self._next_header(buf, arr, off + 1, n, final)
                 end = nxt if nxt is not None else (n if final else max(off + 1, n - _HEADER_LEN + 1))
                 self.stats.skip(reason, end - off, self._where(off), detail)
                 off = end
@@ -622,11 +643,14 @@ class MseedDecoder:
             if not reclen:
                 reclen = self._find_reclen(buf, off, n, final)
                 if reclen is None:
-                    if final:
-                        self.stats.skip("record length unknown", n - off, self._where(off),
-                                        "no blockette 1000 and no following header")
-                        off = n
-                    break
+                    if not final and n - off < (1 << _MAX_RECLEN_EXP) + _HEADER_LEN:
+                        break  # wait: the next header may still come
+                    nxt = self._next_header(buf, arr, off + _HEADER_LEN, n, final)
+                    end = nxt if nxt is not None else n
+                    self.stats.skip("record length unknown", end - off, self._where(off),
+                                    "no blockette 1000 and no header 2**7..2**16 bytes on")
+                    off = end
+                    continue
                 h.reclen = reclen
             if off + reclen > n:
                 if final:
@@ -640,8 +664,8 @@ class MseedDecoder:
             # A record followed by garbage may itself be truncated with the next record
             # starting inside it: look for a header within it before accepting it.
             end = off + reclen
-            if end + _HEADER_LEN <= n and not self._header_at(buf, end):
-                inner = self._next_header(buf, arr, off + _HEADER_LEN, end)
+            if not (end + _HEADER_LEN <= n and self._header_at(buf, end, final) is not False):
+                inner = self._next_header(buf, arr, off + _HEADER_LEN, end, final, sure=True)
                 if inner is not None:
                     self.stats.skip("truncated record", inner - off, self._where(off),
                                     "next header %d bytes in" % (inner - off))
@@ -662,25 +686,51 @@ class MseedDecoder:
         return out, off
 
     def _garbage(self, buf, lo: int, hi: int, reason: str) -> None:
-        if buf[lo:hi].strip(b"\x00 ") == b"":  # padding of NULs or spaces is not an error
-            self.stats.bytes_skipped += hi - lo
+        """Bytes that belong to no record; a run of them (even across feeds) counts once."""
+        padding = buf[lo:hi].strip(b"\x00 ") == b""  # NULs or spaces: padding, not an error
+        start = self._consumed + lo
+        junk = self._junk
+        if junk is not None and junk[0] + junk[1] == start:
+            junk[1] += hi - lo
+            junk[3] = junk[3] and padding
             return
-        self.stats.skip(reason, hi - lo, self._where(lo))
+        self._close_junk()
+        self._junk = [start, hi - lo, reason, padding]
 
-    def _header_at(self, buf, off: int) -> bool:
+    def _close_junk(self) -> None:
+        if self._junk is None:
+            return
+        start, nbytes, reason, padding = self._junk
+        self._junk = None
+        if padding:
+            self.stats.bytes_skipped += nbytes
+        else:
+            self.stats.skip(reason, nbytes, "%s offset %d" % (self.name, start))
+
+    def _header_at(self, buf, off: int, final: bool = True) -> Optional[bool]:
+        """Whether a valid header starts at ``off``; None: cannot tell until more bytes come."""
         if not _plausible(buf, off):
             return False
         try:
-            self._cached = (off, _parse_header(buf, off, len(buf) - off))
+            self._cached = (off, _parse_header(buf, off, len(buf) - off, final))
+        except _NeedMore:
+            return None
         except _Bad:
             return False
         return True
 
-    def _next_header(self, buf, arr, lo: int, hi: int) -> Optional[int]:
-        """First offset in [lo, hi) holding a parseable header (None if none)."""
+    def _next_header(self, buf, arr, lo: int, hi: int, final: bool = True,
+                     sure: bool = False) -> Optional[int]:
+        """First offset in [lo, hi) holding a header (None if none).
+
+        A header that cannot be checked before more bytes come counts as found,
+        unless ``sure``.
+        """
         for p in _candidates(arr, lo, hi):
-            if p + _HEADER_LEN <= len(buf) and self._header_at(buf, int(p)):
-                return int(p)
+            if p + _HEADER_LEN <= len(buf):
+                found = self._header_at(buf, int(p), final)
+                if found or (found is None and not sure):
+                    return int(p)
         return None
 
     def _find_reclen(self, buf, off: int, n: int, final: bool) -> Optional[int]:
@@ -691,7 +741,10 @@ class MseedDecoder:
                 return 1 << exp
             if p + _HEADER_LEN > n:
                 return None
-            if self._header_at(buf, p):
+            found = self._header_at(buf, p, final)
+            if found is None:
+                return None
+            if found:
                 return 1 << exp
         return None
 
