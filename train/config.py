@@ -58,6 +58,7 @@ class TrainConfig:
     p_range: tuple = (0.1, 0.75)        # where P may land in a random training crop (fraction of T)
     # --- scoring
     tolerance_s: float = 0.5            # a pick matches an arrival within this many seconds
+    record_samples: int = 3000          # samples of each evaluation record a window classifier scans
     tune_thresholds: bool = True        # choose per-phase pick thresholds on the validation windows
     resume: bool = False                # continue from out_dir/last.pt
     progress: bool = True               # progress bars on stderr
@@ -73,7 +74,7 @@ class TrainConfig:
             raise ConfigError("data %r; allowed: %s" % (self.data, ", ".join(DATASETS)))
         if self.label_shape not in ("gaussian", "triangle"):
             raise ConfigError("label_shape %r; allowed: gaussian, triangle" % (self.label_shape,))
-        for name in ("epochs", "batch_size", "threads"):
+        for name in ("epochs", "batch_size", "threads", "record_samples"):
             if getattr(self, name) < 1:
                 raise ConfigError("%s is %r; it must be >= 1" % (name, getattr(self, name)))
         for name in ("steps_per_epoch", "patience", "pretrain_windows", "pretrain_epochs"):

@@ -44,6 +44,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: thresholds tried on the validation windows after every epoch (the best per phase counts)
+VAL_GRID = (0.2, 0.3, 0.4, 0.5, 0.6)
+
 
 # ---------------------------------------------------------------- data
 @dataclass
@@ -348,10 +351,10 @@ def task_for(model, cfg):
     return TASKS[kind](model, cfg)
 
 
-def record_samples(model):
-    """Samples per evaluation record: the model's window (CPIC scans a 30 s record)."""
+def record_samples(model, cfg):
+    """Samples per evaluation record: the model's window, or ``cfg.record_samples`` for a window classifier."""
     c = model.config
-    return 3000 if model.architecture == "cpic" else c.window_samples
+    return max(cfg.record_samples, c.window_samples) if model.architecture == "cpic" else c.window_samples
 
 
 # ---------------------------------------------------------------- evaluation
@@ -365,7 +368,7 @@ def predict(model, data: RealData, cfg: TrainConfig, card=None):
     card = card or model.card()
     task = task_for(model, cfg)
     model.eval()
-    t = record_samples(model)
+    t = record_samples(model, cfg)
     events = eval_windows(data, t)
     picks = picks_from_outputs(task.outputs(events.waveforms), card)
     noise, valid = pad_noise(data.noise, t)
@@ -373,40 +376,48 @@ def predict(model, data: RealData, cfg: TrainConfig, card=None):
     return events, picks, noise_picks, len(noise) * valid / events.fs
 
 
-def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None):
-    """Per-phase thresholds that maximise F1 on ``val``, noise-window picks counted as false.
+def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None, apply=True):
+    """Per-phase pick thresholds that maximise F1 on ``val``, noise-window picks counted as false.
 
-    Sets ``model.thresholds`` (which its ``card()`` reports) and returns them.
-    The model's outputs are computed once; only the picking is repeated.
+    The model's outputs are computed once; only the picking is repeated for
+    each threshold of ``grid``.  With ``apply``, sets ``model.thresholds``
+    (which its ``card()`` reports).  Returns ``(thresholds, scores)``, the
+    scores (:func:`score`'s dict) at the chosen thresholds.
     """
-    import copy
-
-    grid = np.round(np.arange(0.1, 0.91, 0.05), 2) if grid is None else grid
+    grid = np.round(np.arange(0.1, 0.91, 0.05), 2) if grid is None else np.asarray(grid)
     card = model.card()
     task = task_for(model, cfg)
     model.eval()
-    t = record_samples(model)
+    t = record_samples(model, cfg)
     events = eval_windows(val, t)
     out = task.outputs(events.waveforms)
     noise, valid = pad_noise(val.noise, t)
     nout = task.outputs(noise)
+    seconds = len(noise) * valid / events.fs
+
+    def run(thresholds):
+        picks = picks_from_outputs(out, card, thresholds)
+        npicks = [[pk for pk in w if pk[1] < valid] for w in picks_from_outputs(nout, card, thresholds)]
+        return picks, npicks
+
+    f1 = {"P": [], "S": []}
+    for thr in grid:
+        picks, npicks = run({"P": float(thr), "S": float(thr)})
+        merged = [w + nw for w, nw in zip(picks, npicks)]  # picks on noise count as false picks
+        s = score(merged, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s)
+        for phase in f1:
+            f1[phase].append(s[phase + "_f1"])
     best = {}
-    for phase in ("P", "S"):
-        scores = []
-        for thr in grid:
-            trial = copy.deepcopy(card)
-            trial.thresholds = {ph: float(thr) for ph in trial.thresholds}
-            picks = picks_from_outputs(out, trial)
-            npicks = [[pk for pk in w if pk[1] < valid] for w in picks_from_outputs(nout, trial)]
-            picks = [w + [pk for pk in nw] for w, nw in zip(picks, npicks)]  # noise picks count as false
-            scores.append(score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s)[phase + "_f1"])
-        scores = np.asarray(scores)
-        # the middle of the best plateau: robust to a few validation windows
-        top = np.flatnonzero(scores >= scores.max() - 1e-9)
-        best[phase] = float(grid[top[len(top) // 2]])
-    model.thresholds = best
-    log.info("thresholds tuned on %d validation windows: %s", len(events), best)
-    return best
+    for phase, values in f1.items():
+        values = np.asarray(values)
+        top = np.flatnonzero(values >= values.max() - 1e-9)
+        best[phase] = float(grid[top[len(top) // 2]])  # the middle of the best plateau
+    picks, npicks = run(best)
+    scores = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
+    if apply:
+        model.thresholds = best
+        log.info("thresholds tuned on %d validation windows: %s", len(events), best)
+    return best, scores
 
 
 def evaluate(model, data: RealData, cfg: TrainConfig, card=None):
@@ -505,7 +516,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             scheduler.step()
             losses.append(float(loss.detach()))
             bar.set_postfix(loss="%.4f" % np.mean(losses[-20:]))
-        metrics = evaluate(model, val, cfg)
+        thresholds, metrics = tune_thresholds(model, val, cfg, VAL_GRID, apply=False)
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "seconds": time.time() - t0}
         row.update({k: metrics[k] for k in ("f1", "P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour")})
@@ -515,6 +526,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
         if improved:
             best, stale = list(key), 0
             card = model.card()
+            card.thresholds = thresholds
             card.metrics = [MetricSet(data="ncedc", split="%s validation (%d windows, stations held out)"
                                       % (stage, len(val.events)),
                                       values={k: float(v) for k, v in metrics.items() if np.isfinite(v)})]
@@ -537,8 +549,9 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             log.info("%s: no better validation F1 for %d epochs; stopping", stage, stale)
             break
     if select == "best" and os.path.exists(best_path):
-        saved, _, _ = load_checkpoint(best_path)
+        saved, best_card, _ = load_checkpoint(best_path)
         model.load_state_dict(saved.state_dict())
+        model.thresholds = dict(best_card.thresholds)
     with open(os.path.join(out_dir, "history_%s.json" % stage), "w") as f:
         json.dump(history, f, indent=1)
     return history
@@ -584,8 +597,7 @@ def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=No
     torch.manual_seed(cfg.seed)
     out_dir = out_dir or cfg.out_dir
     model = model if model is not None else build(cfg.architecture, cfg.model)
-    t = model.config.window_samples
-    t_train = max(t, 3000) if model.architecture == "cpic" else t
+    t_train = record_samples(model, cfg)
     history = []
     if cfg.pretrain_windows:
         history += fit(model, cfg, synthetic_source(cfg, t_train), val_data, out_dir,
