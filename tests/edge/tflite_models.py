@@ -139,6 +139,17 @@ def ops_b(tf):
     return tf.keras.Model(inp, [y, g])
 
 
+def tiny(tf):
+    """The smallest useful picker (16 samples): committed under tests/edge/data/ for numpy-only tests."""
+    L = tf.keras.layers
+    x = inp = L.Input((16, C), batch_size=1)
+    x = L.Conv1D(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.DepthwiseConv1D(3, padding="same")(x)
+    x = L.Conv1D(3, 1)(x)
+    x = L.Softmax(axis=-1)(x)
+    return tf.keras.Model(inp, x)
+
+
 ZOO = {
     "conv_picker": conv_picker,
     "unet": unet,
@@ -207,7 +218,118 @@ def _jitter_batchnorm_free(model, seed):
         layer.set_weights(new)
 
 
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def build_data(outdir=DATA_DIR):
+    """(Re)write the small committed models tests/edge/data/tiny_{fp32,int8}.tflite."""
+    tf = _tf()
+    os.makedirs(outdir, exist_ok=True)
+    _seed(tf, 99)
+    model = tiny(tf)
+    _jitter_batchnorm_free(model, seed=98)
+    paths = []
+    for kind in ("fp32", "int8"):
+        path = os.path.join(outdir, "tiny_%s.tflite" % kind)
+        with open(path, "wb") as f:
+            f.write(convert(tf, model, kind, tuple(model.inputs[0].shape)))
+        paths.append(path)
+    return paths
+
+
 if __name__ == "__main__":
-    out = sys.argv[1] if len(sys.argv) > 1 else "tflite_zoo"
-    for p in build_zoo(out, names=sys.argv[2:] or None):
+    # tflite_models.py --data        rewrite tests/edge/data/tiny_*.tflite
+    # tflite_models.py OUTDIR [NAME]  build the zoo into OUTDIR
+    if sys.argv[1:2] == ["--data"]:
+        built = build_data()
+    else:
+        built = build_zoo(sys.argv[1] if len(sys.argv) > 1 else "tflite_zoo", names=sys.argv[2:] or None)
+    for p in built:
         print(p, os.path.getsize(p))
+
+
+# ---------------------------------------------------------------------------
+# The onnx2tf route (how the project's real models reach TFLite).
+
+
+def torch_lppn(width=16, stride=8, t=3000):
+    """An LPPN-like torch picker (~15k parameters): per stride of 8 samples, noise/P/S + offset.
+
+    Input (B, 3, T) -> class probabilities (B, 3, T / stride) and offsets (B, 1, T / stride).
+    """
+    import torch
+    from torch import nn
+
+    class SepBlock(nn.Module):
+        def __init__(self, cin, cout):
+            super().__init__()
+            self.down = nn.Conv1d(cin, cin, 5, stride=2, padding=2, groups=cin)
+            self.pw = nn.Conv1d(cin, cout, 1)
+            self.dw = nn.Conv1d(cout, cout, 5, padding=2, groups=cout)
+            self.pw2 = nn.Conv1d(cout, cout, 1)
+
+        def forward(self, x):
+            x = torch.relu(self.pw(self.down(x)))
+            return x + torch.relu(self.pw2(self.dw(x)))
+
+    class LPPNLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv1d(3, width, 7, padding=3)
+            chans = [width, 2 * width, 3 * width, 4 * width]
+            blocks, s, i = [], 1, 0
+            while s < stride:
+                blocks.append(SepBlock(chans[i], chans[i + 1]))
+                s, i = s * 2, i + 1
+            self.blocks = nn.Sequential(*blocks)
+            self.cls = nn.Conv1d(chans[i], 3, 1)
+            self.off = nn.Conv1d(chans[i], 1, 1)
+
+        def forward(self, x):
+            x = self.blocks(torch.relu(self.stem(x)))
+            return torch.softmax(self.cls(x), dim=1), torch.sigmoid(self.off(x))
+
+    torch.manual_seed(0)
+    model = LPPNLike().eval()
+    with torch.no_grad():
+        for p in model.parameters():  # spread the weights a little beyond the default init
+            p.mul_(1.5)
+    return model
+
+
+def build_onnx2tf(outdir, t=3000, name="lppn_torch"):
+    """torch -> ONNX -> onnx2tf float32 and full int8 .tflite; returns (onnx, fp32, int8) paths.
+
+    onnx2tf rewrites its input in place, so it converts a copy.  Calibration
+    data are NWC (N, T, C), mean 0 and std 1 (no ImageNet defaults).  About
+    a minute on a laptop core.
+    """
+    import shutil
+    import subprocess
+
+    import torch
+
+    torch.set_num_threads(1)
+    os.makedirs(outdir, exist_ok=True)
+    model = torch_lppn(t=t)
+    onnx_path = os.path.join(outdir, name + ".onnx")
+    x = torch.zeros(1, 3, t)
+    torch.onnx.export(model, (x,), onnx_path, dynamo=False, opset_version=17,
+                      input_names=["x"], output_names=["cls", "off"], external_data=False)
+    work = os.path.join(outdir, name + "_work")
+    os.makedirs(work, exist_ok=True)
+    copy = os.path.join(work, "copy.onnx")
+    shutil.copy(onnx_path, copy)
+    rng = np.random.default_rng(11)
+    calib = (rng.standard_normal((16, t, 3)) * rng.uniform(0.3, 2.0, (16, 1, 1))).astype(np.float32)
+    calib_path = os.path.join(work, "calib_nwc.npy")
+    np.save(calib_path, calib)
+    exe = os.path.join(os.path.dirname(sys.executable), "onnx2tf")
+    subprocess.run([exe, "-i", copy, "-o", os.path.join(work, "out"), "-oiqt", "-qt", "per-channel",
+                    "-cind", "x", calib_path, "[[[0,0,0]]]", "[[[1,1,1]]]"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+    fp32 = os.path.join(outdir, name + "_fp32.tflite")
+    int8 = os.path.join(outdir, name + "_int8.tflite")
+    shutil.copy(os.path.join(work, "out", "copy_float32.tflite"), fp32)
+    shutil.copy(os.path.join(work, "out", "copy_full_integer_quant.tflite"), int8)
+    return onnx_path, fp32, int8

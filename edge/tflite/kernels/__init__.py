@@ -47,6 +47,5 @@ def build_kernel(op, tensors):
 
 
 def _load_families():
-    if KERNELS:
-        return
-    from . import activation, conv, elementwise, pool, shape  # noqa: F401  (they register themselves)
+    # Importing a family module registers its builders (a no-op once imported).
+    from . import activation, conv, elementwise, pool, shape  # noqa: F401

@@ -5,8 +5,10 @@ An int8 elementwise activation has only 256 possible inputs, so each one is
 a 256-entry lookup table built at load time by a plain-Python twin of
 TFLite's reference kernel (fixed-point for RELU/LEAKY_RELU/HARD_SWISH,
 float32 tables for LOGISTIC/TANH exactly as TFLite populates them).  int8
-SOFTMAX follows TFLite's float lookup-table kernel: exp table over the 256
-differences from the row maximum, a float32 running sum, round half away.
+SOFTMAX is TFLite's reference kernel: gemmlowp's fixed-point exp (tabled
+over the 256 possible differences from the row maximum), Newton-Raphson
+reciprocal and rounding shifts.  (The float lookup table of TFLite's
+optimised kernel differs from it by one quantum on near-ties.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 from . import register, unsupported
 from .quant import (
     _round_away,
+    _rounding_divide_by_pot,
+    _srdhm,
     dtype_range,
     mbqm_scalar,
     multiply_by_quantized_multiplier,
@@ -191,6 +195,61 @@ def build_tanh(op, tensors):
     return _float_table(op, x, y, lambda d: F32(math.tanh(float(d))))
 
 
+# --- int8 SOFTMAX: TFLite's reference kernel, gemmlowp fixed point -------------------------
+_I32_MAX = (1 << 31) - 1
+_I32_MIN = -(1 << 31)
+
+
+def _sat_shl(x, e):
+    """gemmlowp SaturatingRoundingMultiplyByPOT with a positive exponent (int64 arrays of int32)."""
+    thr = (1 << (31 - e)) - 1
+    return np.where(x > thr, _I32_MAX, np.where(x < -thr, _I32_MIN, x << e))
+
+
+def _exp_quarter(a):
+    """exp on [-1/4, 0) of a Q0.31 value (gemmlowp exp_on_interval_between_negative_one_quarter_and_0_excl)."""
+    x = a + (1 << 28)
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = _rounding_divide_by_pot(x4, 2)
+    poly = _rounding_divide_by_pot(_srdhm(x4_over_4 + x3, 715827883) + x2, 1)
+    return 1895147668 + _srdhm(1895147668, x + poly)
+
+
+def _exp_on_negative_values(a):
+    """exp of a Q5.26 value <= 0 as Q0.31 (gemmlowp exp_on_negative_values, 5 integer bits)."""
+    frac_bits = 26
+    quarter = 1 << (frac_bits - 2)
+    a_mod = (a & (quarter - 1)) - quarter
+    result = _exp_quarter(_sat_shl(a_mod, 5))
+    remainder = a_mod - a
+    for exponent, mult in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+                           (2, 39332535), (3, 720401), (4, 242)):
+        bit = 1 << (frac_bits + exponent)
+        result = np.where(remainder & bit, _srdhm(result, mult), result)
+    return np.where(a == 0, _I32_MAX, result)
+
+
+def _one_over_one_plus_x(a):
+    """1 / (1 + x) for x in [0, 1) in Q0.31 (gemmlowp, three Newton-Raphson steps)."""
+    num = a + _I32_MAX  # RoundingHalfSum(a, One): (a + b + sign) / 2, truncating like C
+    num = num + np.where(num >= 0, 1, -1)
+    half_den = np.where(num >= 0, num // 2, -((-num) // 2))
+    x = 1515870810 + _srdhm(half_den, -1010580540)
+    for _ in range(3):
+        one_minus = (1 << 29) - _srdhm(half_den, x)
+        x = x + _sat_shl(_srdhm(x, one_minus), 2)
+    return _sat_shl(x, 1)
+
+
+def _softmax_params(input_scale, beta):
+    real = min(float(beta) * float(input_scale) * float(1 << 26), float((1 << 31) - 1))
+    mult, left = quantize_multiplier(real)
+    radius = int(math.floor(((1 << 5) - 1) * float(1 << 26) / float(1 << left)))
+    return mult, left, -radius
+
+
 @register("SOFTMAX")
 def build_softmax(op, tensors):
     x, y, q = _io(op, tensors)
@@ -204,19 +263,24 @@ def build_softmax(op, tensors):
         return softmax_f32
     sx, _ = qparams(x)
     sy, zy = qparams(y)
-    neg = -sx * beta
-    # exp of -(max - x) * scale * beta for the 256 possible differences.
-    table = np.array([_exp_f32(neg * F32(d)) for d in range(256)], F32)
+    if (float(sy), zy) != (1.0 / 256, -128):
+        raise unsupported(op, "int8 softmax output quantised as (%g, %d); TFLite requires (1/256, -128)" % (sy, zy))
+    mult, left, diff_min = _softmax_params(sx, beta)
+    # exp(-d * scale * beta) in Q0.31 for the 256 possible differences d from the row maximum.
+    diffs = -np.arange(256, dtype=np.int64)
+    exp_table = _exp_on_negative_values(_srdhm(diffs << left, mult))
+    exp_table = np.where(diffs >= diff_min, exp_table, 0)
+    acc_table = _rounding_divide_by_pot(exp_table, 12)  # Q12.19 terms of the sum
 
     def softmax_int8(ins):
-        v = ins[0].astype(np.int16)
-        diff = v.max(axis=-1, keepdims=True) - v  # 0..255
-        e = table[diff]
-        total = np.zeros(e.shape[:-1], F32)
-        for j in range(e.shape[-1]):  # TFLite sums in order, in float32
-            total += e[..., j]
-        inv = F32(1) / (total * sy)
-        out = round_half_away(e * inv[..., None]) + zy
+        v = ins[0].astype(np.int64)
+        d = v.max(axis=-1, keepdims=True) - v  # 0..255
+        total = acc_table[d].sum(axis=-1, keepdims=True)
+        clz = 32 - np.frexp(total.astype(np.float64))[1].astype(np.int64)
+        over = 12 - clz
+        recip = _one_over_one_plus_x((total << clz) - (1 << 31))
+        out = _rounding_divide_by_pot(_srdhm(recip, exp_table[d]), over + 31 - 8) - 128
+        out = np.where(d <= -diff_min, out, -128)
         return np.clip(out, -128, 127).astype(np.int8)
 
     return softmax_int8

@@ -79,20 +79,43 @@ def _check_int8(op, tensors, x_i, w_i, out_i):
 
 
 def _requant_params(x, w, y, n_out):
-    """Per-output-channel (multiplier, shift) arrays: input_scale * filter_scale / output_scale in double."""
-    sx = float(x.quant.scale[0])
+    """Per-output-channel (multiplier, shift): input_scale * filter_scale / output_scale.
+
+    TFLite forms the product in double for per-channel weights
+    (PopulateConvolutionQuantizationParams) but in float32 for per-tensor
+    ones (GetQuantizedConvolutionMultipler); the last bit of the multiplier,
+    and so now and then an output, depends on it.
+    """
+    sx = x.quant.scale[0]
     sy = float(y.quant.scale[0])
-    ws = w.quant.scale.astype(np.float64)
+    ws = w.quant.scale
     if ws.size == 1:
-        ws = np.repeat(ws, n_out)
-    pairs = [quantize_multiplier(sx * float(s) / sy) for s in ws]
+        pairs = [quantize_multiplier(float(np.float32(sx) * np.float32(ws[0])) / sy)] * n_out
+    else:
+        pairs = [quantize_multiplier(float(sx) * float(s) / sy) for s in ws]
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def _make_requant(x, w, y, act, n_out, op):
+def _make_requant(x, w, y, act, n_out, op, single_rounding=False):
+    """int64 accumulators (last axis = channels) -> int8 outputs.
+
+    single_rounding: TFLite's FULLY_CONNECTED runs through ruy, whose
+    multiplier rounds once, half up: (acc * m + 2**(30 - shift)) >> (31 - shift).
+    The convolutions use gemmlowp's two-step rounding (MultiplyByQuantizedMultiplier).
+    """
     mult, shift = _requant_params(x, w, y, n_out)
     _, zp_out = qparams(y)
     lo, hi = _act_or_fail(op, act, y)
+    if single_rounding:
+        total = (31 - shift).astype(np.int64)
+        half = np.int64(1) << (total - 1)
+
+        def requant_single(acc):
+            out = ((acc * mult + half) >> total) + zp_out
+            np.clip(out, lo, hi, out=out)
+            return out.astype(np.int8)
+
+        return requant_single
     # The common case has right shifts only; keep two paths so it stays lean.
     right_only = bool(np.all(shift <= 0))
     right = (-shift).astype(np.int64)
@@ -357,7 +380,7 @@ def build_fully_connected(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True)
 
         def fc_int8(ins):
             xf = ins[0].astype(acc_t).reshape(-1, k)
