@@ -10,13 +10,17 @@ The station pipeline needs four calls::
 
 Sending policy:
 
-* picks wait at most ``max_delay_s`` for a packet to fill (0: send at once);
+* picks wait at most ``max_delay_s`` for a packet to fill (0: send at once),
+  except while the link looks down (a packet was retransmitted and still not
+  acknowledged): then only full packets are made, so a backlog goes out in
+  as few packets as possible when the link returns;
 * a new packet is sent once immediately; unacknowledged packets are
   retransmitted oldest first, at most ``window`` of them outstanding, after
   ``retry_s`` doubling per try up to ``max_retry_s``;
 * the first ack after a silence longer than ``retry_s`` (the link came
-  back) makes the outstanding window due at once, so a backlog drains at
-  ``window`` packets per round trip instead of waiting out the back-off.
+  back) restarts the back-off and makes the outstanding window due at once,
+  so a backlog drains at ``window`` packets per round trip instead of
+  waiting out the back-off it built up during the outage.
 """
 
 from __future__ import annotations
@@ -178,6 +182,7 @@ class Uplink(object):
             nos = numbers[start:start + len(group)]
             last = i == len(groups) - 1
             overdue = now - min(self._since.get(n, float("-inf")) for n in nos) >= self.max_delay_s
+            overdue = overdue and not self._link_down()
             if last and not (force or overdue or len(group) == self.capacity):
                 break
             seq = self.journal.next_seq
@@ -188,6 +193,11 @@ class Uplink(object):
             self.stats["packets"] += 1
             self._send(seq, data, now)
             start += len(group)
+
+    def _link_down(self) -> bool:
+        """True while a packet has been retransmitted without an ack: partial packets then
+        wait, so that a backlog goes out in full packets when the link returns."""
+        return any(t >= 2 for t in self._tries.values())
 
     def _send(self, seq: int, data: bytes, now: float) -> bool:
         tries = self._tries.get(seq, 0)
@@ -215,9 +225,11 @@ class Uplink(object):
             log.debug("ignoring a bad ack: %s", exc)
             return 0
         now = self.clock()
-        if now - self._last_ack > self.retry_s:
+        if now - self._last_ack > self.retry_s:  # the link is back after a silence:
+            for seq in self._tries:
+                self._tries[seq] = min(self._tries[seq], 1)  # restart the back-off
             for seq in list(self.journal.unacked)[: self.window]:
-                self._due[seq] = now  # the link is back: resend the window at once
+                self._due[seq] = now  # and resend the window at once
         self._last_ack = now
         seqs = [ack.seq] + [s for s in self.journal.unacked if s < ack.cumulative]
         fresh = self.journal.ack(seqs)

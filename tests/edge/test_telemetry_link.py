@@ -227,3 +227,30 @@ def test_lossy_link_delivers_every_pick_exactly_once(profile, n, seed, table, tm
     assert c["dropped"] > 0.2 * c["in"] and c["duplicated"] > 0 and c["corrupted"] > 0 and c["reordered"] > 0
     assert rx.receiver.counts["replayed"] > 0  # duplicates seen and not written again
     assert rx.receiver.counts["forged"] + rx.receiver.counts["truncated"] > 0  # corruption caught
+
+
+def test_day_long_outage_is_recovered_in_full(table, tmp_path):
+    """100 picks over 24 h (simulated clock) into a dead link, then the link returns."""
+    endpoint = UdpEndpoint()
+    fake = [0.0]
+    with Running(table, [endpoint]) as rx, LossyRelay(endpoint.address, drop=0.0, duplicate=0.0, corrupt=0.0,
+                                                      reorder=0.0) as relay:
+        relay.blackout = True
+        up = Uplink(str(tmp_path / "j"), table.by_code(CODE), UdpLink(*relay.address), profile="lora222",
+                    max_delay_s=600.0, retry_s=60.0, max_retry_s=1800.0, clock=lambda: fake[0])
+        picks = day_of_picks(100, spacing_s=864.0)
+        for p in picks:
+            fake[0] = (p.time_ns - T0) / 1e9
+            up.submit([p])
+            up.poll(0.0)
+        assert rx.receiver.counts["packets"] == 0 and up.backlog > 0
+        # while the link looked down only full packets (22 picks) were made after the first one
+        assert up.stats["packets"] <= 1 + 100 // 22
+        relay.blackout = False
+        start = fake[0]
+        while up.backlog and fake[0] - start < 6 * 3600:
+            fake[0] += 10.0
+            up.poll(0.01)
+        up.close()
+    assert times(rx.sink.picks) == times(picks)  # every pick, exactly once
+    assert up.stats["packets"] <= 2 + 100 // 22
