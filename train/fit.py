@@ -624,9 +624,15 @@ def _rewrite_best(model, out_dir):
 
 
 # ---------------------------------------------------------------- command line
+def _metric_set(split, values):
+    from fieldpick.edge.card import MetricSet
+
+    return MetricSet(data="ncedc", split=split,
+                     values={k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and np.isfinite(v)})
+
+
 def main(argv) -> int:
     """``fieldpick train``: train one model from a recipe file and/or options."""
-    from fieldpick.edge.card import MetricSet
     from fieldpick.train.checkpoint import save_checkpoint
 
     parser = argparse.ArgumentParser(
@@ -634,30 +640,62 @@ def main(argv) -> int:
         description="Train a picker on the NCEDC windows (stations split into train and validation). "
                     "Options override the recipe file; --model KEY=VALUE sets the network's own config.")
     add_arguments(parser)
+    parser.add_argument("--crossval", type=int, default=0, metavar="K",
+                        help="first score the recipe by K-fold cross-validation split by station; "
+                             "the pooled scores go into the card")
     parser.add_argument("--final", action="store_true",
                         help="after choosing the epoch count on the validation split, retrain on all stations")
+    parser.add_argument("--publish", metavar="PREFIX",
+                        help="also write the chosen model as PREFIX.pt and its card as PREFIX.json")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     if cfg.data != "ncedc":
         raise ConfigError("fieldpick train --data %r: only 'ncedc' trains end to end here (synthetic data "
                           "is used through pretrain_windows)" % cfg.data)
     data = load_real(cfg.data_dir or None)
+    out = {"out_dir": cfg.out_dir}
+    metric_sets = []
+    if args.crossval:
+        from fieldpick.train.crossval import cross_validate
+
+        cv = cross_validate(cfg, data, k=args.crossval, out_dir=os.path.join(cfg.out_dir, "cv"))
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        with open(os.path.join(cfg.out_dir, "crossval.json"), "w") as f:
+            json.dump(cv, f, indent=1, default=float)
+        out["crossval"] = cv["pooled"]
+        metric_sets.append(_metric_set(
+            "%d-fold cross-validation split by station, pooled over %d event and %d noise windows (each scored "
+            "by a model that never saw its station)" % (args.crossval, len(data.events), len(data.noise)),
+            cv["pooled"]))
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history = train(cfg, data.subset(~held), data.subset(held))
     metrics = evaluate(model, data.subset(held), cfg)
-    out = {"out_dir": cfg.out_dir, "validation": metrics}
+    out["validation"] = metrics
+    metric_sets.append(_metric_set("validation stations (%d windows)%s" % (
+        int(held.sum()), ", before the final retrain on all stations" if args.final else ""), metrics))
+    card_path = os.path.join(cfg.out_dir, "best.json")
     if args.final:
-        best_epoch = max(h["epoch"] for h in history if h.get("f1") == max(x["f1"] for x in history))
+        best_f1 = max(h["f1"] for h in history if h["epoch"] <= cfg.epochs)
+        best_epoch = [h["epoch"] for h in history if h["f1"] == best_f1][-1]
         final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(best_epoch, 1), patience=0))
+        thresholds = dict(model.thresholds)
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _ = train(final_cfg, data, data.subset(held), out_dir=final_dir, select="last")
-        card = model.card()
-        card.name = cfg.name
-        card.metrics = [MetricSet(data="ncedc", split="validation before the final retrain on all stations",
-                                  values={k: float(v) for k, v in metrics.items() if np.isfinite(v)})]
-        card.provenance.update({"train_config": final_cfg.to_dict(), "epochs": final_cfg.epochs})
-        save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
-        card.save(os.path.join(final_dir, "final.json"))
+        model.thresholds = thresholds  # chosen on the validation stations before the retrain
+        card_path = os.path.join(final_dir, "final.json")
         out["final"] = final_dir
+    card = model.card()
+    card.name = cfg.name
+    card.metrics = metric_sets
+    card.provenance.update({"train_config": cfg.to_dict(), "final_retrain_epochs": final_cfg.epochs if args.final else 0,
+                            "command": "fieldpick train " + " ".join(argv)})
+    if args.final:
+        save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
+    card.save(card_path)
+    if args.publish:
+        os.makedirs(os.path.dirname(os.path.abspath(args.publish)), exist_ok=True)
+        save_checkpoint(args.publish + ".pt", model, card)
+        card.save(args.publish + ".json")
+        out["published"] = args.publish
     sys.stdout.write(json.dumps(out, indent=1, default=float) + "\n")
     return 0
