@@ -82,7 +82,7 @@ class BufferConfig:
     the newest before its missing samples are declared a gap."""
 
     gap_fill: str = "zero"
-    max_lag_s: float = 30.0
+    max_lag_s: float = 150.0
 
     def validate(self, w="buffer"):
         _check(self.gap_fill in GAP_FILLS, w + ".gap_fill", self.gap_fill, ", ".join(map(repr, GAP_FILLS)))

@@ -6,7 +6,8 @@ Two output kinds are read, as the model card says (``output.kind``):
   whose 'D' trace is ignored here): one probability per sample and label;
 - ``stride_class_offset`` (LPPN, Yu et al. 2022): per stride of ``S`` samples
   the label probabilities plus one extra channel, the arrival offset inside
-  the stride in [0, 1); an arrival in stride ``k`` lies at ``(k + offset) * S``.
+  the stride in [0, 1); an arrival in stride ``k`` lies at ``(k + offset) * S``
+  (a model without the offset channel is read as offset 0.5, the stride centre).
 
 Both become per-"cell" traces (a cell is one sample, or one stride).
 Overlapping windows are combined by :class:`Stacker` (mean or max of the
@@ -93,6 +94,8 @@ def output_traces(outputs, card):
         elif first.shape[-1] == K + 1:
             offsets = first[..., K]
             first = first[..., :K]
+        elif first.shape[-1] == K:  # a per-stride classifier without offsets: stride centres
+            offsets = np.full(first.shape[:2], 0.5, np.float32)
         else:
             raise DataError(
                 "stride_class_offset output has %d channels; expected %d labels + 1 offset" % (first.shape[-1], K)

@@ -45,7 +45,7 @@ from .stream.ring import RingBuffer
 from .stream.trigger import Trigger
 from .stream.windows import hop_samples, normalise, to_layout
 
-__all__ = ["Runner", "InterpreterRunner", "Station", "load_runner", "default_card_path", "main"]
+__all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner", "default_card_path", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,66 @@ class InterpreterRunner(Runner):
 
     def run(self, batch):
         return self.interpreter.run(batch, dequantize=True)
+
+
+class EnergyRatioRunner(Runner):
+    """A classic, untrained picker behind the runner seam (tests, benchmarks, baselines).
+
+    For each window (B, T, C) it computes, per sample, the log10 ratio of the
+    mean energy in the ``after_s`` seconds from the sample on to the mean
+    energy in the ``before_s`` seconds before it, on Z for P and on the
+    horizontals for S (S only where the horizontals carry most of the energy
+    after the sample).  The ratio peaks at an onset; it is mapped to a
+    "probability" by ``clip((log10 ratio - lo) / (hi - lo), 0, 1)``.  Outputs
+    are per-sample traces in the card's label order and output layout.  It is
+    deterministic and needs only numpy; it is NOT a trained network.
+    """
+
+    def __init__(self, card, before_s=3.0, after_s=0.5, lo=0.7, hi=1.7):
+        if card.output.kind != "probabilities":
+            raise ConfigError("EnergyRatioRunner writes per-sample 'probabilities'; card kind is %r"
+                              % card.output.kind)
+        self.card = card
+        fs = card.input.sampling_rate_hz
+        self.nb, self.na = max(1, int(before_s * fs)), max(1, int(after_s * fs))
+        self.lo, self.hi = lo, hi
+        self._z = card.input.channels.index("Z") if "Z" in card.input.channels else 0
+        self._h = [i for i, c in enumerate(card.input.channels) if c != "Z"]
+
+    def _ratio(self, e):
+        """log10(mean e[t:t+na] / mean e[t-nb:t]) along the last axis, (B, T)."""
+        B, T = e.shape
+        c = np.zeros((B, T + 1))
+        np.cumsum(e, axis=1, out=c[:, 1:])
+        t = np.arange(T)
+        a_hi = np.minimum(t + self.na, T)
+        b_lo = np.maximum(t - self.nb, 0)
+        after = (c[:, a_hi] - c[:, t]) / np.maximum(a_hi - t, 1)
+        before = (c[:, t] - c[:, b_lo]) / np.maximum(t - b_lo, 1)
+        ok = (t >= self.nb) & (t + self.na <= T)
+        r = np.log10((after + 1e-12) / (before + 1e-12))
+        return np.where(ok, r, 0.0), after
+
+    def run(self, batch):
+        x = np.asarray(batch, dtype=np.float64)
+        if self.card.input.layout == "NTC":
+            x = np.transpose(x, (0, 2, 1))
+        x = x - x.mean(axis=-1, keepdims=True)
+        e = x * x
+        rp, ez = self._ratio(e[:, self._z])
+        p = np.clip((rp - self.lo) / (self.hi - self.lo), 0.0, 1.0)
+        if self._h:
+            rs, eh = self._ratio(e[:, self._h].sum(axis=1))
+            horiz = eh / (eh + ez * len(self._h) + 1e-12)
+            s_ = np.clip((rs - self.lo) / (self.hi - self.lo), 0.0, 1.0) * (horiz > 0.8)
+        else:
+            s_ = np.zeros_like(p)
+        p = p * (1.0 - s_)
+        out = []
+        for lab in self.card.output.labels:
+            out.append(p if lab == "P" else s_ if lab == "S" else np.clip(1.0 - p - s_, 0.0, 1.0))
+        y = np.stack(out, axis=1).astype(np.float32)  # (B, K, T)
+        return y if self.card.output.layout == "NCT" else np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
 
 
 def default_card_path():

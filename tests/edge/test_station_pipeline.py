@@ -1,0 +1,177 @@
+"""The station pipeline end to end: streaming equals offline, gaps, resampling,
+rate changes, channel names; with a deterministic runner in the model seam."""
+
+import logging
+
+import numpy as np
+import pytest
+from fieldpick.edge import synthetic
+from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
+from fieldpick.edge.config import StationConfig
+from fieldpick.edge.errors import DataError
+from fieldpick.edge.station import EnergyRatioRunner, Station
+
+T0 = 1_700_000_000 * 10 ** 9
+
+
+def card(T=3001):
+    return ModelCard(name="er", architecture="energy-ratio", input=InputSpec(100.0, T),
+                     output=OutputSpec("probabilities", ["N", "P", "S"]),
+                     thresholds={"P": 0.5, "S": 0.5}).validate()
+
+
+class CountingRunner(EnergyRatioRunner):
+    """The energy-ratio runner, counting the windows it sees."""
+
+    def __init__(self, c):
+        super().__init__(c)
+        self.windows = 0
+
+    def run(self, batch):
+        self.windows += len(batch)
+        return super().run(batch)
+
+
+@pytest.fixture(scope="module")
+def stream():
+    data, truth = synthetic.continuous(1200, seed=11, event_rate_per_hour=40, start_ns=T0)
+    return data.astype(np.float64), truth
+
+
+def station(mode="gated", **kw):
+    cfg = dict(mode=mode)
+    cfg.update(kw)
+    return Station(CountingRunner(card()), StationConfig.from_dict(cfg), station="XX.STA..HHZ")
+
+
+def feed_packets(st, data, sizes, seed=0, fs=100.0, names="ZNE"):
+    rng = np.random.default_rng(seed)
+    out, a, i, N = [], 0, 0, data.shape[1]
+    while a < N:
+        n = sizes[i % len(sizes)] or int(rng.integers(1, 1500))
+        for c, name in enumerate(names):
+            out += st.feed(name, T0 + int(round(a * 1e9 / fs)), data[c, a:a + n], fs)
+        a += n
+        i += 1
+    return out + st.flush()
+
+
+@pytest.mark.parametrize("mode", ["gated", "continuous"])
+@pytest.mark.parametrize("sizes", [[100], [1499], [4096], [0], [7, 3001, 250]])
+def test_streaming_equals_offline(stream, mode, sizes):
+    data, _ = stream
+    offline = station(mode).feed_array(data, T0, 100.0)
+    got = feed_packets(station(mode), data, sizes)
+    assert got == offline  # every field: time, probability, uncertainty, amplitude, SNR, polarity
+    assert len(offline) > 5
+
+
+def test_gating_runs_fewer_windows_than_continuous(stream):
+    data, _ = stream
+    g, c = station("gated"), station("continuous")
+    g.feed_array(data, T0, 100.0)
+    c.feed_array(data, T0, 100.0)
+    assert c.duty_cycle == 1.0 and c.runner.windows == c.stats["windows_run"] == c.stats["windows_total"]
+    # 120000 samples, window 3001, hop 1500: starts 0..77 * 1500 (78 grid windows) and one tail window
+    assert c.stats["windows_total"] == 79
+    assert 0.0 < g.duty_cycle < 1.0 and g.runner.windows < c.runner.windows
+
+
+def test_no_pick_is_made_across_a_gap(stream):
+    data, _ = stream
+    gap = (40000, 46000)  # 400 s .. 460 s missing on every channel
+    st = station("continuous")
+    out = []
+    for a in range(0, data.shape[1], 500):
+        if gap[0] <= a < gap[1]:
+            continue
+        for c, name in enumerate("ZNE"):
+            out += st.feed(name, T0 + a * 10 ** 7, data[c, a:a + 500], 100.0)
+    out += st.flush()
+    assert st.ring.stats["gap_samples"] == 3 * (gap[1] - gap[0])
+    assert st.stats["windows_gap"] > 0
+    inside = [p for p in out if T0 + gap[0] * 10 ** 7 <= p.time_ns < T0 + gap[1] * 10 ** 7]
+    assert inside == []
+    # the windows that could not run are those overlapping the gap: grid starts 255..450 s
+    full = station("continuous")
+    full.feed_array(data, T0, 100.0)
+    assert st.stats["windows_run"] == full.stats["windows_run"] - st.stats["windows_gap"]
+
+
+def _one_arrival(fs, t_arrival=40.0, duration=90.0, seed=5):
+    """Noise plus a 5 Hz burst starting at t_arrival on Z (P) and at t+8 s on N and E (S)."""
+    rng = np.random.default_rng(seed)
+    n = int(duration * fs)
+    t = np.arange(n) / fs
+    x = rng.normal(0, 1.0, (3, n))
+    for comp, onset, amp in ((0, t_arrival, 30.0), (1, t_arrival + 8, 40.0), (2, t_arrival + 8, 40.0)):
+        on = t >= onset
+        x[comp, on] += amp * np.sin(2 * np.pi * 5.0 * (t[on] - onset)) * np.exp(-(t[on] - onset) / 3.0)
+    return x
+
+
+def _picks_at(fs):
+    picks = feed_packets(station("continuous"), _one_arrival(fs), [int(fs * 2.5)], fs=fs)
+    return [q for q in picks if q.phase == "P"], [q for q in picks if q.phase == "S"]
+
+
+@pytest.mark.parametrize("fs", [20.0, 40.0, 50.0, 200.0, 250.0])
+def test_any_input_rate_picks_what_100_hz_picks(fs):
+    (p100,), (s100,) = _picks_at(100.0)
+    # the energy-ratio runner saturates ~0.4 s before the P onset and on the S onset
+    assert abs(p100.time_ns - (T0 + 40 * 10 ** 9)) < 0.5e9 and abs(s100.time_ns - (T0 + 48 * 10 ** 9)) < 0.05e9
+    p, s = _picks_at(fs)
+    assert len(p) == 1 and len(s) == 1
+    # resampled to 100 Hz, the same waveform (other noise): within two samples of either rate
+    tol = 2e9 / min(fs, 100.0)
+    assert abs(p[0].time_ns - p100.time_ns) <= tol
+    assert abs(s[0].time_ns - s100.time_ns) <= tol
+    assert p[0].snr_db > 20
+    if fs >= 40.0:
+        assert p[0].polarity == p100.polarity == "U"  # the burst starts upwards
+
+
+def test_rate_change_is_detected_and_logged(caplog):
+    a = _one_arrival(100.0, duration=60.0)
+    b = _one_arrival(50.0, duration=60.0)
+    st = station("continuous")
+    with caplog.at_level(logging.WARNING):
+        for c, name in enumerate("ZNE"):
+            st.feed(name, T0, a[c], 100.0)
+        for c, name in enumerate("ZNE"):
+            st.feed(name, T0 + 60 * 10 ** 9, b[c], 50.0)
+        picks = st.flush()
+    assert st.stats["rate_changes"] == 3
+    assert "sampling rate changed from 100 Hz to 50 Hz" in caplog.text
+    assert st.ring.frontier == 12000 and st.ring.stats["gap_samples"] == 0
+    assert isinstance(picks, list)
+
+
+def test_channel_codes_and_aliases():
+    st = station()
+    assert [st._component(c) for c in ("HHZ", "BH1", "EH2", "z")] == ["Z", "N", "E", "Z"]
+    with pytest.raises(DataError, match=r"channel 'HHX' is not one of the model's components \['Z', 'N', 'E'\]"):
+        st.feed("HHX", T0, np.zeros(10), 100.0)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(start_ns=1.5e18), "must be an int"),
+    (dict(samples=np.array([1.0, np.nan])), "NaN"),
+    (dict(fs=0.0), "must be a number > 0"),
+    (dict(samples=np.zeros((2, 2))), "expected 1-D"),
+])
+def test_bad_packets_are_refused_and_keep_accepted_data(kw, message):
+    st = station()
+    st.feed("Z", T0, np.arange(100.0), 100.0)
+    args = dict(channel="Z", start_ns=T0 + 10 ** 9, samples=np.zeros(10), fs=100.0)
+    args.update(kw)
+    with pytest.raises(DataError, match=message):
+        st.feed(**args)
+    assert st.ring.ends[0] == 100 and st.ring.data[0, :100].tolist() == list(np.arange(100.0))
+
+
+def test_feeding_after_flush_is_an_error():
+    st = station()
+    st.flush()
+    with pytest.raises(DataError, match="flushed"):
+        st.feed("Z", T0, np.zeros(10), 100.0)
