@@ -33,7 +33,9 @@ The physics, kept simple but in the right units:
   counts per m/s.  Output units are counts.
 - station troubles, each with its own probability: spikes, gaps (filled with
   zeros, as ObsPy's merge does), clipping, a dead channel, vertical-only
-  stations (N and E all zero), DC offsets, and a second event in the window.
+  stations (N and E all zero), DC offsets, a second event in the window,
+  and non-seismic transients (band-limited bursts of traffic or machinery
+  noise, 1-6 s long, that fool a naive trigger).
 
 Channel order is always Z, N, E.  Sample indices of labels are floats
 (sub-sample onsets); NaN marks a phase that is absent from the window.
@@ -151,6 +153,7 @@ class SynthConfig:
     vertical_only_prob: float = 0.05
     dc_offset_prob: float = 0.3
     second_event_prob: float = 0.05
+    burst_prob: float = 0.1
 
     def validate(self):
         pairs = [
@@ -189,7 +192,7 @@ class SynthConfig:
     def clean(cls):
         """A config with every station trouble switched off (clean events, clean noise)."""
         return cls(spike_prob=0.0, gap_prob=0.0, clip_prob=0.0, dead_channel_prob=0.0,
-                   vertical_only_prob=0.0, dc_offset_prob=0.0, second_event_prob=0.0)
+                   vertical_only_prob=0.0, dc_offset_prob=0.0, second_event_prob=0.0, burst_prob=0.0)
 
 
 def config(base=None, **options) -> SynthConfig:
@@ -368,7 +371,7 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     resp = _instrument(freq, fs, broadband)
     s_sample = p_sample + ev["sp_s"] * fs
     rise_p = rng.uniform(0.01, 0.05) if ev["impulsive"] else rng.uniform(0.3, 1.5)
-    rise_s = rise_p * rng.uniform(1.0, 2.0)
+    rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.2, 0.8)
     tau_p = 0.6 * ev["coda_tau_s"]
     tau_s = ev["coda_tau_s"]
     pulse = 3.0 * ev["polarity"] if ev["impulsive"] else 0.0
@@ -407,7 +410,42 @@ def _snr_db(signal_z, noise_z, p_sample, fs):
 
 # --------------------------------------------------------------------------- windows
 
-_FLAGS = ("spikes", "gap", "clipped", "dead_channel", "vertical_only", "dc_offset", "second_event")
+_FLAGS = ("spikes", "gap", "clipped", "dead_channel", "vertical_only", "dc_offset", "second_event", "burst")
+
+
+def _burst(rng, fs, sd):
+    """One non-seismic transient (traffic, machinery, a gust): (3, L) ground units.
+
+    Band-limited noise (centre 2-15 Hz, 0.2 decade wide) under an envelope
+    that rises over 0.1-1 s and lasts 1-6 s; its RMS over the first
+    ``duration / 2`` is 1.5-6 times ``sd`` (the ambient noise RMS, per channel);
+    horizontals usually shake more than the vertical.
+    """
+    duration = rng.uniform(1.0, 6.0)
+    rise = rng.uniform(0.1, 1.0)
+    n = _fft_len(int((duration * 2.0 + rise) * fs))
+    t = np.arange(n) / fs
+    env = (1.0 - np.exp(-t / rise)) * np.exp(-t / (duration / 3.0))
+    spec = np.fft.rfft(rng.standard_normal((3, n)) * env, axis=-1)
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    centre = 10.0 ** rng.uniform(math.log10(2.0), math.log10(min(15.0, 0.4 * fs)))
+    spec *= np.exp(-0.5 * ((np.log10(np.maximum(f, 1e-3)) - math.log10(centre)) / 0.2) ** 2)
+    x = np.fft.irfft(spec, n, axis=-1)
+    head = x[:, : max(int(duration / 2 * fs), 1)]
+    rms = np.sqrt(np.mean(head ** 2, axis=-1)) + 1e-300
+    weight = np.array([rng.uniform(0.3, 1.0), rng.uniform(0.5, 1.5), rng.uniform(0.5, 1.5)])
+    return x * (rng.uniform(1.5, 6.0) * weight * np.asarray(sd) / rms)[:, None]
+
+
+def _add_bursts(rng, x, fs, sd, count):
+    """Add ``count`` transients at uniform times into ``x`` (3, N) in place."""
+    n = x.shape[1]
+    for _ in range(count):
+        b = _burst(rng, fs, sd)
+        start = int(rng.integers(-b.shape[1] // 2, n))
+        a, e = max(start, 0), min(start + b.shape[1], n)
+        if e > a:
+            x[:, a:e] += b[:, a - start: e - start]
 
 
 def _troubles(rng, cfg, allow_second):
@@ -420,6 +458,7 @@ def _troubles(rng, cfg, allow_second):
         "vertical_only": rng.random() < cfg.vertical_only_prob,
         "dc_offset": rng.random() < cfg.dc_offset_prob,
         "second_event": allow_second and rng.random() < cfg.second_event_prob,
+        "burst": rng.random() < cfg.burst_prob,
     }
 
 
@@ -496,6 +535,9 @@ def _window(ss, cfg, T, fs, with_event):
             sig2, s2 = _event_ground(rng, ev2, T, fs, p2 * fs, broadband)
             ground = ground + sig2
             out.update(p2_idx=p2 * fs, s2_idx=s2 if s2 < T else nan)
+    if flags["burst"]:
+        ground = ground + 0.0  # a copy: the noise array stays the clean reference
+        _add_bursts(rng, ground, fs, noise.std(axis=-1), int(rng.integers(1, 4)))
     x = ground * sens
     gap = _apply_troubles(rng, x, flags, fs)
     out.update(flags)
@@ -553,7 +595,7 @@ def event_windows(n, seed, window_samples=3000, fs=100.0, **options) -> Dict[str
     the noise's mean power on Z, measured on the clean parts before any
     trouble), noise_level, broadband, cultural, sensitivity (counts per m/s),
     and one bool per trouble (spikes, gap, clipped, dead_channel,
-    vertical_only, dc_offset, second_event) with gap_start/gap_stop samples.
+    vertical_only, dc_offset, second_event, burst) with gap_start/gap_stop samples.
 
     options: fields of :class:`SynthConfig` (or ``config=SynthConfig(...)``
     as a base); unknown names are an error.
@@ -573,7 +615,7 @@ def noise_windows(n, seed, window_samples=3000, fs=100.0, **options) -> Dict[str
 # --------------------------------------------------------------------------- streams
 
 def continuous(duration_s, seed, fs=100.0, start_ns=1_700_000_000 * 10 ** 9, event_rate_per_hour=20.0,
-               noise_level=None, broadband=True, sensitivity=5e8, spikes_per_hour=0.0,
+               noise_level=None, broadband=True, sensitivity=5e8, spikes_per_hour=0.0, bursts_per_hour=0.0,
                chunk_samples=1 << 18, **options) -> Tuple[np.ndarray, np.ndarray]:
     """A continuous 3-component stream with Poisson earthquakes and its truth table.
 
@@ -582,6 +624,7 @@ def continuous(duration_s, seed, fs=100.0, start_ns=1_700_000_000 * 10 ** 9, eve
     event_rate_per_hour: mean of the Poisson process of origin times.
     noise_level: between NLNM (0) and NHNM (1); default drawn from the config range.
     sensitivity: counts per m/s.  spikes_per_hour: rate of single-sample spikes.
+    bursts_per_hour: rate of non-seismic transients (traffic, machinery; not in the truth).
     options: :class:`SynthConfig` fields for the events (magnitudes,
     distances, SNR...); window-only options (troubles, require_s) do not apply.
 
@@ -653,6 +696,9 @@ def continuous(duration_s, seed, fs=100.0, start_ns=1_700_000_000 * 10 ** 9, eve
                 t_ns = int(start_ns) + int(round(sample * 1e9 / fs))
                 rows.append((eid, phase, t_ns, sample, ev["magnitude"], ev["distance_km"], ev["depth_km"],
                              ev["back_azimuth_deg"], snr))
+    if bursts_per_hour > 0:
+        sd = np.sqrt(np.array([noise_power_z, noise_power_z, noise_power_z]))
+        _add_bursts(erng, data, fs, sd, int(erng.poisson(bursts_per_hour * duration_s / 3600.0)))
     data *= sensitivity
     if spikes_per_hour > 0:
         k = int(erng.poisson(spikes_per_hour * duration_s / 3600.0))

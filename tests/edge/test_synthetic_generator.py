@@ -8,7 +8,7 @@ from fieldpick.edge import synthetic as syn
 from fieldpick.edge.errors import ConfigError
 
 CLEAN = dict(spike_prob=0.0, gap_prob=0.0, clip_prob=0.0, dead_channel_prob=0.0, vertical_only_prob=0.0,
-             dc_offset_prob=0.0, second_event_prob=0.0)
+             dc_offset_prob=0.0, second_event_prob=0.0, burst_prob=0.0)
 
 
 def _welch(x, fs, nseg):
@@ -150,6 +150,19 @@ def test_each_trouble_does_what_its_flag_says(trouble):
             assert x.max() > 10 * np.median(x)
         elif trouble == "second_event":
             assert np.isfinite(d["p2_idx"][i])
+
+
+def test_bursts_are_band_limited_transients_on_top_of_the_same_noise():
+    quiet = syn.noise_windows(6, 8, burst_prob=0.0, **{k: v for k, v in CLEAN.items() if k != "burst_prob"})
+    loud = syn.noise_windows(6, 8, burst_prob=1.0, **{k: v for k, v in CLEAN.items() if k != "burst_prob"})
+    assert loud["burst"].all() and not quiet["burst"].any()
+    diff = loud["waveforms"].astype(np.float64) - quiet["waveforms"]
+    f = np.fft.rfftfreq(3000, 0.01)
+    for d, w in zip(diff, quiet["waveforms"].astype(np.float64)):
+        spec = np.abs(np.fft.rfft(d[1])) ** 2
+        assert 1.5 < np.sum(f * spec) / np.sum(spec) < 20.0  # energy between 2 and 15 Hz, not broadband
+        seg = np.sqrt(np.mean(d.reshape(3, 15, 200) ** 2, axis=-1))  # RMS per 2 s
+        assert seg.max() > 0.5 * w.std(axis=-1).max()
 
 
 def test_noise_windows_have_no_labels():

@@ -10,7 +10,7 @@ from fieldpick.train import evaluate as E
 from fieldpick.train.data.synthetic import synthetic_set
 
 CLEAN = dict(spike_prob=0.0, gap_prob=0.0, clip_prob=0.0, dead_channel_prob=0.0, vertical_only_prob=0.0,
-             dc_offset_prob=0.0, second_event_prob=0.0)
+             dc_offset_prob=0.0, second_event_prob=0.0, burst_prob=0.0)
 
 
 def _step(rng, onset=2000, T=3000, ratio=20.0):
