@@ -45,6 +45,7 @@ __all__ = [
     "LengthDecoder",
     "parse_hostport",
     "open_tty",
+    "open_link",
 ]
 
 log = logging.getLogger(__name__)
@@ -386,6 +387,25 @@ class FileLink(Link):
     def close(self):
         if self.path != "-":
             self._stream.close()
+
+
+def open_link(spec: str, baudrate: int = 9600) -> Link:
+    """A station link from a spec: 'udp://HOST:PORT', 'tcp://HOST:PORT',
+    'serial:/dev/ttyUSB0', 'file:PATH' or '-' (stdout)."""
+    if spec == "-":
+        return FileLink("-")
+    scheme, sep, rest = spec.partition(":")
+    if sep and scheme in ("udp", "tcp") and rest.startswith("//"):
+        host, port = parse_hostport(rest[2:])
+        return UdpLink(host, port) if scheme == "udp" else TcpLink(host, port)
+    if sep and scheme == "serial" and rest:
+        return SerialLink(rest[2:] if rest.startswith("//") else rest, baudrate=baudrate)
+    if sep and scheme == "file" and rest:
+        return FileLink(rest[2:] if rest.startswith("//") else rest)
+    raise ConfigError(
+        "link %r not understood; allowed: 'udp://HOST:PORT', 'tcp://HOST:PORT', 'serial:DEVICE', "
+        "'file:PATH', '-'" % (spec,)
+    )
 
 
 # ---------------------------------------------------------------- receiver side

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-from typing import Callable, Dict, Iterable, List, Union
+from typing import Callable, Dict, Iterable, List, Sequence, Union
 
 from ..errors import ConfigError, DataError, PacketError
 from ..picks import Pick
 from .journal import Journal
-from .link import Link
+from .link import Link, open_link
 from .packet import (
     StationEntry,
     StationTable,
@@ -44,7 +45,7 @@ from .packet import (
     group_picks,
 )
 
-__all__ = ["Uplink"]
+__all__ = ["Uplink", "UplinkSet", "from_config"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Uplink(object):
         max_retry_s: float = 600.0,
         window: int = 8,
         clock: Callable[[], float] = time.monotonic,
+        close_link: bool = True,
     ):
         if not (max_delay_s >= 0 and retry_s > 0 and max_retry_s >= retry_s):
             raise ConfigError(
@@ -86,6 +88,8 @@ class Uplink(object):
         self.max_retry_s = float(max_retry_s)
         self.window = int(window)
         self.clock = clock
+        self.close_link = close_link
+        self._reads_link = True  # False when an UplinkSet shares the link and routes the acks
         self.journal = journal if isinstance(journal, Journal) else Journal(journal)
         self._table = StationTable([station])
         now = self.clock()
@@ -105,8 +109,33 @@ class Uplink(object):
 
         Picks with an empty ``station`` get this station's code; a pick of
         another station, or one that cannot be encoded, rejects the whole
-        call before anything is journaled.  Returns the number journaled.
+        call before anything is journaled.  Acks already waiting are read
+        first (without waiting).  Returns the number journaled.
         """
+        batch = self.check(picks)
+        if self._reads_link:
+            for data in self.link.recv(0.0):
+                self.handle_ack(data)
+        if not batch:
+            return 0
+        now = self.clock()
+        for n in self.journal.append_picks(batch):
+            self._since[n] = now
+        self.stats["submitted"] += len(batch)
+        self.service()
+        return len(batch)
+
+    def send(self, pick: Pick) -> int:
+        """``submit([pick])``: for a pipeline that hands over one pick at a time."""
+        return self.submit([pick])
+
+    @staticmethod
+    def from_config(cfg: dict) -> "UplinkSet":
+        """The station's uplink from a config's ``telemetry`` block (see :func:`from_config`)."""
+        return from_config(cfg)
+
+    def check(self, picks: Iterable[Pick]) -> List[Pick]:
+        """The picks as they would be journaled (station filled in); DataError if any is unfit."""
         batch: List[Pick] = []
         for p in picks:
             if isinstance(p, Pick) and p.station == "":
@@ -115,15 +144,7 @@ class Uplink(object):
             if p.station != self.station.code:
                 raise DataError("pick of station %r submitted to the uplink of %r" % (p.station, self.station.code))
             batch.append(p)
-        if not batch:
-            return 0
-        now = self.clock()
-        for n in self.journal.append_picks(batch):
-            self._since[n] = now
-        self.stats["submitted"] += len(batch)
-        self._pack(force=False)
-        self._send_due()
-        return len(batch)
+        return batch
 
     def poll(self, timeout_s: float = 0.0) -> int:
         """Wait up to ``timeout_s`` for acks; send late packets and retransmissions.
@@ -132,10 +153,14 @@ class Uplink(object):
         """
         acked = 0
         for data in self.link.recv(timeout_s):
-            acked += self._on_ack(data)
+            acked += self.handle_ack(data)
+        self.service()
+        return acked
+
+    def service(self) -> None:
+        """Pack picks that waited long enough and send what is due (no waiting)."""
         self._pack(force=False)
         self._send_due()
-        return acked
 
     def flush(self) -> None:
         """Pack every journaled pick now, even into a part-filled packet, and send."""
@@ -160,7 +185,8 @@ class Uplink(object):
         try:
             self.journal.close()
         finally:
-            self.link.close()
+            if self.close_link:
+                self.link.close()
 
     def __enter__(self):
         return self
@@ -217,7 +243,8 @@ class Uplink(object):
             if self._due.get(seq, now) <= now and not self._send(seq, data, now):
                 break  # the link is down: try again at the next due time
 
-    def _on_ack(self, data: bytes) -> int:
+    def handle_ack(self, data: bytes) -> int:
+        """Apply one ack datagram; return the packets it newly acknowledged (bad acks are counted)."""
         try:
             ack = decode_ack(data, self._table)
         except PacketError as exc:
@@ -238,3 +265,115 @@ class Uplink(object):
             self._tries.pop(s, None)
         self.stats["acked"] += len(fresh)
         return len(fresh)
+
+
+class UplinkSet(object):
+    """Several stations on one box sharing one link: one :class:`Uplink` (and
+    journal) per station, acks routed by station id.  Same calls as Uplink."""
+
+    def __init__(self, uplinks: Sequence[Uplink], link: Link):
+        if not uplinks:
+            raise ConfigError("an UplinkSet needs at least one station")
+        self.link = link
+        self.uplinks: Dict[str, Uplink] = {}
+        self._by_id: Dict[int, Uplink] = {}
+        for up in uplinks:
+            if up.link is not link:
+                raise ConfigError("station %s: every uplink of a set must share the set's link" % up.station.code)
+            up._reads_link = False
+            self.uplinks[up.station.code] = up
+            self._by_id[up.station.id] = up
+
+    def submit(self, picks: Iterable[Pick]) -> int:
+        """Route picks to their station's uplink; all are checked before any is journaled."""
+        picks = list(picks)
+        only = next(iter(self.uplinks.values())) if len(self.uplinks) == 1 else None
+        groups: Dict[str, List[Pick]] = {}
+        for p in picks:
+            code = getattr(p, "station", "") or (only.station.code if only else "")
+            if code not in self.uplinks:
+                raise DataError("pick of station %r; this box sends for: %s" % (code, ", ".join(self.uplinks)))
+            groups.setdefault(code, []).extend(self.uplinks[code].check([p]))
+        self._read_acks(0.0)
+        return sum(self.uplinks[code].submit(batch) for code, batch in groups.items())
+
+    def send(self, pick: Pick) -> int:
+        return self.submit([pick])
+
+    def _read_acks(self, timeout_s: float) -> int:
+        acked = 0
+        for data in self.link.recv(timeout_s):
+            up = self._by_id.get(int.from_bytes(data[1:3], "big")) if len(data) >= 3 else None
+            if up is not None:
+                acked += up.handle_ack(data)
+        return acked
+
+    def poll(self, timeout_s: float = 0.0) -> int:
+        acked = self._read_acks(timeout_s)
+        for up in self.uplinks.values():
+            up.service()
+        return acked
+
+    def flush(self) -> None:
+        for up in self.uplinks.values():
+            up.flush()
+
+    def drain(self, timeout_s: float, step_s: float = 0.05) -> bool:
+        self.flush()
+        end = time.monotonic() + timeout_s
+        while self.backlog and time.monotonic() < end:
+            self.poll(step_s)
+        return not self.backlog
+
+    @property
+    def backlog(self) -> int:
+        return sum(up.backlog for up in self.uplinks.values())
+
+    def close(self) -> None:
+        try:
+            for up in self.uplinks.values():
+                up.journal.close()
+        finally:
+            self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+_CONFIG_KEYS = ("table", "station", "journal", "link", "baud", "profile", "max_delay_s", "retry_s", "max_retry_s",
+                "window", "segment_bytes", "budget_bytes")
+
+
+def from_config(cfg: dict) -> UplinkSet:
+    """Build the station's uplink from the ``telemetry`` block of a station config.
+
+    ``{"table": "stations.json", "station": "NC.KHMB..HHZ" (or a list), "journal": DIR,
+    "link": "udp://HOST:PORT" | "tcp://HOST:PORT" | "serial:DEVICE" | "file:PATH" | "-",
+    "baud": 9600, "profile": "iridium", "max_delay_s": 60, "retry_s": 30, "max_retry_s": 600,
+    "window": 8, "segment_bytes": 1048576, "budget_bytes": 67108864}``.  Each station journals
+    into ``DIR/<station code>``.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError("telemetry config must be a JSON object, got %s" % type(cfg).__name__)
+    unknown = sorted(set(cfg) - set(_CONFIG_KEYS))
+    if unknown:
+        raise ConfigError("unknown telemetry keys %s; allowed: %s" % (", ".join(unknown), ", ".join(_CONFIG_KEYS)))
+    missing = [k for k in ("table", "station", "journal", "link") if k not in cfg]
+    if missing:
+        raise ConfigError("telemetry config lacks %s" % ", ".join(missing))
+    table = StationTable.load(cfg["table"])
+    codes = [cfg["station"]] if isinstance(cfg["station"], str) else list(cfg["station"])
+    entries = [table.by_code(c) for c in codes]
+    link = open_link(cfg["link"], baudrate=cfg.get("baud", 9600))
+    opts = {k: cfg[k] for k in ("profile", "max_delay_s", "retry_s", "max_retry_s", "window") if k in cfg}
+    jopts = {k: cfg[k] for k in ("segment_bytes", "budget_bytes") if k in cfg}
+    try:
+        ups = [Uplink(Journal(os.path.join(cfg["journal"], e.code), **jopts), e, link, close_link=False, **opts)
+               for e in entries]
+    except BaseException:
+        link.close()
+        raise
+    return UplinkSet(ups, link)

@@ -254,3 +254,41 @@ def test_day_long_outage_is_recovered_in_full(table, tmp_path):
         up.close()
     assert times(rx.sink.picks) == times(picks)  # every pick, exactly once
     assert up.stats["packets"] <= 2 + 100 // 22
+
+
+def test_from_config_two_stations_share_one_link(tmp_path):
+    table = pk.StationTable.generate([CODE, "NC.KBBM..HHZ"])
+    table.save(str(tmp_path / "stations.json"))
+    endpoint = UdpEndpoint()
+    cfg = {"table": str(tmp_path / "stations.json"), "station": [CODE, "NC.KBBM..HHZ"],
+           "journal": str(tmp_path / "journal"), "link": "udp://127.0.0.1:%d" % endpoint.address[1],
+           "profile": "lora51", "retry_s": 0.2}
+    with Running(table, [endpoint]) as rx:
+        up = Uplink.from_config(cfg)
+        a = Pick(T0, "P", 0.9, station=CODE)
+        b = Pick(T0 + 10**9, "S", 0.8, station="NC.KBBM..HHZ")
+        assert up.send(a) == 1 and up.submit([b]) == 1
+        with pytest.raises(DataError, match="pick of station 'XX.X..HHZ'; this box sends for: NC.KHMB..HHZ, NC.KBBM..HHZ"):
+            up.submit([a, Pick(T0, "P", 0.5, station="XX.X..HHZ")])
+        assert up.drain(10.0)
+        up.close()
+    assert sorted((p.station, p.time_ns) for p in rx.sink.picks) == [("NC.KBBM..HHZ", T0 + 10**9), (CODE, T0)]
+    assert sorted(os.listdir(str(tmp_path / "journal"))) == ["NC.KBBM..HHZ", CODE]
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"retries": 3}, "unknown telemetry keys retries; allowed: table, station"),
+        ({"link": "http://x:1"}, "link 'http://x:1' not understood; allowed: 'udp://HOST:PORT'"),
+        ({"station": "XX.NOPE..HHZ"}, "'XX.NOPE..HHZ' is not in the station table"),
+        ({"profile": "lora"}, "unknown link profile 'lora'; allowed: iridium"),
+    ],
+)
+def test_from_config_errors_name_the_value(change, match, table, tmp_path):
+    table.save(str(tmp_path / "stations.json"))
+    cfg = {"table": str(tmp_path / "stations.json"), "station": CODE, "journal": str(tmp_path / "j"),
+           "link": "file:%s" % (tmp_path / "out.hex")}
+    cfg.update(change)
+    with pytest.raises(ConfigError, match=match):
+        Uplink.from_config(cfg)
