@@ -190,9 +190,14 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     values = {"max_abs_diff_vs_fp32": parity.max_abs_diff(fp32_out, int8_out, "TFLite int8 vs float32"),
               "windows": float(len(par_x))}
     classes = len(base_card.output.labels)
-    if fp32_out[0].ndim == 3:
-        values["argmax_agreement_vs_fp32"] = parity.argmax_agreement(fp32_out[0], int8_out[0], classes)
-    if parity.picker_available():
+    values["argmax_agreement_vs_fp32"] = parity.argmax_agreement(fp32_out[0], int8_out[0], classes)
+    class_gate = None
+    if base_card.output.kind == "window_class":
+        # one class per window: no arrival times to pick; the class decision is what must agree
+        report["gates"]["pick_parity"] = ("not applicable: output kind 'window_class' has no arrival times; "
+                                          "gated on window class agreement instead")
+        class_gate = values["argmax_agreement_vs_fp32"]
+    elif parity.picker_available():
         pp = parity.pick_parity(fp32_out[0], int8_out[0], base_card, par_p, par_s, par_src)
         values.update({"pick_agreement": pp.agreement, "picks_fp32": float(pp.ref_picks),
                        "picks_int8": float(pp.test_picks), "f1_delta": pp.f1_delta})
@@ -216,7 +221,11 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
                                     dict(provenance, **int8_prov), calibration=calibration)
     report["sizes_bytes"] = {k: os.path.getsize(p) for k, p in
                              (("onnx", onnx_path), ("fp32", fp32_path), ("int8", int8_path))}
-    if parity.picker_available():
+    if class_gate is not None and class_gate < parity.PICK_AGREEMENT_MIN:
+        raise parity.ParityError(
+            "TFLite int8 vs float32: the window class agrees on %.2f %% of %d windows, below the gate %.0f %%"
+            % (100 * class_gate, len(par_x), 100 * parity.PICK_AGREEMENT_MIN))
+    if report["gates"]["pick_parity"] == "measured":
         parity.gate_picks("TFLite int8 vs float32 picks", pp)
 
 

@@ -84,10 +84,15 @@ def _tail(text, lines=25):
 def _headline(text):
     """The last line of a converter's output that names an error (or its last line)."""
     lines = [ln.strip() for ln in _ANSI.sub("", text).splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "Error" in ln or "ERROR" in ln:
-            return ln[:300]
-    return lines[-1][:300] if lines else "(no output)"
+    nodes = [ln.split("onnx_op_name:", 1)[1].strip() for ln in lines if ln.startswith("ERROR: onnx_op_name:")]
+    where = "at ONNX node %s: " % nodes[-1] if nodes else ""
+    for i in range(len(lines) - 1, -1, -1):
+        if "Error" in lines[i] or "ERROR" in lines[i]:
+            head = lines[i]
+            if head.endswith("(type TFOpLambda).") and i + 1 < len(lines):
+                head += " " + lines[i + 1]  # keras puts the reason on the next line
+            return where + head[:400]
+    return where + (lines[-1][:400] if lines else "(no output)")
 
 
 def convert(onnx_path, out_dir, calibration_ntc=None, input_name="x", timeout_s=900,
