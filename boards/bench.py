@@ -113,7 +113,9 @@ def fit_rate(flops, nbytes, seconds):
 
     Non-negative least squares by trying every subset of the three terms:
     a term that would need a negative cost is left out (its rate is then
-    infinite).  Returns (overhead_s, rate in FLOP/s, stream in bytes/s).
+    infinite).  Returns (overhead_s, rate in FLOP/s, stream in bytes/s).  A fit
+    whose relative RMS error exceeds 80 % (1.0 is a fit that explains nothing) is refused;
+    a busy shared machine gives 20-60 %.
     """
     f = np.asarray(flops, dtype=np.float64)
     b = np.asarray(nbytes, dtype=np.float64)
@@ -129,8 +131,10 @@ def fit_rate(flops, nbytes, seconds):
         sse = float(np.sum((a @ coef - 1.0) ** 2))
         if best is None or sse < best[0]:
             best = (sse, dict(zip(keep, coef)))
-    if best is None:
-        raise ConfigError("timings do not grow with the work; the machine is too noisy to fit")
+    rms = (best[0] / len(t)) ** 0.5 if best else None
+    if best is None or rms > 0.8:
+        raise ConfigError("timings do not grow with the work (relative fit error %s); the machine is too "
+                          "noisy to fit: rerun on an idle machine" % ("n/a" if rms is None else "%.0f %%" % (100 * rms)))
     fitted = best[1]
     rate = 1.0 / fitted["flops"] if fitted.get("flops", 0) > 0 else float("inf")
     stream = 1.0 / fitted["bytes"] if fitted.get("bytes", 0) > 0 else float("inf")

@@ -101,6 +101,14 @@ def _unpack(archive):
 
 sys.path.insert(0, _unpack(os.path.abspath(sys.argv[0] if os.path.isfile(sys.argv[0]) else os.path.dirname(__file__))))
 sys.dont_write_bytecode = True
+# run this bundle's own copy of fieldpick, never another install of it (a development
+# checkout's editable finder would otherwise supply modules the bundle does not hold)
+def _foreign(finder):
+    mod = getattr(finder if isinstance(finder, type) else type(finder), "__module__", "") or ""
+    return "__editable__" in mod and "fieldpick" in mod
+
+
+sys.meta_path[:] = [f for f in sys.meta_path if not _foreign(f)]
 for _m in [m for m in sys.modules if m == "fieldpick" or m.startswith("fieldpick.")]:
     del sys.modules[_m]
 from fieldpick.boards.selftest import main  # noqa: E402
