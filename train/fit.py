@@ -517,7 +517,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             losses.append(float(loss.detach()))
             bar.set_postfix(loss="%.4f" % np.mean(losses[-20:]))
         thresholds, metrics = tune_thresholds(model, val, cfg, VAL_GRID, apply=False)
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
+        row = {"stage": stage, "epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "seconds": time.time() - t0}
         row.update({k: metrics[k] for k in ("f1", "P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour")})
         history.append(row)
@@ -565,6 +565,9 @@ def station_split(stations, fraction, seed):
     return np.array([s in held for s in stations])
 
 
+_SYNTHETIC = {}  # (windows, seed, samples) -> the generated event and noise windows, this process only
+
+
 def synthetic_source(cfg, window_samples):
     """Synthetic training windows from ``fieldpick.edge.synthetic`` (pre-training)."""
     try:
@@ -572,8 +575,14 @@ def synthetic_source(cfg, window_samples):
     except ImportError:
         raise ConfigError("pretrain_windows needs fieldpick.edge.synthetic, which is not in this build") from None
     length = 2 * window_samples
-    ev = synthetic.event_windows(cfg.pretrain_windows, cfg.seed, window_samples=length, fs=100.0)
-    nz = synthetic.noise_windows(max(1, cfg.pretrain_windows // 4), cfg.seed + 1, window_samples=length, fs=100.0)
+    key = (cfg.pretrain_windows, cfg.seed, length)
+    if key not in _SYNTHETIC:  # generating thousands of windows takes minutes; folds share them
+        _SYNTHETIC.clear()
+        _SYNTHETIC[key] = (
+            synthetic.event_windows(cfg.pretrain_windows, cfg.seed, window_samples=length, fs=100.0),
+            synthetic.noise_windows(max(1, cfg.pretrain_windows // 4), cfg.seed + 1, window_samples=length, fs=100.0),
+        )
+    ev, nz = _SYNTHETIC[key]
     events = WindowSet(ev["waveforms"].astype(np.float32), ev["p_idx"].astype(float), ev["s_idx"].astype(float),
                        np.array(["SYN"] * len(ev["waveforms"])))
     noise = WindowSet(nz["waveforms"].astype(np.float32), nz["p_idx"].astype(float), nz["s_idx"].astype(float),
@@ -675,8 +684,9 @@ def main(argv) -> int:
         int(held.sum()), ", before the final retrain on all stations" if args.final else ""), metrics))
     card_path = os.path.join(cfg.out_dir, "best.json")
     if args.final:
-        best_f1 = max(h["f1"] for h in history if h["epoch"] <= cfg.epochs)
-        best_epoch = [h["epoch"] for h in history if h["f1"] == best_f1][-1]
+        real = [h for h in history if h["stage"] == "train"]
+        best_f1 = max(h["f1"] for h in real)
+        best_epoch = [h["epoch"] for h in real if h["f1"] == best_f1][0]
         final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(best_epoch, 1), patience=0))
         thresholds = dict(model.thresholds)
         final_dir = os.path.join(cfg.out_dir, "final")

@@ -256,3 +256,10 @@ def test_train_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
     assert 0 <= out["validation"]["P_f1"] <= 1
     model, card, _ = load_checkpoint(tmp_path / "best.pt")
     assert card.output.kind == "stride_class_offset" and card.metrics[0].data == "ncedc"
+
+
+def test_synthetic_pretraining_runs_first(tmp_path):
+    data = impulse_data()
+    cfg = small_cfg("lppn", tmp_path, pretrain_windows=8, pretrain_epochs=1, epochs=1)
+    _, history = train(cfg, data.subset(np.arange(8)), data.subset(np.arange(8, 12)))
+    assert [(h["stage"], h["epoch"]) for h in history] == [("pretrain", 1), ("train", 1)]
