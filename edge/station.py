@@ -204,7 +204,7 @@ class Station:
         self.phases = phase_columns(card)
         min_sep = int(round(cfg.picker.min_separation_s * fs / S))
         self.finders = {ph: PeakFinder(thr[ph], S, min_sep) for ph, _ in self.phases}
-        self.chunk = H
+        self.chunk = self.block if self.gated else max(1, int(round(60.0 * fs / H))) * H
         latency = W + H + (self.pre + self.block if self.gated else 0)
         self.lookback = int((cfg.picker.noise_s + cfg.picker.min_separation_s + 30.0) * fs)
         max_lag = int(round(cfg.buffer.max_lag_s * fs))
@@ -221,6 +221,7 @@ class Station:
         self._k = 0              # next grid window to decide
         self._pending = []       # window starts decided to run, not yet run
         self._flushed = False
+        self._seen_frontier = -1
         self._inputs = {c: _Input() for c in self.channels}
         self.stats = {"windows_total": 0, "windows_run": 0, "windows_gap": 0, "batches": 0,
                       "samples": 0, "picks": 0, "rate_changes": 0}
@@ -396,6 +397,9 @@ class Station:
     def _process(self, final=False):
         ring = self.ring
         F = ring.frontier
+        if F == self._seen_frontier and not final:
+            return []
+        self._seen_frontier = F
         if self.gated:
             upto = F if final else (F // self.block) * self.block
             self._run_trigger(upto)
@@ -443,6 +447,8 @@ class Station:
         self._pending = []
 
     def _finalize(self, upto_cell, final=False):
+        if upto_cell <= self.stacker.done and not final:
+            return []
         start, probs, offs = self.stacker.finalize(upto_cell)
         out = []
         for ph, col in self.phases:

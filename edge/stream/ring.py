@@ -51,7 +51,8 @@ class RingBuffer:
             raise ConfigError("max_lag %r samples must lie in (0, capacity=%r)" % (max_lag, capacity))
         self.channels = list(channels)
         self.fs = float(fs)
-        self._fs_frac = Fraction(self.fs).limit_denominator(1000)
+        frac = Fraction(self.fs).limit_denominator(1000)
+        self._num, self._den = frac.numerator, frac.denominator
         self.capacity = int(capacity)
         self.max_lag = int(max_lag)
         self.gap_fill = gap_fill
@@ -67,16 +68,16 @@ class RingBuffer:
 
     # ------------------------------------------------------------ time <-> index
     def index_of(self, time_ns):
-        """Nearest sample index of ``time_ns`` (and the misalignment in samples)."""
-        f = self._fs_frac
-        exact = Fraction(int(time_ns) - self.t0_ns) * f / 10 ** 9
-        i = int(round(exact))
-        return i, float(exact - i)
+        """Nearest sample index of ``time_ns`` (and the misalignment in samples); integer arithmetic."""
+        numer = (int(time_ns) - self.t0_ns) * self._num
+        denom = self._den * 10 ** 9
+        i = (2 * numer + denom) // (2 * denom)  # round half up
+        return i, (numer - i * denom) / denom
 
     def time_of(self, index):
-        """ns time of sample ``index`` (exact integer arithmetic)."""
-        f = self._fs_frac
-        return self.t0_ns + int(round(Fraction(int(index) * 10 ** 9) / f))
+        """ns time of sample ``index`` (exact integer arithmetic, rounded to the nearest ns)."""
+        numer = int(index) * 10 ** 9 * self._den
+        return self.t0_ns + (2 * numer + self._num) // (2 * self._num)
 
     # ------------------------------------------------------------ writing
     def room(self):

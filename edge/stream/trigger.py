@@ -69,26 +69,47 @@ def recur(u, d, state=0.0, gain=1.0, block=None):
         return y, y[-1].item()
     L = min(block or _block_len(d), n)
     nb = -(-n // L)
+    k, dk, w = _powers(d, L, gain)
+    # (L, nb) Fortran-ordered view of the weighted input: numpy's cumsum runs fastest along axis 0
     U = np.empty(nb * L, dtype)
-    U[:n] = u
-    U[n:] = 0
-    # (L, nb) view, Fortran-ordered: numpy's cumsum runs fastest along axis 0 here
     V = U.reshape(nb, L).T
-    k = np.arange(L, dtype=np.float64)
-    dk = np.power(d, k)[:, None]
-    np.multiply(V, (gain * np.power(d, -k))[:, None], out=V)
-    np.cumsum(V, axis=0, out=V)
-    ends = (V[-1] * dk[-1, 0]).tolist()  # zero-state value at each block end
-    dL = d ** L
+    if n == nb * L:
+        np.multiply(u.reshape(nb, L).T, w, out=V)
+    else:
+        U[:n] = u
+        U[n:] = 0
+        V *= w
+    # state entering each block, from the zero-state block sums (one read pass, no write)
+    sums = V.sum(axis=0).tolist()
+    dL1 = dk[-1, 0]  # d**(L-1)
+    dL = dL1 * d
     carry = np.empty(nb, dtype)
     s = state
     for b in range(nb):
         carry[b] = s
-        s = dL * s + ends[b]
-    V += d * carry[None, :]
+        s = dL * s + dL1 * sums[b]
+    # y[n] = d**n * (cumsum(u[k] d**-k) + d * s_in): fold the carry into the first row
+    V[0] += d * carry
+    np.cumsum(V, axis=0, out=V)
     V *= dk
     y = U[:n]
     return y, y[-1].item()
+
+
+_POWERS = {}
+
+
+def _powers(d, L, gain):
+    """Cached (k, d**k, gain * d**-k) columns for a pole and block length."""
+    key = (d, L, gain)
+    got = _POWERS.get(key)
+    if got is None:
+        if len(_POWERS) > 64:
+            _POWERS.clear()
+        k = np.arange(L, dtype=np.float64)
+        got = (k, np.power(d, k)[:, None], (gain * np.power(d, -k))[:, None])
+        _POWERS[key] = got
+    return got
 
 
 def recur_reference(u, d, state=0.0):
