@@ -20,9 +20,11 @@ Format version 1 (all integers big-endian; see docs/telemetry.md)::
           HMAC-SHA256(station key, everything before)[:8]
 
 An acknowledgement (kind 1) is 19 bytes: the version/kind byte, the station
-id, ``cumulative`` (u32: every sequence number below it is settled), the
+id, ``cumulative`` (u32, informational: the receiver holds every sequence
+number from its first contact with the station up to this one), the
 acknowledged sequence number (u32) and the same 8-byte tag under the same
-station key, so nobody without the key can make a station drop data.
+station key, so nobody without the key can make a station drop data.  The
+station drops a packet from its backlog only on an ack naming it.
 
 The onset quality (HYPO71 weight 0-4) is not sent separately: it is a
 function of the uncertainty, which travels at finer resolution, and the
@@ -303,7 +305,7 @@ class PickPacket:
 
 @dataclass(frozen=True)
 class Ack:
-    """A decoded, authenticated acknowledgement: ``seq`` and everything below ``cumulative``."""
+    """A decoded, authenticated acknowledgement of ``seq`` (``cumulative``: see the module docstring)."""
 
     station_id: int
     cumulative: int
@@ -450,7 +452,7 @@ def decode(data: bytes, table: StationTable) -> PickPacket:
 
 
 def encode_ack(station: StationEntry, cumulative: int, seq: int) -> bytes:
-    """A signed acknowledgement of ``seq`` and of every sequence number below ``cumulative``."""
+    """A signed acknowledgement of ``seq``; ``cumulative`` is the receiver's contiguous floor."""
     body = _ACK.pack((FORMAT_VERSION << 4) | KIND_ACK, station.id, cumulative, seq)
     return body + _tag(station.key, body)
 

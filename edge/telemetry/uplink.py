@@ -258,8 +258,7 @@ class Uplink(object):
             for seq in list(self.journal.unacked)[: self.window]:
                 self._due[seq] = now  # and resend the window at once
         self._last_ack = now
-        seqs = [ack.seq] + [s for s in self.journal.unacked if s < ack.cumulative]
-        fresh = self.journal.ack(seqs)
+        fresh = self.journal.ack([ack.seq])  # per packet: ``cumulative`` is informational
         for s in fresh:
             self._due.pop(s, None)
             self._tries.pop(s, None)

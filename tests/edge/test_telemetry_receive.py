@@ -48,15 +48,36 @@ def test_iso_utc_by_hand():
 
 
 def test_replay_window_accepts_reordered_rejects_repeats():
-    w = ReplayWindow(slack=4)
-    for seq in (100, 98, 101, 99):
+    w = ReplayWindow()
+    for seq in (100, 102, 101):  # 102 overtook 101 on the link
         assert w.is_new(1, seq)
         w.add(1, seq)
-    assert w.cumulative(1) == 96  # floor starts slack below the first seen; 96, 97 still open
-    assert not w.is_new(1, 100) and w.is_new(1, 97) and not w.is_new(1, 95)
-    w.add(1, 96)
-    w.add(1, 97)
-    assert w.cumulative(1) == 102 and w.seen[1] == set()
+    t = w.tracks[1]
+    assert (t.first, t.floor, t.seen) == (100, 103, set())
+    assert w.cumulative(1) == 103
+    assert not any(w.is_new(1, s) for s in (100, 101, 102))  # repeats
+    assert w.is_new(1, 105) and w.is_new(2, 100)  # later, and another station
+
+
+def test_replay_window_takes_a_backlog_older_than_first_contact():
+    w = ReplayWindow(span=10)
+    w.add(1, 1000)  # the receiver first hears a fresh packet; 995..999 are still queued
+    for seq in (997, 995, 999, 998, 996):
+        assert w.is_new(1, seq)
+        w.add(1, seq)
+        assert not w.is_new(1, seq)
+    t = w.tracks[1]
+    assert (t.first, t.floor, t.early) == (995, 1001, set())  # the backlog folded into the run
+    assert not w.is_new(1, 989)  # further back than span: refused
+
+
+def test_replay_window_gives_up_gaps_beyond_max_seen():
+    w = ReplayWindow(max_seen=3)
+    for seq in (10, 12, 14, 16, 18):  # 11, 13, 15, 17 never come
+        w.add(1, seq)
+    t = w.tracks[1]
+    assert t.floor == 13 and t.seen == {14, 16, 18}  # gave up on 11 (logged)
+    assert not w.is_new(1, 11) and w.is_new(1, 13)
 
 
 def test_replay_rejected_after_receiver_restart(table, tmp_path):
@@ -64,7 +85,7 @@ def test_replay_rejected_after_receiver_restart(table, tmp_path):
     csv_path = str(tmp_path / "picks.csv")
     rx = Receiver(table, [CsvWriter(csv_path)], state_path=state)
     ack = rx.handle(packet(table, 500))
-    assert pk.decode_ack(ack, table) == pk.Ack(12, 0, 500)  # floor 500 - 4096 clamps to 0
+    assert pk.decode_ack(ack, table) == pk.Ack(12, 501, 500)  # cumulative: everything from 500 to 501
     rx.close()
     again = Receiver(table, [CsvWriter(csv_path)], state_path=state)
     replay_ack = again.handle(packet(table, 500))  # an attacker (or the link) replays it
