@@ -3,12 +3,14 @@
 Layouts are TFLite's: activations NHWC (a 1-D conv runs as H = 1, time along
 W), filters OHWI for CONV_2D and TRANSPOSE_CONV, 1HWO for depthwise.
 
-int8 convolutions run as float BLAS: inputs minus their zero point lie in
-[-255, 255] and weights in [-127, 127], so each product is below 2**15 and
-a sum of K of them is exact in float32 while K * 32385 < 2**24 (K <= 518),
-in float64 far beyond.  The int32 accumulator plus bias is then requantised
-per output channel with TFLite's MultiplyByQuantizedMultiplier, so the
-result equals TFLite's reference kernels bit for bit.
+int8 convolutions run as float BLAS on the raw int8 values (the input zero
+point is folded into the bias: W.(x - zp) = W.x - zp * sum(W), and padding
+holds zp).  Each product is at most 128 * 127 < 2**14, so a sum of K of them
+is exact in float32 while K * 2**14 < 2**24 (K <= 1024), in float64 far
+beyond.  The accumulator plus bias is then requantised per output channel
+exactly as TFLite's MultiplyByQuantizedMultiplier does (see
+:class:`Requantizer`), so the result equals TFLite's reference kernels bit
+for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from .quant import (
 )
 
 SAME, VALID = 0, 1
-EXACT_F32_TERMS = (1 << 24) // (255 * 127)  # 518: int8 sums of this many products are exact in float32
+EXACT_F32_TERMS = (1 << 24) // (128 * 127)  # 1032: raw int8 sums of this many products are exact in float32
+EXACT_F32_TERMS_OFFSET = (1 << 24) // (255 * 127)  # 518: the same with zero-point-corrected inputs
 
 
 def conv_geometry(in_size, k, stride, dilation, padding):
@@ -96,48 +99,77 @@ def _requant_params(x, w, y, n_out):
     return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
 
 
-def _make_requant(x, w, y, act, n_out, op, single_rounding=False):
-    """int64 accumulators (last axis = channels) -> int8 outputs.
+class Requantizer:
+    """Exact int8 requantisation of float accumulators, fast.
 
-    single_rounding: TFLite's FULLY_CONNECTED runs through ruy, whose
-    multiplier rounds once, half up: (acc * m + 2**(30 - shift)) >> (31 - shift).
-    The convolutions use gemmlowp's two-step rounding (MultiplyByQuantizedMultiplier).
+    ``out = clamp(MBQM(acc + bias, m[c], shift[c]) + zp_out)`` where MBQM is
+    TFLite's MultiplyByQuantizedMultiplier: a rounding high multiply then a
+    rounding right shift by r (two roundings), or for FULLY_CONNECTED (ruy)
+    one rounding half up.  Writing z = (acc + bias) * m * 2**(shift - 31), the
+    exact result equals round(z) except when z lies within 2**-(r+1) of a
+    half-integer; so z is computed in float, rounded, and only the elements
+    inside that band (plus a margin of 2**-10 for float error) are
+    recomputed with the exact int64 formula.  z is formed in float64: with
+    |acc|, |bias| < 2**31 its error stays below 2**-20 wherever |z| < 2**10,
+    and where |z| >= 2**10 the output clamps anyway.
+
+    acc: float array of exact integers, channels on the last axis;
+    bias: int64 per channel (zero-point correction folded in) or None.
     """
-    mult, shift = _requant_params(x, w, y, n_out)
-    _, zp_out = qparams(y)
-    lo, hi = _act_or_fail(op, act, y)
-    if single_rounding:
-        total = (31 - shift).astype(np.int64)
-        half = np.int64(1) << (total - 1)
 
-        def requant_single(acc):
-            out = ((acc * mult + half) >> total) + zp_out
-            np.clip(out, lo, hi, out=out)
-            return out.astype(np.int8)
+    def __init__(self, mult, shift, zp_out, lo, hi, bias=None, single_rounding=False, dtype=np.float64):
+        self.mult = np.asarray(mult, np.int64)
+        self.shift = np.asarray(shift, np.int64)
+        n = self.mult.size
+        self.bias_i = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
+        self.bias_f = self.bias_i.astype(dtype)
+        self.scale = (self.mult.astype(np.float64) * np.exp2(self.shift.astype(np.float64) - 31)).astype(dtype)
+        right = np.maximum(-self.shift, 0)
+        tie = np.zeros(n) if single_rounding else np.exp2(-(right + 1.0))
+        self.half_minus_band = (0.5 - tie - 2.0 ** -10).astype(dtype)
+        self.exact_only = bool(np.any(self.shift > 0))
+        self.single = single_rounding
+        self.zp, self.lo, self.hi = int(zp_out), int(lo), int(hi)
+        if single_rounding:
+            self.total = (31 - self.shift).astype(np.int64)
+            self.half = np.int64(1) << (self.total - 1)
 
-        return requant_single
-    # The common case has right shifts only; keep two paths so it stays lean.
-    right_only = bool(np.all(shift <= 0))
-    right = (-shift).astype(np.int64)
-    mask = (np.int64(1) << right) - 1
-    thr = mask >> 1
-    uniform = bool(np.all(right == right[0]))
-    if uniform:
-        right, mask, thr = right[:1], mask[:1], thr[:1]
-
-    def requant(acc):  # acc: int64, last axis = channels
-        if right_only:
-            ab = acc * mult
-            num = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-            high = np.where(num >= 0, num >> 31, -((-num) >> 31))
-            out = (high >> right) + ((high & mask) > (thr + (high < 0)))
+    def exact(self, acc, c):
+        """Exact requantisation of int64 accumulators ``acc`` in channels ``c`` (index array)."""
+        if self.single:
+            q = (acc * self.mult[c] + self.half[c]) >> self.total[c]
         else:
-            out = multiply_by_quantized_multiplier(acc, mult, shift)
-        out += zp_out
-        np.clip(out, lo, hi, out=out)
-        return out.astype(np.int8)
+            q = multiply_by_quantized_multiplier(acc, self.mult[c], self.shift[c])
+        return np.clip(q + self.zp, self.lo, self.hi)
 
-    return requant
+    def __call__(self, acc):
+        shape = acc.shape
+        n = self.mult.size
+        if self.exact_only:
+            a = acc.reshape(-1, n).astype(np.int64) + self.bias_i
+            c = np.broadcast_to(np.arange(n), a.shape)
+            return self.exact(a, c).astype(np.int8).reshape(shape)
+        z = np.add(acc, self.bias_f, dtype=np.float64)
+        z *= self.scale
+        r = np.rint(z)
+        np.subtract(z, r, out=z)
+        np.abs(z, out=z)
+        near = z >= self.half_minus_band  # close to a rounding tie: decide exactly
+        r += self.zp
+        np.clip(r, self.lo, self.hi, out=r)
+        out = r.astype(np.int8)
+        idx = np.flatnonzero(near)
+        if idx.size:
+            c = idx % n
+            a = acc.reshape(-1)[idx].astype(np.int64) + self.bias_i[c]
+            out.reshape(-1)[idx] = self.exact(a, c)
+        return out
+
+
+def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False):
+    mult, shift = _requant_params(x, w, y, n_out)
+    lo, hi = _act_or_fail(op, act, y)
+    return Requantizer(mult, shift, qparams(y)[1], lo, hi, bias, single_rounding)
 
 
 def _act_or_fail(op, act, y):
@@ -162,20 +194,44 @@ def _bias(tensors, op, idx, n_out, quantised):
     return b.data.astype(np.float32).reshape(-1)
 
 
-@register("CONV_2D")
-def build_conv2d(op, tensors):
+def _fold_zero_point(bias, zp_in, w_sums):
+    """int64 bias with the input zero point folded in: bias - zp * sum(W) per channel."""
+    b = np.zeros(w_sums.size, np.int64) if bias is None else bias.astype(np.int64)
+    return b - int(zp_in) * w_sums.astype(np.int64)
+
+
+def _pad_value(xf, pads, value):
+    pt, pb, pl, pr = pads
+    if not (pt or pb or pl or pr):
+        return xf
+    b, h, w, c = xf.shape
+    out = np.full((b, h + pt + pb, w + pl + pr, c), value, xf.dtype)
+    out[:, pt:pt + h, pl:pl + w, :] = xf
+    return out
+
+
+def _depthwise_taps(xp, wk, mult, oh, ow, sh, sw, dh, dw):
+    """Depthwise correlation of a padded NHWC array with taps wk (KH, KW, C*mult)."""
+    if mult > 1:
+        xp = np.repeat(xp, mult, axis=3)
+    kh, kw, cout = wk.shape
+    acc = None
+    for i in range(kh):
+        rows = xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh]
+        for j in range(kw):
+            tap = rows[:, :, j * dw:j * dw + (ow - 1) * sw + 1:sw, :] * wk[i, j]
+            if acc is None:
+                acc = tap
+            else:
+                acc += tap
+    return acc
+
+
+def _conv_setup(op, x_t, y_t, kh, kw, cout, dilated=True):
     o = op.options
-    x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
-    q = _check_int8(op, tensors, op.inputs[0], op.inputs[1], op.outputs[0])
-    cout, kh, kw, cin_w = w_t.shape
-    _, h, w, cin = x_t.shape
-    if cin != cin_w:
-        # Grouped convolution (onnx2tf writes depthwise convs this way sometimes).
-        if cin % cin_w:
-            raise unsupported(op, "input has %d channels, filters take %d" % (cin, cin_w))
-    groups = cin // cin_w
+    _, h, w, _ = x_t.shape
     sh, sw = o["stride_h"], o["stride_w"]
-    dh, dw = o["dilation_h"], o["dilation_w"]
+    dh, dw = (o["dilation_h"], o["dilation_w"]) if dilated else (1, 1)
     if min(sh, sw, dh, dw) < 1:
         raise unsupported(op, "strides %s and dilations %s must be >= 1" % ((sh, sw), (dh, dw)))
     if o["padding"] not in (SAME, VALID):
@@ -184,40 +240,47 @@ def build_conv2d(op, tensors):
     ow, pl, pr = conv_geometry(w, kw, sw, dw, o["padding"])
     if (oh, ow, cout) != tuple(y_t.shape[1:]):
         raise unsupported(op, "computed output %s does not match the model's %s" % ((oh, ow, cout), y_t.shape[1:]))
-    k_terms = kh * kw * cin_w
-    acc_t = _acc_dtype(k_terms) if q else np.float32
-    w_mat = w_t.data.astype(acc_t).reshape(groups, cout // groups, k_terms).transpose(0, 2, 1).copy()
-    bias = _bias(tensors, op, 2, cout, q)
-    pointwise = kh == kw == sh == sw == 1 and groups == 1
-    act = o["activation"]
+    return h, w, sh, sw, dh, dw, oh, ow, (pt, pb, pl, pr)
 
-    def patches(xf):
+
+@register("CONV_2D")
+def build_conv2d(op, tensors):
+    x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
+    q = _check_int8(op, tensors, op.inputs[0], op.inputs[1], op.outputs[0])
+    cout, kh, kw, cin_w = w_t.shape
+    cin = x_t.shape[3]
+    if cin % cin_w or cout % (cin // cin_w):
+        raise unsupported(op, "input has %d channels, %d filters take %d each" % (cin, cout, cin_w))
+    groups = cin // cin_w
+    if groups > 1 and cin_w == 1:
+        # A depthwise conv written as a grouped CONV_2D (onnx2tf does this).
+        return _build_depthwise(op, tensors, w_t.data.transpose(1, 2, 3, 0).reshape(kh, kw, cout), cout // cin)
+    if groups > 1:
+        raise unsupported(op, "grouped convolution with %d groups of %d channels (supported: 1 group, or depthwise)"
+                          % (groups, cin_w))
+    h, w, sh, sw, dh, dw, oh, ow, pads = _conv_setup(op, x_t, y_t, kh, kw, cout)
+    k_terms = kh * kw * cin
+    acc_t = _acc_dtype(k_terms) if q else np.float32
+    w_mat = w_t.data.astype(acc_t).reshape(cout, k_terms).T.copy()
+    bias = _bias(tensors, op, 2, cout, q)
+    pointwise = kh == kw == sh == sw == 1
+    act = op.options["activation"]
+
+    def patches(xf, pad_value):
         b = xf.shape[0]
         if pointwise:
             return xf.reshape(b * h * w, cin)
-        return im2col(_pad_hw(xf, pt, pb, pl, pr), kh, kw, sh, sw, dh, dw, oh, ow)
-
-    def matmul(cols, b):
-        if groups == 1:
-            return cols @ w_mat[0]
-        cols = cols.reshape(cols.shape[0], kh * kw, groups, cin_w)
-        parts = [cols[:, :, g, :].reshape(cols.shape[0], k_terms) @ w_mat[g] for g in range(groups)]
-        return np.concatenate(parts, axis=1)
+        return im2col(_pad_value(xf, pads, pad_value), kh, kw, sh, sw, dh, dw, oh, ow)
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op,
+                                bias=_fold_zero_point(bias, zp_in, w_t.data.reshape(cout, -1).sum(axis=1)))
 
         def conv_int8(ins):
             x = ins[0]
-            b = x.shape[0]
-            xf = x.astype(acc_t)
-            if zp_in:
-                xf -= acc_t(zp_in)
-            acc = matmul(patches(xf), b).astype(np.int64)
-            if bias is not None:
-                acc += bias
-            return requant(acc).reshape(b, oh, ow, cout)
+            acc = patches(x.astype(acc_t), zp_in) @ w_mat
+            return requant(acc).reshape(x.shape[0], oh, ow, cout)
 
         return conv_int8
 
@@ -225,73 +288,54 @@ def build_conv2d(op, tensors):
 
     def conv_f32(ins):
         x = ins[0]
-        b = x.shape[0]
-        y = matmul(patches(x), b)
+        y = patches(x, 0.0) @ w_mat
         if bias is not None:
             y += bias
         if fact is not None:
             fact(y)
-        return y.reshape(b, oh, ow, cout)
+        return y.reshape(x.shape[0], oh, ow, cout)
 
     return conv_f32
 
 
 @register("DEPTHWISE_CONV_2D")
 def build_depthwise(op, tensors):
-    o = op.options
-    x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
-    q = _check_int8(op, tensors, op.inputs[0], op.inputs[1], op.outputs[0])
+    x_t, w_t = tensors[op.inputs[0]], tensors[op.inputs[1]]
     _, kh, kw, cout = w_t.shape
-    _, h, w, cin = x_t.shape
+    cin = x_t.shape[3]
     if cout % cin:
         raise unsupported(op, "%d output channels is not a multiple of %d input channels" % (cout, cin))
-    mult = cout // cin
-    sh, sw = o["stride_h"], o["stride_w"]
-    dh, dw = o["dilation_h"], o["dilation_w"]
-    if min(sh, sw, dh, dw) < 1:
-        raise unsupported(op, "strides %s and dilations %s must be >= 1" % ((sh, sw), (dh, dw)))
-    oh, pt, pb = conv_geometry(h, kh, sh, dh, o["padding"])
-    ow, pl, pr = conv_geometry(w, kw, sw, dw, o["padding"])
-    if (oh, ow, cout) != tuple(y_t.shape[1:]):
-        raise unsupported(op, "computed output %s does not match the model's %s" % ((oh, ow, cout), y_t.shape[1:]))
-    acc_t = _acc_dtype(kh * kw) if q else np.float32
-    wk = w_t.data.astype(acc_t).reshape(kh, kw, cout)
-    bias = _bias(tensors, op, 2, cout, q)
-    act = o["activation"]
+    if w_t.data is None:
+        raise unsupported(op, "weights must be constant")
+    return _build_depthwise(op, tensors, w_t.data.reshape(kh, kw, cout), cout // cin)
 
-    def taps(xf):
-        if mult > 1:
-            xf = np.repeat(xf, mult, axis=3)
-        xp = _pad_hw(xf, pt, pb, pl, pr)
-        b = xp.shape[0]
-        acc = np.zeros((b, oh, ow, cout), xf.dtype)
-        for i in range(kh):
-            r0 = i * dh
-            rows = xp[:, r0:r0 + (oh - 1) * sh + 1:sh]
-            for j in range(kw):
-                c0 = j * dw
-                acc += rows[:, :, c0:c0 + (ow - 1) * sw + 1:sw, :] * wk[i, j]
-        return acc
+
+def _build_depthwise(op, tensors, wk, mult):
+    """Depthwise conv (DEPTHWISE_CONV_2D, or a CONV_2D with one input channel per group)."""
+    x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
+    q = _check_int8(op, tensors, op.inputs[0], op.inputs[1], op.outputs[0])
+    kh, kw, cout = wk.shape
+    _, h, w, sh, sw, dh, dw, oh, ow, pads = (None,) + _conv_setup(op, x_t, y_t, kh, kw, cout)
+    acc_t = _acc_dtype(kh * kw) if q else np.float32
+    wf = wk.astype(acc_t)
+    bias = _bias(tensors, op, 2, cout, q)
+    act = op.options["activation"]
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op,
+                                bias=_fold_zero_point(bias, zp_in, wk.reshape(-1, cout).sum(axis=0)))
 
         def dw_int8(ins):
-            xf = ins[0].astype(acc_t)
-            if zp_in:
-                xf -= acc_t(zp_in)
-            acc = taps(xf).astype(np.int64)
-            if bias is not None:
-                acc += bias
-            return requant(acc)
+            xp = _pad_value(ins[0].astype(acc_t), pads, zp_in)
+            return requant(_depthwise_taps(xp, wf, mult, oh, ow, sh, sw, dh, dw))
 
         return dw_int8
 
     fact = float_activation(act)
 
     def dw_f32(ins):
-        y = taps(ins[0])
+        y = _depthwise_taps(_pad_value(ins[0], pads, 0.0), wf, mult, oh, ow, sh, sw, dh, dw)
         if bias is not None:
             y += bias
         if fact is not None:
@@ -312,7 +356,7 @@ def build_transpose_conv(op, tensors):
     _, h, w, cin_x = x_t.shape
     if cin != cin_x:
         raise unsupported(op, "input has %d channels, filters take %d" % (cin_x, cin))
-    _, oh, ow, cout_y = y_t.shape
+    _, oh, ow, _ = y_t.shape
     sh, sw = o["stride_h"], o["stride_w"]
     if min(sh, sw) < 1:
         raise unsupported(op, "strides %s must be >= 1" % ((sh, sw),))
@@ -321,8 +365,9 @@ def build_transpose_conv(op, tensors):
     _, pl, _ = conv_geometry(ow, kw, sw, 1, o["padding"])
     full_h = max((h - 1) * sh + kh, pt + oh)
     full_w = max((w - 1) * sw + kw, pl + ow)
+    # Zero-point-corrected inputs (the number of taps that reach an output varies at the edges).
     k_terms = cin * kh * kw
-    acc_t = _acc_dtype(k_terms) if q else np.float32
+    acc_t = (np.float32 if k_terms <= EXACT_F32_TERMS_OFFSET else np.float64) if q else np.float32
     w_mat = w_t.data.astype(acc_t).transpose(3, 1, 2, 0).reshape(cin, kh * kw * cout).copy()
     bias = _bias(tensors, op, 3, cout, q)
     act = o.get("activation", 0)
@@ -338,16 +383,13 @@ def build_transpose_conv(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, bias=bias)
 
         def tconv_int8(ins):
             xf = ins[2].astype(acc_t)
             if zp_in:
                 xf -= acc_t(zp_in)
-            acc = scatter(xf).astype(np.int64)
-            if bias is not None:
-                acc += bias
-            return requant(acc)
+            return requant(np.ascontiguousarray(scatter(xf)))
 
         return tconv_int8
 
@@ -380,15 +422,11 @@ def build_fully_connected(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True,
+                                bias=_fold_zero_point(bias, zp_in, w_t.data.sum(axis=1)))
 
         def fc_int8(ins):
-            xf = ins[0].astype(acc_t).reshape(-1, k)
-            if zp_in:
-                xf -= acc_t(zp_in)
-            acc = (xf @ w_mat).astype(np.int64)
-            if bias is not None:
-                acc += bias
+            acc = ins[0].astype(acc_t).reshape(-1, k) @ w_mat
             return requant(acc).reshape((-1,) + out_tail)
 
         return fc_int8

@@ -3,7 +3,8 @@
 int8 ADD/SUB follow TFLite's reference: both inputs are brought to a
 common scale (twice the larger input scale) after a left shift of 20 bits,
 added in int32 and requantised to the output; MUL multiplies the
-zero-point-corrected inputs and requantises by s1 * s2 / s_out.
+zero-point-corrected inputs and requantises by s1 * s2 / s_out.  Since the
+inputs are int8, each is tabulated over all 256 x 256 input pairs at load.
 """
 
 from __future__ import annotations
@@ -67,15 +68,13 @@ def _add_sub(op, tensors, sign):
     mo, so = quantize_multiplier(twice_max / ((1 << LEFT_SHIFT_INT8) * float(sy)))
     lo, hi = _act(op, y)
 
-    def run(ins):
-        xa = (ins[0].astype(np.int64) - za) << LEFT_SHIFT_INT8
-        xb = (ins[1].astype(np.int64) - zb) << LEFT_SHIFT_INT8
-        ra = multiply_by_quantized_multiplier(xa, m1, s1)
-        rb = multiply_by_quantized_multiplier(xb, m2, s2)
+    def exact(a, b):
+        ra = multiply_by_quantized_multiplier((a.astype(np.int64) - za) << LEFT_SHIFT_INT8, m1, s1)
+        rb = multiply_by_quantized_multiplier((b.astype(np.int64) - zb) << LEFT_SHIFT_INT8, m2, s2)
         out = multiply_by_quantized_multiplier(ra + rb if sign > 0 else ra - rb, mo, so) + zy
         return np.clip(out, lo, hi).astype(np.int8)
 
-    return run
+    return _table2(exact)
 
 
 @register("ADD")
@@ -99,9 +98,28 @@ def build_mul(op, tensors):
     m, s = quantize_multiplier(float(sa) * float(sb) / float(sy))
     lo, hi = _act(op, y)
 
-    def run(ins):
-        prod = (ins[0].astype(np.int64) - za) * (ins[1].astype(np.int64) - zb)
+    def exact(a, b):
+        prod = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb)
         out = multiply_by_quantized_multiplier(prod, m, s) + zy
         return np.clip(out, lo, hi).astype(np.int8)
 
+    return _table2(exact)
+
+
+def _table2(exact):
+    """An int8 x int8 -> int8 function as a 65536-entry table, applied with broadcasting.
+
+    The table is filled by the exact fixed-point formula at load; each call is
+    then one index computation and one lookup.
+    """
+    v = np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8)
+    table = exact(np.repeat(v, 256), np.tile(v, 256))  # index = (a as uint8) * 256 + (b as uint8)
+
+    def run(ins):
+        a = ins[0].view(np.uint8).astype(np.intp)
+        a <<= 8
+        idx = a + ins[1].view(np.uint8)
+        return table[idx]
+
+    run.table = table
     return run

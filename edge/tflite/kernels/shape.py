@@ -77,7 +77,10 @@ def build_pad(op, tensors):
     value = qparams(y)[1] if y.quant is not None else 0
 
     def pad(ins):
-        return np.pad(ins[0], pads, mode="constant", constant_values=value)
+        x = ins[0]
+        out = np.full(tuple(n + a + b for n, (a, b) in zip(x.shape, pads)), value, x.dtype)
+        out[tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, pads))] = x
+        return out
 
     pad.batch_safe = pads[0] == (0, 0)
     return pad
