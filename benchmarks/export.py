@@ -149,7 +149,7 @@ def _write(rows):
         g = rep.get("gates", {})
         sz = rep.get("sizes_bytes", {})
         flags = dict(rep.get("red_flags_fp32", {}), **rep.get("red_flags_int8", {}))
-        pick = _fmt(g.get("pick_agreement"), "%.4f") if "pick_agreement" in g else "pending (no picker)"
+        pick = _fmt(g.get("pick_agreement"), "%.4f") if "pick_agreement" in g else g.get("pick_parity", "-")[:40]
         f1 = ("%.3f -> %.3f" % (g["f1_all_fp32"], g["f1_all_int8"])) if "f1_all_fp32" in g else "-"
         if "picks_fp32" in g:
             pick += " (%d/%d picks)" % (g["picks_fp32"], g["picks_int8"])

@@ -27,7 +27,7 @@ import numpy as np
 from fieldpick.edge.card import MetricSet, ModelCard, Quantisation, TensorSpec
 from fieldpick.edge.errors import ConfigError, FieldpickError
 
-from . import calibrate, flops, parity
+from . import adapters, calibrate, flops, parity
 from . import onnx as onnx_step
 from . import tflite as tflite_step
 
@@ -123,6 +123,10 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     c, t = len(spec.channels), spec.window_samples
     provenance = {"export_command": command, "export_source": source, "export_versions": _versions(),
                   "export_seed": s.seed}
+    view, note = adapters.export_view(model)  # parity is still measured against ``model`` itself
+    report["export_view"] = note or None
+    if note:
+        provenance["export_view"] = note
 
     # windows: parity (seed) and calibration (seed + 1000, other NCEDC stations)
     par_x, par_p, par_s, par_src = calibrate.export_windows(base_card, s.parity_windows, s.seed, s.ncedc_root, half=1)
@@ -140,7 +144,7 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     # 1. ONNX
     t0 = time.time()
     onnx_path = os.path.join(out_dir, s.stem + ".onnx")
-    onnx_step.export_onnx(model, onnx_path, c, t, opset=s.opset)
+    onnx_step.export_onnx(view, onnx_path, c, t, opset=s.opset)
     n_flops, by_op = flops.count_flops(onnx_path)
     ort_out = onnx_step.run_onnx(onnx_path, par_x)
     d_onnx = parity.max_abs_diff(ref, ort_out, "ONNX (onnxruntime) vs PyTorch")
