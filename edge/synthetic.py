@@ -371,7 +371,7 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     resp = _instrument(freq, fs, broadband)
     s_sample = p_sample + ev["sp_s"] * fs
     rise_p = rng.uniform(0.01, 0.05) if ev["impulsive"] else rng.uniform(0.3, 1.5)
-    rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.2, 0.8)
+    rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.1, 0.4)
     tau_p = 0.6 * ev["coda_tau_s"]
     tau_s = ev["coda_tau_s"]
     pulse = 3.0 * ev["polarity"] if ev["impulsive"] else 0.0

@@ -89,3 +89,21 @@ def test_eval_config_errors():
         E.evaluate(E.EvalConfig(picker="stalta", data="stead"))
     with pytest.raises(ConfigError, match="picker 'nofile.pt' is neither a baseline"):
         E.evaluate(E.EvalConfig(picker="nofile.pt", data="synthetic", n=2, noise=False))
+
+
+@pytest.mark.slow
+def test_eval_runs_a_zoo_checkpoint(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from fieldpick.train.checkpoint import save_checkpoint
+    from fieldpick.train.models import build
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build("lppn").eval()
+    path = tmp_path / "lppn.pt"
+    save_checkpoint(str(path), model)
+    out = tmp_path / "lppn.json"
+    assert E.main([str(path), "--data", "synthetic", "--n", "4", "--no-noise", "--json", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("lppn.pt on synthetic")
+    phases = json.loads(out.read_text())["scores"]["phases"]
+    assert phases["P"]["labels"] == 4 and phases["S"]["labels"] == 4
