@@ -593,7 +593,7 @@ def main(argv):
     out = sys.stdout if cfg.output.path in ("-", "") else open(cfg.output.path, "a", encoding="utf-8")
     n = 0
     try:
-        if cfg.output.format == "csv" and cfg.output.path == "-":
+        if cfg.output.format == "csv" and (out is sys.stdout or out.tell() == 0):
             out.write(CSV_HEADER)
         sources = _open_sources(cfg.sources)
         for src in sources:
