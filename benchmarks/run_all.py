@@ -1,0 +1,505 @@
+"""Run every benchmark in benchmarks/ and write benchmarks/REPORT.md with tables and PNG plots.
+
+    .venv/bin/python benchmarks/run_all.py                 # run them all, then write the report
+    .venv/bin/python benchmarks/run_all.py --report-only   # rebuild the report from results/*.json
+    .venv/bin/python benchmarks/run_all.py --only mseed estimator --args "zoo=--folds 2"
+
+Each script in benchmarks/ (every ``*.py`` but this one and ``_*.py``) runs in
+its own process with one BLAS thread, writes ``results/<name>.json`` and
+``results/<name>.md`` and is given ``--timeout`` seconds.  The report puts the
+sections the issue asks for first (accuracy, interpreter latency, station
+throughput and memory, gating duty cycle against recall, the estimator for
+every board, the size/accuracy Pareto plot), then every other result; a
+section whose script does not exist yet, failed, or left a stale result from
+an earlier run says so.  Each script's own markdown (its tables, with ratios
+against peers measured in the same run) is included as written; plots are
+drawn here from the JSON.  Logs go to results/tmp/logs/ (not committed).
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, "results")
+PLOTS = os.path.join(RESULTS, "plots")
+LOGS = os.path.join(RESULTS, "tmp", "logs")
+REPORT = os.path.join(HERE, "REPORT.md")
+
+#: the sections the issue names: (title, scripts whose results belong there, what it shows)
+SECTIONS = [
+    ("Accuracy: our models and the classic baselines", ["accuracy", "zoo"],
+     "P/S precision, recall, F1 and residuals on the NCEDC windows and synthetic data"),
+    ("Interpreter latency against the other runtimes", ["interpreter", "export"],
+     "latency per window of the numpy interpreter, ai-edge-litert, tflite-runtime, onnxruntime, torch"),
+    ("Station throughput and memory against SeisBench and ObsPy", ["station", "mseed"],
+     "samples per second through the pipeline, resident memory, miniSEED decoding"),
+    ("Gating: duty cycle against recall", ["station", "accuracy"],
+     "how much of the time the STA/LTA gate runs the network, and what recall it keeps"),
+    ("The estimator for every board", ["estimator"],
+     "latency per window, memory, CPU duty cycle and energy per day on each board; its error on this machine"),
+    ("Size against accuracy (Pareto)", ["zoo", "export"], "parameters or bytes against F1"),
+]
+#: scripts the report expects (issue 8); any other script found also runs
+EXPECTED = ["accuracy", "zoo", "interpreter", "export", "station", "mseed", "telemetry", "estimator"]
+#: run order: models first (others may read them), the estimator last (it times the exported models)
+ORDER = ["export", "zoo", "accuracy", "finetune", "interpreter", "station", "mseed", "telemetry"]
+
+
+# ---------------------------------------------------------------- running
+def scripts():
+    names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(HERE, "*.py")))
+    names = [n for n in names if n != "run_all" and not n.startswith("_")]
+    rank = {n: i for i, n in enumerate(ORDER)}
+    return sorted(names, key=lambda n: (n == "estimator", rank.get(n, len(ORDER)), n))
+
+
+def run_one(name, extra, timeout):
+    """Run benchmarks/<name>.py; returns a status dict (the log is kept in results/tmp/logs)."""
+    os.makedirs(LOGS, exist_ok=True)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    cmd = [sys.executable, os.path.join(HERE, name + ".py")] + extra
+    log_path = os.path.join(LOGS, name + ".log")
+    t0 = time.time()
+    with open(log_path, "w") as log:
+        log.write("$ %s\n" % " ".join(shlex.quote(c) for c in cmd))
+        log.flush()
+        try:
+            rc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout after %d s" % timeout
+    dt = time.time() - t0
+    tail = ""
+    with open(log_path, errors="replace") as f:
+        lines = [ln.rstrip() for ln in f.readlines() if ln.strip()]
+        tail = lines[-1][:200] if lines else ""
+    print("  %-12s %s in %.0f s%s" % (name, "ok" if rc == 0 else "FAILED (%s)" % rc, dt,
+                                     "" if rc == 0 else ": " + tail), flush=True)
+    return {"script": name, "rc": rc, "seconds": round(dt, 1), "started": t0, "last_line": tail,
+            "command": " ".join(cmd[1:]).replace(REPO + os.sep, "")}
+
+
+# ---------------------------------------------------------------- reading results
+def load_json(name):
+    path = os.path.join(RESULTS, name + ".json")
+    if not os.path.exists(path):
+        return None, None
+    try:
+        with open(path) as f:
+            return json.load(f), os.path.getmtime(path)
+    except ValueError as exc:
+        return {"_error": "not valid JSON: %s" % exc}, os.path.getmtime(path)
+
+
+def flatten(d, prefix=""):
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists are left out."""
+    out = {}
+    for k, v in (d or {}).items():
+        key = prefix + str(k)
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+def rows_of(data):
+    """The first list of row objects in a result (``rows``, ``results``, ... or any list of dicts)."""
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)]
+    if not isinstance(data, dict):
+        return []
+    for key in ("rows", "results", "runtimes", "models", "profiles", "validation", "boards"):
+        if isinstance(data.get(key), list) and data[key] and isinstance(data[key][0], dict):
+            return data[key]
+    for v in data.values():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            return v
+    return []
+
+
+def label_of(row):
+    flat = flatten(row)
+    for key in ("name", "model", "architecture", "baseline", "method", "runtime", "backend", "reader",
+                "workload", "board", "profile", "pipeline", "gate"):
+        if isinstance(flat.get(key), str):
+            extra = flat.get("dataset") or flat.get("runtime") if key not in ("runtime",) else None
+            return flat[key] + (" (%s)" % extra if isinstance(extra, str) and extra != flat[key] else "")
+    return "?"
+
+
+def number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, name):
+    os.makedirs(PLOTS, exist_ok=True)
+    path = os.path.join(PLOTS, name + ".png")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return os.path.relpath(path, HERE)
+
+
+def bar_plot(name, title, labels, values, xlabel, log=False, ref=None):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.4))
+    ax.barh(range(len(labels)), values, color="#4477aa")
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    if log:
+        ax.set_xscale("log")
+    if ref is not None:
+        ax.axvline(ref, color="k", lw=0.8, ls="--")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, name)
+
+
+RATIO = re.compile(r"(^|[._])(ratio|speedup)")
+
+
+def plot_ratio_bars(name, data, title):
+    """Ratios against the peer measured in the same run (ours / peer), as bars around 1.
+
+    Grouped latencies (a row key like ``latency_ms: {runtime: ms}``) become one
+    bar per runtime and row; otherwise the rows' first ratio column; otherwise
+    the result's top-level ratios.
+    """
+    rows = [flatten(r) for r in rows_of(data)]
+    groups = {}
+    for r in rows:
+        for k, v in r.items():
+            if "." in k and number(v):
+                prefix = k.rsplit(".", 1)[0]
+                if "latency" in prefix or prefix.endswith("_ms") or prefix.endswith("_s"):
+                    groups.setdefault(prefix, set()).add(k.rsplit(".", 1)[1])
+    if groups:
+        prefix = max(groups, key=lambda p: len(groups[p]))
+        series = sorted(groups[prefix])
+        labels, values = [], []
+        for r in rows:
+            for sname in series:
+                v = r.get(prefix + "." + sname)
+                if number(v):
+                    labels.append("%s: %s" % (r.get("architecture") or r.get("model") or r.get("name") or "?", sname))
+                    values.append(v)
+        if labels:
+            return bar_plot(name + "_latency", "%s: %s (lower is faster)" % (title, prefix), labels, values,
+                            prefix, log=True), None
+    keys = [k for k in (rows[0] if rows else {}) if RATIO.search(k.lower()) and number(rows[0][k])]
+    if keys:
+        key = keys[0]
+        pairs = [(label_of(r), r[key]) for r in rows if number(r.get(key))]
+        return bar_plot(name + "_ratio", "%s: %s" % (title, key), [p[0] for p in pairs], [p[1] for p in pairs],
+                        key + " (1 = the peer)", log=True, ref=1.0), None
+    top = {k: v for k, v in (data.items() if isinstance(data, dict) else []) if RATIO.search(k.lower()) and number(v)}
+    if top:
+        return bar_plot(name + "_ratio", "%s: ratios against the peer" % title, list(top), list(top.values()),
+                        "ratio (1 = the peer)", log=True, ref=1.0), None
+    return None, "no latency group or ratio in %s.json" % name
+
+
+def _f1(flat):
+    for key in ("pooled.f1", "f1", "scores.f1", "P_f1", "pooled.P_f1", "scores.phases.P.f1", "P.f1"):
+        if number(flat.get(key)):
+            return flat[key], key
+    cands = [k for k in flat if k.endswith("f1") and number(flat[k])]
+    return (flat[cands[0]], cands[0]) if cands else (None, None)
+
+
+def plot_accuracy(datas):
+    labels, values, keys = [], [], set()
+    for name in ("zoo", "accuracy"):
+        for row in rows_of(datas.get(name)):
+            flat = flatten(row)
+            v, k = _f1(flat)
+            if v is not None:
+                labels.append("%s [%s]" % (label_of(row), name))
+                values.append(v)
+                keys.add(k)
+    if not labels:
+        return None, "no F1 in zoo.json or accuracy.json"
+    return bar_plot("accuracy_f1", "F1 (%s)" % ", ".join(sorted(keys)), labels, values, "F1"), None
+
+
+def plot_pareto(datas):
+    pts = []
+    sizes = {}
+    for row in rows_of(datas.get("export")):
+        flat = flatten(row)
+        b = [flat[k] for k in flat if "int8" in k and "bytes" in k and number(flat[k])]
+        if b and isinstance(flat.get("architecture"), str):
+            sizes[flat["architecture"]] = b[0]
+    for row in rows_of(datas.get("zoo")):
+        flat = flatten(row)
+        f1, _ = _f1(flat)
+        params = flat.get("parameters") or flat.get("params")
+        if f1 is not None and number(params):
+            pts.append((label_of(row), params, f1))
+    if not pts:
+        return None, "no rows with parameters and F1 in zoo.json"
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lab, x, y in pts:
+        ax.scatter(x, y, color="#aa3377")
+        ax.annotate(lab + ("\n%.0f kB int8" % (sizes[lab] / 1e3) if lab in sizes else ""), (x, y), fontsize=8,
+                    xytext=(4, 4), textcoords="offset points")
+    front, best = [], -1.0
+    for _lab, x, y in sorted(pts, key=lambda p: p[1]):
+        if y > best:
+            front.append((x, y))
+            best = y
+    ax.plot([p[0] for p in front], [p[1] for p in front], color="#aa3377", lw=0.8, ls="--", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("F1 (zoo, pooled)")
+    ax.set_title("size against accuracy", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, "pareto"), None
+
+
+def plot_gating(datas):
+    for name, data in datas.items():
+        rows = [flatten(r) for r in rows_of(data)]
+        if not rows:
+            continue
+        dk = [k for k in rows[0] if "duty" in k.lower()]
+        rk = [k for k in rows[0] if "recall" in k.lower()]
+        if dk and rk:
+            pts = sorted((r[dk[0]], r[rk[0]]) for r in rows if number(r.get(dk[0])) and number(r.get(rk[0])))
+            if pts:
+                plt = _plt()
+                fig, ax = plt.subplots(figsize=(6, 4))
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#228833")
+                ax.set_xlabel(dk[0])
+                ax.set_ylabel(rk[0])
+                ax.set_title("gating: duty cycle against recall (%s.json)" % name, fontsize=10)
+                return _save(fig, "gating"), None
+    return None, "no result has rows with both a duty-cycle and a recall column (expected from station.py)"
+
+
+def plot_estimator(data):
+    if not data:
+        return [], "no estimator.json"
+    out = []
+    val = [r for r in data.get("validation", []) + data.get("interpreter_validation", []) if "predicted_s" in r]
+    if val:
+        plt = _plt()
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        xs = [r["measured_s"] * 1e3 for r in val]
+        ys = [r["predicted_s"] * 1e3 for r in val]
+        ax.scatter(xs, ys, color="#4477aa")
+        for r, x, y in zip(val, xs, ys):
+            ax.annotate(r["workload"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        lo, hi = min(xs + ys) / 1.5, max(xs + ys) * 1.5
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = measured")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("measured ms per window")
+        ax.set_ylabel("predicted ms per window")
+        ax.set_title("estimator on this machine", fontsize=10)
+        ax.legend(fontsize=8)
+        out.append(_save(fig, "estimator_validation"))
+    boards = [b for b in data.get("boards", []) if b.get("runtime") == "numpy"]
+    if boards:
+        model = boards[0]["model"]
+        sel = [b for b in boards if b["model"] == model]
+        out.append(bar_plot("estimator_boards", "numpy runtime, %s: latency per window" % model,
+                            [b["board"] for b in sel], [b["latency_s"] * 1e3 for b in sel], "ms per window (estimate)",
+                            log=True))
+    return out, None
+
+
+# ---------------------------------------------------------------- the report
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = "%.1f" % os.getloadavg()[0]
+    except OSError:
+        load = "?"
+    try:
+        import numpy
+
+        np_version = numpy.__version__
+    except ImportError:
+        np_version = "?"
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
+    return {"cpu": cpu, "cores": os.cpu_count(), "arch": platform.machine(), "python": platform.python_version(),
+            "numpy": np_version, "os": platform.platform(), "load_1min": load, "git": rev or "?"}
+
+
+def demote(md):
+    """Shift a script's markdown headings down two levels so they nest under the report's."""
+    out = []
+    for line in md.splitlines():
+        out.append("##" + line if line.startswith("#") else line)
+    return "\n".join(out).strip()
+
+
+def status_line(name, runs, mtime, run_start):
+    r = runs.get(name)
+    if not os.path.exists(os.path.join(HERE, name + ".py")):
+        if mtime is not None:
+            stamp = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            return "result only (%s; written by another script's option, not by run_all)" % stamp
+        return "**missing**: benchmarks/%s.py does not exist yet" % name
+    if r is not None and r["rc"] != 0:
+        return "**failed in this run** (%s): %s%s" % (r["rc"], r["last_line"], "; the result below is from an earlier run"
+                                                      if mtime else "")
+    if mtime is None:
+        return "**no result**: results/%s.json was not written (run `benchmarks/run_all.py --only %s`)" % (name, name)
+    stamp = datetime.datetime.fromtimestamp(mtime, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if run_start and mtime < run_start:
+        return "**stale**: results/%s.json is from %s, not from this run" % (name, stamp)
+    return "ran %s%s" % (stamp, " in %.0f s" % r["seconds"] if r else "")
+
+
+def headline(name, data):
+    """Top-level scalar ratios and errors of a result, for the summary."""
+    flat = flatten(data) if isinstance(data, dict) else {}
+    keys = [k for k in flat if ("ratio" in k or "error" in k) and number(flat[k]) and k.count(".") <= 1]
+    return ", ".join("%s %.3g" % (k, flat[k]) for k in keys[:4])
+
+
+def build_report(runs, run_start):
+    for old in glob.glob(os.path.join(PLOTS, "*.png")):  # no plot survives from an earlier report
+        os.remove(old)
+    names = sorted(set(scripts()) | set(EXPECTED) | {os.path.basename(p)[:-5] for p in glob.glob(os.path.join(RESULTS, "*.json"))})
+    datas, mtimes = {}, {}
+    for n in names:
+        datas[n], mtimes[n] = load_json(n)
+    m = machine()
+    out = ["# fieldpick benchmark report", ""]
+    out.append("Generated %s by `benchmarks/run_all.py` (git %s) on **%s**, %s cores, %s; Python %s, numpy %s; "
+               "1-minute load average %s when the report was written (the machine is shared: timings are noisy, "
+               "so every figure that matters is a ratio against a peer measured in the same run)." % (
+                   datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), m["git"], m["cpu"],
+                   m["cores"], m["arch"], m["python"], m["numpy"], m["load_1min"]))
+    out += ["", "## What ran", "", "| benchmark | status | headline figures |", "|---|---|---|"]
+    for n in names:
+        if n not in EXPECTED and n not in runs and datas[n] is None:
+            continue
+        out.append("| %s | %s | %s |" % (n, status_line(n, runs, mtimes[n], run_start),
+                                          headline(n, datas[n]) if datas[n] else ""))
+    missing = [n for n in EXPECTED if not os.path.exists(os.path.join(HERE, n + ".py"))]
+    if missing:
+        out += ["", "Not written yet: %s." % ", ".join("benchmarks/%s.py" % n for n in missing)]
+    shown = set()
+    plots = {
+        "Accuracy: our models and the classic baselines": lambda: [plot_accuracy(datas)],
+        "Interpreter latency against the other runtimes": lambda: [plot_ratio_bars(n, datas[n], n) for n in ("interpreter", "export") if datas.get(n)],
+        "Station throughput and memory against SeisBench and ObsPy": lambda: [plot_ratio_bars(n, datas[n], n) for n in ("station", "mseed") if datas.get(n)],
+        "Gating: duty cycle against recall": lambda: [plot_gating(datas)],
+        "The estimator for every board": lambda: [(p, None) for p in plot_estimator(datas.get("estimator"))[0]],
+        "Size against accuracy (Pareto)": lambda: [plot_pareto(datas)],
+    }
+    for title, members, what in SECTIONS:
+        out += ["", "## " + title, "", "_%s._" % what, ""]
+        try:
+            made = plots[title]()
+        except Exception as exc:  # a plot must never stop the report
+            made = [(None, "plot failed: %s: %s" % (type(exc).__name__, exc))]
+        for path, why in made:
+            out.append("![%s](%s)" % (title, path) if path else "_No plot: %s._" % why)
+            out.append("")
+        for n in members:
+            out.append("- **%s**: %s" % (n, status_line(n, runs, mtimes[n], run_start)))
+        for n in members:
+            if n in shown:
+                continue
+            md = os.path.join(RESULTS, n + ".md")
+            if os.path.exists(md) and datas.get(n) is not None:
+                with open(md) as f:
+                    out += ["", demote(f.read())]
+                shown.add(n)
+    others = [n for n in names if n not in shown and datas.get(n) is not None]
+    if others:
+        out += ["", "## Other results"]
+        for n in others:
+            out += ["", "### %s" % n, "", "- %s" % status_line(n, runs, mtimes[n], run_start)]
+            md = os.path.join(RESULTS, n + ".md")
+            if os.path.exists(md):
+                with open(md) as f:
+                    out += ["", demote(f.read())]
+    out += ["", "## How to reproduce", "", "`make bench` (or `.venv/bin/python benchmarks/run_all.py`); one "
+            "benchmark: `.venv/bin/python benchmarks/NAME.py`; the report alone from the JSON already in "
+            "benchmarks/results/: `benchmarks/run_all.py --report-only`. Logs: benchmarks/results/tmp/logs/."]
+    with open(REPORT, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return REPORT
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks")
+    ap.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="do not run these")
+    ap.add_argument("--timeout", type=int, default=3600, help="seconds per benchmark (default 3600)")
+    ap.add_argument("--args", action="append", default=[], metavar="NAME=ARGS",
+                    help="extra arguments for one benchmark, e.g. 'zoo=--folds 2' (repeatable)")
+    ap.add_argument("--report-only", action="store_true", help="do not run anything; rebuild REPORT.md")
+    a = ap.parse_args()
+    extra = {}
+    for item in a.args:
+        if "=" not in item:
+            ap.error("--args %r: expected NAME=ARGS" % item)
+        k, v = item.split("=", 1)
+        extra[k] = shlex.split(v)
+    available = scripts()
+    for n in (a.only or []) + a.skip + list(extra):
+        if n not in available:
+            ap.error("unknown benchmark %r; available: %s" % (n, ", ".join(available)))
+    runs, run_start = {}, None
+    if not a.report_only:
+        todo = [n for n in available if (not a.only or n in a.only) and n not in a.skip]
+        print("running %d benchmarks: %s" % (len(todo), ", ".join(todo)), flush=True)
+        run_start = time.time()
+        for n in todo:
+            runs[n] = run_one(n, extra.get(n, []), a.timeout)
+        os.makedirs(os.path.join(RESULTS, "tmp"), exist_ok=True)
+        with open(os.path.join(RESULTS, "tmp", "run_all.json"), "w") as f:
+            json.dump({"started": run_start, "runs": runs}, f, indent=2, default=str)
+    path = build_report(runs, run_start)
+    print("wrote %s" % os.path.relpath(path, REPO))
+    failed = [n for n, r in runs.items() if r["rc"] != 0]
+    if failed:
+        print("failed: %s (logs in benchmarks/results/tmp/logs/)" % ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
