@@ -91,6 +91,7 @@ _FRAME = 64
 _MIN_RECLEN_EXP, _MAX_RECLEN_EXP = 7, 16
 _NS_PER_TICK = 100_000  # one BTIME tick (0.0001 s) in ns
 _BATCH_BYTES = 1 << 18  # records decoded together (see MseedDecoder._decode)
+_FEED_BYTES = 1 << 20  # read_records feeds a buffer to the decoder in pieces of this size
 
 
 @dataclass
@@ -826,7 +827,11 @@ def read_records(data, keep_offsets: bool = False):
         with open(data, "rb") as fh:
             data = fh.read()
     dec = MseedDecoder(keep_offsets=keep_offsets, name=name)
-    records = dec.feed(data) + dec.flush()
+    view = memoryview(data)
+    records = []
+    for i in range(0, len(view), _FEED_BYTES):  # pieces: smaller working arrays, measurably faster
+        records.extend(dec.feed(view[i:i + _FEED_BYTES]))
+    records.extend(dec.flush())
     if keep_offsets:
         return records, dec.offsets, dec.stats
     return records
