@@ -190,7 +190,7 @@ def main(argv=None):
         json.dump(result, f, indent=1)
     md = ["# Telemetry benchmark", "", "`%s` (Python %s, %s)" % (result["command"], result["python"],
                                                                   result["machine"]), "",
-          "| profile | MTU | picks/packet | bytes/pick | Iridium credits/pick | Earthworm line B/pick | "
+          "| profile | MTU | picks/packet | bytes/pick | 50-byte credits/pick | Earthworm line B/pick | "
           "zlib CSV B/pick | ours/Earthworm | ours/zlib CSV |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
