@@ -32,7 +32,9 @@ SeedLink 4 (``SLPROTO 4.0``, different framing) is not spoken.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -42,7 +44,8 @@ from ..errors import ConfigError, DataError
 from .base import Record, Source
 from .mseed import DecodeStats, MseedDecoder
 
-__all__ = ["SeedLinkClient", "SeedLinkStats", "StreamSpec", "parse_streams", "PACKET_BYTES"]
+__all__ = ["SeedLinkClient", "SeedLinkStats", "StreamSpec", "parse_streams", "PACKET_BYTES",
+           "load_state", "save_state"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ PACKET_BYTES = 512  # the miniSEED record of a SeedLink 3 packet
 _HEADER = 8
 _SEQ_MOD = 1 << 24
 _MODES = ("DATA", "FETCH", "TIME")
+_STATE_FORMAT, _STATE_VERSION = "fieldpick-seedlink-state", 1
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,9 @@ class SeedLinkClient(Source):
     backoff_s: (first, largest) pause between reconnects, seconds, doubling.
     max_reconnects: give up (end the iteration) after this many failed attempts
     in a row; None: never.  sleep: the pause function (``time.sleep``).
+    state_path: a file that keeps ``seqnums`` across restarts (read at start,
+    written atomically every ``state_every_s`` seconds, on every disconnect and
+    on ``close()``), so that a restarted station resumes where it stopped.
     """
 
     def __init__(
@@ -134,6 +141,8 @@ class SeedLinkClient(Source):
         backoff_s: Tuple[float, float] = (1.0, 60.0),
         max_reconnects: Optional[int] = None,
         sleep: Callable[[float], None] = time.sleep,
+        state_path: Optional[str] = None,
+        state_every_s: float = 10.0,
     ):
         if isinstance(streams, str):
             streams = parse_streams(streams)
@@ -159,6 +168,12 @@ class SeedLinkClient(Source):
         self.max_reconnects = max_reconnects
         self.sleep = sleep
         self.stats = SeedLinkStats()
+        self.state_path, self.state_every_s = state_path, float(state_every_s)
+        if state_path is not None and os.path.exists(state_path):
+            saved = load_state(state_path, "%s:%d" % (host, self.port))
+            saved.update(self.seqnums)
+            self.seqnums = saved
+        self._saved_at = time.monotonic()
         self.server_id = ""
         self._sock: Optional[socket.socket] = None
         self._closed = False
@@ -192,6 +207,12 @@ class SeedLinkClient(Source):
             self.stats.reconnects += 1
             log.info("SeedLink %s:%d: reconnecting in %.3g s", self.host, self.port, pause)
             self.sleep(pause)
+
+    def save_state(self) -> None:
+        """Write ``seqnums`` to ``state_path`` now (no-op without one)."""
+        if self.state_path is not None:
+            save_state(self.state_path, "%s:%d" % (self.host, self.port), self.seqnums)
+            self._saved_at = time.monotonic()
 
     def close(self) -> None:
         """Stop the iteration and close the connection (safe from another thread)."""
@@ -234,6 +255,7 @@ class SeedLinkClient(Source):
         return self.mode
 
     def _disconnect(self) -> None:
+        self.save_state()
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
@@ -333,5 +355,42 @@ class SeedLinkClient(Source):
                     continue
                 self.seqnums[key] = seq
                 self.stats.packets += 1
+                if self.state_path is not None and time.monotonic() - self._saved_at >= self.state_every_s:
+                    self.save_state()
                 yield rec
 
+
+def save_state(path: str, server: str, seqnums: Dict[Tuple[str, str], int]) -> None:
+    """Write the last sequence numbers atomically (temporary file, fsync, rename)."""
+    doc = {"format": _STATE_FORMAT, "version": _STATE_VERSION, "server": server,
+           "seqnums": {"%s_%s" % key: seq for key, seq in sorted(seqnums.items())}}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: str, server: Optional[str] = None) -> Dict[Tuple[str, str], int]:
+    """Read a state file written by :func:`save_state`; checks its format, version and server."""
+    try:
+        with open(path) as fh:
+            doc = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError("SeedLink state file %r cannot be read (%s); delete it to start afresh"
+                        % (path, exc)) from None
+    if not isinstance(doc, dict) or doc.get("format") != _STATE_FORMAT:
+        raise DataError("%r is not a SeedLink state file (format %r, expected %r)"
+                        % (path, doc.get("format") if isinstance(doc, dict) else None, _STATE_FORMAT))
+    if doc.get("version") != _STATE_VERSION:
+        raise DataError("SeedLink state file %r has version %r; this fieldpick reads version %d: "
+                        "delete it to start afresh" % (path, doc.get("version"), _STATE_VERSION))
+    if server is not None and doc.get("server") != server:
+        raise DataError("SeedLink state file %r belongs to server %r, not %r: sequence numbers do not "
+                        "carry over between servers; use another state file" % (path, doc.get("server"), server))
+    out = {}
+    for name, seq in doc.get("seqnums", {}).items():
+        net, _, sta = name.partition("_")
+        out[(net, sta)] = int(seq)
+    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.sources.mseed import read_records
-from fieldpick.edge.sources.seedlink import SeedLinkClient, StreamSpec, parse_streams
+from fieldpick.edge.sources.seedlink import SeedLinkClient, StreamSpec, load_state, parse_streams
 from fieldpick.edge.sources.slserver import SeedLinkServer
 
 obspy = pytest.importorskip("obspy")
@@ -207,3 +207,36 @@ def test_parse_streams_and_client_options():
         SeedLinkClient("127.0.0.1", 1, "XX_STA", mode="TIME")
     with pytest.raises(ConfigError, match="0 < keepalive_s < timeout_s"):
         SeedLinkClient("127.0.0.1", 1, "XX_STA", keepalive_s=5, timeout_s=1)
+
+
+def test_state_file_resumes_a_restarted_client(server, tmp_path):
+    raws = _records(n=30)
+    srv = server()
+    for r in raws:
+        srv.add(r)
+    state = str(tmp_path / "seedlink.json")
+    first = SeedLinkClient("127.0.0.1", srv.port, "XX_STA", state_path=state, **_window(**FAST))
+    got = []
+    for rec in first:
+        got.append(_key(rec))
+        if len(got) == 12:
+            break  # the station stops (the generator closes and saves)
+    first.close()
+    assert load_state(state, "127.0.0.1:%d" % srv.port) == {("XX", "STA"): 11}
+    second = SeedLinkClient("127.0.0.1", srv.port, "XX_STA", state_path=state, **_window(**FAST))
+    got += [_key(r) for r in second]
+    assert got == _expected(raws)
+    assert "FETCH 00000C" in srv.commands
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [("{not json", "cannot be read"), ('{"format": "other"}', "is not a SeedLink state file"),
+     ('{"format": "fieldpick-seedlink-state", "version": 9}', "has version 9; this fieldpick reads version 1"),
+     ('{"format": "fieldpick-seedlink-state", "version": 1, "server": "a:1"}', "belongs to server 'a:1'")],
+)
+def test_bad_state_files_are_refused(tmp_path, content, match):
+    path = tmp_path / "state.json"
+    path.write_text(content)
+    with pytest.raises(DataError, match=match):
+        SeedLinkClient("127.0.0.1", 1, "XX_STA", state_path=str(path))
