@@ -203,3 +203,42 @@ def test_sigkill_mid_write_loses_no_journaled_pick(tmp_path, kill_after):
     # picks journaled after the last line we read arrive too: a gap-free prefix of what was submitted
     assert received == [T0 + i * 10**9 for i in range(len(received))]
     assert MAGIC == open(os.path.join(journal, segments(journal)[0]), "rb").read(4)
+
+
+HALF_WRITE = r"""
+import os, signal, sys
+from fieldpick.edge.picks import Pick
+from fieldpick.edge.telemetry.journal import Journal
+j = Journal(sys.argv[1], first_seq=1)
+j.append_picks([Pick(%d + i, "P", 0.5, station="%s") for i in range(5)])
+real = j._file
+
+
+class HalfThenDie(object):
+    def write(self, frame):
+        real.write(frame[: len(frame) // 2])
+        real.flush()
+        os.fsync(real.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+
+j._file = HalfThenDie()
+j.append_picks([Pick(%d + 100 + i, "S", 0.5, station="%s") for i in range(5)])
+""" % (T0, CODE, T0, CODE)
+
+
+def test_sigkill_half_way_through_a_record(tmp_path):
+    d = str(tmp_path / "j")
+    proc = subprocess.run([sys.executable, "-c", HALF_WRITE, d], capture_output=True, timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    size = os.path.getsize(os.path.join(d, segments(d)[0]))
+    with Journal(d) as j:
+        assert [p.time_ns for _, p in j.pending] == [T0 + i for i in range(5)]
+        assert j.stats["truncated_bytes"] > 0
+        assert j.append_picks(picks(0, 1)) == [5]
+    assert os.path.getsize(os.path.join(d, segments(d)[0])) > size - j.stats["truncated_bytes"]
+    with Journal(d) as j:
+        assert len(j.pending) == 6 and j.stats["truncated_bytes"] == 0
