@@ -40,6 +40,10 @@ def _parser():
                    help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                    help="limit for the onnx2tf conversion (default 900 s)")
+    p.add_argument("--install", metavar="DIR", default=None,
+                   help="after a clean export, copy the int8 and fp32 .tflite files and cards into DIR "
+                   "(e.g. edge/models) as NAME.tflite and NAME_fp32.tflite")
+    p.add_argument("--name", default=None, help="model name for --install (default: the card's name)")
     p.add_argument("--allow-float-ops", action="store_true",
                    help="write the int8 file even when some operators stay float (it is then not full int8)")
     return p
@@ -57,7 +61,7 @@ def _ncedc_root(args):
 
 def main(argv):
     args = _parser().parse_args(argv)
-    from .pipeline import ExportSettings, export_checkpoint
+    from .pipeline import ExportSettings, export_checkpoint, install
 
     settings = ExportSettings(
         calibration_windows=args.calibration_windows, parity_windows=args.parity_windows, seed=args.seed,
@@ -87,5 +91,8 @@ def main(argv):
     if flags:
         lines.append("  red-flag ops (wasted work?): %s" % json.dumps(flags))
     lines.append("  cards: %s" % ", ".join(os.path.basename(p) for p in report["files"].values()))
+    if args.install:
+        cards = install(args.out, args.install, args.name or report["name"], args.stem)
+        lines.append("  installed: %s" % ", ".join(cards))
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -255,3 +255,30 @@ def export_checkpoint(checkpoint, out_dir, settings=None, command=""):
     if not isinstance(card, ModelCard):
         raise ConfigError("checkpoint %s holds no model card" % checkpoint)
     return export_model(model, card, out_dir, settings, command=command, source=source)
+
+
+def install(out_dir, dest, name, stem="model"):
+    """Copy an export's TFLite files and cards into ``dest`` (e.g. edge/models/) as the shipped model.
+
+    ``<stem>_int8.tflite`` becomes ``<name>.tflite`` (the station's model) and
+    ``<stem>_fp32.tflite`` becomes ``<name>_fp32.tflite``, each with its card
+    ``.json`` re-pointed at the new file name.  The report must show a clean
+    export (no error).  Returns the card paths written.
+    """
+    with open(os.path.join(out_dir, "export_report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    if report.get("error"):
+        raise ConfigError("%s holds a failed export (%s); fix it before installing" % (out_dir, report["error"]))
+    os.makedirs(dest, exist_ok=True)
+    written = []
+    for kind, target in (("int8", name), ("fp32", name + "_fp32")):
+        card = ModelCard.load(os.path.join(out_dir, "%s_%s.json" % (stem, kind)))
+        model_path = os.path.join(dest, target + ".tflite")
+        tmp = model_path + ".tmp"
+        shutil.copyfile(os.path.join(out_dir, "%s_%s.tflite" % (stem, kind)), tmp)
+        os.replace(tmp, model_path)
+        card.name = name
+        card.attach(model_path)
+        written.append(card.save(os.path.join(dest, target + ".json")))
+    log.info("installed %s into %s", name, dest)
+    return written

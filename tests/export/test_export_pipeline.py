@@ -215,3 +215,33 @@ def test_export_pick_parity_f1_gate_names_both_scores():
     pp.f1_test = dict(pp.f1_test, S=pp.f1_ref["S"] - 0.02)
     with pytest.raises(parity.ParityError, match=r"F1 moved by 0\.0200 .*above the gate 0\.01"):
         parity.gate_picks("int8", pp)
+
+
+@pytest.mark.slow
+def test_export_install_copies_clean_exports_only(exported, tmp_path):
+    from fieldpick.export.pipeline import install
+
+    dest = str(tmp_path / "models")
+    if exported["report"]["error"]:
+        with pytest.raises(ConfigError, match="holds a failed export \\(ParityError: "):
+            install(exported["dir"], dest, "tiny-default")
+        assert not os.path.exists(dest)
+        # a clean report installs: prove it on a copy whose report says so
+        import shutil
+
+        clean = str(tmp_path / "clean")
+        shutil.copytree(exported["dir"], clean)
+        report = dict(exported["report"], error=None)
+        with open(os.path.join(clean, "export_report.json"), "w") as f:
+            json.dump(report, f)
+        src = clean
+    else:
+        src = exported["dir"]
+    cards = install(src, dest, "tiny-default")
+    assert sorted(os.listdir(dest)) == ["tiny-default.json", "tiny-default.tflite", "tiny-default_fp32.json",
+                                        "tiny-default_fp32.tflite"]
+    card = ModelCard.load(cards[0])  # sha256 checked against the copied file
+    assert card.name == "tiny-default" and card.model_file == "tiny-default.tflite"
+    assert card.quantisation.scheme == "int8"
+    with open(os.path.join(dest, "tiny-default.tflite"), "rb") as a, open(os.path.join(src, "model_int8.tflite"), "rb") as b:
+        assert a.read() == b.read()
