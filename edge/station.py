@@ -554,16 +554,52 @@ class StationSet:
         return out
 
 
+def _one_channel(path, seed_id, single):
+    from .sources.mseed import MseedFileSource
+
+    with MseedFileSource(path) as src:
+        for rec in src:
+            if single or rec.seed_id == seed_id:
+                yield rec
+
+
+def _records_in_time_order(paths):
+    """Records of miniSEED files merged lazily in start-time order (bounded memory).
+
+    A file usually holds one channel after another (or one channel per file,
+    as in an SDS archive); the station needs its components together.  Each
+    file is scanned once for the channels it holds, then read once per
+    channel, and the per-channel streams are merged by start time.
+    """
+    import heapq
+
+    from .sources.mseed import MseedFileSource
+
+    streams = []
+    for path in paths:
+        with MseedFileSource(path) as src:
+            ids = sorted({rec.seed_id for rec in src})
+        for sid in ids:
+            streams.append(_one_channel(path, sid, len(ids) == 1))
+    return heapq.merge(*streams, key=lambda r: r.start_ns)
+
+
 def _open_sources(specs):
+    """Live sources through ``fieldpick.edge.sources.open_source`` when present; file paths
+    otherwise (merged in time order)."""
     try:
         from .sources import open_source
     except ImportError:
         open_source = None
-    if open_source is None:
-        from .sources.mseed import MseedFileSource as _M
-
-        return [_M(s) for s in specs]
-    return [open_source(s) for s in specs]
+    files = [s for s in specs if os.path.exists(s)]
+    live = [s for s in specs if not os.path.exists(s)]
+    if live and open_source is None:
+        raise ConfigError("source %r is not a file and this build has no live sources "
+                          "(fieldpick.edge.sources.open_source); give miniSEED paths" % live[0])
+    out = [_records_in_time_order(files)] if files else []
+    for spec in live:
+        out.append(open_source(spec))
+    return out
 
 
 def _uplink(cfg):
@@ -597,14 +633,15 @@ def main(argv):
             out.write(CSV_HEADER)
         sources = _open_sources(cfg.sources)
         for src in sources:
-            with src:
-                for rec in src:
-                    for p in stations.feed_record(rec):
-                        n += 1
-                        if cfg.output.path:
-                            out.write(format_pick(p, cfg.output.format))
-                        if uplink is not None:
-                            uplink.send(p)
+            for rec in src:
+                for p in stations.feed_record(rec):
+                    n += 1
+                    if cfg.output.path:
+                        out.write(format_pick(p, cfg.output.format))
+                    if uplink is not None:
+                        uplink.send(p)
+            if hasattr(src, "close"):
+                src.close()
         for p in stations.flush():
             n += 1
             if cfg.output.path:

@@ -1,0 +1,114 @@
+"""`fieldpick run`, `fieldpick replay` and `fieldpick demo` on real files: miniSEED
+written by ObsPy, the committed tiny int8 model through the numpy interpreter."""
+
+import csv
+import io
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from fieldpick.edge import demo, replay, station, synthetic
+from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
+from fieldpick.edge.config import StationConfig
+from fieldpick.edge.errors import FieldpickError
+from fieldpick.edge.replay import energy_ratio_card
+from fieldpick.edge.station import EnergyRatioRunner, InterpreterRunner, Station, format_pick
+from obspy import Stream, Trace, UTCDateTime
+
+T0 = 1_700_000_000 * 10 ** 9
+HERE = os.path.dirname(os.path.abspath(__file__))
+TINY = os.path.join(HERE, "data", "tiny_int8.tflite")
+
+
+@pytest.fixture(scope="module")
+def mseed(tmp_path_factory):
+    """20 minutes of synthetic ZNE counts as Steim-2 miniSEED, one channel after another."""
+    data, truth = synthetic.continuous(1200, seed=21, event_rate_per_hour=30, start_ns=T0)
+    data = np.round(data).astype(np.int32)
+    st = Stream([Trace(data[c], header=dict(network="XX", station="SYN", location="", channel="HH" + comp,
+                                            sampling_rate=100.0, starttime=UTCDateTime(T0 / 1e9)))
+                 for c, comp in enumerate("ZNE")])
+    path = tmp_path_factory.mktemp("mseed") / "syn.mseed"
+    st.write(str(path), format="MSEED", encoding="STEIM2", reclen=512)
+    return str(path), data
+
+
+def test_replay_prints_the_offline_picks_as_csv(mseed, capsys):
+    path, data = mseed
+    want = Station(EnergyRatioRunner(energy_ratio_card()), StationConfig(), "XX.SYN..HHZ").feed_array(
+        data.astype(np.float64), T0, 100.0)
+    assert replay.main([path, "--runner", "energy-ratio"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == "time,station,phase,probability,uncertainty_s,amplitude,snr_db,polarity"
+    assert lines[1:] == [format_pick(p, "csv").rstrip("\n") for p in want]
+    assert len(want) > 3
+    assert "1 station(s), 1200 s of 3-component data, %d picks" % len(want) in err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert {r["phase"] for r in rows} <= {"P", "S"} and rows[0]["station"] == "XX.SYN..HHZ"
+
+
+def test_replay_json_lines(mseed, capsys):
+    path, _ = mseed
+    assert replay.main([path, "--runner", "energy-ratio", "--format", "jsonl", "--mode", "continuous"]) == 0
+    out, err = capsys.readouterr()
+    picks = [json.loads(line) for line in out.splitlines()]
+    assert picks and all(p["time"].startswith("2023-11-14T") and isinstance(p["time_ns"], int) for p in picks)
+    assert "(continuous, model energy-ratio)" in err
+
+
+def tiny_card(tmp_path):
+    """A card for the committed 16-sample int8 test model: per 2-sample stride N/P/S, no offset."""
+    model = tmp_path / "tiny.tflite"
+    shutil.copy(TINY, model)
+    card = ModelCard(name="tiny", architecture="tiny test conv", input=InputSpec(100.0, 16, normalisation=Normalisation()),
+                     output=OutputSpec("stride_class_offset", ["N", "P", "S"], stride_samples=2),
+                     thresholds={"P": 0.4, "S": 0.4}).attach(str(model))
+    card.save(str(tmp_path / "tiny.json"))
+    return str(tmp_path / "tiny.json")
+
+
+def test_run_from_a_config_with_the_int8_model(mseed, tmp_path, capsys):
+    _, data = mseed
+    data = data[:, :12000]  # two minutes: 16-sample windows every 8 samples are many windows
+    path = str(tmp_path / "two_minutes.mseed")
+    Stream([Trace(data[c], header=dict(network="XX", station="SYN", location="", channel="HH" + comp,
+                                       sampling_rate=100.0, starttime=UTCDateTime(T0 / 1e9)))
+            for c, comp in enumerate("ZNE")]).write(path, format="MSEED", encoding="STEIM2", reclen=512)
+    card_path = tiny_card(tmp_path)
+    out_path = tmp_path / "picks.csv"
+    cfg = {"model": card_path, "mode": "continuous", "sources": [path],
+           "output": {"path": str(out_path), "format": "csv"}}
+    (tmp_path / "station.json").write_text(json.dumps(cfg))
+    assert station.main(["--config", str(tmp_path / "station.json"), "--check"]) == 0
+    assert "ok (model tiny, mode continuous)" in capsys.readouterr().out
+    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    rows = list(csv.DictReader(io.StringIO(out_path.read_text())))
+    # the same picks as the Python API with the same runner
+    card = ModelCard.load(card_path)
+    st = Station(InterpreterRunner(card.model_path(card_path), card), StationConfig.from_dict(cfg), "XX.SYN..HHZ")
+    want = st.feed_array(data.astype(np.float64), T0, 100.0)
+    assert [r["time"] for r in rows] == [format_pick(p, "csv").split(",")[0] for p in want]
+    assert st.stats["windows_run"] == st.stats["windows_total"] == (12000 - 16) // 8 + 1
+    assert len(rows) > 0
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"sources": ["x"], "mode": "sometimes"}, "mode is 'sometimes'; allowed: 'gated', 'continuous'"),
+    ({"sources": ["x"], "trigger": {"sta": 1.0}}, "unknown key trigger.sta; allowed: channel"),
+    ({"sources": []}, "sources is empty"),
+    ({"sources": ["x"], "model": "missing.json"}, "cannot read model card missing.json"),
+])
+def test_run_rejects_bad_configs(tmp_path, capsys, cfg, message):
+    (tmp_path / "station.json").write_text(json.dumps(cfg))
+    with pytest.raises(FieldpickError, match=message):  # the CLI prints it and exits with status 2
+        station.main(["--config", str(tmp_path / "station.json")])
+
+
+def test_demo_scores_a_synthetic_stream(capsys):
+    assert demo.main(["--minutes", "10", "--runner", "energy-ratio"]) == 0
+    out = capsys.readouterr().out
+    assert "fieldpick demo will" in out and "phase  labels   picks  matched  precision  recall" in out
+    assert "x real time" in out and "duty cycle" in out
