@@ -14,6 +14,7 @@ stations none of them saw.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -151,8 +152,9 @@ def main(argv) -> int:
     cfg = config_from_args(args)
     model, card, _ = load_checkpoint(args.checkpoint)
     model.thresholds = dict(card.thresholds)
-    if model.architecture != cfg.architecture and "--architecture" not in " ".join(argv):
-        cfg.architecture = model.architecture
+    # the network is the checkpoint's, whatever the recipe says
+    cfg = TrainConfig.from_dict(dict(cfg.to_dict(), architecture=model.architecture,
+                                     model=dataclasses.asdict(model.config)))
     data = load_real(cfg.data_dir or None)
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     train_data = data.subset(~held)

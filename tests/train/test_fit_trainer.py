@@ -263,3 +263,24 @@ def test_synthetic_pretraining_runs_first(tmp_path):
     cfg = small_cfg("lppn", tmp_path, pretrain_windows=8, pretrain_epochs=1, epochs=1)
     _, history = train(cfg, data.subset(np.arange(8)), data.subset(np.arange(8, 12)))
     assert [(h["stage"], h["epoch"]) for h in history] == [("pretrain", 1), ("train", 1)]
+
+
+def test_finetune_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
+    from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
+    from fieldpick.train.finetune import main as finetune_main
+
+    torch.manual_seed(0)
+    model = build("lppn", {"width": 4, "context_blocks": 1})
+    save_checkpoint(tmp_path / "start.pt", model)
+    rc = finetune_main([str(tmp_path / "start.pt"), "--labels", "10", "--epochs", "1", "--steps-per-epoch", "2",
+                        "--batch-size", "4", "--out-dir", str(tmp_path / "ft"), "--data-dir", ncedc_dir,
+                        "--progress", "false", "--name", "moved"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"checkpoint", "before", "after"}
+    tuned, card, _ = load_checkpoint(out["checkpoint"])
+    assert card.name == "moved" and card.provenance["head_only"] is True
+    assert card.provenance["labeled_windows"] == 10
+    start = model.state_dict()
+    changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, start[k])]
+    assert changed and all(k.startswith("head.") for k in changed)
