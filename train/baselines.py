@@ -31,7 +31,8 @@ from fieldpick.edge.evaluate import Scores, evaluate_windows
 
 from .data.datasets import WindowSet
 
-__all__ = ["StaLtaPicker", "PkBaerPicker", "ArPicker", "BASELINES", "make", "run", "score", "tune", "station_halves"]
+__all__ = ["StaLtaPicker", "PkBaerPicker", "ArPicker", "BASELINES", "make", "run", "score", "tune", "station_halves",
+           "run_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,35 @@ def run(picker, ws: WindowSet) -> Dict[str, list]:
         got = picker.pick(np.asarray(w, dtype=np.float64), ws.fs)
         for ph in out:
             out[ph].append(got.get(ph, []))
+    return out
+
+
+def run_stream(picker, data, fs, start_ns=0, window_s=30.0, hop_s=10.0, merge_s=1.0) -> Dict[str, np.ndarray]:
+    """Slide ``picker`` over a continuous (3, N) record: ``{phase: pick times, int64 ns}``.
+
+    Windows of ``window_s`` seconds every ``hop_s`` seconds (the last one
+    flush with the end); picks of one phase closer than ``merge_s`` seconds
+    to an earlier one are the same pick seen twice and are dropped.
+    """
+    if not (0 < hop_s <= window_s):
+        raise ConfigError("hop_s=%r and window_s=%r seconds: need 0 < hop_s <= window_s" % (hop_s, window_s))
+    data = np.asarray(data, dtype=np.float64)
+    n, w, h = data.shape[1], int(round(window_s * fs)), int(round(hop_s * fs))
+    starts = list(range(0, max(n - w, 0) + 1, h))
+    if n > w and starts[-1] != n - w:
+        starts.append(n - w)
+    found = {"P": [], "S": []}
+    for a in starts:
+        got = picker.pick(data[:, a: a + w], fs)
+        for ph in found:
+            found[ph].extend(a + float(x) for x in got.get(ph, []))
+    out = {}
+    for ph, xs in found.items():
+        kept = []
+        for x in sorted(xs):
+            if not kept or x - kept[-1] > merge_s * fs:
+                kept.append(x)
+        out[ph] = np.array([int(start_ns) + int(round(x * 1e9 / fs)) for x in kept], dtype=np.int64)
     return out
 
 

@@ -3,7 +3,9 @@
 A picker is a classic baseline ('stalta', 'pkbaer', 'arpick'), a training
 checkpoint (``.pt``, run in PyTorch) or a model card (``.json`` beside its
 ``.tflite``, run by the station's interpreter).  Datasets: the NCEDC
-windows (with their pre-P noise windows), a held-out synthetic set, STEAD,
+windows (with their pre-P noise windows), a held-out synthetic set, a
+synthetic continuous stream (baselines slid over it, scored against its
+truth table; false picks per hour are the unmatched picks), STEAD,
 a SeisBench folder, or miniSEED/SAC files through ObsPy.  Scores come from
 :mod:`fieldpick.edge.evaluate`, the module every other stage uses.
 
@@ -33,7 +35,7 @@ __all__ = ["EvalConfig", "load_data", "model_picks", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("ncedc", "synthetic", "stead", "seisbench", "files")
+DATASETS = ("ncedc", "synthetic", "stream", "stead", "seisbench", "files")
 SPLITS = ("all", "val", "test")
 
 
@@ -48,6 +50,7 @@ class EvalConfig:
     split: str = "test"
     tune: bool = False
     n: int = 300                     # synthetic windows per split
+    minutes: float = 60.0            # length of the synthetic stream (--data stream)
     seed: int = 20261122
     noise: bool = True               # score false picks per hour on noise windows
     backend: str = "numpy"           # interpreter backend for model cards
@@ -185,9 +188,30 @@ def model_picks(path, ws: WindowSet, backend="numpy", batch=64):
                       % (path, ", ".join(baselines.BASELINES)))
 
 
+def _evaluate_stream(cfg: EvalConfig):
+    """A baseline slid over a synthetic continuous stream, scored against its truth table."""
+    from fieldpick.edge.evaluate import evaluate_stream
+    from fieldpick.edge.synthetic import continuous
+
+    if cfg.picker not in baselines.BASELINES:
+        raise ConfigError("--data stream scores the baselines (%s); models run on streams through "
+                          "'fieldpick demo' / 'fieldpick replay'" % ", ".join(baselines.BASELINES))
+    picker = baselines.make(cfg.picker, **(cfg.params or {}))
+    if cfg.tune:
+        from .data.synthetic import synthetic_set
+
+        picker, _, _ = baselines.tune(cfg.picker, synthetic_set(cfg.n, cfg.seed, "val", noise_fraction=0.0))
+    start_ns = 1_700_000_000 * 10 ** 9
+    data, truth = continuous(cfg.minutes * 60.0, cfg.seed, start_ns=start_ns, bursts_per_hour=6.0)
+    picks = baselines.run_stream(picker, data, 100.0, start_ns)
+    return evaluate_stream(truth, picks, cfg.minutes * 60.0, tolerance_s=cfg.tolerance_s), str(picker)
+
+
 def evaluate(cfg: EvalConfig):
     """Run the configured picker; returns ``(scores, description)``."""
     cfg.validate()
+    if cfg.data == "stream":
+        return _evaluate_stream(cfg)
     data = load_data(cfg)
     events, noise = data["test"]
     if cfg.picker in baselines.BASELINES:
@@ -232,6 +256,7 @@ def _parser():
     p.add_argument("--param", action="append", type=_param, default=[], metavar="NAME=VALUE",
                    help="baseline parameter override (repeatable), e.g. --param on=4")
     p.add_argument("--n", type=int, default=300, help="synthetic windows per split (default 300)")
+    p.add_argument("--minutes", type=float, default=60.0, help="length of the synthetic stream for --data stream")
     p.add_argument("--seed", type=int, default=20261122, help="seed of the split and the synthetic data")
     p.add_argument("--no-noise", action="store_true", help="skip the noise windows (no false picks per hour)")
     p.add_argument("--backend", default="numpy", help="interpreter backend for model cards (numpy, litert, tflite, onnx)")
@@ -242,10 +267,13 @@ def _parser():
 def main(argv) -> int:
     ns = _parser().parse_args(argv)
     cfg = EvalConfig(picker=ns.picker, data=ns.data, path=ns.path, csv=ns.csv, split=ns.split, tune=ns.tune,
-                     n=ns.n, seed=ns.seed, noise=not ns.no_noise, backend=ns.backend,
+                     n=ns.n, minutes=ns.minutes, seed=ns.seed, noise=not ns.no_noise, backend=ns.backend,
                      params=dict(ns.param) or None)
     scores, desc = evaluate(cfg)
-    title = "%s on %s (%s split)" % (desc, cfg.data, cfg.split)
+    if cfg.data == "stream":
+        title = "%s on a %g-minute synthetic stream (seed %d)" % (desc, cfg.minutes, cfg.seed)
+    else:
+        title = "%s on %s (%s split)" % (desc, cfg.data, cfg.split)
     sys.stdout.write(scores.table(title) + "\n")
     if ns.json:
         blob = {"format": "fieldpick-eval", "version": 1, "picker": desc, "data": cfg.data, "split": cfg.split,

@@ -68,6 +68,24 @@ def test_station_halves_are_disjoint_and_deterministic():
     np.testing.assert_array_equal(v, v2)
 
 
+def test_run_stream_finds_each_onset_once_in_ns(rng):
+    x = rng.normal(0.0, 1.0, (3, 12000))
+    x[:, 5000:5600] *= 30.0  # one burst at 50 s: seen by several overlapping windows, reported once
+    picks = B.run_stream(B.make("stalta", lta_s=5.0), x, 100.0, start_ns=10 ** 18, window_s=30.0, hop_s=10.0)
+    assert len(picks["P"]) == 1 and len(picks["S"]) == 0
+    assert abs(picks["P"][0] - (10 ** 18 + 50 * 10 ** 9)) <= 250_000_000
+    with pytest.raises(ConfigError, match="hop_s=40 and window_s=30"):
+        B.run_stream(B.make("stalta"), x, 100.0, hop_s=40, window_s=30)
+
+
+def test_eval_verb_on_a_synthetic_stream(capsys):
+    assert E.main(["stalta", "--data", "stream", "--minutes", "10", "--param", "lta_s=2"]) == 0
+    text = capsys.readouterr().out
+    assert "on a 10-minute synthetic stream" in text and "noise/h" in text
+    with pytest.raises(ConfigError, match="--data stream scores the baselines"):
+        E.evaluate(E.EvalConfig(picker="model.pt", data="stream"))
+
+
 def test_unknown_baseline_and_parameter():
     with pytest.raises(ConfigError, match="baseline 'aic'; allowed: stalta, pkbaer, arpick"):
         B.make("aic")
