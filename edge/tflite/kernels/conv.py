@@ -108,39 +108,63 @@ class Requantizer:
     one rounding half up.  Writing z = (acc + bias) * m * 2**(shift - 31), the
     exact result equals round(z) except when z lies within 2**-(r+1) of a
     half-integer; so z is computed in float, rounded, and only the elements
-    inside that band (plus a margin of 2**-10 for float error) are
-    recomputed with the exact int64 formula.  z is formed in float64: with
-    |acc|, |bias| < 2**31 its error stays below 2**-20 wherever |z| < 2**10,
-    and where |z| >= 2**10 the output clamps anyway.
+    inside that band, widened by a bound on the float error, are recomputed
+    with the exact int64 formula.
+
+    The float error bound is worked out per channel at load from the largest
+    possible accumulator (``acc_bound``, e.g. K * 128 * 127) and the bias:
+    float32 when it stays small (the usual case), float64 otherwise.  Where
+    |z| >= 2**10 the output clamps whichever way z rounds.
 
     acc: float array of exact integers, channels on the last axis;
     bias: int64 per channel (zero-point correction folded in) or None.
     """
 
-    def __init__(self, mult, shift, zp_out, lo, hi, bias=None, single_rounding=False, dtype=np.float64):
+    def __init__(self, mult, shift, zp_out, lo, hi, bias=None, single_rounding=False, acc_bound=1 << 31):
         self.mult = np.asarray(mult, np.int64)
         self.shift = np.asarray(shift, np.int64)
         n = self.mult.size
         self.bias_i = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
-        self.bias_f = self.bias_i.astype(dtype)
-        self.scale = (self.mult.astype(np.float64) * np.exp2(self.shift.astype(np.float64) - 31)).astype(dtype)
+        scale = self.mult.astype(np.float64) * np.exp2(self.shift.astype(np.float64) - 31)
         right = np.maximum(-self.shift, 0)
         tie = np.zeros(n) if single_rounding else np.exp2(-(right + 1.0))
-        self.half_minus_band = (0.5 - tie - 2.0 ** -10).astype(dtype)
+        # |error of z| in float32 <= (|acc| + |bias|) * scale * 4 * 2**-24 (+ rounding of |z| < 2**10).
+        err32 = (float(acc_bound) + np.abs(self.bias_i)) * scale * 2.0 ** -21 + 2.0 ** -12
+        self.dtype = np.float32 if float(err32.max()) < 2.0 ** -6 else np.float64
+        err = err32 if self.dtype == np.float32 else np.full(n, 2.0 ** -12)
+        self.scale = scale.astype(self.dtype)
+        self.offset = (self.bias_i * scale + zp_out).astype(self.dtype)  # bias and zero point, scaled
+        self.half_minus_band = (0.5 - tie - err).astype(self.dtype)
         self.exact_only = bool(np.any(self.shift > 0))
         self.single = single_rounding
         self.zp, self.lo, self.hi = int(zp_out), int(lo), int(hi)
         if single_rounding:
             self.total = (31 - self.shift).astype(np.int64)
             self.half = np.int64(1) << (self.total - 1)
+        else:
+            self.right = right.astype(np.int64)
+            self.half = (np.int64(1) << self.right) >> 1
+            self.neg_adjust = (self.right > 0).astype(np.int64)
 
     def exact(self, acc, c):
-        """Exact requantisation of int64 accumulators ``acc`` in channels ``c`` (index array)."""
+        """Exact requantisation of int64 accumulators ``acc`` in channels ``c`` (index array).
+
+        Double rounding, right shifts only: the high multiply rounds half up,
+        floor((acc * m + 2**30) / 2**31); the shift by r rounds half away from
+        zero, floor((s + 2**(r-1) - [s < 0]) / 2**r).  Equal to TFLite's
+        MultiplyByQuantizedMultiplier (tested against it).
+        """
         if self.single:
             q = (acc * self.mult[c] + self.half[c]) >> self.total[c]
-        else:
+        elif self.exact_only:
             q = multiply_by_quantized_multiplier(acc, self.mult[c], self.shift[c])
-        return np.clip(q + self.zp, self.lo, self.hi)
+        else:
+            high = (acc * self.mult[c] + (1 << 30)) >> 31
+            q = (high + self.half[c] - (high < 0) * self.neg_adjust[c]) >> self.right[c]
+        q += self.zp
+        np.maximum(q, self.lo, out=q)
+        np.minimum(q, self.hi, out=q)
+        return q
 
     def __call__(self, acc):
         shape = acc.shape
@@ -149,14 +173,14 @@ class Requantizer:
             a = acc.reshape(-1, n).astype(np.int64) + self.bias_i
             c = np.broadcast_to(np.arange(n), a.shape)
             return self.exact(a, c).astype(np.int8).reshape(shape)
-        z = np.add(acc, self.bias_f, dtype=np.float64)
-        z *= self.scale
+        z = np.multiply(acc, self.scale, dtype=self.dtype)
+        z += self.offset
         r = np.rint(z)
-        np.subtract(z, r, out=z)
+        z -= r
         np.abs(z, out=z)
         near = z >= self.half_minus_band  # close to a rounding tie: decide exactly
-        r += self.zp
-        np.clip(r, self.lo, self.hi, out=r)
+        np.maximum(r, self.lo, out=r)
+        np.minimum(r, self.hi, out=r)
         out = r.astype(np.int8)
         idx = np.flatnonzero(near)
         if idx.size:
@@ -166,10 +190,11 @@ class Requantizer:
         return out
 
 
-def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False):
+def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False, k_terms=None):
     mult, shift = _requant_params(x, w, y, n_out)
     lo, hi = _act_or_fail(op, act, y)
-    return Requantizer(mult, shift, qparams(y)[1], lo, hi, bias, single_rounding)
+    bound = (1 << 31) if k_terms is None else k_terms * 255 * 128
+    return Requantizer(mult, shift, qparams(y)[1], lo, hi, bias, single_rounding, acc_bound=bound)
 
 
 def _act_or_fail(op, act, y):
@@ -215,15 +240,13 @@ def _depthwise_taps(xp, wk, mult, oh, ow, sh, sw, dh, dw):
     if mult > 1:
         xp = np.repeat(xp, mult, axis=3)
     kh, kw, cout = wk.shape
-    acc = None
+    acc = np.zeros((xp.shape[0], oh, ow, cout), xp.dtype)
+    tmp = np.empty_like(acc)
     for i in range(kh):
         rows = xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh]
         for j in range(kw):
-            tap = rows[:, :, j * dw:j * dw + (ow - 1) * sw + 1:sw, :] * wk[i, j]
-            if acc is None:
-                acc = tap
-            else:
-                acc += tap
+            np.multiply(rows[:, :, j * dw:j * dw + (ow - 1) * sw + 1:sw, :], wk[i, j], out=tmp)
+            acc += tmp
     return acc
 
 
@@ -274,7 +297,7 @@ def build_conv2d(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op,
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=k_terms,
                                 bias=_fold_zero_point(bias, zp_in, w_t.data.reshape(cout, -1).sum(axis=1)))
 
         def conv_int8(ins):
@@ -323,7 +346,7 @@ def _build_depthwise(op, tensors, wk, mult):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op,
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=kh * kw,
                                 bias=_fold_zero_point(bias, zp_in, wk.reshape(-1, cout).sum(axis=0)))
 
         def dw_int8(ins):
@@ -383,7 +406,7 @@ def build_transpose_conv(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, bias=bias)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, bias=bias, k_terms=k_terms)
 
         def tconv_int8(ins):
             xf = ins[2].astype(acc_t)
@@ -422,7 +445,7 @@ def build_fully_connected(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True,
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True, k_terms=k,
                                 bias=_fold_zero_point(bias, zp_in, w_t.data.sum(axis=1)))
 
         def fc_int8(ins):
