@@ -17,8 +17,8 @@ Sending policy:
 * a new packet is sent once immediately; unacknowledged packets are
   retransmitted oldest first, at most ``window`` of them outstanding, after
   ``retry_s`` doubling per try up to ``max_retry_s``;
-* the first ack after a silence longer than ``retry_s`` (the link came
-  back) restarts the back-off and makes the outstanding window due at once,
+* the first ack after a silence longer than ``retry_s`` in which
+  retransmissions went unanswered (the link came back) restarts the back-off and makes the outstanding window due at once,
   so a backlog drains at ``window`` packets per round trip instead of
   waiting out the back-off it built up during the outage.
 """
@@ -92,11 +92,10 @@ class Uplink(object):
         self._reads_link = True  # False when an UplinkSet shares the link and routes the acks
         self.journal = journal if isinstance(journal, Journal) else Journal(journal)
         self._table = StationTable([station])
-        now = self.clock()
+        self._last_ack = self.clock()
         self._since = {n: float("-inf") for n, _ in self.journal.pending}  # recovered: due at once
         self._due: Dict[int, float] = {}
         self._tries: Dict[int, int] = {}
-        self._last_ack = now
         self.stats = {"submitted": 0, "packets": 0, "sent": 0, "resent": 0, "send_failed": 0, "acked": 0,
                       "bad_acks": 0}
         self._pack(force=False)
@@ -252,7 +251,8 @@ class Uplink(object):
             log.debug("ignoring a bad ack: %s", exc)
             return 0
         now = self.clock()
-        if now - self._last_ack > self.retry_s:  # the link is back after a silence:
+        if self._link_down() and now - self._last_ack > self.retry_s:  # first ack after a silence with
+            # unanswered resends: the link is back
             for seq in self._tries:
                 self._tries[seq] = min(self._tries[seq], 1)  # restart the back-off
             for seq in list(self.journal.unacked)[: self.window]:

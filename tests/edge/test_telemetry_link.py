@@ -248,12 +248,15 @@ def test_day_long_outage_is_recovered_in_full(table, tmp_path):
         assert up.stats["packets"] <= 1 + 100 // 22
         relay.blackout = False
         start = fake[0]
+        tries_before = up.stats["sent"] + up.stats["resent"]
         while up.backlog and fake[0] - start < 6 * 3600:
             fake[0] += 10.0
             up.poll(0.01)
         up.close()
     assert times(rx.sink.picks) == times(picks)  # every pick, exactly once
     assert up.stats["packets"] <= 2 + 100 // 22
+    # a clean link after the outage: about one transmission per packet, no storm of resends
+    assert up.stats["sent"] + up.stats["resent"] - tries_before <= 2 * up.stats["packets"]
 
 
 def test_from_config_two_stations_share_one_link(tmp_path):
