@@ -35,8 +35,13 @@ Three ways in:
 - :class:`MseedFileSource` (a :class:`~fieldpick.edge.sources.base.Source`
   over files, a directory, or a binary stream such as ``sys.stdin.buffer``).
 
-miniSEED 3 is not read (its records are recognised and skipped as
-``unsupported format``).
+miniSEED 3 (FDSN 2023) records are read too, mixed with miniSEED 2 in one
+stream if need be: the 40-byte little-endian header, the FDSN source
+identifier (``FDSN:NET_STA_LOC_B_S_SS``), nanosecond start times, the same
+encodings (Steim big-endian, the others little-endian), and the CRC-32C of
+every record is checked (a mismatch skips the record).  The CRC is computed
+in pure Python (about 0.1 us per byte), so large miniSEED 3 files read much
+more slowly than miniSEED 2.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ __all__ = [
     "read_records",
     "decode_steim_reference",
     "btime_to_ns",
+    "crc32c",
     "sampling_rate_from_factors",
 ]
 
@@ -264,6 +270,82 @@ def _parse_header(buf, off: int, avail: int, final: bool = True) -> _Header:
     )
 
 
+# ---------------------------------------------------------------- miniSEED 3
+
+_MS3_FIXED = "<2sBBIHHBBBBdIIBBHI"  # FDSN miniSEED 3 fixed header, 40 bytes, little-endian
+_MS3_LEN = 40
+
+
+def _crc32c_table() -> List[int]:
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        table.append(c)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data, crc: int = 0) -> int:
+    """CRC-32C (Castagnoli), as miniSEED 3 uses; ``crc32c(b"123456789") == 0xE3069283``."""
+    table = _CRC32C
+    c = crc ^ 0xFFFFFFFF
+    for b in bytes(data):
+        c = table[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def _parse_sid(sid: str) -> Tuple[str, str, str, str]:
+    """'FDSN:NET_STA_LOC_B_S_SS' -> (net, sta, loc, cha); band/source/subsource join to e.g. 'HHZ'."""
+    if not sid.startswith("FDSN:"):
+        raise _Bad("unsupported source identifier", "%r is not FDSN:NET_STA_LOC_B_S_SS" % sid[:40])
+    parts = sid[5:].split("_")
+    if len(parts) != 6:
+        raise _Bad("unsupported source identifier", "%r is not FDSN:NET_STA_LOC_B_S_SS" % sid[:40])
+    net, sta, loc, band, source, sub = parts
+    if max(len(band), len(source), len(sub)) <= 1:
+        cha = band + source + sub
+    else:
+        cha = "_".join((band, source, sub))
+    return net, sta, loc, cha
+
+
+def _parse_header3(buf, off: int, avail: int, final: bool = True) -> _Header:
+    """Parse a miniSEED 3 record header at ``off`` (raises _Bad / _NeedMore)."""
+    if avail < _MS3_LEN:
+        if not final:
+            raise _NeedMore()
+        raise _Bad("truncated record", "%d bytes of a 40-byte miniSEED 3 header" % avail)
+    (_ms, _ver, _flags, nanos, year, doy, hour, minute, sec, encoding, rate, nsamp, _crc, _pub,
+     sid_len, extra_len, data_len) = struct.unpack_from(_MS3_FIXED, buf, off)
+    if not (1 <= doy <= 366 and hour <= 23 and minute <= 59 and sec <= 60 and nanos < 10**9):
+        raise _Bad("impossible start time", "miniSEED 3 %d-%03d %02d:%02d:%02d.%09d"
+                   % (year, doy, hour, minute, sec, nanos))
+    if avail < _MS3_LEN + sid_len:
+        if not final:
+            raise _NeedMore()
+        raise _Bad("truncated record", "identifier cut short")
+    sid = bytes(buf[off + _MS3_LEN:off + _MS3_LEN + sid_len]).decode("ascii", "replace")
+    net, sta, loc, cha = _parse_sid(sid)
+    if rate < 0:
+        rate = -1.0 / rate
+    if not np.isfinite(rate):
+        rate = 0.0
+    data_off = _MS3_LEN + sid_len + extra_len
+    start = btime_to_ns(year, doy, hour, minute, sec, 0) + nanos
+    return _Header(offset=off, reclen=data_off + data_len, network=net, station=sta, location=loc,
+                   channel=cha, start_ns=start, sampling_rate=float(rate), nsamples=nsamp,
+                   encoding=encoding, data_order=">" if encoding in (10, 11) else "<",
+                   data_offset=data_off, nframes=0, order="<", chain=(), factors=(0, 0))
+
+
+def _is_ms3(buf, off: int) -> bool:
+    return buf[off:off + 3] == b"MS\x03"
+
+
 def _days_from_civil(year: np.ndarray, doy: np.ndarray) -> np.ndarray:
     """Days since 1970-01-01 of (year, day of year), vectorised; int64."""
     y = year.astype(np.int64) - 1
@@ -351,7 +433,11 @@ def _candidates(arr: np.ndarray, lo: int, hi: int) -> np.ndarray:
     q = arr[lo + 6:min(hi + 6, len(arr) - 1)]
     r = arr[lo + 7:lo + 7 + len(q)]
     ok = ((q == 68) | (q == 82) | (q == 81) | (q == 77)) & ((r == 32) | (r == 0))
-    return np.flatnonzero(ok) + lo
+    m = arr[lo:min(hi, len(arr) - 2)]  # miniSEED 3: "MS" and version 3
+    ms3 = (m == 77) & (arr[lo + 1:lo + 1 + len(m)] == 83) & (arr[lo + 2:lo + 2 + len(m)] == 3)
+    if len(ms3) < len(ok):
+        ms3 = np.concatenate([ms3, np.zeros(len(ok) - len(ms3), bool)])
+    return np.flatnonzero(ok | ms3[:len(ok)]) + lo
 
 
 # ---------------------------------------------------------------- Steim
@@ -613,6 +699,12 @@ class MseedDecoder:
                     self._garbage(buf, off, n, "truncated record")
                     off = n
                 break
+            if _is_ms3(buf, off):
+                status = self._take_ms3(buf, arr, off, n, final, out)
+                if status is None:
+                    break
+                off = status
+                continue
             if not _plausible(buf, off):
                 nxt = self._next_header(buf, arr, off + 1, n, final)
                 if nxt is None:  # keep the last 47 bytes: a header may start there
@@ -708,8 +800,49 @@ class MseedDecoder:
         else:
             self.stats.skip(reason, nbytes, "%s offset %d" % (self.name, start))
 
+    def _take_ms3(self, buf, arr, off: int, n: int, final: bool, out: List[_Header]) -> Optional[int]:
+        """Take the miniSEED 3 record at ``off``; returns the next offset (None: wait for bytes)."""
+        try:
+            h = _parse_header3(buf, off, n - off, final)
+        except _NeedMore:
+            return None
+        except _Bad as exc:
+            reason, detail = exc.args
+            nxt = self._next_header(buf, arr, off + 1, n, final)
+            end = nxt if nxt is not None else n
+            self.stats.skip(reason, end - off, self._where(off), detail)
+            return end
+        self._close_junk()
+        if off + h.reclen > n:
+            if not final:
+                return None
+            nxt = self._next_header(buf, arr, off + 1, n)
+            end = nxt if nxt is not None else n
+            self.stats.skip("truncated record", end - off, self._where(off),
+                            "%d of %d bytes" % (end - off, h.reclen))
+            return end
+        record = bytearray(buf[off:off + h.reclen])
+        (stored,) = struct.unpack_from("<I", record, 28)
+        record[28:32] = b"\0\0\0\0"
+        if crc32c(record) != stored:
+            nxt = self._next_header(buf, arr, off + 1, off + h.reclen, final, sure=True)
+            end = nxt if nxt is not None else off + h.reclen
+            self.stats.skip("CRC mismatch", end - off, self._where(off),
+                            "miniSEED 3 CRC-32C %08X, computed %08X" % (stored, crc32c(record)))
+            return end
+        out.append(h)
+        return off + h.reclen
+
     def _header_at(self, buf, off: int, final: bool = True) -> Optional[bool]:
         """Whether a valid header starts at ``off``; None: cannot tell until more bytes come."""
+        if _is_ms3(buf, off):
+            try:
+                _parse_header3(buf, off, len(buf) - off, final)
+            except _NeedMore:
+                return None
+            except _Bad:
+                return False
+            return True
         if not _plausible(buf, off):
             return False
         try:
