@@ -30,6 +30,7 @@ from ..errors import (
     BackendError,
     ConfigError,
     DataError,
+    FieldpickError,
     ModelFormatError,
     UnsupportedOperatorError,
 )
@@ -163,7 +164,15 @@ class _NumpyEngine:
         tensors = self.tensors
         for k, op in enumerate(self.sg.operators):
             ins = [None if i < 0 else (values[i] if tensors[i].data is None else tensors[i].data) for i in op.inputs]
-            values[op.outputs[0]] = self.kernels[k](ins)
+            try:
+                values[op.outputs[0]] = self.kernels[k](ins)
+            except (IndexError, ValueError, TypeError) as exc:
+                if isinstance(exc, FieldpickError):
+                    raise
+                # The kernels were checked at load; this is a model whose shapes contradict each other.
+                raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
+                    op.index, op.name, [tensors[i].shape for i in op.inputs if i >= 0],
+                    type(exc).__name__, exc)) from None
             for i in self.free_after[k]:
                 values.pop(i, None)
         return {o: values[o] for o in self.sg.outputs}

@@ -122,7 +122,7 @@ def _opcode_index_of(tiny, op_k):
 @settings(max_examples=FUZZ, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_fuzz_byte_flips_never_escape_as_other_errors(tiny, data):
-    """Corrupt 1-8 bytes anywhere; the reader and the loader either succeed or raise FieldpickError."""
+    """Corrupt 1-8 bytes anywhere; reading, loading and running either succeed or raise FieldpickError."""
     n = data.draw(st.integers(1, 8))
     bad = bytearray(tiny)
     for _ in range(n):
@@ -130,7 +130,10 @@ def test_fuzz_byte_flips_never_escape_as_other_errors(tiny, data):
         bad[pos] = data.draw(st.integers(0, 255))
     try:
         read_model(bytes(bad))
-        Interpreter(bytes(bad))
+        it = Interpreter(bytes(bad))
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+        it.invoke()
     except FieldpickError:
         pass
 
