@@ -22,7 +22,9 @@ retransmission that the receiver de-duplicates, never a pick.  Creating or
 deleting a segment fsyncs the directory.
 
 Recovery (on open): every segment is read in order; the first record whose
-length or CRC does not check ends that segment.  In the newest segment this
+length or CRC does not check ends that segment (a record whose CRC checks
+but whose content cannot be read, say from a newer fieldpick, is logged,
+counted and skipped, never cut off).  In the newest segment this
 is a torn tail from a crash and the file is truncated there (logged); in an
 older segment it is damage, logged as an error, and the rest of that file is
 skipped but not deleted.
@@ -113,8 +115,8 @@ class Journal(object):
         self.unacked: OrderedDict[int, bytes] = OrderedDict()
         self.next_seq = int(time.time()) & 0xFFFFFFFF if first_seq is None else int(first_seq)
         self.next_pick = 0
-        self.stats = {"truncated_bytes": 0, "corrupt_segments": 0, "dropped_packets": 0, "dropped_picks": 0,
-                      "deleted_segments": 0}
+        self.stats = {"truncated_bytes": 0, "corrupt_segments": 0, "unreadable_records": 0, "dropped_packets": 0,
+                      "dropped_picks": 0, "deleted_segments": 0}
         self._segments: List[_Segment] = []
         self._file = None
         self._unsynced = False
@@ -180,8 +182,10 @@ class Journal(object):
             try:
                 consumed = max(consumed, self._apply(seg, rtype, payload, picks, packets, acked))
             except (ValueError, KeyError, TypeError, struct.error, DataError) as exc:
-                log.error("journal %s: record at byte %d checks but cannot be read (%s)", seg.path, pos, exc)
-                break
+                # its CRC holds, so it is no torn tail: keep it on disk, skip it, read on
+                log.error("journal %s: record at byte %d checks but cannot be read (%s); skipped",
+                          seg.path, pos, exc)
+                self.stats["unreadable_records"] += 1
             pos = end
         seg.size = pos
         if pos < len(data):

@@ -2,10 +2,12 @@
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
 import time
+import zlib
 
 import pytest
 from fieldpick.edge.errors import ConfigError, JournalError
@@ -242,3 +244,18 @@ def test_sigkill_half_way_through_a_record(tmp_path):
     assert os.path.getsize(os.path.join(d, segments(d)[0])) > size - j.stats["truncated_bytes"]
     with Journal(d) as j:
         assert len(j.pending) == 6 and j.stats["truncated_bytes"] == 0
+
+
+def test_unreadable_record_with_good_crc_is_skipped_not_cut(tmp_path):
+    d = str(tmp_path / "j")
+    with Journal(d, first_seq=1) as j:
+        j.append_picks(picks(0, 1))
+    path = os.path.join(d, segments(d)[0])
+    payload = struct.pack("<Q", 1) + b'[{"time_ns": "not a number"}]'  # a PICKS record we cannot read
+    with open(path, "ab") as f:
+        f.write(struct.pack("<IIB", len(payload), zlib.crc32(bytes([2]) + payload), 2) + payload)
+    with Journal(d) as j:
+        j.append_picks(picks(5, 1))  # written after the odd record
+    with Journal(d) as j:
+        assert [p.time_ns for _, p in j.pending] == [T0, T0 + 5 * 10**9]
+        assert j.stats["unreadable_records"] == 1 and j.stats["truncated_bytes"] == 0
