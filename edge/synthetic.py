@@ -14,7 +14,9 @@ The physics, kept simple but in the right units:
 - path: travel times from a constant-velocity half space (vp, vp/vs), hence
   S-P grows with distance (about 0.12 s per km); anelastic attenuation
   ``exp(-pi f t*)`` with ``t* = travel_time / Q`` (Qp = 1.75 Qs) removes
-  high frequencies with distance; peak ground velocity falls as
+  high frequencies with distance, and near-site attenuation kappa
+  (Anderson & Hough 1984; 0.02-0.06 s for S, 0.6 of that for P) removes
+  them at every distance, so S is lower-pitched than P; peak ground velocity falls as
   ``R**-1.5`` (a generic small-magnitude relation, lognormal scatter);
 - wavelets are minimum-phase (causal: no energy before the onset), so the
   label is the true first sample of the arrival; impulsive onsets carry a
@@ -134,6 +136,8 @@ class SynthConfig:
     stress_drop_mpa_max: float = 10.0
     q_min: float = 150.0
     q_max: float = 600.0
+    kappa_s_min: float = 0.02
+    kappa_s_max: float = 0.06
     noise_level_min: float = 0.1
     noise_level_max: float = 0.45
     cultural_prob: float = 0.5
@@ -162,6 +166,7 @@ class SynthConfig:
             ("depth_km_min", "depth_km_max"),
             ("stress_drop_mpa_min", "stress_drop_mpa_max"),
             ("q_min", "q_max"),
+            ("kappa_s_min", "kappa_s_max"),
             ("noise_level_min", "noise_level_max"),
             ("sensitivity_min", "sensitivity_max"),
         ]
@@ -321,6 +326,7 @@ def _draw_event(rng, cfg, max_sp_s=None):
     q = math.exp(rng.uniform(math.log(cfg.q_min), math.log(cfg.q_max)))
     stress = 1e6 * math.exp(rng.uniform(math.log(cfg.stress_drop_mpa_min), math.log(cfg.stress_drop_mpa_max)))
     fc_s = _corner_s(mag, stress)
+    kappa = rng.uniform(cfg.kappa_s_min, cfg.kappa_s_max)  # near-site attenuation, s
     tp = hyp / cfg.vp_km_s
     ts = tp * cfg.vp_vs
     log_pgv = 0.8 * mag - 1.5 * math.log10(hyp) - 4.0 + rng.normal(0.0, 0.25)  # m/s
@@ -328,7 +334,7 @@ def _draw_event(rng, cfg, max_sp_s=None):
     return {
         "magnitude": mag, "distance_km": dist, "depth_km": depth, "hypocentral_km": hyp,
         "back_azimuth_deg": rng.uniform(0.0, 360.0), "tp_s": tp, "sp_s": ts - tp,
-        "fc_p_hz": 1.5 * fc_s, "fc_s_hz": fc_s, "tstar_p_s": tp / (1.75 * q), "tstar_s_s": ts / q,
+        "fc_p_hz": 1.5 * fc_s, "fc_s_hz": fc_s, "tstar_p_s": tp / (1.75 * q) + 0.6 * kappa, "tstar_s_s": ts / q + kappa, "kappa_s": kappa,
         "pgv_m_s": 10.0 ** log_pgv, "sp_ratio": math.exp(rng.normal(math.log(4.0), 0.35)),
         "coda_tau_s": duration / 5.0 * math.exp(rng.uniform(-0.35, 0.35)),
         "impulsive": bool(rng.random() < cfg.impulsive_fraction),

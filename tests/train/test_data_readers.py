@@ -157,6 +157,9 @@ def test_synthetic_windowset_and_splits():
     assert len(a) == 20 and np.isnan(a.p_idx).sum() == 5 and a.fs == 100.0
     assert not np.array_equal(a.waveforms, b.waveforms)
     assert set(a.station) <= {"SY.S%02d" % k for k in range(20)}
+    assert np.isnan(a.meta["magnitude"]).sum() == 5  # noise windows have no magnitude
+    only_events = synthetic_set(4, 3, "val", noise_fraction=0.0)
+    assert np.all(np.isfinite(only_events.meta["distance_km"]))
     w = to_windowset(event_windows(2, 1))
     assert "magnitude" in w.meta and w.station.tolist() == ["SYN", "SYN"]
     both = ds.concat([w, w])

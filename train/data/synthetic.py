@@ -66,11 +66,12 @@ def synthetic_set(n, seed, split="train", noise_fraction=0.2, window_samples=300
     n_noise = int(round(n * noise_fraction))
     ev = to_windowset(event_windows(n - n_noise, base, window_samples, fs, **options))
     nz = to_windowset(noise_windows(n_noise, base, window_samples, fs, **options))
-    keys = sorted(set(ev.meta) & set(nz.meta))
+    parts = [w for w in (ev, nz) if len(w)]  # an empty part has no metadata keys to share
+    keys = sorted(set.intersection(*(set(w.meta) for w in parts))) if parts else []
     both = WindowSet(
         np.concatenate([ev.waveforms, nz.waveforms]), np.concatenate([ev.p_idx, nz.p_idx]),
         np.concatenate([ev.s_idx, nz.s_idx]), np.concatenate([ev.station, nz.station]), float(fs),
-        {k: np.concatenate([ev.meta[k], nz.meta[k]]) for k in keys},
+        {k: np.concatenate([w.meta[k] for w in parts]) for k in keys},
     )
     rng = np.random.default_rng(np.random.SeedSequence([base, 7]))
     order = rng.permutation(n)
