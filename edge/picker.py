@@ -172,15 +172,21 @@ class Stacker:
         a, b = self.done - self.base, upto - self.base
         if b <= a:
             return self.done, np.zeros((0, self.K)), np.zeros((0, self.K))
-        if b > self.capacity:
-            raise DataError("finalize up to cell %d beyond the stacker (%d)" % (upto, self.base + self.capacity))
+        if b > self.capacity and a > 0:
+            self._compact()
+            a, b = 0, upto - self.base
+        tail = max(0, b - self.capacity)  # cells beyond the buffer: no window reached them, zeros
+        b -= tail
         p, o, n = self._p[a:b], self._o[a:b], self._n[a:b]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            off = np.where(p > 0, o / np.where(p > 0, p, 1.0), 0.0)
-            if self.method == "avg":
-                probs = np.where(n[:, None] > 0, p / np.maximum(n, 1)[:, None], 0.0)
-            else:
-                probs = p.copy()
+        off = o / np.where(p > 0, p, 1.0)  # o is 0 wherever p is
+        probs = p / np.maximum(n, 1.0)[:, None] if self.method == "avg" else p.copy()
+        if tail:
+            probs = np.concatenate([probs, np.zeros((tail, self.K))])
+            off = np.concatenate([off, np.zeros((tail, self.K))])
+            self._p[:] = 0
+            self._o[:] = 0
+            self._n[:] = 0
+            self.base = upto
         start = self.done
         self.done = upto
         if self.done - self.base > self.capacity // 2:

@@ -208,10 +208,11 @@ class Station:
         latency = W + H + (self.pre + self.block if self.gated else 0)
         self.lookback = int((cfg.picker.noise_s + cfg.picker.min_separation_s + 30.0) * fs)
         max_lag = int(round(cfg.buffer.max_lag_s * fs))
-        capacity = max_lag + latency + self.lookback + 2 * self.chunk + W
+        capacity = max_lag + latency + self.lookback + 2 * self.chunk + W + cfg.batch * H
         self.ring = RingBuffer(self.channels, fs, capacity, max_lag, cfg.buffer.gap_fill)
-        self.stacker = Stacker(len(card.output.labels), (W + 2 * H + self.lookback) // S + 2, cfg.stacking)
-        self._fin_step = self.stacker.capacity // 4
+        self.stacker = Stacker(len(card.output.labels), (W + (cfg.batch + 2) * H + self.lookback) // S + 2,
+                               cfg.stacking)
+        self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
                                 tc.on, tc.off) if self.gated else None)
         self._trig_c = self.channels.index(tc.channel) if self.gated else 0
@@ -420,7 +421,8 @@ class Station:
                 else:
                     self.stats["windows_gap"] += 1
             self._k += 1
-            if len(self._pending) >= self.config.batch or self._k * H // self.S - self.stacker.done > self._fin_step:
+            oldest = self._pending[0] // self.S if self._pending else self.stacker.done
+            if len(self._pending) >= self.config.batch or self._k * H // self.S - oldest > self._fin_step:
                 self._run_pending()
                 out += self._finalize(self._k * H // self.S)
         if final:
@@ -430,7 +432,8 @@ class Station:
         # drop spans that no future window can meet
         nxt = self._k * H
         self._spans = [sp for sp in self._spans if sp[1] is None or sp[1] + self.post > nxt]
-        ring.release(max(ring.base, min(nxt, self._tdone if self.gated else nxt) - self.lookback))
+        need = min(nxt, self._pending[0] if self._pending else nxt, self._tdone if self.gated else nxt)
+        ring.release(max(ring.base, need - self.lookback))
         return out
 
     def _run_pending(self):

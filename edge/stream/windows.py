@@ -36,24 +36,34 @@ def window_starts(n, window, hop):
 def normalise(windows, norm):
     """Normalise a batch ``(B, C, T)`` per the card's :class:`Normalisation`.
 
-    Returns a new float32 array; the input is not changed.
+    The trend is removed in float64 (counts can carry large offsets), the
+    scaling is done in float32.  Returns a new float32 array; the input is not
+    changed.
     """
-    x = np.array(windows, dtype=np.float64)
+    x = np.asarray(windows, dtype=np.float64)
+    T = x.shape[-1]
+    y = np.empty(x.shape, np.float32)
     if norm.detrend == "demean":
-        x -= x.mean(axis=-1, keepdims=True)
+        np.subtract(x, x.mean(axis=-1, keepdims=True), out=y, casting="unsafe")
     elif norm.detrend == "linear":
-        T = x.shape[-1]
         t = np.arange(T, dtype=np.float64) - (T - 1) / 2.0
-        slope = (x * t).sum(axis=-1, keepdims=True) / max((t * t).sum(), 1e-300)
-        x -= x.mean(axis=-1, keepdims=True) + slope * t
+        slope = (x @ t)[..., None] / max(float(t @ t), 1e-300)
+        np.subtract(x, x.mean(axis=-1, keepdims=True) + slope * t, out=y, casting="unsafe")
+    else:
+        y[...] = x
     if norm.scale != "none":
-        axes = (-1,) if norm.per_channel else (-2, -1)
         if norm.scale == "std":
-            s = x.std(axis=axes, keepdims=True)
+            ms = np.einsum("...t,...t->...", y, y, dtype=np.float64) / T  # (B, C) mean square
+            mu = y.mean(axis=-1, dtype=np.float64) if norm.detrend == "none" else np.zeros(ms.shape)
+            if not norm.per_channel:
+                ms, mu = ms.mean(axis=-1, keepdims=True), mu.mean(axis=-1, keepdims=True)
+            s = np.sqrt(np.maximum(ms - mu * mu, 0.0))
         else:
-            s = np.abs(x).max(axis=axes, keepdims=True)
-        x /= s + norm.epsilon
-    return x.astype(np.float32)
+            s = np.abs(y).max(axis=-1)
+            if not norm.per_channel:
+                s = s.max(axis=-1, keepdims=True)
+        y *= (1.0 / (s + norm.epsilon)).astype(np.float32)[..., None]
+    return y
 
 
 def to_layout(batch_bct, layout):

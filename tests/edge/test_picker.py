@@ -153,3 +153,12 @@ def test_measure_no_clear_polarity_on_noise_and_none_for_s(rng):
     assert measure(wave, None, ["Z", "N", "E"], 500.0, 100.0, "P")[2] == "?"
     wave[1, 500:] += 30.0
     assert measure(wave, None, ["Z", "N", "E"], 500.0, 100.0, "S")[2] == "?"
+
+
+def test_stacker_finalizes_far_beyond_its_buffer_with_zeros():
+    st = Stacker(1, 4, "avg")
+    st.add(0, np.ones((2, 1)))
+    start, probs, _ = st.finalize(10)
+    assert start == 0 and probs[:, 0].tolist() == [1.0, 1.0] + [0.0] * 8
+    st.add(10, np.full((4, 1), 0.5))
+    assert st.finalize(14)[1][:, 0].tolist() == [0.5] * 4

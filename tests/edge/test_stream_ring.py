@@ -132,3 +132,26 @@ def test_normalise_demean_std_per_channel():
     assert np.allclose(y[0, 0], [-1, 1, -1, 1]) and np.allclose(y[0, 1], 0.0)
     assert x[0, 0, 0] == 1.0  # input unchanged
     assert to_layout(y, "NTC").shape == (1, 4, 2)
+
+
+@pytest.mark.parametrize("detrend", ["none", "demean", "linear"])
+@pytest.mark.parametrize("scale", ["none", "std", "peak"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_normalise_equals_a_float64_reference(rng, detrend, scale, per_channel):
+    from fieldpick.edge.card import Normalisation
+
+    x = rng.normal(size=(3, 3, 500)) * 50 + rng.normal(size=(3, 3, 1)) * 1e4 + np.linspace(0, 300, 500)
+    z = x.copy()
+    if detrend == "demean":
+        z -= z.mean(-1, keepdims=True)
+    elif detrend == "linear":
+        t = np.arange(500) - 249.5
+        z -= z.mean(-1, keepdims=True) + ((z * t).sum(-1, keepdims=True) / (t @ t)) * t
+    axes = (-1,) if per_channel else (-2, -1)
+    if scale == "std":
+        z /= z.std(axis=axes, keepdims=True) + 1e-10
+    elif scale == "peak":
+        z /= np.abs(z).max(axis=axes, keepdims=True) + 1e-10
+    got = normalise(x, Normalisation(detrend, scale, per_channel, 1e-10))
+    assert got.dtype == np.float32
+    assert np.allclose(got, z, rtol=1e-5, atol=1e-5 * np.abs(z).max())

@@ -1,0 +1,290 @@
+"""Station pipeline benchmark: speed, duty cycle, recall cost of gating, peak RSS, soak.
+
+Run on one core:  .venv/bin/python benchmarks/station.py [--hours 24] [--model CARD] [--backend numpy]
+
+Everything is timed in this one invocation, next to its peers, and reported
+as ratios:
+
+- trigger: ObsPy's ``recursive_sta_lta`` (C) on the day's Z against ours
+  (numpy, in 60 s packets), and our bandpass + STA/LTA trigger;
+- the gated and the continuous (50 % overlap) pipeline on the station-day
+  fed as arrays (``Station.feed_array``) with three runners: a null runner
+  (pipeline cost alone), the classic energy-ratio runner, and the model
+  given with ``--model`` (untrained weights are fine for speed);
+- the same day from Steim-2 miniSEED (written by ObsPy) through
+  ``fieldpick replay``'s reader and the gated pipeline;
+- duty cycle of the gate and what gating costs in recall (gated vs
+  continuous picks scored against the synthetic truth);
+- peak RSS of ``fieldpick run`` on the miniSEED day (a child process);
+- a soak: ``--soak-days`` simulated days fed through a Station in 10 s
+  packets, RSS sampled after each day.
+
+SeisBench is not installed here (and is not installed by this script), so its
+PhaseNet ``annotate`` cannot be timed as a peer; the issue quotes ~16 s per
+station-day on one thread and the markdown repeats that figure, marked as
+not measured here.  Results: benchmarks/results/station.json and .md.
+"""
+
+import os
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from fieldpick.edge import synthetic  # noqa: E402
+from fieldpick.edge.config import StationConfig  # noqa: E402
+from fieldpick.edge.evaluate import evaluate_stream  # noqa: E402
+from fieldpick.edge.replay import energy_ratio_card, read_sorted  # noqa: E402
+from fieldpick.edge.station import EnergyRatioRunner, Station, StationSet, load_runner  # noqa: E402
+from fieldpick.edge.stream.trigger import RecursiveStaLta, Trigger  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+T0 = 1_700_000_000 * 10 ** 9
+
+
+class NullRunner:
+    """Returns zeros of the card's output shape: the pipeline's own cost."""
+
+    def __init__(self, card):
+        self.card = card
+        T = card.input.window_samples // card.output.stride_samples
+        K = len(card.output.labels) + (1 if card.output.kind == "stride_class_offset" else 0)
+        self.shape = (T, K) if card.output.layout == "NTC" else (K, T)
+
+    def run(self, batch):
+        return np.zeros((len(batch),) + self.shape, np.float32)
+
+
+def best_of(fn, repeat):
+    times, out = [], None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t)
+    return min(times), out
+
+
+def rss_mb():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def pipeline(runner, data, mode, fs=100.0):
+    st = Station(runner, StationConfig.from_dict({"mode": mode}), station="XX.SYN..HHZ")
+    picks = st.feed_array(data, T0, fs)
+    return st, picks
+
+
+def write_mseed(data, path):
+    from obspy import Stream, Trace, UTCDateTime
+
+    counts = np.round(data).astype(np.int32)
+    Stream([Trace(counts[c], header=dict(network="XX", station="SYN", location="", channel="HH" + comp,
+                                         sampling_rate=100.0, starttime=UTCDateTime(T0 / 1e9)))
+            for c, comp in enumerate("ZNE")]).write(path, format="MSEED", encoding="STEIM2", reclen=512)
+
+
+def soak(days, hours_per_day_data, runner, seed):
+    """Feed ``days`` simulated days in 10 s packets (an hour of data repeated, shifted in time)."""
+    data, _ = synthetic.continuous(3600.0 * hours_per_day_data, seed=seed + 1, event_rate_per_hour=20, start_ns=T0)
+    data = data.astype(np.float64)
+    st = Station(runner, StationConfig.from_dict({"mode": "gated"}), station="XX.SOAK..HHZ")
+    n_hour = data.shape[1]
+    step = 1000
+    per_day = []
+    picks = 0
+    t = time.perf_counter()
+    for day in range(days):
+        for hour in range(24):
+            base = (day * 24 + hour) * 360000
+            part = data[:, : min(n_hour, 360000)]
+            for a in range(0, 360000, step):
+                src = part[:, a % part.shape[1]: a % part.shape[1] + step]
+                if src.shape[1] < step:
+                    src = part[:, :step]
+                for c, comp in enumerate("ZNE"):
+                    picks += len(st.feed(comp, T0 + (base + a) * 10 ** 7, src[c], 100.0))
+        per_day.append(round(rss_mb(), 1))
+    picks += len(st.flush())
+    return {"days": days, "rss_mb_after_each_day": per_day, "picks": picks,
+            "seconds": round(time.perf_counter() - t, 1), "ring_bytes": st.ring.data.nbytes + st.ring.have.nbytes}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hours", type=float, default=24.0, help="length of the synthetic station-day (hours)")
+    ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--events-per-hour", type=float, default=6.0, help="small events: the synthetic defaults")
+    ap.add_argument("--model", help="model card to time (untrained weights are fine); default: bundled, if any")
+    ap.add_argument("--backend", default="numpy", choices=("numpy", "litert", "tflite-runtime", "onnxruntime"))
+    ap.add_argument("--repeat", type=int, default=1, help="best of N for the timings")
+    ap.add_argument("--soak-days", type=int, default=7)
+    ap.add_argument("--no-rss", action="store_true", help="skip the fieldpick run child process")
+    ap.add_argument("--out", default=RESULTS)
+    args = ap.parse_args()
+
+    res = {"host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
+           "threads": 1, "hours": args.hours, "seed": args.seed, "events_per_hour": args.events_per_hour,
+           "load_average": list(os.getloadavg())}
+    t = time.perf_counter()
+    data, truth = synthetic.continuous(args.hours * 3600.0, seed=args.seed, start_ns=T0,
+                                       event_rate_per_hour=args.events_per_hour)
+    data = data.astype(np.float64)
+    res["synthesis_s"] = round(time.perf_counter() - t, 2)
+    res["arrivals"] = int(len(truth))
+    day = args.hours / 24.0
+    print("data: %g h, %d arrivals, synthesis %.1f s" % (args.hours, len(truth), res["synthesis_s"]))
+
+    # ---- trigger against ObsPy
+    from obspy.signal.trigger import recursive_sta_lta
+
+    z = data[0]
+    t_obspy, ref = best_of(lambda: recursive_sta_lta(z, 50, 1000), max(3, args.repeat))
+
+    def ours():
+        s = RecursiveStaLta(50, 1000)
+        return np.concatenate([s.update(z[a:a + 6000]) for a in range(0, len(z), 6000)])
+
+    t_ours, got = best_of(ours, max(2, args.repeat))
+
+    def trig():
+        tr = Trigger(100.0)
+        for a in range(0, len(z), 6000):
+            tr.update(z[a:a + 6000])
+
+    t_trig, _ = best_of(trig, max(2, args.repeat))
+    res["trigger"] = {"obspy_recursive_sta_lta_s": t_obspy, "ours_sta_lta_s": t_ours, "ours_bandpass_sta_lta_s": t_trig,
+                      "ratio_sta_lta_vs_obspy": t_ours / t_obspy, "ratio_trigger_vs_obspy": t_trig / t_obspy,
+                      "allclose_to_obspy": bool(np.allclose(got, ref, rtol=1e-9, atol=0))}
+    print("trigger: obspy %.3f s, ours %.3f s (%.1fx), with bandpass %.3f s (%.1fx)"
+          % (t_obspy, t_ours, t_ours / t_obspy, t_trig, t_trig / t_obspy))
+
+    # ---- pipeline from arrays
+    runners = {"null": NullRunner(energy_ratio_card()), "energy-ratio": EnergyRatioRunner(energy_ratio_card())}
+    model_card = args.model
+    if model_card is None:
+        from fieldpick.edge.station import default_card_path
+
+        model_card = default_card_path()
+    if model_card:
+        runners["model"] = load_runner(model_card, args.backend)
+        res["model"] = {"card": model_card, "name": runners["model"].card.name, "backend": args.backend,
+                        "kind": runners["model"].card.output.kind,
+                        "window_samples": runners["model"].card.input.window_samples}
+    res["pipeline"] = {}
+    for name, runner in runners.items():
+        for mode in ("gated", "continuous"):
+            secs, (st, picks) = best_of(lambda r=runner, m=mode: pipeline(r, data, m), args.repeat)
+            sc = evaluate_stream(truth, picks, args.hours * 3600.0).to_dict()
+            row = {"seconds": secs, "seconds_per_day": secs / day, "ratio_vs_obspy_sta_lta": secs / t_obspy,
+                   "windows_run": st.stats["windows_run"], "windows_total": st.stats["windows_total"],
+                   "duty_cycle": st.duty_cycle, "picks": len(picks),
+                   "recall": {ph: sc["phases"][ph]["recall"] for ph in ("P", "S")} if "phases" in sc else sc}
+            res["pipeline"]["%s/%s" % (name, mode)] = row
+            print("pipeline %-13s %-10s %.2f s/day (%.0fx obspy sta/lta), duty %.2f, %d picks"
+                  % (name, mode, secs / day, secs / t_obspy, st.duty_cycle, len(picks)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "day.mseed")
+        write_mseed(data, path)
+        res["mseed_bytes"] = os.path.getsize(path)
+        best = "model" if "model" in runners else "energy-ratio"
+
+        def from_mseed():
+            records, _ = read_sorted([path])
+            ss = StationSet(runners[best], StationConfig.from_dict({"mode": "gated"}))
+            n = 0
+            for rec in records:
+                n += len(ss.feed_record(rec))
+            return n + len(ss.flush())
+
+        secs, n = best_of(from_mseed, args.repeat)
+        res["mseed_gated"] = {"runner": best, "seconds": secs, "seconds_per_day": secs / day, "picks": n,
+                              "ratio_vs_obspy_sta_lta": secs / t_obspy}
+        print("miniSEED gated (%s): %.2f s/day" % (best, secs / day))
+
+        if not args.no_rss and "model" in runners:
+            cfg = {"model": os.path.abspath(model_card), "backend": args.backend, "mode": "gated",
+                   "sources": [path], "output": {"path": os.path.join(tmp, "picks.csv")}}
+            with open(os.path.join(tmp, "station.json"), "w") as f:
+                json.dump(cfg, f)
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "fieldpick.edge.cli", "run", "--config",
+                                   os.path.join(tmp, "station.json")], capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+            res["run_peak_rss_mb"] = {"peak_mb": peak, "returncode": proc.returncode, "seconds": wall,
+                                      "stderr_tail": proc.stderr[-500:]}
+            print("fieldpick run: peak RSS %.1f MB, %.1f s, rc %d" % (peak, wall, proc.returncode))
+
+    if args.soak_days > 0:
+        res["soak"] = soak(args.soak_days, 1.0, runners["energy-ratio"], args.seed)
+        print("soak: RSS after each day %s MB" % res["soak"]["rss_mb_after_each_day"])
+
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "station.json"), "w") as f:
+        json.dump(res, f, indent=2, default=float)
+    with open(os.path.join(args.out, "station.md"), "w") as f:
+        f.write(markdown(res))
+    print("wrote %s/station.json and station.md" % args.out)
+
+
+def markdown(res):
+    tr = res["trigger"]
+    lines = [
+        "# Station pipeline benchmark", "",
+        "One core (1 BLAS thread), Python %s, numpy %s, %g h synthetic 3-component 100 Hz data with %d arrivals; "
+        "load average at start %s (a shared host: ratios matter more than seconds)."
+        % (res["python"], res["numpy"], res["hours"], res["arrivals"], ", ".join("%.1f" % v for v in res["load_average"])),
+        "",
+        "## Trigger vs ObsPy (same run, same data)", "",
+        "| what | seconds | x ObsPy recursive_sta_lta |", "|---|---:|---:|",
+        "| ObsPy recursive_sta_lta (C) | %.3f | 1.0 |" % tr["obspy_recursive_sta_lta_s"],
+        "| ours, recursive STA/LTA (numpy, 60 s packets) | %.3f | %.1f |" % (tr["ours_sta_lta_s"], tr["ratio_sta_lta_vs_obspy"]),
+        "| ours, bandpass + STA/LTA | %.3f | %.1f |" % (tr["ours_bandpass_sta_lta_s"], tr["ratio_trigger_vs_obspy"]),
+        "", "allclose to ObsPy: %s" % tr["allclose_to_obspy"], "",
+        "## Pipeline, station-day fed as arrays", "",
+        "| runner / mode | s per station-day | x ObsPy STA/LTA | windows run / total | duty cycle | picks | recall P | recall S |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for k, r in res["pipeline"].items():
+        rec = r["recall"] if isinstance(r["recall"], dict) else {}
+        lines.append("| %s | %.2f | %.0f | %d / %d | %.2f | %d | %s | %s |" % (
+            k, r["seconds_per_day"], r["ratio_vs_obspy_sta_lta"], r["windows_run"], r["windows_total"],
+            r["duty_cycle"], r["picks"], _f(rec.get("P")), _f(rec.get("S"))))
+    m = res.get("mseed_gated")
+    if m:
+        lines += ["", "From Steim-2 miniSEED (read + gated pipeline, %s runner): %.2f s per station-day." % (m["runner"], m["seconds_per_day"])]
+    if "model" in res:
+        lines += ["", "Model: %(name)s (%(kind)s, %(window_samples)d-sample windows, back end %(backend)s) from %(card)s." % res["model"]]
+    if "run_peak_rss_mb" in res:
+        r = res["run_peak_rss_mb"]
+        lines += ["", "`fieldpick run` on the miniSEED day: peak RSS %.1f MB, %.1f s (exit %d)." % (r["peak_mb"], r["seconds"], r["returncode"])]
+    if "soak" in res:
+        s = res["soak"]
+        lines += ["", "Soak: %d simulated days through Station.feed in 10 s packets (energy-ratio runner): RSS after each day %s MB; %d picks; %.0f s."
+                  % (s["days"], s["rss_mb_after_each_day"], s["picks"], s["seconds"])]
+    lines += ["", "SeisBench is not installed here, so PhaseNet `annotate` was not timed as a peer; "
+              "the issue quotes ~16 s per station-day on one thread (not measured here).", ""]
+    return "\n".join(lines)
+
+
+def _f(v):
+    return "-" if v is None or (isinstance(v, float) and v != v) else "%.2f" % v
+
+
+if __name__ == "__main__":
+    main()
