@@ -507,11 +507,11 @@ def _steim_batch(words: np.ndarray, frames_per_rec: np.ndarray, nsamples: np.nda
     wpos = np.cumsum(count) - count
     diffs = np.empty(int(count.sum()), np.int32)
     shl = _SHL_LE if order == "<" else _SHL
-    present = np.bincount(flat_k, minlength=_INVALID + 1)
     for kind in range(1, _INVALID):
-        if not present[kind]:
+        is_kind = flat_k == kind
+        if not is_kind.any():
             continue
-        sel = np.flatnonzero(flat_k == kind)
+        sel = np.flatnonzero(is_kind)
         w, p = flat_w[sel], wpos[sel]
         right = int(_SHR[kind, 0])
         for j in range(int(_KIND_COUNT[kind])):
@@ -546,14 +546,23 @@ def _steim_batch(words: np.ndarray, frames_per_rec: np.ndarray, nsamples: np.nda
         d = diffs
     else:
         d = diffs[np.arange(total, dtype=np.int64) + np.repeat(dstart - out_start, n)]
-    heads = out_start[n > 0]
-    d[heads] = x0[n > 0]  # the first sample is X0; its difference is from the previous record
-    cs = np.cumsum(d, dtype=np.int32)
-    carry = np.zeros(len(heads), np.int32)  # the running sum up to each record's start
-    carry[1:] = cs[heads[1:] - 1]
-    samples = cs - np.repeat(carry, n[n > 0])
-    last = samples[out_start[n > 0] + n[n > 0] - 1]
-    mismatch = np.flatnonzero(last != xn[n > 0])
+    used = n > 0
+    heads, x0u, xnu = out_start[used], x0[used], xn[used]
+    # The first sample of a record is X0.  If every record ends on its Xn (checked below),
+    # one cumulative sum gives all samples when each head difference is X0 - previous Xn.
+    d[heads[:1]] = x0u[:1]
+    d[heads[1:]] = x0u[1:] - xnu[:-1]  # wraps like the int32 arithmetic of the encoder
+    samples = np.cumsum(d, dtype=np.int32)
+    ends = out_start[used] + n[used] - 1
+    last = samples[ends]
+    if not np.array_equal(last, xnu):
+        # Some record does not end on its Xn, so the record after it is off by exactly
+        # (its computed last sample - its Xn): take that back record by record.
+        off_by = np.zeros(len(heads), np.int32)
+        off_by[1:] = last[:-1] - xnu[:-1]
+        samples = samples - np.repeat(off_by, n[used])
+        last = samples[ends]
+    mismatch = np.flatnonzero(last != xnu)
     if len(mismatch):
         recs = np.flatnonzero(n > 0)[mismatch]
         keep = np.ones(total, bool)
