@@ -33,7 +33,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -119,7 +118,7 @@ def soak(days, hours_per_day_data, runner, seed):
                     picks += len(st.feed(comp, T0 + (base + a) * 10 ** 7, src[c], 100.0))
         per_day.append(round(rss_mb(), 1))
     picks += len(st.flush())
-    return {"days": days, "rss_mb_after_each_day": per_day, "picks": picks,
+    return {"days": days, "rss_mb_after_each_day": per_day, "picks": picks, "windows_run": st.stats["windows_run"],
             "seconds": round(time.perf_counter() - t, 1), "ring_bytes": st.ring.data.nbytes + st.ring.have.nbytes}
 
 
@@ -134,7 +133,11 @@ def main():
     ap.add_argument("--soak-days", type=int, default=7)
     ap.add_argument("--no-rss", action="store_true", help="skip the fieldpick run child process")
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--soak-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.soak_child:
+        print(json.dumps(soak(args.soak_child, 1.0, EnergyRatioRunner(energy_ratio_card()), args.seed)))
+        return
 
     res = {"host": platform.node(), "python": platform.python_version(), "numpy": np.__version__,
            "threads": 1, "hours": args.hours, "seed": args.seed, "events_per_hour": args.events_per_hour,
@@ -222,17 +225,27 @@ def main():
             with open(os.path.join(tmp, "station.json"), "w") as f:
                 json.dump(cfg, f)
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "fieldpick.edge.cli", "run", "--config",
+            # the child reports its own high-water mark (VmHWM): ru_maxrss of a forked child would
+            # count the parent's pages it shared before exec
+            code = ("import sys\nfrom fieldpick.edge.cli import main\nrc = main(sys.argv[1:])\n"
+                    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+                    "sys.stderr.write('VMHWM_KB %s\\n' % hwm)\nsys.exit(rc)\n")
+            proc = subprocess.run([sys.executable, "-c", code, "run", "--config",
                                    os.path.join(tmp, "station.json")], capture_output=True, text=True)
             wall = time.perf_counter() - t
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+            kb = [ln.split()[1] for ln in proc.stderr.splitlines() if ln.startswith("VMHWM_KB")]
+            peak = int(kb[0]) / 1024.0 if kb else float("nan")
             res["run_peak_rss_mb"] = {"peak_mb": peak, "returncode": proc.returncode, "seconds": wall,
                                       "stderr_tail": proc.stderr[-500:]}
             print("fieldpick run: peak RSS %.1f MB, %.1f s, rc %d" % (peak, wall, proc.returncode))
 
     if args.soak_days > 0:
-        res["soak"] = soak(args.soak_days, 1.0, runners["energy-ratio"], args.seed)
-        print("soak: RSS after each day %s MB" % res["soak"]["rss_mb_after_each_day"])
+        # in a fresh process, so that its RSS is the station's and not this script's
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--soak-child", str(args.soak_days),
+                               "--seed", str(args.seed)], capture_output=True, text=True)
+        res["soak"] = json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {
+            "error": proc.stderr[-500:]}
+        print("soak: %s" % res["soak"])
 
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "station.json"), "w") as f:
@@ -275,8 +288,12 @@ def markdown(res):
         lines += ["", "`fieldpick run` on the miniSEED day: peak RSS %.1f MB, %.1f s (exit %d)." % (r["peak_mb"], r["seconds"], r["returncode"])]
     if "soak" in res:
         s = res["soak"]
-        lines += ["", "Soak: %d simulated days through Station.feed in 10 s packets (energy-ratio runner): RSS after each day %s MB; %d picks; %.0f s."
-                  % (s["days"], s["rss_mb_after_each_day"], s["picks"], s["seconds"])]
+        if "error" in s:
+            lines += ["", "Soak failed: %s" % s["error"]]
+        else:
+            lines += ["", "Soak: %d simulated days through Station.feed in 10 s packets (gated, energy-ratio runner, "
+                      "an hour of data repeated with advancing times), in its own process: RSS after each day %s MB; "
+                      "%d picks; %.0f s." % (s["days"], s["rss_mb_after_each_day"], s["picks"], s["seconds"])]
     lines += ["", "SeisBench is not installed here, so PhaseNet `annotate` was not timed as a peer; "
               "the issue quotes ~16 s per station-day on one thread (not measured here).", ""]
     return "\n".join(lines)

@@ -58,7 +58,7 @@ class TriggerConfig:
     order: int = 2
     sta_s: float = 0.5
     lta_s: float = 10.0
-    on: float = 3.5
+    on: float = 5.0
     off: float = 1.5
     pre_s: float = 10.0
     post_s: float = 20.0
