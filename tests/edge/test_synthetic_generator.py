@@ -50,14 +50,18 @@ def test_event_is_causal_and_starts_at_the_label():
 
 def test_p_on_vertical_s_on_horizontals():
     d = syn.event_windows(40, 5, snr_db_min=40, snr_db_max=40, **CLEAN)
-    zp, hs = [], []
+    zp, hs, sp = [], [], []
     for w, p, s in zip(d["waveforms"].astype(np.float64), d["p_idx"], d["s_idx"]):
         p, s = int(p), int(s)
         seg_p = w[:, p: min(p + 50, s)]
         seg_s = w[:, s: s + 200]
         zp.append(np.sum(seg_p[0] ** 2) / np.sum(seg_p[1:] ** 2) * 2)  # Z energy / mean horizontal
         hs.append(np.sum(seg_s[1:] ** 2) / 2 / np.sum(seg_s[0] ** 2))
+        sp.append(np.abs(w[:, s:]).max() / np.abs(w[:, p:s]).max())
     assert np.median(zp) > 3.0 and np.median(hs) > 3.0
+    # peak S over peak P: lognormal around 4 ((vp/vs)^3 = 5.2 for a point source, less after radiation
+    # pattern and scattering), and P's coda never outshines S
+    assert 2.5 < np.median(sp) < 6.0 and min(sp) > 1.0
 
 
 def test_bigger_events_have_lower_corner_and_more_energy_at_low_frequency():

@@ -102,6 +102,15 @@ def test_eval_verb_on_synthetic_writes_json(tmp_path, capsys):
     assert blob["format"] == "fieldpick-eval" and blob["scores"]["phases"]["P"]["labels"] == 8
 
 
+def test_eval_verb_on_ncedc_halves(ncedc_dir, capsys):
+    assert E.main(["pkbaer", "--data", "ncedc", "--path", ncedc_dir]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    p_row = next(line for line in lines if line.startswith("P "))
+    labels = int(p_row.split()[1])
+    assert 50 < labels < 104  # one station half of the 154 windows
+    assert float(p_row.split()[6]) > 0.5  # pk_baer's P F1 on real data
+
+
 def test_eval_config_errors():
     with pytest.raises(ConfigError, match="--data stead needs --path"):
         E.evaluate(E.EvalConfig(picker="stalta", data="stead"))
