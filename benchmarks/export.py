@@ -10,8 +10,8 @@ median of repeats) with ratios against PyTorch eager measured in the same run.
 
     .venv/bin/python benchmarks/export.py [--arch lppn ...] [--checkpoint lppn=PATH ...]
 
-Writes benchmarks/results/export.json and export.md; model files go to
-benchmarks/results/export/<arch>/ (not committed).
+Writes benchmarks/results/NAME.json and NAME.md (NAME: --name, default
+export); model files go to benchmarks/results/tmp/NAME/<arch>/ (ignored by git).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def main(argv=None):
     p.add_argument("--windows", type=int, default=200, help="synthetic calibration and parity windows")
     p.add_argument("--repeats", type=int, default=20, help="timed repeats per runtime")
     p.add_argument("--no-ncedc", action="store_true")
+    p.add_argument("--name", default="export", help="results file stem (default: export)")
     args = p.parse_args(argv)
     setup_logging(1)
     given = dict(item.split("=", 1) for item in args.checkpoint)
@@ -89,7 +90,7 @@ def main(argv=None):
     ncedc = None if args.no_ncedc else _ncedc_root(argparse.Namespace(no_ncedc=False, ncedc=None))
     rows = []
     for arch in archs:
-        out_dir = os.path.join(RESULTS, "export", arch)
+        out_dir = os.path.join(RESULTS, "tmp", args.name, arch)  # ignored by git
         os.makedirs(out_dir, exist_ok=True)
         row = {"architecture": arch, "checkpoint": given.get(arch, "untrained (seed 0, default config)")}
         t0 = time.time()
@@ -123,7 +124,7 @@ def main(argv=None):
         row["report"] = report
         rows.append(row)
         print("%-10s %s (%.0f s)" % (arch, row["status"].splitlines()[0], row["seconds"]))
-    _write(rows)
+    _write(rows, args.name)
     return 0
 
 
@@ -131,14 +132,16 @@ def _fmt(v, spec):
     return (spec % v) if isinstance(v, (int, float)) else "-"
 
 
-def _write(rows):
+def _write(rows, name):
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "export.json"), "w") as f:
+    with open(os.path.join(RESULTS, name + ".json"), "w") as f:
         json.dump({"host": os.uname().nodename, "rows": rows}, f, indent=2, default=float)
     lines = [
         "# Export of the zoo",
         "",
-        "Command: `.venv/bin/python benchmarks/export.py` (untrained default configs unless a checkpoint is named).",
+        "Command: `.venv/bin/python benchmarks/export.py %s`" % " ".join(sys.argv[1:]),
+        "",
+        "Checkpoints: %s." % "; ".join("%s: %s" % (r["architecture"], r["checkpoint"]) for r in rows),
         "",
         "| model | status | params | FLOPs/window | onnx B | fp32 B | int8 B | ONNX max diff | fp32 max diff "
         "| int8 vs fp32 max diff | argmax agree | pick agree | F1 fp32 -> int8 | TFLite int8 ops | red flags |",
@@ -168,7 +171,7 @@ def _write(rows):
             continue
         cells = ["%.2f (%.2fx)" % (lat[k], lat["torch"] / lat[k]) for k in ("onnxruntime", "litert_fp32", "litert_int8")]
         lines.append("| %s | %.2f | %s |" % (r["architecture"], lat["torch"], " | ".join(cells)))
-    with open(os.path.join(RESULTS, "export.md"), "w") as f:
+    with open(os.path.join(RESULTS, name + ".md"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
 

@@ -9,7 +9,9 @@ moves a graph from NCT to NTC.  Two patterns in the zoo defeat the guess
   instead and the Concat fails;
 - cropping the TIME axis after a transposed convolution and concatenating
   with a skip (PhaseNet's ``fit_length``): the Concat and the next Conv get
-  the wrong layout.
+  the wrong layout;
+- flattening (B, C, L) for a Linear layer (CPIC's head): to keep PyTorch's
+  flatten order onnx2tf inserts a TRANSPOSE back to NCT (wasted work).
 
 A view reuses the trained modules and copies weights, so it computes
 exactly what the model computes (up to float rounding); the export still
@@ -107,7 +109,37 @@ def _phasenet(model):
     return _PhaseNetView(model, ups), "phasenet: transposed convs padded (p=%d) instead of cropped (no Slice)" % p
 
 
-_ADAPTERS = {"lppn": _lppn, "phasenet": _phasenet}
+class _CPICView(nn.Module):
+    """CPIC with flatten + Linear as one convolution spanning the whole pooled length."""
+
+    def __init__(self, model, length):
+        super().__init__()
+        self.features = model.features
+        head = model.head
+        cin = head.in_features // length
+        self.head = nn.Conv1d(cin, head.out_features, length)
+        with torch.no_grad():
+            # flatten order of (B, C, L) is c * L + l, which is the conv weight's (C, L) order
+            self.head.weight.copy_(head.weight.reshape(head.out_features, cin, length))
+            self.head.bias.copy_(head.bias)
+
+    def forward(self, x):  # (B, 3, W) -> (B, 3)
+        return torch.softmax(torch.flatten(self.head(self.features(x)), 1), dim=1)
+
+
+def _cpic(model):
+    c = getattr(model, "config", None)
+    head = getattr(model, "head", None)
+    if c is None or not isinstance(head, nn.Linear) or not hasattr(model, "features"):
+        return None
+    with torch.no_grad():
+        shape = model.features(torch.zeros(1, 3, c.window_samples)).shape
+    if len(shape) != 3 or shape[1] * shape[2] != head.in_features:
+        return None
+    return _CPICView(model, int(shape[2])), "cpic: flatten + Linear as one full-length convolution (no TRANSPOSE)"
+
+
+_ADAPTERS = {"lppn": _lppn, "phasenet": _phasenet, "cpic": _cpic}
 
 
 def export_view(model):
