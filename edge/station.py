@@ -606,11 +606,12 @@ def _open_sources(specs):
 
 
 def _uplink(cfg):
+    """The telemetry uplink of the config's ``telemetry`` block (None when absent)."""
     if not cfg.telemetry:
         return None
-    from .telemetry.uplink import Uplink
+    from .telemetry.uplink import from_config
 
-    return Uplink.from_config(cfg.telemetry) if hasattr(Uplink, "from_config") else Uplink(**cfg.telemetry)
+    return from_config(cfg.telemetry)
 
 
 def main(argv):
@@ -629,33 +630,42 @@ def main(argv):
         return 0
     uplink = _uplink(cfg)
     stations = StationSet(runner, cfg)
-    out = sys.stdout if cfg.output.path in ("-", "") else open(cfg.output.path, "a", encoding="utf-8")
+    path = cfg.output.path
+    out = None if path == "" else sys.stdout if path == "-" else open(path, "a", encoding="utf-8")
     n = 0
+    records = 0
+
+    def emit(picks):
+        if out is not None:
+            for p in picks:
+                out.write(format_pick(p, cfg.output.format))
+        if uplink is not None and picks:
+            uplink.submit(picks)  # journaled (fsync) before it returns
+
     try:
-        if cfg.output.format == "csv" and (out is sys.stdout or out.tell() == 0):
+        if out is not None and cfg.output.format == "csv" and (out is sys.stdout or out.tell() == 0):
             out.write(CSV_HEADER)
-        sources = _open_sources(cfg.sources)
-        for src in sources:
+        for src in _open_sources(cfg.sources):
             for rec in src:
-                for p in stations.feed_record(rec):
-                    n += 1
-                    if cfg.output.path:
-                        out.write(format_pick(p, cfg.output.format))
-                    if uplink is not None:
-                        uplink.send(p)
+                picks = stations.feed_record(rec)
+                n += len(picks)
+                emit(picks)
+                records += 1
+                if uplink is not None and records % 100 == 0:
+                    uplink.poll(0.0)  # acks, late partial packets, retransmissions
             if hasattr(src, "close"):
                 src.close()
-        for p in stations.flush():
-            n += 1
-            if cfg.output.path:
-                out.write(format_pick(p, cfg.output.format))
-            if uplink is not None:
-                uplink.send(p)
-        out.flush()
+        picks = stations.flush()
+        n += len(picks)
+        emit(picks)
+        if out is not None:
+            out.flush()
+        if uplink is not None:
+            uplink.poll(0.0)
     finally:
-        if out is not sys.stdout:
+        if out is not None and out is not sys.stdout:
             out.close()
-        if uplink is not None and hasattr(uplink, "close"):
+        if uplink is not None:
             uplink.close()
     log.info("%d picks from %d station(s)", n, len(stations.stations))
     return 0

@@ -112,3 +112,44 @@ def test_demo_scores_a_synthetic_stream(capsys):
     out = capsys.readouterr().out
     assert "fieldpick demo will" in out and "phase  labels   picks  matched  precision  recall" in out
     assert "x real time" in out and "duty cycle" in out
+
+
+class _Collect(object):
+    def __init__(self):
+        self.picks = []
+
+    def write(self, entry, seq, picks):
+        self.picks.extend(picks)
+
+    def flush(self):
+        pass
+
+
+def test_run_sends_its_picks_through_telemetry(mseed, tmp_path):
+    from fieldpick.edge.telemetry import packet as pk
+    from fieldpick.edge.telemetry.link import FileEndpoint
+    from fieldpick.edge.telemetry.receive import Receiver, serve
+
+    path, _ = mseed
+    table = pk.StationTable.generate(["XX.SYN..HHZ"])
+    table.save(str(tmp_path / "stations.json"))
+    link = str(tmp_path / "packets.hex")
+    card_path = tiny_card(tmp_path)
+    cfg = {"model": card_path, "mode": "gated", "sources": [path], "output": {"path": str(tmp_path / "p.jsonl"),
+                                                                              "format": "jsonl"},
+           "telemetry": {"table": str(tmp_path / "stations.json"), "station": "XX.SYN..HHZ",
+                         "journal": str(tmp_path / "journal"), "link": "file:" + link, "profile": "udp"}}
+    (tmp_path / "station.json").write_text(json.dumps(cfg))
+    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    written = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert written, "the tiny untrained model should pick something in 20 minutes"
+    sink = _Collect()
+    ep = FileEndpoint(link)
+    serve(Receiver(table, [sink]), [ep])
+    ep.close()
+    # every pick written locally also crossed the link (times to the packet's resolution)
+    assert len(sink.picks) == len(written)
+    got = sorted((p.time_ns, p.phase) for p in sink.picks)
+    want = sorted((p["time_ns"], p["phase"]) for p in written)
+    assert [ph for _, ph in got] == [ph for _, ph in want]
+    assert max(abs(a - b) for (a, _), (b, _) in zip(got, want)) < 10 ** 7
