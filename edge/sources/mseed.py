@@ -1,4 +1,4 @@
-"""A numpy-only miniSEED 2 reader: files, byte streams and pipes.
+"""A numpy-only miniSEED reader (version 2, and 3): files, byte streams and pipes.
 
 What it reads (SEED 2.4 data records, "miniSEED 2"):
 
@@ -50,7 +50,7 @@ import logging
 import os
 import struct
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -1046,8 +1046,3 @@ def _expand(path: str) -> List[str]:
         raise DataError("miniSEED input %r does not exist" % path)
     return [path]
 
-
-def iter_records(paths: Iterable[str]) -> Iterator[Record]:
-    """Convenience: the records of several files, in order."""
-    with MseedFileSource(list(paths)) as src:
-        yield from src
