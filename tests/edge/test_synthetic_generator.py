@@ -84,6 +84,7 @@ def test_bigger_events_have_lower_corner_and_more_energy_at_low_frequency():
     assert centroid(large) < 0.7 * centroid(small)
 
 
+@pytest.mark.slow  # importing ObsPy's spectral_estimation (matplotlib) takes ~5 s
 def test_noise_spectrum_lies_between_peterson_models_with_microseism_peak():
     from obspy.signal.spectral_estimation import get_nhnm, get_nlnm
 
