@@ -268,6 +268,9 @@ def evaluate_windows(true, picks, fs=None, noise_picks=None, noise_seconds=None,
     noise_picks: ``{phase: per-noise-window picks}`` (only counted);
     noise_seconds: total seconds of those noise windows (required with them).
     tolerance_s, within_s: seconds.
+    A window of ``true`` without any label counts for no phase; its picks
+    are only counted in ``Scores.unlabeled_window_picks`` (pass noise
+    windows as ``noise_picks`` to score them).
     """
     _check_tol(tolerance_s, within_s)
     phases = _check_phases(phases, ("true", true), ("picks", picks), ("noise_picks", noise_picks))
