@@ -138,8 +138,10 @@ class RingBuffer:
         b = self.ends[c] - self.base
         if b <= a:
             return self.frontier
-        missing = np.flatnonzero(~self.have[c, a:b])
-        return self.frontier + (int(missing[0]) if len(missing) else b - a)
+        seg = self.have[c, a:b]
+        if seg.all():
+            return self.frontier + (b - a)
+        return self.frontier + int(np.argmin(seg))  # the first sample not received
 
     def _advance(self):
         newest = max(self.ends)

@@ -303,6 +303,13 @@ class TriggerState:
     def update(self, cf):
         """Boolean array: trigger active at each sample of this packet."""
         cf = np.asarray(cf)
+        if len(cf) == 0:
+            return np.zeros(0, bool)
+        # fast paths: quiet while off, or loud while on (most packets)
+        if not self.active and cf.max() < self.on:
+            return np.zeros(len(cf), bool)
+        if self.active and cf.min() >= self.off:
+            return np.ones(len(cf), bool)
         code = np.where(cf >= self.on, 1, np.where(cf < self.off, 0, -1))
         decisive = code >= 0
         idx = np.where(decisive, np.arange(len(cf)), -1)
