@@ -81,18 +81,34 @@ def stack_workload(name, T, layers):
 
 
 def interpreter_models():
-    """(card path, tflite path) of int8 models with cards: edge/models and the export benchmark's output."""
-    found = []
-    for card_path in sorted(glob.glob(os.path.join(REPO, "edge", "models", "*.json"))
-                            + glob.glob(os.path.join(RESULTS, "export", "*", "**", "*.json"), recursive=True)):
-        try:
-            from fieldpick.edge.card import ModelCard
+    """int8 .tflite models on this machine: [(name, path, card or None)].
 
-            card = ModelCard.load(card_path, verify=True)
-        except Exception:  # not a card, or a card whose model is missing: not ours to time
+    Looked for in edge/models/ (the bundled model), benchmarks/results/export/
+    (the export benchmark's output) and the test suite's cached TFLite zoo
+    (.pytest_cache/d/fieldpick_tflite/, built by tests/edge; int8 in and out).
+    """
+    from fieldpick.edge.card import ModelCard
+
+    paths = sorted(glob.glob(os.path.join(REPO, "edge", "models", "*.tflite")))
+    paths += sorted(p for p in glob.glob(os.path.join(RESULTS, "export", "**", "*.tflite"), recursive=True)
+                    if "int8" in os.path.basename(p) or "full_integer" in os.path.basename(p))
+    paths += sorted(glob.glob(os.path.join(REPO, ".pytest_cache", "d", "fieldpick_tflite", "*", "*_int8.tflite")))
+    found, seen = [], set()
+    for path in paths:
+        name = os.path.basename(path)[:-7]
+        if path.startswith(os.path.join(RESULTS, "export")):  # export/<arch>/model_int8.tflite
+            name = os.path.relpath(path, os.path.join(RESULTS, "export"))[:-7]
+        if name in seen:
             continue
-        if card.quantisation.scheme == "int8" and card.flops_per_window > 0:
-            found.append((card, card.model_path(card_path)))
+        card = None
+        card_path = path[:-7] + ".json"
+        if os.path.exists(card_path):
+            try:
+                card = ModelCard.load(card_path, verify=True)
+            except Exception:  # a stale card: time the model without it
+                card = None
+        seen.add(name)
+        found.append((name, path, card))
     return found
 
 
@@ -117,32 +133,56 @@ def main():
                      "flops": wl.flops, "measured_s": t_meas, "predicted_s": est.latency_s,
                      "ratio_predicted_over_measured": est.latency_s / t_meas})
 
-    interp_rows, interp_note = [], ""
+    interp_rows, interp_note, profiled = [], "", {}
+    models = interpreter_models()
     try:
         from fieldpick.edge.tflite.interpreter import Interpreter  # noqa: F401
-        have_interp = True
     except ImportError as exc:
-        have_interp, interp_note = False, "numpy interpreter not in this build (%s)" % exc
-    models = interpreter_models()
-    if have_interp:
-        if not models:
-            interp_note = "no int8 model with a card found in edge/models/ or benchmarks/results/export/"
-        for card, path in models:
-            try:
-                m = bench.measure_model(path)
-            except Exception as exc:  # a model the interpreter cannot run is reported, not fatal
-                interp_rows.append({"workload": card.name, "error": "%s: %s" % (type(exc).__name__, exc)})
-                continue
-            wl = Workload.from_card(card, arena_bytes=m["planned_bytes"])
-            est = estimate(wl, host)
-            interp_rows.append({"workload": "%s (%s)" % (card.name, os.path.basename(path)),
-                                "kind": "numpy TFLite interpreter, card totals", "flops": card.flops_per_window,
-                                "measured_s": m["latency_s"], "predicted_s": est.latency_s,
-                                "ratio_predicted_over_measured": est.latency_s / m["latency_s"]})
+        interp_note = "numpy interpreter not in this build (%s)" % exc
+        models = []
+    for name, path, _ in models:
+        try:
+            m = bench.measure_model(path)
+            ops = bench.profile_ops(path, runs=10 if args.quick else 30)
+        except Exception as exc:  # a model the interpreter cannot run is reported, not fatal
+            interp_rows.append({"workload": name, "error": "%s: %s" % (type(exc).__name__, exc)})
+            continue
+        profiled[name] = (m, ops)
+    if len(profiled) < 2 and not interp_note:
+        interp_note = "fewer than two int8 models found to fit on one and predict another (%d)" % len(profiled)
+    # leave one model out: fit the per-op costs on every other model, predict this one end to end
+    for name, (m, ops) in profiled.items():
+        others = [s for n, (_, o) in profiled.items() if n != name for s in o]
+        if not others:
+            continue
+        fit = bench.fit_ops(others)
+        per_window = float(np.median([mm["latency_s"] - sum(t for _, t in oo)
+                                      for n, (mm, oo) in profiled.items() if n != name]))
+        prof = host_profile(measured={"date": measured["date"], "bandwidth_bytes_per_s": measured["bandwidth_bytes_per_s"],
+                                      "runtimes": {"numpy": {
+                                          "fraction_of_fp32_peak": min(1.0, fit["rate_flops_per_s"] / rt["fp32_peak_used"]),
+                                          "fraction_of_bandwidth": min(1.0, fit["stream_bytes_per_s"] / measured["bandwidth_bytes_per_s"]),
+                                          "overhead_s_per_op": fit["overhead_s_per_op"],
+                                          "overhead_s_by_op": fit["overhead_s_by_op"],
+                                          "overhead_s_per_window": max(0.0, per_window),
+                                          "baseline_rss_bytes": rt["baseline_rss_bytes"]}}})
+        wl = Workload(name, [w for w, _ in ops], m["bytes"], 3000, 100.0, 3, m["planned_bytes"])
+        est = estimate(wl, prof)
+        unseen = sorted({w.op for w, _ in ops} - set(fit["overhead_s_by_op"]))
+        interp_rows.append({"workload": name, "kind": "numpy TFLite interpreter, fitted on the other %d models"
+                            % (len(profiled) - 1) + (" (unseen ops: %s)" % ", ".join(unseen) if unseen else ""),
+                            "layers": len(ops), "flops": wl.flops, "measured_s": m["latency_s"],
+                            "predicted_s": est.latency_s,
+                            "ratio_predicted_over_measured": est.latency_s / m["latency_s"]})
 
     # the estimator's table for every board: the exported models, else the held-out lppn-like stack
-    if models:
-        board_workloads = [Workload.from_card(c) for c, _ in models]
+    with_cards = [(n, p, c) for n, p, c in models if c is not None and c.flops_per_window > 0]
+    if with_cards:
+        board_workloads = [Workload.from_card(c, layers=bench.model_work(p)) for _, p, c in with_cards]
+    elif "lppn_torch_int8" in profiled:
+        m, ops = profiled["lppn_torch_int8"]
+        board_workloads = [Workload("lppn_torch_int8 (test model, 6 s window)", [w for w, _ in ops], m["bytes"], 600,
+                                    100.0, 3, m["planned_bytes"])]
     else:
         board_workloads = [stack_workload("lppn-like (30 s, strided)", *STACKS["lppn-like (30 s, strided)"])[0]]
     boards = []
@@ -155,6 +195,12 @@ def main():
                 e = estimate(wl, prof, Operation(runtime=runtime))
                 boards.append(e.to_dict())
 
+    all_ops = [x for _, (_, o) in profiled.items() for x in o]
+    host_fit = bench.fit_ops(all_ops) if all_ops else None
+    if host_fit:
+        host_fit["overhead_s_per_window"] = float(np.median([max(0.0, mm["latency_s"] - sum(t for _, t in oo))
+                                                             for mm, oo in profiled.values()]))
+        host_fit["models"] = sorted(profiled)
     ratios = [r["ratio_predicted_over_measured"] for r in rows + interp_rows if "ratio_predicted_over_measured" in r]
     errs = [abs(r - 1.0) for r in ratios]
     res = {
@@ -168,6 +214,7 @@ def main():
         "validation": rows,
         "interpreter_validation": interp_rows,
         "interpreter_note": interp_note,
+        "host_interpreter_fit": host_fit,
         "mean_abs_error": float(np.mean(errs)) if errs else None,
         "max_abs_error": float(np.max(errs)) if errs else None,
         "boards": boards,

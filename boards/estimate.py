@@ -3,9 +3,14 @@
 A roofline-with-overhead model, per layer (op) when the per-op work is known and
 for the whole model otherwise::
 
-    t_op = overhead_s_per_op + flops / (fp32_peak_per_core * fraction_of_fp32_peak)
+    t_op = overhead[op kind] + flops / (fp32_peak_per_core * fraction_of_fp32_peak)
                              + bytes / (sustained_bandwidth * fraction_of_bandwidth)
-    latency = sum(t_op)                                       # seconds per window, one core
+    latency = overhead_s_per_window + sum(t_op)               # seconds per window, one core
+
+``overhead[op kind]`` is ``overhead_s_by_op[kind]`` where the kind was
+measured and ``overhead_s_per_op`` otherwise: a numpy kernel's fixed Python
+cost depends on its kind (a RESHAPE is a view, a SOFTMAX several passes)
+more than on its size.
 
 The three terms are added, not overlapped (a roofline's max): a numpy
 runtime runs its im2col, matmul and requantise passes one after another.
@@ -432,6 +437,13 @@ def efficiency_of(profile, runtime):
             int(eff.get("baseline_rss_bytes") or DEFAULT_BASELINE_RSS), basis)
 
 
+def _overheads(profile, runtime):
+    """(fixed cost by op kind, fixed cost per window) of ``runtime``: measured first, else the estimate."""
+    block = (profile.get("measured") or {}).get("runtimes", {}).get(runtime) or \
+        (profile.get("efficiency") or {}).get(runtime) or {}
+    return dict(block.get("overhead_s_by_op") or {}), float(block.get("overhead_s_per_window") or 0.0)
+
+
 # ---------------------------------------------------------------- the estimate
 def estimate(workload, profile, operation=None):
     """Latency, memory, duty cycle and energy of ``workload`` on ``profile``.
@@ -443,13 +455,16 @@ def estimate(workload, profile, operation=None):
     cpu, mem, pw = profile["cpu"], profile["memory"], profile["power"]
     rate = float(cpu["clock_hz"]) * float(cpu["fp32_flops_per_cycle"]) * frac  # FLOP/s, one core
     bw = float(mem["sustained_bandwidth_bytes_per_s"]) * bw_frac
-    compute = memory = ovh = total = 0.0
+    by_op, per_window = _overheads(profile, op.runtime)
+    compute = memory = 0.0
+    ovh = total = per_window
     for lw in workload.layers:
         c, m = lw.flops / rate, lw.bytes / bw
+        o = by_op.get(lw.op, overhead)
         compute += c
         memory += m
-        ovh += overhead
-        total += overhead + c + m
+        ovh += o
+        total += o + c + m
     notes = []
     arena = workload.arena_bytes
     if not arena:

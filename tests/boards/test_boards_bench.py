@@ -71,6 +71,22 @@ def test_fit_refuses_timings_that_do_not_grow():
                        [6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
 
 
+def test_fit_ops_gives_each_op_kind_its_own_fixed_cost():
+    from fieldpick.boards.estimate import LayerWork
+
+    truth = {"CONV_2D": 30e-6, "RESHAPE": 1e-6, "SOFTMAX": 200e-6}
+    samples = []
+    for op, flops in [("CONV_2D", 1e5), ("CONV_2D", 2e6), ("CONV_2D", 8e6), ("RESHAPE", 0),
+                      ("RESHAPE", 0), ("SOFTMAX", 3e3), ("SOFTMAX", 9e3), ("CONV_2D", 5e5)]:
+        samples.append((LayerWork(op, int(flops), 0), truth[op] + flops / 1e10))
+    fit = bench.fit_ops(samples)
+    assert fit["rate_flops_per_s"] == pytest.approx(1e10, rel=1e-6)
+    for op, cost in truth.items():
+        assert fit["overhead_s_by_op"][op] == pytest.approx(cost, rel=1e-6, abs=1e-12)
+    assert fit["overhead_s_per_op"] == pytest.approx(30e-6)  # the median kind, for kinds never seen
+    assert fit["rms"] == pytest.approx(0.0, abs=1e-9)
+
+
 MEASURED = {
     "date": "2026-11-22T03:00:00Z",
     "machine": {"cpu": "Cortex-A72", "cores": 4, "clock_hz": 1.5e9, "arch": "aarch64", "os": "test"},
@@ -121,7 +137,7 @@ def test_cli_quick_run_writes_json_and_profile(tmp_path, capsys):
     out = str(tmp_path / "bench.json")
     assert bench.main(["--quick", "--json", out, "--write-profile", path]) == 0
     text = capsys.readouterr().out
-    assert "int8 conv (numpy)" in text and "wrote the 'measured' block" in text
+    assert "numpy runtime:" in text and "wrote the 'measured' block" in text
     m = json.load(open(out))
     assert len(m["conv_layers"]) == len(bench.CALIBRATION)
     assert m["bandwidth_bytes_per_s"] > 1e8  # any machine that runs Python copies faster than 100 MB/s

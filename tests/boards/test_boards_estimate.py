@@ -94,6 +94,18 @@ def test_measured_block_wins_over_the_estimate():
     assert e.basis.startswith("measured 2026-11-22")
 
 
+def test_fixed_cost_by_op_kind_and_per_window():
+    p = toy_profile()
+    p["efficiency"]["numpy"]["overhead_s_by_op"] = {"RESHAPE": 0.0, "CONV_2D": 2e-3}
+    p["efficiency"]["numpy"]["overhead_s_per_window"] = 5e-3
+    e = estimate(toy_workload(), p)
+    # window 5 ms + CONV_2D 2 ms + RESHAPE 0 + 1 ms compute + 1 ms memory
+    assert e.latency_s == pytest.approx(9e-3)
+    assert e.overhead_s == pytest.approx(7e-3)
+    wl = Workload("other", [LayerWork("SOFTMAX", 0, 0)], 0, 3000, 100.0)
+    assert estimate(wl, p).latency_s == pytest.approx(5e-3 + 1e-3)  # an unlisted kind costs overhead_s_per_op
+
+
 def test_runtime_without_figures_is_an_error():
     with pytest.raises(ConfigError, match="no efficiency figures for runtime 'xnnpack_int8'; it has: numpy"):
         estimate(toy_workload(), toy_profile(), Operation(runtime="xnnpack_int8"))
