@@ -104,18 +104,21 @@ class EnergyRatioRunner(Runner):
         self._h = [i for i, c in enumerate(card.input.channels) if c != "Z"]
 
     def _ratio(self, e):
-        """log10(mean e[t:t+na] / mean e[t-nb:t]) along the last axis, (B, T)."""
+        """log10(mean e[t:t+na] / mean e[t-nb:t]) along the last axis, (B, T); 0 where a
+        window would leave the data.  Also the mean energy after each sample."""
         B, T = e.shape
+        nb, na = self.nb, self.na
         c = np.zeros((B, T + 1))
         np.cumsum(e, axis=1, out=c[:, 1:])
-        t = np.arange(T)
-        a_hi = np.minimum(t + self.na, T)
-        b_lo = np.maximum(t - self.nb, 0)
-        after = (c[:, a_hi] - c[:, t]) / np.maximum(a_hi - t, 1)
-        before = (c[:, t] - c[:, b_lo]) / np.maximum(t - b_lo, 1)
-        ok = (t >= self.nb) & (t + self.na <= T)
-        r = np.log10((after + 1e-12) / (before + 1e-12))
-        return np.where(ok, r, 0.0), after
+        r = np.zeros((B, T))
+        after = np.zeros((B, T))
+        hi = T - na + 1
+        if hi > nb:
+            mid = c[:, nb:hi]
+            after[:, nb:hi] = (c[:, nb + na:T + 1] - mid) / na
+            before = (mid - c[:, 0:hi - nb]) / nb
+            r[:, nb:hi] = np.log10((after[:, nb:hi] + 1e-12) / (before + 1e-12))
+        return r, after
 
     def run(self, batch):
         x = np.asarray(batch, dtype=np.float64)
