@@ -233,8 +233,9 @@ class Interpreter:
         value = np.asarray(value)
         if value.dtype.type is not d["dtype"]:
             raise DataError("input %r must be %s, got %s" % (d["name"], np.dtype(d["dtype"]).name, value.dtype))
-        if tuple(value.shape) != tuple(d["shape"]):
-            raise DataError("input %r must have shape %s, got %s" % (d["name"], tuple(d["shape"]), value.shape))
+        want = tuple(int(n) for n in d["shape"])
+        if tuple(value.shape) != want:
+            raise DataError("input %r must have shape %s, got %s" % (d["name"], want, value.shape))
         self._feeds[index] = np.array(value)
 
     def invoke(self):
