@@ -112,7 +112,7 @@ class Journal(object):
         self.segment_bytes = segment_bytes
         self.budget_bytes = budget_bytes
         self.pending: List[Tuple[int, Pick]] = []
-        self.unacked: OrderedDict[int, bytes] = OrderedDict()
+        self.unacked = OrderedDict()  # type: OrderedDict[int, bytes]
         self.next_seq = int(time.time()) & 0xFFFFFFFF if first_seq is None else int(first_seq)
         self.next_pick = 0
         self.stats = {"truncated_bytes": 0, "corrupt_segments": 0, "unreadable_records": 0, "dropped_packets": 0,
@@ -127,7 +127,7 @@ class Journal(object):
 
     def _recover(self):
         names = sorted(n for n in os.listdir(self.directory) if _NAME.match(n))
-        picks: OrderedDict[int, Pick] = OrderedDict()
+        picks = OrderedDict()  # type: OrderedDict[int, Pick]
         packets: Dict[int, bytes] = {}
         acked = set()
         consumed = -1
