@@ -150,8 +150,8 @@ def test_real_obspy_files_record_by_record(name, caplog):
             whole = obspy.read(io.BytesIO(raw), format="MSEED")
         except Exception:  # ObsPy gives up on some broken files; we only must not crash
             whole = None
-        for rec, off in zip(records, offsets):
-            tr = obspy.read(io.BytesIO(raw[off:]), format="MSEED")[0]
+        for rec, off, end in zip(records, offsets, offsets[1:] + [len(raw)]):
+            tr = obspy.read(io.BytesIO(raw[off:end]), format="MSEED")[0]
             np.testing.assert_array_equal(tr.data[:len(rec.samples)], rec.samples)
             assert (tr.id, tr.stats.starttime.ns) == (rec.seed_id, rec.start_ns)
             assert tr.stats.sampling_rate == pytest.approx(rec.sampling_rate)
