@@ -43,6 +43,7 @@ __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "litert", "tflite", "onnx")
+MAX_TENSOR_BYTES = 1 << 28  # 256 MiB: no picker comes near; a hostile file cannot make us allocate more
 
 
 def _load_bytes(path_or_bytes):
@@ -106,6 +107,10 @@ class _NumpyEngine:
     def __init__(self, data):
         model = read_model(data)
         sg = model.subgraphs[0]
+        for t in sg.tensors:
+            if t.dtype is not None and t.nbytes > MAX_TENSOR_BYTES:
+                raise ModelFormatError("tensor %d (%r) of shape %s declares %d bytes; this runtime takes at most %d"
+                                       % (t.index, t.name, t.shape, t.nbytes, MAX_TENSOR_BYTES))
         self.model = model
         self.sg = sg
         self.tensors = sg.tensors

@@ -10,11 +10,12 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from fieldpick.edge.errors import FieldpickError, ModelFormatError, UnsupportedOperatorError
 from fieldpick.edge.tflite.interpreter import Interpreter
 from fieldpick.edge.tflite.reader import _Buf, _Table, describe, read_model
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 TINY_INT8 = os.path.join(DATA, "tiny_int8.tflite")
@@ -131,6 +132,8 @@ def test_fuzz_byte_flips_never_escape_as_other_errors(tiny, data):
     try:
         read_model(bytes(bad))
         it = Interpreter(bytes(bad))
+        if it.planned_bytes > 1 << 20:  # loads, but declares big tensors: don't spend the test's time
+            return
         for d in it.get_input_details():
             it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
         it.invoke()
