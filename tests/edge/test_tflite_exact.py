@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.tflite.interpreter import Interpreter
 
 HERE = os.path.dirname(os.path.abspath(__file__))

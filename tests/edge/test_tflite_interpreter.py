@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import BackendError, ConfigError, DataError, ModelFormatError
 from fieldpick.edge.tflite import Interpreter
 

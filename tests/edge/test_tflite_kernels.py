@@ -7,6 +7,9 @@ accumulators, and the int8 convolutions against plain loops.  numpy only.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fieldpick.edge.tflite.interpreter import plan_memory
 from fieldpick.edge.tflite.kernels import build_kernel
 from fieldpick.edge.tflite.kernels.conv import Requantizer, conv_geometry
@@ -17,8 +20,6 @@ from fieldpick.edge.tflite.kernels.quant import (
     round_half_away,
 )
 from fieldpick.edge.tflite.reader import Operator, Quantization, Tensor
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize("m, want", [
