@@ -64,6 +64,7 @@ def main(argv=None):
     except ImportError:
         pass
     import obspy
+
     from fieldpick.edge.sources.mseed import MseedFileSource, read_records
 
     with tempfile.TemporaryDirectory() as tmp:

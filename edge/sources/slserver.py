@@ -5,7 +5,7 @@ live; not a replacement for ringserver or SeisComP's seedlink.  It speaks
 HELLO, STATION, SELECT, DATA [seq], FETCH [seq], TIME begin [end], END,
 INFO (any level, answered with one ``SLINFO  `` packet), BYE; packets are
 ``SL`` + six hex digits + the 512-byte record.  Sequence numbers count per
-station from 0.  ``DATA`` without a sequence number starts with the next
+station from ``first_seq`` (0), modulo 2**24.  ``DATA`` without a sequence number starts with the next
 packet added (real time), as SeedLink servers do.
 
 Fault injection for tests: ``drop_at`` (packet counts, over all connections,
@@ -38,6 +38,7 @@ __all__ = ["SeedLinkServer"]
 log = logging.getLogger(__name__)
 
 _RECORD = 512
+_SEQ_MOD = 1 << 24
 
 
 def _record_key(raw: bytes) -> Tuple[str, str, str, str, int]:
@@ -69,17 +70,20 @@ class SeedLinkServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, drop_at: Sequence[int] = (),
                  refuse: int = 0, organisation: str = "fieldpick test server",
-                 ignore_seq: bool = False):
+                 ignore_seq: bool = False, first_seq: int = 0):
         self.host = host
         self.organisation = organisation
         self.drop_at = sorted(int(k) for k in drop_at)
         self.refuse = int(refuse)
         self.ignore_seq = ignore_seq  # a faulty server: resend from the start on every FETCH/DATA n
+        self.first_seq = int(first_seq) % _SEQ_MOD  # wire number of each station's first packet
         self.commands: List[str] = []  # every command line received, in order
         self.connections = 0
         self.sent = 0  # packets sent completely or in part, all connections
-        self._packets: List[Tuple[Tuple[str, str], int, bytes, Tuple]] = []  # (net, sta), seq, raw, key
-        self._next_seq: Dict[Tuple[str, str], int] = {}
+        # (net, sta), index in the station's ring, raw, key; on the wire the index is
+        # sent as (first_seq + index) mod 2**24, so tests can cross the wrap
+        self._packets: List[Tuple[Tuple[str, str], int, bytes, Tuple]] = []
+        self._next_seq: Dict[Tuple[str, str], int] = {}  # next index per station
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
@@ -92,7 +96,7 @@ class SeedLinkServer:
     # ---------------------------------------------------------------- control
 
     def add(self, raw: bytes) -> int:
-        """Append a 512-byte record to its station's ring; returns its sequence number."""
+        """Append a 512-byte record to its station's ring; returns its wire sequence number."""
         key = _record_key(bytes(raw))
         station = (key[0], key[1])
         with self._cond:
@@ -100,7 +104,7 @@ class SeedLinkServer:
             self._next_seq[station] = seq + 1
             self._packets.append((station, seq, bytes(raw), key))
             self._cond.notify_all()
-        return seq
+        return (self.first_seq + seq) % _SEQ_MOD
 
     def start(self) -> "SeedLinkServer":
         t = threading.Thread(target=self._accept_loop, name="slserver-accept", daemon=True)
@@ -203,7 +207,7 @@ class SeedLinkServer:
             st["end"] = _parse_time(args[1]) if len(args) > 1 else None
             st["from_seq"] = 0
         elif args:
-            st["from_seq"] = 0 if self.ignore_seq else int(args[0], 16)
+            st["from_seq"] = 0 if self.ignore_seq else (int(args[0], 16) - self.first_seq) % _SEQ_MOD
         else:  # real time: the next packet added
             st["from_seq"] = None
 
@@ -227,10 +231,10 @@ class SeedLinkServer:
                 if self.drop_at and self.sent >= self.drop_at[0]:
                     self.drop_at.pop(0)
                     self.sent += 1
-                    conn.sendall(b"SL%06X" % seq + raw[:_RECORD // 2])
-                    log.info("slserver: dropping the connection inside packet %06X", seq)
+                    conn.sendall(b"SL%06X" % self._wire(seq) + raw[:_RECORD // 2])
+                    log.info("slserver: dropping the connection inside packet %06X", self._wire(seq))
                     return
-                conn.sendall(b"SL%06X" % seq + raw)
+                conn.sendall(b"SL%06X" % self._wire(seq) + raw)
                 self.sent += 1
             if finite and pos >= len(self._packets):
                 conn.sendall(b"END")
@@ -242,6 +246,9 @@ class SeedLinkServer:
                     conn.sendall(b"SLINFO  " + b" " * _RECORD)
                 elif line.upper().startswith("BYE"):
                     return
+
+    def _wire(self, index: int) -> int:
+        return (self.first_seq + index) % _SEQ_MOD
 
     @staticmethod
     def _wanted(st: dict, key: Tuple) -> bool:

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.sources.mseed import (
     MseedDecoder,

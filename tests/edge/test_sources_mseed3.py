@@ -5,6 +5,7 @@ pymseed is not part of the workstation environment; the test skips without it
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.sources.mseed import read_records
 
 pymseed = pytest.importorskip("pymseed", reason="pymseed (libmseed 3) is the miniSEED 3 reference")

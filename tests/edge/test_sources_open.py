@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.sources import open_source, parse_time_ns
 from fieldpick.edge.sources.mseed import MseedFileSource

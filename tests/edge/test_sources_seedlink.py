@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.sources.mseed import read_records
 from fieldpick.edge.sources.seedlink import SeedLinkClient, StreamSpec, load_state, parse_streams
@@ -240,3 +241,15 @@ def test_bad_state_files_are_refused(tmp_path, content, match):
     path.write_text(content)
     with pytest.raises(DataError, match=match):
         SeedLinkClient("127.0.0.1", 1, "XX_STA", state_path=str(path))
+
+
+def test_sequence_numbers_wrap_at_2_to_the_24(server):
+    raws = _records(n=8)
+    srv = server(first_seq=0xFFFFFD, drop_at=[4])  # wire numbers FFFFFD FFFFFE FFFFFF 0 1 ...
+    for r in raws:
+        srv.add(r)
+    client = SeedLinkClient("127.0.0.1", srv.port, "XX_STA", **_window(**FAST))
+    got = [_key(r) for r in client]
+    assert got == _expected(raws) and client.stats.duplicates == 0
+    assert "FETCH 000001" in srv.commands  # packets FFFFFD..000000 delivered, 000001 cut
+    assert client.seqnums == {("XX", "STA"): 4}
