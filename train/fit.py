@@ -456,7 +456,7 @@ def _train_mode(model):
 
 
 def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, epochs=None, stage="train",
-        select="best"):
+        select="best", task=None):
     """Train ``model`` in place; keep the best validation-F1 weights in it and in ``out_dir/best.pt``.
 
     source: training windows.  val: held-out data for early stopping.
@@ -465,6 +465,9 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     (resumable: optimiser, schedule, generators, history) every epoch.
     ``select='last'`` keeps the last epoch's weights instead (a final run
     whose validation windows are part of its training data).
+    ``task``: a :class:`Task` to train with instead of ``task_for(model, cfg)``
+    (distillation passes one whose loss adds the teacher's terms; evaluation
+    always uses the model's own task).
     Returns the history: one dict per epoch.
     """
     import torch
@@ -474,7 +477,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
 
     os.makedirs(out_dir, exist_ok=True)
     epochs = cfg.epochs if epochs is None else epochs
-    task = task_for(model, cfg)
+    task = task if task is not None else task_for(model, cfg)
     sampler = task.sampler(source)
     steps = cfg.steps_per_epoch or max(1, math.ceil(len(source.events) / cfg.batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
