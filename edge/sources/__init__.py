@@ -23,9 +23,14 @@ start=2026-11-22T00:00:00&end=..."``
 ``"seedlink://host:18000?streams=XX_STA:HH?    :class:`~.seedlink.SeedLinkClient`;
 ,YY_B&mode=DATA"``                             query keys: streams (required), mode
                                                (DATA, FETCH, TIME), start, end,
-                                               keepalive (s), timeout (s)
+                                               keepalive (s), timeout (s), state
+                                               (a file keeping sequence numbers)
 a binary file object (has ``read``)            :class:`~.mseed.MseedFileSource`
 =============================================  =====================================
+
+Keyword options override query keys; for ``seedlink://`` they may also be
+max_reconnects, backoff_s, connect_timeout_s, state_every_s, seqnums, sleep
+(see :class:`~.seedlink.SeedLinkClient`).
 
 Times (``start``, ``end``) are ISO 8601 UTC strings (``2026-11-22T03:00:00.5``,
 optional ``Z``) or integer ns since the epoch; they become ``start_ns`` /
@@ -57,7 +62,9 @@ _SDS_KEYS = {"net": "network", "network": "network", "sta": "station", "station"
              "loc": "location", "location": "location", "cha": "channel", "channel": "channel",
              "start": "start_ns", "end": "end_ns", "type": "data_type"}
 _SL_KEYS = {"streams": "streams", "mode": "mode", "start": "start_ns", "end": "end_ns",
-            "keepalive": "keepalive_s", "timeout": "timeout_s"}
+            "keepalive": "keepalive_s", "timeout": "timeout_s", "state": "state_path"}
+# keyword options of open_source for seedlink:// beyond the query keys
+_SL_KWARGS = ("max_reconnects", "backoff_s", "connect_timeout_s", "state_every_s", "seqnums", "sleep")
 
 
 def parse_time_ns(value) -> Optional[int]:
@@ -130,7 +137,9 @@ def open_source(spec, **options) -> Source:
         if not url.hostname:
             raise ConfigError("SeedLink URL %r has no host; expected seedlink://HOST:PORT?streams=..." % spec)
         opts = _options(parse_qsl(url.query, keep_blank_values=True), _SL_KEYS, "seedlink")
-        opts.update(_options(options.items(), {v: v for v in _SL_KEYS.values()}, "seedlink"))
+        allowed = {v: v for v in _SL_KEYS.values()}
+        allowed.update((k, k) for k in _SL_KWARGS)
+        opts.update(_options(options.items(), allowed, "seedlink"))
         if "streams" not in opts:
             raise ConfigError("SeedLink URL %r needs ?streams=NET_STA[:SELECTORS],..." % spec)
         return SeedLinkClient(url.hostname, url.port or 18000, opts.pop("streams"), **opts)

@@ -89,15 +89,16 @@ def test_stdin_pipe_in_a_real_process(tmp_path):
     assert out.stdout == b"300"
 
 
-def test_seedlink_url_builds_a_client_that_fetches():
+def test_seedlink_url_builds_a_client_that_fetches(tmp_path):
     with SeedLinkServer() as srv:
         raw = _raw("HHZ", DAY, 600, rate=100.0)
         for i in range(0, len(raw), 512):
             srv.add(raw[i:i + 512])
         url = "seedlink://127.0.0.1:%d?streams=XX_STA:HHZ&mode=TIME&start=2026-11-20&end=2026-11-22" % srv.port
-        src = open_source(url, keepalive_s=2.0)
-        assert isinstance(src, SeedLinkClient) and src.keepalive_s == 2.0
+        src = open_source(url + "&state=%s" % (tmp_path / "sl.json"), keepalive_s=2.0, max_reconnects=3)
+        assert isinstance(src, SeedLinkClient) and src.keepalive_s == 2.0 and src.max_reconnects == 3
         assert sum(len(r.samples) for r in src) == 600
+        assert (tmp_path / "sl.json").exists()  # the state file was written on the way out
 
 
 @pytest.mark.parametrize(
