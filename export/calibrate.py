@@ -17,6 +17,7 @@ import logging
 import os
 
 import numpy as np
+
 from fieldpick.edge.errors import DataError
 
 __all__ = ["normalise", "synthetic_windows", "ncedc_windows", "export_windows"]

@@ -36,6 +36,9 @@ def _parser():
     p.add_argument("--parity-windows", type=int, default=200, metavar="N",
                    help="synthetic windows for the parity gates (default 200)")
     p.add_argument("--seed", type=int, default=20261122, help="seed of the synthetic windows")
+    p.add_argument("--calibration-clip", type=float, default=None, metavar="PERCENTILE",
+                   help="clip the calibration windows at this percentile of |x| (e.g. 99.9) so that "
+                   "spikes do not set the int8 input range (default: no clipping)")
     p.add_argument("--opset", type=int, choices=(17, 18), default=17,
                    help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
@@ -66,7 +69,7 @@ def main(argv):
     settings = ExportSettings(
         calibration_windows=args.calibration_windows, parity_windows=args.parity_windows, seed=args.seed,
         ncedc_root=_ncedc_root(args), opset=args.opset, timeout_s=args.timeout, stem=args.stem,
-        require_int8=not args.allow_float_ops,
+        require_int8=not args.allow_float_ops, calibration_clip=args.calibration_clip,
     )
     command = "fieldpick export " + " ".join(argv)
     report = export_checkpoint(args.checkpoint, args.out, settings, command=command)

@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 
 import numpy as np
+
 from fieldpick.edge.errors import ModelFormatError, UnsupportedOperatorError
 
 __all__ = ["count_flops", "ELEMENTWISE_OPS", "FREE_OPS"]

@@ -17,6 +17,7 @@ import os
 import warnings
 
 import numpy as np
+
 from fieldpick.edge.errors import BackendError, ModelFormatError, NotAvailableError
 
 __all__ = ["INPUT_NAME", "OPSETS", "export_onnx", "check_onnx", "run_onnx", "run_torch"]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Dict
 
 import numpy as np
+
 from fieldpick.edge.errors import ModelError
 
 __all__ = [

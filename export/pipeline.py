@@ -24,6 +24,7 @@ import shutil
 import time
 
 import numpy as np
+
 from fieldpick.edge.card import MetricSet, ModelCard, Quantisation, TensorSpec
 from fieldpick.edge.errors import ConfigError, FieldpickError
 
@@ -43,7 +44,8 @@ class ExportSettings:
     """What an export run may vary (window counts, seeds, converter limits)."""
 
     def __init__(self, calibration_windows=200, parity_windows=200, seed=20261122, ncedc_root=None,
-                 opset=17, timeout_s=900, stem="model", require_int8=True, converter=None):
+                 opset=17, timeout_s=900, stem="model", require_int8=True, converter=None,
+                 calibration_clip=None):
         for name, value in (("calibration_windows", calibration_windows), ("parity_windows", parity_windows)):
             if not isinstance(value, int) or value < 8:
                 raise ConfigError("%s %r; it must be an integer >= 8" % (name, value))
@@ -58,6 +60,9 @@ class ExportSettings:
         self.stem = stem
         self.require_int8 = require_int8
         self.converter = converter
+        if calibration_clip is not None and not 50.0 < calibration_clip <= 100.0:
+            raise ConfigError("calibration_clip %r; give a percentile in (50, 100] or None" % (calibration_clip,))
+        self.calibration_clip = calibration_clip
 
 
 def _versions():
@@ -139,6 +144,13 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         " + %d NCEDC windows (the other stations)" % int(np.sum(cal_src == "ncedc")) if s.ncedc_root else "")
     report["parity_windows"] = {k: int(np.sum(par_src == k)) for k in np.unique(par_src)}
     report["calibration_windows"] = {k: int(np.sum(cal_src == k)) for k in np.unique(cal_src)}
+    if s.calibration_clip is not None:
+        # min/max calibration sets the int8 input range from the most extreme sample (a spike, a
+        # clipped S); clipping the calibration data keeps resolution for onsets in the noise
+        bound = float(np.percentile(np.abs(cal_x), s.calibration_clip))
+        cal_x = np.clip(cal_x, -bound, bound)
+        calibration += "; clipped to +-%.3g (the %g-th percentile of |x|)" % (bound, s.calibration_clip)
+        report["calibration_clip"] = bound
     ref = onnx_step.run_torch(model, par_x)
 
     # 1. ONNX

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List
 
 import numpy as np
+
 from fieldpick.edge.errors import (
     BackendError,
     ModelFormatError,

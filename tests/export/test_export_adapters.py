@@ -4,6 +4,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+
 from fieldpick.export.adapters import export_view
 from fieldpick.export.onnx import export_onnx
 from fieldpick.train.models import build

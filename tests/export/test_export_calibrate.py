@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 from fieldpick.edge.errors import DataError
 from fieldpick.export.calibrate import export_windows, ncedc_windows, normalise, synthetic_windows

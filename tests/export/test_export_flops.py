@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from torch import nn
+
 from fieldpick.edge.errors import UnsupportedOperatorError
 from fieldpick.export.flops import count_flops
 from fieldpick.export.onnx import export_onnx
-from torch import nn
 
 
 def _export(tmp_path, module, channels, samples):

@@ -5,10 +5,11 @@ import os
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from fieldpick.edge.errors import ModelFormatError
 from fieldpick.export.onnx import check_onnx, export_onnx, run_onnx, run_torch
 from fieldpick.export.parity import ParityError, align, argmax_agreement, gate_numeric, max_abs_diff
-from torch import nn
 
 
 class _Tiny(nn.Module):

@@ -13,12 +13,13 @@ import types
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
 from fieldpick.edge.errors import ConfigError, ModelError
 from fieldpick.export import parity
 from fieldpick.export.cli import main
 from fieldpick.export.tflite import inspect_tflite, run_tflite
-from torch import nn
 
 WINDOW = 1000  # samples, 10 s at 100 Hz
 

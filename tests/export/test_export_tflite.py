@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from fieldpick.edge.errors import ModelFormatError, NotAvailableError, UnsupportedOperatorError
 from fieldpick.export.onnx import export_onnx
 from fieldpick.export.tflite import (
