@@ -28,6 +28,7 @@ import platform  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from fieldpick.boards import bench  # noqa: E402
 from fieldpick.boards.estimate import (  # noqa: E402
     LayerWork,

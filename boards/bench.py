@@ -29,6 +29,7 @@ import sys
 import time
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 
 __all__ = ["conv1d_int8", "conv_work", "time_call", "fit_rate", "measure", "main"]

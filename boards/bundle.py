@@ -31,6 +31,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import zipapp
 import zipfile
 
@@ -243,6 +244,37 @@ def _zip_bytes(files):
     return buf.getvalue()
 
 
+def _write_pyz(files, manifest, pyz):
+    files = dict(files)
+    files["fieldpick/boards/" + MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
+    raw = pyz + ".zip.tmp"
+    with open(raw, "wb") as f:
+        f.write(_zip_bytes(files))
+    tmp = pyz + ".tmp"
+    zipapp.create_archive(raw, tmp, interpreter="/usr/bin/env python3")
+    os.remove(raw)
+    os.replace(tmp, pyz)
+
+
+def _record(pyz):
+    """The model's outputs and the demo stream's picks from inside the new bundle (the board must match them)."""
+    with tempfile.TemporaryDirectory(prefix="fieldpick-bundle-") as cache:
+        env = dict(os.environ, FIELDPICK_BUNDLE_CACHE=cache, OPENBLAS_NUM_THREADS="1")
+        env.pop("PYTHONPATH", None)
+        res = subprocess.run([sys.executable, os.path.abspath(pyz), "selftest", "--record"], capture_output=True,
+                             text=True, env=env, cwd=cache, timeout=600)
+    if res.returncode != 0:
+        raise ConfigError("the model or the demo stream failed inside the new bundle %s (exit %d): %s"
+                          % (pyz, res.returncode, (res.stderr.strip().splitlines() or ["no output"])[-1]))
+    rec = json.loads(res.stdout.strip().splitlines()[-1])
+    # timings differ from run to run: keep them out, so that the same sources give the same bundle
+    if rec.get("demo"):
+        rec["demo"].pop("seconds", None)
+    for r in (rec.get("interpreter") or {}).values():
+        r.pop("ms", None)
+    return rec
+
+
 def build_bundle(board, out_dir, model=None, built=None):
     """Build ``fieldpick-BOARD.pyz`` and its config and unit in ``out_dir``; returns the .pyz path."""
     load_profile(board)  # checks the board name and its profile
@@ -262,17 +294,19 @@ def build_bundle(board, out_dir, model=None, built=None):
         "requires": "Python >= 3.8 and numpy from the board's OS (python3-numpy)",
         "files": {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
     }
-    files["fieldpick/boards/" + MANIFEST] = (json.dumps(manifest, indent=2) + "\n").encode()
     files["__main__.py"] = (MAIN_PY % {"name": name, "board": board}).encode()
     os.makedirs(out_dir, exist_ok=True)
-    raw = os.path.join(out_dir, name + ".zip.tmp")
     pyz = os.path.join(out_dir, name + ".pyz")
-    with open(raw, "wb") as f:
-        f.write(_zip_bytes(files))
-    tmp = pyz + ".tmp"
-    zipapp.create_archive(raw, tmp, interpreter="/usr/bin/env python3")
-    os.remove(raw)
-    os.replace(tmp, pyz)
+    # build once, run the model and the demo stream inside that bundle, build again with what they gave
+    manifest["interpreter"], manifest["demo"] = None, None
+    _write_pyz(files, manifest, pyz)
+    manifest.update(_record(pyz))
+    _write_pyz(files, manifest, pyz)
+    demo = manifest["demo"]
+    if demo is not None and "error" in demo:
+        log.warning("%s: the demo stream crashed with this model (%s); the board's selftest will fail", pyz, demo["error"])
+    elif demo is not None and not demo["picks"]:
+        log.warning("%s: the model made no picks on the demo stream; the board's selftest will fail", pyz)
     with open(os.path.join(out_dir, name + ".station.json"), "w", encoding="utf-8") as f:
         json.dump(example_config(board, card), f, indent=2)
         f.write("\n")
@@ -305,6 +339,13 @@ def main(argv):
             raise ConfigError("--model %s does not exist" % model)
     pyz = build_bundle(args.board, args.out, model)
     sys.stdout.write("%s  %d bytes, sha256 %s\n" % (pyz, os.path.getsize(pyz), _sha_file(pyz)[:16]))
+    with zipfile.ZipFile(pyz) as z:
+        demo = json.loads(z.read("fieldpick/boards/" + MANIFEST)).get("demo")
+    if demo is not None and "error" in demo:
+        sys.stdout.write("WARNING: the demo stream crashed at build time (%s): the selftest will fail\n" % demo["error"])
+    elif demo is not None:
+        sys.stdout.write("demo stream at build time: %s, %d picks%s\n" % (
+            demo["model"], len(demo["picks"]), " (WARNING: no picks: the selftest will fail)" if not demo["picks"] else ""))
     sys.stdout.write("copy it to the board and run:  python3 %s selftest\n" % os.path.basename(pyz))
     sys.stdout.write("it needs numpy from the board's OS:  sudo apt install python3-numpy\n")
     return 0

@@ -9,9 +9,12 @@ says plainly what it could not:
 3. the bundle's files: every sha256 in its manifest;
 4. every module of ``fieldpick.edge`` imports;
 5. the model card validates and the model file's sha256 matches it;
-6. the numpy interpreter loads the model and returns finite outputs of the
-   card's shape;
-7. the demo stream runs through the station pipeline and its picks are scored.
+6. the numpy interpreter loads the model and returns, for a seeded window,
+   outputs of the card's shape bit-identical to those recorded when the
+   bundle was built (the int8 runtime is exact, so any difference is a fault);
+7. the demo stream (5 synthetic minutes, seeded) runs through the station
+   pipeline and gives the same picks as when the bundle was built (recorded in
+   its manifest), within 2 samples and 0.05 in probability.
 
 Each check passes, fails, or is skipped with the reason (a part that is not
 in this build).  Exit status: 0 all checks ran and passed; 1 a check failed;
@@ -176,70 +179,140 @@ def check_cards():
     return Check("model card", PASS, ", ".join("%s sha256 %s... matches" % (c.name, c.sha256[:12]) for c, _ in cards)), cards
 
 
-def check_interpreter(cards):
+def interpreter_record(cards):
+    """Each bundled model's raw outputs on a seeded window: {card name: {shape, dtype, sha256, ms}}.
+
+    Raises ImportError when the interpreter is not in this build.
+    """
+    from fieldpick.edge.tflite.interpreter import Interpreter
+
+    from .bench import _example_input
+
+    rec = {}
+    for card, path in cards:
+        t0 = time.perf_counter()
+        interp = Interpreter(card.model_path(path))
+        outs = interp.run(_example_input(interp))
+        dt = time.perf_counter() - t0
+        arrays = [np.ascontiguousarray(o) for o in outs]
+        h = hashlib.sha256()
+        for a in arrays:
+            h.update(a.tobytes())
+        rec[card.name] = {"shape": list(arrays[0].shape), "dtype": str(arrays[0].dtype), "sha256": h.hexdigest(),
+                          "finite": bool(all(np.all(np.isfinite(a.astype(np.float64))) for a in arrays)),
+                          "ms": round(dt * 1e3, 1)}
+    return rec
+
+
+def check_interpreter(cards, manifest=None):
+    """The numpy interpreter loads each model and gives bit-identical outputs to the build's."""
     if not cards:
         return Check("interpreter", SKIP, "no model to load")
     try:
-        from fieldpick.edge.tflite.interpreter import Interpreter
+        got = interpreter_record(cards)
     except ImportError as exc:
         return Check("interpreter", SKIP, "fieldpick.edge.tflite.interpreter is not in this build (%s)" % exc)
-    from .bench import _example_input
-
+    except Exception as exc:  # the check reports any failure of the runtime
+        return Check("interpreter", FAIL, "%s: %s" % (type(exc).__name__, exc))
+    expected = (manifest or {}).get("interpreter") or {}
     lines = []
-    for card, path in cards:
-        model = card.model_path(path)
-        t0 = time.perf_counter()
-        try:
-            interp = Interpreter(model)
-            batch = _example_input(interp)
-            out = interp.run(batch)
-        except Exception as exc:  # the check reports any failure of the runtime
-            return Check("interpreter", FAIL, "%s: %s: %s" % (card.name, type(exc).__name__, exc))
-        dt = time.perf_counter() - t0
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        arrays = [np.asarray(o) for o in (outs.values() if isinstance(outs, dict) else outs)]
-        if not arrays or any(a.size == 0 or not np.all(np.isfinite(a.astype(np.float64))) for a in arrays):
-            return Check("interpreter", FAIL, "%s: empty or non-finite output" % card.name)
+    for card, _ in cards:
+        g = got[card.name]
+        if not g["finite"]:
+            return Check("interpreter", FAIL, "%s: non-finite output" % card.name)
         specs = [t for t in card.quantisation.tensors if t.role == "output"]
-        if specs and tuple(arrays[0].shape) != tuple(specs[0].shape):
+        if specs and tuple(g["shape"]) != tuple(specs[0].shape):
             return Check("interpreter", FAIL, "%s: output shape %s but the card says %s"
-                         % (card.name, tuple(arrays[0].shape), tuple(specs[0].shape)))
-        lines.append("%s loads and runs (output %s, %.0f ms with loading)" % (card.name, tuple(arrays[0].shape), dt * 1e3))
+                         % (card.name, tuple(g["shape"]), tuple(specs[0].shape)))
+        e = expected.get(card.name)
+        if e is None:
+            return Check("interpreter", SKIP, "%s runs (output %s) but no output was recorded at build time to "
+                         "compare with (not a bundle)" % (card.name, tuple(g["shape"])))
+        if (e["shape"], e["dtype"], e["sha256"]) != (g["shape"], g["dtype"], g["sha256"]):
+            return Check("interpreter", FAIL, "%s: output %s %s differs from the build's (sha256 %s..., recorded %s...)"
+                         % (card.name, tuple(g["shape"]), g["dtype"], g["sha256"][:12], e["sha256"][:12]))
+        lines.append("%s output %s %s bit-identical to the build (%.0f ms with loading)"
+                     % (card.name, tuple(g["shape"]), g["dtype"], g["ms"]))
     return Check("interpreter", PASS, "; ".join(lines))
 
 
-def check_demo(cards, minutes):
-    if not cards:
-        return Check("demo", SKIP, "no model: the demo stream needs the default model")
-    root = os.path.join(_package_root(), "fieldpick", "edge")
-    if not os.path.exists(os.path.join(root, "station.py")):
-        return Check("demo", SKIP, "the station pipeline (fieldpick.edge.station) is not in this build")
-    from fieldpick.edge.cli import main as cli_main
+#: the demo stream the selftest runs and the bundle records (seconds of data, seed)
+DEMO_MINUTES, DEMO_SEED = 5.0, 7
+#: how far the board's demo picks may stray from those recorded at build time (another
+#: numpy, another CPU): 2 samples at 100 Hz, and 0.05 in probability
+DEMO_TOLERANCE_NS, DEMO_TOLERANCE_P = 20 * 10 ** 6, 0.05
+
+
+def demo_record(minutes=DEMO_MINUTES, seed=DEMO_SEED):
+    """Run the demo stream through the station pipeline; its picks and scores as a JSON-ready dict."""
+    from fieldpick.edge.demo import run_demo
 
     buf = io.StringIO()
     t0 = time.perf_counter()
+    with redirect_stdout(buf):  # the demo also talks to stdout directly
+        picks, scores, stats = run_demo(minutes=minutes, seed=seed, out=buf)
+    return {
+        "minutes": minutes,
+        "seed": seed,
+        "model": stats.get("model"),
+        "stand_in": "stand-in" in buf.getvalue(),
+        "picks": [[p.phase, int(p.time_ns), round(float(p.probability), 4)] for p in picks],
+        "recall": {ph: round(float(scores[ph].recall), 4) for ph in ("P", "S") if ph in scores.phases},
+        "precision": {ph: round(float(scores[ph].precision), 4) for ph in ("P", "S") if ph in scores.phases},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def compare_demo(expected, got):
+    """Differences between two demo records (list of strings; empty when they agree within tolerance)."""
+    diffs = []
+    if got["model"] != expected["model"]:
+        diffs.append("model %r, recorded %r" % (got["model"], expected["model"]))
+    e, g = expected["picks"], got["picks"]
+    if len(e) != len(g):
+        diffs.append("%d picks, recorded %d" % (len(g), len(e)))
+    for i, (pe, pg) in enumerate(zip(e, g)):
+        if pe[0] != pg[0]:
+            diffs.append("pick %d is %s, recorded %s" % (i, pg[0], pe[0]))
+        elif abs(pe[1] - pg[1]) > DEMO_TOLERANCE_NS:
+            diffs.append("pick %d (%s) at %+.3f s from the recorded time" % (i, pg[0], (pg[1] - pe[1]) / 1e9))
+        elif abs(pe[2] - pg[2]) > DEMO_TOLERANCE_P:
+            diffs.append("pick %d (%s) probability %.3f, recorded %.3f" % (i, pg[0], pg[2], pe[2]))
+    return diffs
+
+
+def check_demo(cards, manifest):
+    """The demo stream on this board must give the picks recorded when the bundle was built."""
+    root = os.path.join(_package_root(), "fieldpick", "edge")
+    if not os.path.exists(os.path.join(root, "station.py")) or not os.path.exists(os.path.join(root, "demo.py")):
+        return Check("demo", SKIP, "the station pipeline (fieldpick.edge.station, .demo) is not in this build")
+    expected = (manifest or {}).get("demo")
+    if expected is not None and "error" in expected:
+        expected = None  # the build's own run crashed: compare nothing, the run below decides
     try:
-        with redirect_stdout(buf):
-            rc = cli_main(["demo", "--minutes", "%g" % minutes])
-    except SystemExit as exc:  # argparse in the demo verb
-        rc = exc.code
+        got = demo_record(expected["minutes"] if expected else DEMO_MINUTES,
+                          expected["seed"] if expected else DEMO_SEED)
     except Exception:  # report the demo's crash as this check's failure
         return Check("demo", FAIL, "the demo crashed: " + traceback.format_exc().strip().splitlines()[-1])
-    dt = time.perf_counter() - t0
-    tail = " | ".join(line.strip() for line in buf.getvalue().strip().splitlines()[-3:])
-    if rc == 3:
-        return Check("demo", SKIP, "the demo says it cannot run in this build: " + tail)
-    if rc != 0:
-        return Check("demo", FAIL, "fieldpick demo exited %r after %.1f s: %s" % (rc, dt, tail))
-    return Check("demo", PASS, "%g min demo stream in %.1f s: %s" % (minutes, dt, tail))
+    what = "%g min demo stream, %s%s: %d picks, P recall %s, S recall %s, %.1f s" % (
+        got["minutes"], got["model"], " (stand-in: no model bundled)" if got["stand_in"] else "",
+        len(got["picks"]), got["recall"].get("P"), got["recall"].get("S"), got["seconds"])
+    if not got["picks"]:
+        return Check("demo", FAIL, what + "; no picks at all")
+    if expected is None:
+        return Check("demo", SKIP, what + "; no picks recorded at build time to compare with (not a bundle)")
+    diffs = compare_demo(expected, got)
+    if diffs:
+        return Check("demo", FAIL, what + "; differs from the build: " + "; ".join(diffs[:4]))
+    return Check("demo", PASS, what + "; same picks as at build time (within 20 ms, 0.05)")
 
 
-def run_selftest(expect_machine=None, minutes=2.0):
+def run_selftest(expect_machine=None):
     """Run every check; returns (list of Check, exit status)."""
     manifest = load_manifest()
     checks = [check_python(expect_machine), check_numpy(), check_files(manifest), check_imports()]
     card_check, cards = check_cards()
-    checks += [card_check, check_interpreter(cards), check_demo(cards, minutes)]
+    checks += [card_check, check_interpreter(cards, manifest), check_demo(cards, manifest)]
     if any(c.status == FAIL for c in checks):
         return checks, 1
     if any(c.status == SKIP for c in checks if c.name != "bundle files" or manifest is not None):
@@ -251,11 +324,27 @@ def selftest_main(argv):
     parser = argparse.ArgumentParser(prog="fieldpick-bundle selftest", allow_abbrev=False,
                                      description="Check this bundle on this board.")
     parser.add_argument("--expect-machine", help="fail unless platform.machine() is this (e.g. aarch64)")
-    parser.add_argument("--minutes", type=float, default=2.0, help="length of the demo stream (minutes)")
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
+    parser.add_argument("--record", action="store_true",
+                        help="print the interpreter's outputs and the demo stream's picks as JSON "
+                             "(the bundle builder records them in the manifest)")
     args = parser.parse_args(argv)
+    if args.record:
+        _, cards = check_cards()
+        try:
+            interp = interpreter_record(cards) if cards else None
+        except ImportError:
+            interp = None
+        demo = None
+        if os.path.exists(os.path.join(_package_root(), "fieldpick", "edge", "demo.py")):
+            try:
+                demo = demo_record()
+            except Exception as exc:  # recorded: the bundle still builds, and its selftest fails
+                demo = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        sys.stdout.write(json.dumps({"interpreter": interp, "demo": demo}) + "\n")
+        return 0
     manifest = load_manifest()
-    checks, status = run_selftest(args.expect_machine, args.minutes)
+    checks, status = run_selftest(args.expect_machine)
     out = sys.stdout
     if args.json:
         out.write(json.dumps({"status": status, "checks": [c.to_dict() for c in checks]}, indent=2) + "\n")

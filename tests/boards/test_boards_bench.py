@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+
 from fieldpick.boards import bench
 from fieldpick.boards.estimate import PROFILE_DIR, estimate, load_profile
 from fieldpick.edge.errors import ConfigError

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+
 from fieldpick.boards.estimate import (
     LayerWork,
     Operation,
