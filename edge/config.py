@@ -63,6 +63,7 @@ class TriggerConfig:
     pre_s: float = 10.0
     post_s: float = 20.0
     block_s: float = 60.0
+    decimate: int = 2
 
     def validate(self, w="trigger"):
         if self.band_hz is not None:
@@ -74,6 +75,7 @@ class TriggerConfig:
         _check(self.pre_s >= 0, w + ".pre_s", self.pre_s, "seconds >= 0")
         _check(self.post_s >= 0, w + ".post_s", self.post_s, "seconds >= 0")
         _check(self.block_s > 0, w + ".block_s", self.block_s, "seconds > 0")
+        _check(1 <= self.decimate <= 8, w + ".decimate", self.decimate, "an integer 1-8")
 
 
 @dataclass

@@ -178,8 +178,12 @@ class Stacker:
         tail = max(0, b - self.capacity)  # cells beyond the buffer: no window reached them, zeros
         b -= tail
         p, o, n = self._p[a:b], self._o[a:b], self._n[a:b]
-        off = o / np.where(p > 0, p, 1.0)  # o is 0 wherever p is
-        probs = p / np.maximum(n, 1.0)[:, None] if self.method == "avg" else p.copy()
+        if not n.any():  # no window reached these cells (gated mode, mostly)
+            probs = np.zeros((b - a, self.K))
+            off = probs
+        else:
+            off = o / np.where(p > 0, p, 1.0)  # o is 0 wherever p is
+            probs = p / np.maximum(n, 1.0)[:, None] if self.method == "avg" else p.copy()
         if tail:
             probs = np.concatenate([probs, np.zeros((tail, self.K))])
             off = np.concatenate([off, np.zeros((tail, self.K))])
@@ -269,6 +273,14 @@ class PeakFinder:
         """Take cells [start, start + n); return the finished peaks (list of :class:`Peak`)."""
         values = np.asarray(values, dtype=np.float64)
         offsets = np.zeros(len(values)) if offsets is None else np.asarray(offsets, dtype=np.float64)
+        if (not final and self._held is None and len(values) and len(self._vals) <= 1
+                and not (len(self._vals) and self._vals[0] >= self.threshold)
+                and self._start is not None and self._start + len(self._vals) == start
+                and float(values.max()) < self.threshold):
+            # quiet cells and nothing open: keep the last cell for the next refinement, as below
+            self._vals, self._offs = values[-1:], offsets[-1:]
+            self._start = int(start) + len(values) - 1
+            return []
         if self._start is None or len(self._vals) == 0:
             self._start = int(start)
         elif self._start + len(self._vals) != start:

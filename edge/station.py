@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -197,7 +198,13 @@ class Station:
         self.H = H = hop_samples(W, cfg.overlap, S)
         self.gated = cfg.mode == "gated"
         tc = cfg.trigger
-        self.block = max(1, int(round(tc.block_s * fs / H))) * H
+        self.q = q = int(tc.decimate)
+        if self.gated and tc.band_hz and tc.band_hz[1] >= fs / (2.0 * q):
+            raise ConfigError("trigger.band_hz high corner %r Hz is not below the trigger's Nyquist %r Hz "
+                              "(model rate %r Hz / trigger.decimate %d / 2); lower it or the decimation"
+                              % (tc.band_hz[1], fs / (2.0 * q), fs, q))
+        unit = H * q // math.gcd(H, q)  # blocks hold whole hops and whole decimated samples
+        self.block = max(1, int(round(tc.block_s * fs / unit))) * unit
         self.pre = int(round(tc.pre_s * fs))
         self.post = int(round(tc.post_s * fs))
         if self.gated and tc.channel not in self.channels:
@@ -216,7 +223,7 @@ class Station:
         self.stacker = Stacker(len(card.output.labels), (W + (cfg.batch + 2) * H + self.lookback) // S + 2,
                                cfg.stacking)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
-        self.trigger = (Trigger(fs, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
+        self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
                                 tc.on, tc.off) if self.gated else None)
         self._trig_c = self.channels.index(tc.channel) if self.gated else 0
         self._tdone = 0          # trigger processed below this sample
@@ -356,26 +363,39 @@ class Station:
 
     # ------------------------------------------------------------ processing
     def _run_trigger(self, upto):
-        """Trigger over [tdone, upto) in aligned blocks (or the remainder at the end)."""
+        """Trigger over [tdone, upto) in aligned blocks (or the remainder at the end).
+
+        With ``trigger.decimate`` q > 1 the trigger channel is first averaged over
+        q samples (a boxcar anti-alias) and the trigger runs at fs / q; a decimated
+        sample is valid only when all q input samples are.
+        """
+        q = self.q
         while self._tdone < upto:
             a = self._tdone
             b = min(upto, (a // self.block + 1) * self.block)
             x, valid = self.ring.view(a, b)
             xv, vv = x[self._trig_c], valid[self._trig_c]
-            active = np.zeros(b - a, bool)
-            if vv.all():
+            m = (b - a) // q  # whole decimated samples (a partial tail only at the end of a stream)
+            if q > 1:
+                xv = xv[: m * q].reshape(m, q).mean(axis=1)
+                vv = vv[: m * q].reshape(m, q).all(axis=1)
+            act = np.zeros(m, bool)
+            if m and vv.all():
                 if not self._trig_valid:
                     self.trigger.reset()
-                _, active = self.trigger.update(xv)
-            else:
+                _, act = self.trigger.update(xv)
+            elif m:
                 edges = np.flatnonzero(np.diff(np.concatenate([[False], vv, [False]]).astype(np.int8)))
                 for s, e in zip(edges[0::2], edges[1::2]):
                     if not (s == 0 and self._trig_valid):
                         self.trigger.reset()
-                    _, active[s:e] = self.trigger.update(xv[s:e])
+                    _, act[s:e] = self.trigger.update(xv[s:e])
                     if e < len(vv):
                         self.trigger.reset()
-            self._trig_valid = bool(vv[-1])
+            if m:
+                self._trig_valid = bool(vv[-1])
+            active = np.zeros(b - a, bool)
+            active[: m * q] = np.repeat(act, q) if q > 1 else act
             self._record_spans(a, active)
             self._tdone = b
 

@@ -5,10 +5,11 @@ import logging
 
 import numpy as np
 import pytest
+
 from fieldpick.edge import synthetic
 from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
 from fieldpick.edge.config import StationConfig
-from fieldpick.edge.errors import DataError
+from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.station import EnergyRatioRunner, Station
 
 T0 = 1_700_000_000 * 10 ** 9
@@ -64,6 +65,20 @@ def test_streaming_equals_offline(stream, mode, sizes):
     got = feed_packets(station(mode), data, sizes)
     assert got == offline  # every field: time, probability, uncertainty, amplitude, SNR, polarity
     assert len(offline) > 5
+
+
+@pytest.mark.parametrize("decimate", [1, 3])
+def test_streaming_equals_offline_at_any_trigger_decimation(stream, decimate):
+    data, _ = stream
+    cfg = {"trigger": {"decimate": decimate, "band_hz": [1.0, 15.0]}}
+    offline = station("gated", **cfg).feed_array(data, T0, 100.0)
+    assert feed_packets(station("gated", **cfg), data, [0], seed=decimate) == offline
+
+
+def test_trigger_band_must_fit_the_decimated_rate():
+    with pytest.raises(ConfigError, match=r"trigger.band_hz high corner 30.0 Hz is not below the trigger's Nyquist 25.0 Hz"):
+        station("gated", trigger={"band_hz": [1.0, 30.0], "decimate": 2})
+    station("gated", trigger={"band_hz": [1.0, 30.0], "decimate": 1})
 
 
 def test_gating_runs_fewer_windows_than_continuous(stream):
