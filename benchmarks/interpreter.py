@@ -66,17 +66,6 @@ def build_models():
     return paths + [mod.torch_lppn(t=T)]
 
 
-def timeit(fn, repeats, warmup=3):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="benchmarks/interpreter.py", allow_abbrev=False,
                                 description=__doc__.split("\n\n")[0])
@@ -142,28 +131,50 @@ def main(argv=None):
 
         engines.append(("torch eager fp32", "torch", (_Torch(), xs_t)))
 
+    # Interleaved: every round times each runtime once, so they share the host's load alike.
     rows = []
-    for name, backend, (it, xs) in engines:
-        one = xs[:1]
-        med1, best1 = timeit(lambda it=it, one=one: it.run(one), args.repeats)
-        medb, bestb = timeit(lambda it=it, xs=xs: it.run(xs), args.batch_repeats, warmup=1)
+    single = {name: [] for name, _, _ in engines}
+    batched = {name: [] for name, _, _ in engines}
+    for _name, _, (it, xs) in engines:  # warm up
+        it.run(xs[:1])
+        it.run(xs)
+    for rnd in range(args.repeats):
+        for name, _, (it, xs) in engines:
+            t0 = time.perf_counter()
+            it.run(xs[:1])
+            single[name].append(time.perf_counter() - t0)
+            if rnd < args.batch_repeats:
+                t0 = time.perf_counter()
+                it.run(xs)
+                batched[name].append(time.perf_counter() - t0)
+    for name, backend, _ in engines:
+        med1, best1 = statistics.median(single[name]), min(single[name])
+        medb, bestb = statistics.median(batched[name]), min(batched[name])
         rows.append({"runtime": name, "backend": backend,
                      "single_ms": med1 * 1e3, "single_best_ms": best1 * 1e3,
                      "batch": args.batch, "batched_ms_per_window": medb * 1e3 / args.batch,
+                     "batched_best_ms_per_window": bestb * 1e3 / args.batch,
                      "batched_windows_per_s": args.batch / medb})
-        print("%-32s single %8.3f ms   batched %8.3f ms/window  %9.1f windows/s" % (
-            name, med1 * 1e3, medb * 1e3 / args.batch, args.batch / medb), flush=True)
+        print("%-32s single %8.3f ms (best %7.3f)  batched %8.3f ms/window (best %7.3f)" % (
+            name, med1 * 1e3, best1 * 1e3, medb * 1e3 / args.batch, bestb * 1e3 / args.batch), flush=True)
     peer = next((r for r in rows if r["runtime"].startswith("ai-edge-litert int8")), None)
     for r in rows:
         if peer:
             r["ratio_single_vs_litert_int8"] = r["single_ms"] / peer["single_ms"]
+            r["ratio_single_best_vs_litert_int8"] = r["single_best_ms"] / peer["single_best_ms"]
             r["ratio_batched_vs_litert_int8"] = r["batched_ms_per_window"] / peer["batched_ms_per_window"]
 
     # Exactness and memory of the numpy runtime on this model.
     check = {}
     if "numpy int8" in prepared:
+        import tracemalloc
+
         it, xs = prepared["numpy int8"]
         check["planned_bytes_int8"] = it.planned_bytes
+        tracemalloc.start()  # numpy reports its buffers to tracemalloc
+        it.run(xs[:1])
+        check["traced_peak_bytes_int8_one_window"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
         try:
             from ai_edge_litert.interpreter import Interpreter as LiteRT
             from ai_edge_litert.interpreter import OpResolverType
@@ -212,16 +223,21 @@ def markdown(r):
              "Host: %s, %d CPUs, load %.1f when measured (shared; absolute times are noisy, ratios are "
              "measured in the same run). Ratio = time per window / ai-edge-litert int8's." % (
                  r["model"]["window_samples"], r["host"]["machine"], r["host"]["cpus"] or 0, r["host"]["load_avg_1min"] or 0), "",
-             "| runtime | single window (ms) | ratio | batched, %d per call (ms/window) | windows/s | ratio |" % r["batch"],
-             "|---|---:|---:|---:|---:|---:|"]
+             "Runtimes are timed in interleaved rounds (each round times every runtime once); medians, "
+             "with the best call beside them.", "",
+             "| runtime | single window, median (ms) | ratio | best (ms) | ratio of best | batched, %d per call (ms/window) | windows/s | ratio |" % r["batch"],
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in r["rows"]:
-        lines.append("| %s | %.3f | %.2f | %.3f | %.0f | %.2f |" % (
+        lines.append("| %s | %.3f | %.2f | %.3f | %.2f | %.3f | %.0f | %.2f |" % (
             row["runtime"], row["single_ms"], row.get("ratio_single_vs_litert_int8", float("nan")),
+            row["single_best_ms"], row.get("ratio_single_best_vs_litert_int8", float("nan")),
             row["batched_ms_per_window"], row["batched_windows_per_s"], row.get("ratio_batched_vs_litert_int8", float("nan"))))
     c = r["numpy_runtime"]
-    lines += ["", "numpy runtime: planned activation memory %s bytes (int8), %s bytes (fp32); int8 outputs vs "
-              "ai-edge-litert BUILTIN_REF kernels: max |diff| %s quanta over %s windows." % (
-                  c.get("planned_bytes_int8"), c.get("planned_bytes_fp32"),
+    lines += ["", "numpy runtime: planned activation memory (TFLite-style arena, batch 1) %s bytes (int8), %s bytes "
+              "(fp32); measured peak of numpy buffers during one int8 window (tracemalloc, float temporaries "
+              "included) %s bytes; int8 outputs vs ai-edge-litert BUILTIN_REF kernels: max |diff| %s quanta over "
+              "%s windows." % (
+                  c.get("planned_bytes_int8"), c.get("planned_bytes_fp32"), c.get("traced_peak_bytes_int8_one_window"),
                   c.get("int8_max_abs_diff_vs_builtin_ref_quanta"), c.get("int8_windows_checked")), ""]
     return "\n".join(lines)
 

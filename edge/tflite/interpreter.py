@@ -11,6 +11,12 @@ Lifecycle (as TFLite's own Python interpreter)::
 or in one call on a batch of windows: ``outputs = it.run(batch)`` with
 ``batch`` of shape (B, T, C) (float32, or the model's input type).
 
+``planned_bytes`` is the activation memory planned at load the way TFLite's
+arena planner does it (greedy by size over tensor lifetimes, batch of 1).
+The numpy engine frees each activation after its last reader, so its live
+tensors follow that plan; it also makes float temporaries inside kernels
+(im2col patches, accumulators), a few times the int8 plan at peak.
+
 ``backend`` picks the engine behind the same interface: ``"numpy"`` (this
 package, needs nothing but numpy), ``"litert"`` (ai-edge-litert),
 ``"tflite"`` (tflite-runtime) or ``"onnx"`` (onnxruntime on an ``.onnx``
