@@ -2,7 +2,8 @@
 
 Convention: one multiply-accumulate is 2 FLOPs; a bias add, an activation or
 an element-wise op is 1 FLOP per output element; shape ops (Reshape,
-Transpose, Pad, Slice, Concat, ...) cost 0.  Shapes come from
+Transpose, Pad, Slice, Concat, ...) cost 0.  LSTM/GRU: the input and
+recurrent matrix products (2 per MAC) plus 2 per gate unit and step.  Shapes come from
 ``onnx.shape_inference``; an op whose shapes cannot be inferred is an error,
 not a silent zero, because the count would then be wrong.
 
@@ -57,6 +58,8 @@ def _attr(node, name, default=None):
 
 def _node_flops(node, shapes):
     op = node.op_type
+    if op in FREE_OPS:
+        return 0  # no arithmetic, whatever the shapes
     out = _shape(shapes, node.output[0], node)
     n_out = int(np.prod(out))
     if op == "Conv":
@@ -75,6 +78,14 @@ def _node_flops(node, shapes):
         k = a[0] if (op == "Gemm" and _attr(node, "transA", 0)) else a[-1]
         bias = n_out if op == "Gemm" and len(node.input) > 2 and node.input[2] else 0
         return 2 * n_out * int(k) + bias
+    if op in ("LSTM", "GRU"):
+        x = _shape(shapes, node.input[0], node)  # (T, B, I) (layout 0)
+        r = _shape(shapes, node.input[2], node)  # (D, gates * H, H)
+        d, gh, h = r
+        steps, batch = (x[1], x[0]) if _attr(node, "layout", 0) else (x[0], x[1])
+        macs = steps * batch * d * gh * (x[-1] + h)
+        # gate activations and the cell/hidden updates: 2 FLOPs per gate unit per step
+        return 2 * macs + 2 * steps * batch * d * gh
     if op in ("BatchNormalization", "InstanceNormalization", "LayerNormalization"):
         return 2 * n_out
     if op in ("Softmax", "LogSoftmax"):

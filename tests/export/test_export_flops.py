@@ -79,3 +79,20 @@ def test_export_flops_unknown_op_is_an_error(tmp_path):
     onnx.checker.check_model(model)
     with pytest.raises(UnsupportedOperatorError, match="cannot count FLOPs of ONNX op 'Hardmax'.*counted ops: Conv"):
         count_flops(model)
+
+
+class _LSTM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, batch_first=True, bidirectional=True)
+
+    def forward(self, x):  # (B, 3, T) -> (B, 10, T)
+        return self.lstm(x.transpose(1, 2))[0].transpose(1, 2)
+
+
+def test_export_flops_lstm_counts_both_directions(tmp_path):
+    total, by_op = _export(tmp_path, _LSTM(), 3, 20)
+    # 20 steps * 2 directions * 4 gates * 5 units * (3 inputs + 5 recurrent) MACs, * 2,
+    # + 2 FLOPs per gate unit and step
+    assert by_op["LSTM"] == 2 * 20 * 2 * 20 * (3 + 5) + 2 * 20 * 2 * 20
+    assert by_op.get("Transpose", 0) == 0 and total >= by_op["LSTM"]
