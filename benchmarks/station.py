@@ -39,6 +39,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+
 from fieldpick.edge import synthetic  # noqa: E402
 from fieldpick.edge.config import StationConfig  # noqa: E402
 from fieldpick.edge.evaluate import evaluate_stream  # noqa: E402
@@ -184,6 +185,11 @@ def main():
         model_card = default_card_path()
     if model_card:
         runners["model"] = load_runner(model_card, args.backend)
+        if args.backend == "numpy":
+            try:  # the fast reference runtime, when installed, for comparison
+                runners["model-litert"] = load_runner(model_card, "litert")
+            except Exception as exc:  # noqa: BLE001 - optional back end
+                print("litert back end not available: %s" % exc)
         res["model"] = {"card": model_card, "name": runners["model"].card.name, "backend": args.backend,
                         "kind": runners["model"].card.output.kind,
                         "window_samples": runners["model"].card.input.window_samples}

@@ -583,7 +583,8 @@ class StationSet:
 def _one_channel(path, seed_id, single):
     from .sources.mseed import MseedFileSource
 
-    with MseedFileSource(path) as src:
+    # small reads: three channels of one file are decoded side by side
+    with MseedFileSource(path, chunk_bytes=1 << 16) as src:
         for rec in src:
             if single or rec.seed_id == seed_id:
                 yield rec
@@ -603,7 +604,7 @@ def _records_in_time_order(paths):
 
     streams = []
     for path in paths:
-        with MseedFileSource(path) as src:
+        with MseedFileSource(path, chunk_bytes=1 << 16) as src:
             ids = sorted({rec.seed_id for rec in src})
         for sid in ids:
             streams.append(_one_channel(path, sid, len(ids) == 1))

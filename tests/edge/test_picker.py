@@ -3,6 +3,7 @@ uncertainty, amplitude, SNR and polarity, with answers checkable by hand."""
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec, Quantisation, TensorSpec
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.picker import PeakFinder, Stacker, extract_picks, measure, output_traces

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import ConfigError
 

@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.stream.ring import RingBuffer
 from fieldpick.edge.stream.windows import hop_samples, normalise, to_layout, window_starts

@@ -3,6 +3,9 @@ against their slow twins, scipy and ObsPy, for any packet sizes."""
 
 import numpy as np
 import pytest
+from obspy.signal.trigger import recursive_sta_lta, trigger_onset
+from scipy import signal
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.stream.trigger import (
     RecursiveStaLta,
@@ -14,8 +17,6 @@ from fieldpick.edge.stream.trigger import (
     recur_reference,
     sosfilt_reference,
 )
-from obspy.signal.trigger import recursive_sta_lta, trigger_onset
-from scipy import signal
 
 
 def _split(x, sizes, rng):
