@@ -148,3 +148,18 @@ def test_onnx2tf_route_matches_reference(onnx2tf_models, kind, rng):
                 np.testing.assert_array_equal(g, want)
             else:
                 np.testing.assert_allclose(g, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_backend_runs_the_twin(onnx2tf_models, rng):
+    """backend="onnx" on the ONNX twin gives the float32 .tflite's answer (in torch's (B, C, T) layout)."""
+    pytest.importorskip("onnxruntime")
+    onnx_path = os.path.join(os.path.dirname(onnx2tf_models["fp32"]), "lppn_torch.onnx")
+    twin = Interpreter(onnx_path, backend="onnx")
+    ours = Interpreter(onnx2tf_models["fp32"])
+    assert tuple(twin.get_input_details()[0]["shape"]) == (1, 3, 600)
+    x = rng.standard_normal((2, 600, 3)).astype(np.float32)
+    got = twin.run(np.ascontiguousarray(x.transpose(0, 2, 1)))
+    want = ours.run(x)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.transpose(0, 2, 1), w, rtol=0, atol=1e-5)
