@@ -1,0 +1,102 @@
+"""benchmarks/run_all.py: runs what exists, and the report says what is missing, failed or stale."""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def run_all(tmp_path, monkeypatch):
+    """run_all.py pointed at a scratch benchmarks/ folder."""
+    spec = importlib.util.spec_from_file_location("run_all_under_test", os.path.join(REPO, "benchmarks", "run_all.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    here = tmp_path / "benchmarks"
+    (here / "results").mkdir(parents=True)
+    monkeypatch.setattr(mod, "HERE", str(here))
+    monkeypatch.setattr(mod, "RESULTS", str(here / "results"))
+    monkeypatch.setattr(mod, "PLOTS", str(here / "results" / "plots"))
+    monkeypatch.setattr(mod, "LOGS", str(here / "results" / "tmp" / "logs"))
+    monkeypatch.setattr(mod, "REPORT", str(here / "REPORT.md"))
+    return mod, here
+
+
+def _script(here, name, body):
+    (here / (name + ".py")).write_text(body)
+
+
+GOOD = """import json, os
+out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+rows = [{"runtime": "numpy", "latency_ms": {"numpy": 2.0, "litert": 1.0}, "ratio_vs_litert": 2.0},
+        {"runtime": "litert", "latency_ms": {"numpy": 2.0, "litert": 1.0}, "ratio_vs_litert": 1.0}]
+json.dump({"rows": rows}, open(os.path.join(out, "interpreter.json"), "w"))
+open(os.path.join(out, "interpreter.md"), "w").write("# Interpreter\\n\\n| a | b |\\n|---|---|\\n| 1 | 2 |\\n")
+"""
+
+
+def test_report_names_missing_failed_and_stale(run_all):
+    mod, here = run_all
+    _script(here, "interpreter", GOOD)
+    _script(here, "mseed", "import sys\nprint('decoder exploded')\nsys.exit(4)\n")
+    _script(here, "_helper", "raise SystemExit('helpers never run')\n")
+    # a result left by an earlier run of a script that will fail now
+    (here / "results" / "mseed.json").write_text(json.dumps({"ratio_fieldpick_over_obspy": 2.5}))
+    (here / "results" / "mseed.md").write_text("# miniSEED\n")
+    old = time.time() - 3600
+    os.utime(str(here / "results" / "mseed.json"), (old, old))
+    assert mod.scripts() == ["interpreter", "mseed"]
+    start = time.time()
+    runs = {n: mod.run_one(n, [], timeout=60) for n in mod.scripts()}
+    assert runs["interpreter"]["rc"] == 0 and runs["mseed"]["rc"] == 4
+    assert runs["mseed"]["last_line"] == "decoder exploded"
+    report = open(mod.build_report(runs, start)).read()
+    assert "| interpreter | ran " in report
+    assert "| mseed | **failed in this run** (4): decoder exploded; the result below is from an earlier run" in report
+    assert "| station | **missing**: benchmarks/station.py does not exist yet" in report
+    assert "Not written yet: benchmarks/accuracy.py, benchmarks/zoo.py" in report
+    assert "\n### Interpreter\n" in report  # the script's own markdown, nested under the section
+    assert os.path.exists(str(here / "results" / "plots" / "interpreter_latency.png"))
+    assert "![Interpreter latency against the other runtimes](results/plots/interpreter_latency.png)" in report
+    assert "_No plot: no result has rows with both a duty-cycle and a recall column" in report
+
+
+def test_stale_result_is_flagged(run_all):
+    mod, here = run_all
+    _script(here, "mseed", "pass\n")  # runs fine but writes nothing new
+    (here / "results" / "mseed.json").write_text(json.dumps({"ratio_fieldpick_over_obspy": 2.5}))
+    old = time.time() - 3600
+    os.utime(str(here / "results" / "mseed.json"), (old, old))
+    start = time.time()
+    runs = {"mseed": mod.run_one("mseed", [], timeout=60)}
+    report = open(mod.build_report(runs, start)).read()
+    assert "| mseed | **stale**: results/mseed.json is from" in report
+    assert "ratio_fieldpick_over_obspy 2.5" in report  # the headline still shows, marked stale
+
+
+def test_report_only_from_json(run_all, monkeypatch):
+    mod, here = run_all
+    (here / "results" / "estimator.json").write_text(json.dumps({
+        "validation": [{"workload": "w", "measured_s": 1e-3, "predicted_s": 1.2e-3}],
+        "boards": [{"board": "rpi4b", "runtime": "numpy", "model": "m", "latency_s": 0.01}],
+        "mean_abs_error": 0.2}))
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--report-only"])
+    assert mod.main() == 0
+    report = open(mod.REPORT).read()
+    assert "mean_abs_error 0.2" in report
+    assert os.path.exists(str(here / "results" / "plots" / "estimator_validation.png"))
+    assert os.path.exists(str(here / "results" / "plots" / "estimator_boards.png"))
+
+
+def test_unknown_benchmark_is_refused(run_all, monkeypatch, capsys):
+    mod, here = run_all
+    _script(here, "mseed", "pass\n")
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--only", "msed"])
+    with pytest.raises(SystemExit):
+        mod.main()
+    assert "unknown benchmark 'msed'; available: mseed" in capsys.readouterr().err
