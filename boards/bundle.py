@@ -209,27 +209,29 @@ WantedBy=multi-user.target
 
 
 def example_config(board, card=None):
-    """An example station config: the station module's own example when it has one.
+    """An example station config for the board, checked by the station's own config loader.
 
-    Until the station pipeline (edge/station.py) provides ``example_config()``,
-    this is a sketch of what the station needs, marked as such.
+    The model is the bundled one ('default'); the source, the output and the
+    telemetry block are placeholders to edit (docs/station.md describes them).
     """
     try:
-        from fieldpick.edge import station
+        from fieldpick.edge.config import StationConfig
     except ImportError:
-        station = None
-    if station is not None and hasattr(station, "example_config"):
-        cfg = station.example_config()
-        return cfg if isinstance(cfg, dict) else json.loads(json.dumps(cfg, default=lambda o: o.__dict__))
-    return {
-        "_note": "sketch: fieldpick.edge.station has no example_config() in this build; "
-                 "check 'fieldpick run --help' for the real schema",
-        "board": board,
-        "model": card.name if card else None,
-        "source": {"kind": "seedlink", "server": "127.0.0.1:18000", "streams": ["XX.STA..HH?"]},
-        "journal": "/var/lib/fieldpick/journal",
-        "telemetry": {"link": "udp", "address": "192.0.2.10:5005", "key_file": "/etc/fieldpick/link.key"},
+        StationConfig = None
+    example = {
+        "model": "default",
+        "backend": "numpy",
+        "mode": "gated",
+        "sources": ["seedlink://127.0.0.1:18000?streams=XX_STA:HH?"],
+        "output": {"path": "/var/lib/fieldpick/picks.csv", "format": "csv"},
+        "telemetry": {"table": "/etc/fieldpick/stations.json", "station": "XX.STA..HHZ",
+                      "journal": "/var/lib/fieldpick/journal", "link": "udp://192.0.2.10:18000",
+                      "profile": "iridium", "max_delay_s": 60},
     }
+    if StationConfig is None:
+        example["_note"] = "sketch: fieldpick.edge.config is not in this build; check 'fieldpick run --help'"
+        return example
+    return StationConfig.from_dict(example).to_dict()
 
 
 def _zip_bytes(files):

@@ -53,7 +53,10 @@ def test_bundle_holds_the_station_code_and_nothing_else(built):
     data = zipfile.ZipFile(pyz).read("fieldpick/edge/card.py")
     assert manifest["files"]["fieldpick/edge/card.py"] == hashlib.sha256(data).hexdigest()
     assert os.path.exists(os.path.join(str(out), "fieldpick-rpi4b.service"))
-    assert os.path.exists(os.path.join(str(out), "fieldpick-rpi4b.station.json"))
+    from fieldpick.edge.config import StationConfig
+
+    cfg = StationConfig.load(os.path.join(str(out), "fieldpick-rpi4b.station.json"))  # the station's own loader
+    assert cfg.model == "default" and cfg.sources[0].startswith("seedlink://")
 
 
 def test_bundle_is_reproducible(built, tmp_path):
