@@ -1013,7 +1013,12 @@ class MseedFileSource(Source):
         for path in self.paths:
             if self._closed:
                 return
-            with open(path, "rb") as fh:
+            try:
+                fh = open(path, "rb")
+            except OSError as exc:  # one unreadable file does not stop the others
+                self.stats.skip("unreadable file", 0, path, exc.strerror or str(exc))
+                continue
+            with fh:
                 yield from self._iter_stream(fh, path)
 
     def _iter_stream(self, fh, name: str) -> Iterator[Record]:

@@ -426,3 +426,11 @@ def test_fuzzed_streams_never_raise_and_keep_intact_records(mutations, chunk):
             assert (rec.seed_id, rec.start_ns, rec.samples.tobytes()) in seen
     for r in got:
         assert r.samples.ndim == 1 and len(r.samples) > 0 and r.sampling_rate > 0
+
+
+def test_unreadable_file_in_a_directory_is_skipped_and_counted(tmp_path):
+    (tmp_path / "a.mseed").write_bytes(_write(np.arange(10, dtype=np.int32), "STEIM1"))
+    (tmp_path / "b.mseed").symlink_to(tmp_path / "gone.mseed")  # listed, cannot be opened
+    (tmp_path / "c.mseed").write_bytes(_write(np.arange(5, dtype=np.int32), "INT32"))
+    src = MseedFileSource(str(tmp_path))
+    assert [len(r.samples) for r in src] == [10, 5] and src.stats.skipped == {"unreadable file": 1}
