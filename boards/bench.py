@@ -13,7 +13,9 @@ standard library only (it runs from a station bundle):
 
 ``--write-profile PROFILE.json`` stores the result as the profile's
 ``measured`` block (atomically), so that estimates for that board stop
-being guesses.  Timings use one thread; numpy's BLAS threads are not
+being guesses.  On a board, ``--json FILE`` keeps the measurement; back on
+the workstation ``fieldpick bench --from-json FILE --write-profile
+boards/profiles/NAME.json`` puts it into the repository's profile.  Timings use one thread; numpy's BLAS threads are not
 changed (set OPENBLAS_NUM_THREADS=1 before running for one-core figures).
 """
 
@@ -475,7 +477,22 @@ def main(argv):
     parser.add_argument("--json", metavar="FILE", help="also write the measurement as JSON to FILE")
     parser.add_argument("--write-profile", metavar="PROFILE", help="store the measurement as PROFILE.json's 'measured' block")
     parser.add_argument("--quick", action="store_true", help="shorter timings (noisier; for smoke tests)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="measure nothing: take a measurement written on the board with --json (to store it "
+                             "in the repository's profile with --write-profile)")
     args = parser.parse_args(argv)
+    if args.from_json:
+        if not args.write_profile:
+            raise ConfigError("--from-json needs --write-profile PROFILE.json (there is nothing else to do with it)")
+        try:
+            with open(args.from_json, "r", encoding="utf-8") as f:
+                measured = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ConfigError("cannot read --from-json %s: %s" % (args.from_json, exc)) from None
+        write_profile(args.write_profile, measured)
+        sys.stdout.write("wrote the 'measured' block of %s from %s (measured %s on %s)\n" % (
+            args.write_profile, args.from_json, measured.get("date", "?"), (measured.get("machine") or {}).get("cpu", "?")))
+        return 0
     for path in args.model:
         if not os.path.exists(path):
             raise ConfigError("--model %s does not exist" % path)

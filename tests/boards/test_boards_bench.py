@@ -124,6 +124,18 @@ def test_write_profile_refuses_a_bad_measurement_and_keeps_the_file(tmp_path):
     assert open(path).read() == before
 
 
+def test_cli_stores_a_measurement_made_on_the_board(tmp_path, capsys):
+    path = str(tmp_path / "rpi4b.json")
+    shutil.copy(os.path.join(PROFILE_DIR, "rpi4b.json"), path)
+    meas = tmp_path / "from-the-pi.json"
+    meas.write_text(json.dumps(MEASURED))
+    assert bench.main(["--from-json", str(meas), "--write-profile", path]) == 0
+    assert "measured 2026-11-22T03:00:00Z on Cortex-A72" in capsys.readouterr().out
+    assert load_profile(path)["measured"]["runtimes"]["numpy"]["overhead_s_per_op"] == 1e-4
+    with pytest.raises(ConfigError, match="--from-json needs --write-profile"):
+        bench.main(["--from-json", str(meas)])
+
+
 def test_cli_rejects_missing_paths(tmp_path):
     with pytest.raises(ConfigError, match="--model .*nope.tflite does not exist"):
         bench.main(["--model", str(tmp_path / "nope.tflite")])
