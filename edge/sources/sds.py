@@ -11,11 +11,12 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import time
 from typing import Iterator, List, Optional, Tuple
 
 from ..errors import ConfigError, DataError
 from .base import Record, Source
-from .mseed import DecodeStats, MseedFileSource
+from .mseed import DecodeStats, MseedFileSource, btime_to_ns
 
 __all__ = ["SdsSource", "sds_files", "trim_record"]
 
@@ -25,16 +26,12 @@ _DAY_NS = 86400 * 1_000_000_000
 
 
 def _year_bounds(start_ns: Optional[int], end_ns: Optional[int]) -> Tuple[int, int]:
-    import time
-
     lo = time.gmtime(start_ns // 1_000_000_000).tm_year if start_ns is not None else 0
     hi = time.gmtime((end_ns - 1) // 1_000_000_000).tm_year if end_ns is not None else 9999
     return lo, hi
 
 
 def _day_start_ns(year: int, doy: int) -> int:
-    from .mseed import btime_to_ns
-
     return btime_to_ns(year, doy, 0, 0, 0, 0)
 
 

@@ -22,6 +22,7 @@ and ``ignore_seq`` (resend from the start whatever sequence number is asked).
 
 from __future__ import annotations
 
+import datetime
 import fnmatch
 import logging
 import select
@@ -59,8 +60,6 @@ def _parse_time(text: str) -> int:
     parts = [int(p) for p in text.split(",")]
     if len(parts) < 6:
         raise ValueError(text)
-    import datetime
-
     dt = datetime.datetime(*parts[:6], tzinfo=datetime.timezone.utc)
     return int(dt.timestamp()) * 1_000_000_000
 
