@@ -291,6 +291,8 @@ class Station:
             if lag < -period / 2:  # overlaps what came before: keep the first
                 skip = int(round(-lag / period))
                 if skip >= len(x):
+                    log.warning("channel %s: packet at %d ns repeats or precedes data already received "
+                                "at %g Hz; dropped", comp, start_ns, fs)
                     return out
                 x, start_ns = x[skip:], start_ns + int(round(skip * period))
                 lag = start_ns - st.next_ns
