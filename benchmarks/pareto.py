@@ -1,0 +1,292 @@
+"""Compression Pareto table: size and cost against cross-validated P/S F1, float32 and int8.
+
+Every accuracy figure is pooled over 5 station folds of the NCEDC windows:
+each window is picked by the fold model that never saw its station (the
+folds of ``fieldpick.train.crossval.station_folds``, seed 0, the same as the
+zoo's teachers).  The peer in every row's ratio is the PhaseNet teacher of
+the same folds, scored in the same run.
+
+Stages (each writes its own JSON under ``--work`` so a stage can be re-run):
+
+    # 1. teacher rows: score the zoo's PhaseNet fold models on their test folds
+    .venv/bin/python benchmarks/pareto.py teacher --folds runs/zoo/phasenet
+    # 2. int8: calibrate, convert and score TFLite fp32 + full int8 for one candidate's folds
+    .venv/bin/python benchmarks/pareto.py int8 --name lppn-w8-distilled \\
+        --folds runs/compress/distill_w8/cv/distilled
+    # 3. the table: candidates from fieldpick distill/prune --crossval outputs + the stages above
+    .venv/bin/python benchmarks/pareto.py table --distill runs/compress/distill_w8/distill_cv.json \\
+        --prune runs/compress/prune_w16/prune_cv.json
+
+Writes benchmarks/results/pareto.json, pareto.md and plots/pareto.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+WORK = os.path.join(os.path.dirname(HERE), "runs", "compress")
+K, SEED = 5, 0
+
+log = logging.getLogger("pareto")
+
+
+def _setup():
+    import torch
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fold_split(data, f):
+    from fieldpick.train.crossval import station_folds
+    from fieldpick.train.fit import station_split
+
+    fold = station_folds(data.station, K, SEED)
+    test = fold == f
+    rest = data.subset(~test)
+    held = station_split(rest.station, 0.2, SEED + 1 + f)
+    return rest.subset(~held), rest.subset(held), data.subset(test)
+
+
+def _pool(parts, fs, tol):
+    from fieldpick.train.score import score
+
+    picks, p, s, npicks, seconds = [], [], [], [], 0.0
+    for pk, pi, si, npk, sec in parts:
+        picks += pk
+        p.append(pi)
+        s.append(si)
+        npicks += npk
+        seconds += sec
+    return score(picks, np.concatenate(p), np.concatenate(s), fs, tol, npicks, seconds)
+
+
+def _load(path):
+    from fieldpick.train.prune import load_pruned
+
+    return load_pruned(path)  # plain and pruned checkpoints alike
+
+
+def stage_teacher(args):
+    """Score each fold's teacher (its own tuned thresholds) on its test stations."""
+    from fieldpick.export.onnx import run_torch
+    from fieldpick.train.config import TrainConfig
+    from fieldpick.train.crossval import flops_per_record
+    from fieldpick.train.fit import load_real
+    from fieldpick.train.quantize import score_outputs
+
+    cfg = TrainConfig()
+    data = load_real()
+    parts, folds = [], []
+    for f in range(K):
+        model, card, _ = _load(os.path.join(args.folds, "fold%d" % f, "best.pt"))
+        _, _, test = _fold_split(data, f)
+        s = score_outputs(lambda x, m=model: run_torch(m, x)[0], model.card(), test, cfg)
+        parts.append(s.pop("_raw"))
+        folds.append(s)
+        log.info("teacher fold %d: P F1 %.3f S F1 %.3f", f, s["P_f1"], s["S_f1"])
+    out = {"name": "phasenet-teacher", "source": args.folds, "parameters": int(sum(p.numel() for p in model.parameters())),
+           "flops_per_30s": int(flops_per_record(model)), "pooled": _pool(parts, data.events.fs, cfg.tolerance_s),
+           "folds": folds}
+    _write(os.path.join(args.work, "teacher.json"), out)
+
+
+def stage_int8(args):
+    """Calibrate + convert + score TFLite fp32 and full int8 for each fold of one candidate."""
+    from fieldpick.train.config import TrainConfig
+    from fieldpick.train.fit import load_real, tune_thresholds
+    from fieldpick.train.quantize import int8_scores
+
+    cfg = TrainConfig()
+    data = load_real()
+    folds = [int(f) for f in args.fold_list.split(",")]
+    parts = {"torch": [], "fp32": [], "int8": []}
+    rows, sizes = [], {}
+    t0 = time.time()
+    for f in folds:
+        model, card, _ = _load(os.path.join(args.folds, "fold%d" % f, args.checkpoint))
+        train, val, test = _fold_split(data, f)
+        tune_thresholds(model, val, cfg)  # the fold's own validation stations, as in training
+        s, paths = int8_scores(model, model.card(), train, test, cfg,
+                               os.path.join(args.work, "int8", args.name, "fold%d" % f), seed=SEED + f)
+        sizes = {"int8_bytes": paths["int8_bytes"], "fp32_bytes": paths["fp32_bytes"]}
+        row = {"fold": f, "thresholds": dict(model.thresholds), **sizes}
+        for kind, sc in s.items():
+            parts[kind].append(sc.pop("_raw"))
+            row[kind] = sc
+        rows.append(row)
+        log.info("%s fold %d: P F1 torch %.3f fp32 %.3f int8 %.3f | S F1 %.3f %.3f %.3f", args.name, f,
+                 s["torch"]["P_f1"], s["fp32"]["P_f1"], s["int8"]["P_f1"], s["torch"]["S_f1"],
+                 s["fp32"]["S_f1"], s["int8"]["S_f1"])
+    out = {"name": args.name, "source": args.folds, "folds_used": folds, "seconds": time.time() - t0,
+           "parameters": int(sum(p.numel() for p in model.parameters())), **sizes,
+           "pooled": {k: _pool(v, data.events.fs, cfg.tolerance_s) for k, v in parts.items()}, "folds": rows}
+    _write(os.path.join(args.work, "int8_%s.json" % args.name), out)
+
+
+def _write(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, default=float)
+    log.info("wrote %s", path)
+
+
+# ---------------------------------------------------------------- the table
+def _row(name, kind, params, flops, pooled, note, int8=None):
+    r = {"name": name, "kind": kind, "parameters": int(params), "flops_per_30s": int(flops), "note": note}
+    for k in ("P_f1", "S_f1", "P_mean_s", "P_std_s", "S_mean_s", "S_std_s", "P_mae_s", "S_mae_s",
+              "false_picks_per_hour"):
+        r[k] = float(pooled[k]) if pooled.get(k) is not None else float("nan")
+    r["int8_bytes"] = None
+    if int8:
+        r["int8_bytes"] = int8["int8_bytes"]
+        r["int8_folds"] = int8["folds_used"]
+        for k in ("P_f1", "S_f1"):
+            r["int8_" + k] = float(int8["pooled"]["int8"][k])
+            r["fp32tfl_" + k] = float(int8["pooled"]["fp32"][k])
+            r["torch_" + k] = float(int8["pooled"]["torch"][k])
+    return r
+
+
+def stage_table(args):
+    work = args.work
+    rows = []
+    teacher = json.load(open(os.path.join(work, "teacher.json")))
+    int8 = {}
+    for fn in os.listdir(work):
+        if fn.startswith("int8_") and fn.endswith(".json"):
+            d = json.load(open(os.path.join(work, fn)))
+            int8[d["name"]] = d
+    rows.append(_row("phasenet-teacher", "teacher", teacher["parameters"], teacher["flops_per_30s"],
+                     teacher["pooled"], "zoo PhaseNet (U-Net), 5-fold", int8.get("phasenet-teacher")))
+    if args.distill:
+        d = json.load(open(args.distill))
+        tc = d["train_config"]
+        budget = "%d epochs x %d steps x %d windows" % (tc["epochs"], tc["steps_per_epoch"], tc["batch_size"])
+        width = tc["model"].get("width")
+        for v, what in (("scratch", "from scratch"), ("distilled", "distilled from the fold's teacher")):
+            if v in d:
+                name = "lppn-w%s-%s" % (width, v)
+                rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
+                                 "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
+    if args.prune:
+        p = json.load(open(args.prune))
+        for r in p["rows"]:
+            name = "lppn-w16-pruned%02d" % round(100 * r["ratio"]) if r["ratio"] else "lppn-w16-default"
+            note = ("default LPPN w16 fold models (fieldpick train --crossval 5)" if not r["ratio"] else
+                    "w16 with %d %% of channels removed, fine-tuned %d epochs" % (round(100 * r["ratio"]),
+                                                                                r["finetune_epochs"]))
+            rows.append(_row(name, "pruned" if r["ratio"] else "baseline", r["parameters"], r["flops_per_30s"],
+                             r["pooled"], note, int8.get(name)))
+    for r in rows:
+        r["params_vs_teacher"] = r["parameters"] / rows[0]["parameters"]
+        r["flops_vs_teacher"] = r["flops_per_30s"] / rows[0]["flops_per_30s"]
+        r["dP_f1_vs_teacher"] = r["P_f1"] - rows[0]["P_f1"]
+        r["dS_f1_vs_teacher"] = r["S_f1"] - rows[0]["S_f1"]
+    pts = [(r["flops_per_30s"], -min(r["P_f1"], r["S_f1"])) for r in rows]
+    for r, (fl, neg) in zip(rows, pts):
+        r["pareto"] = not any(f2 <= fl and n2 <= neg and (f2, n2) != (fl, neg) for f2, n2 in pts)
+    meta = {"folds": K, "seed": SEED, "python": platform.python_version(), "numpy": np.__version__,
+            "machine": platform.machine(), "load_average": os.getloadavg(), "created_utc": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": "benchmarks/pareto.py " + " ".join(sys.argv[1:])}
+    os.makedirs(os.path.join(RESULTS, "plots"), exist_ok=True)
+    _write(os.path.join(RESULTS, "pareto.json"), {"meta": meta, "rows": rows})
+    md = _markdown(rows, meta)
+    with open(os.path.join(RESULTS, "pareto.md"), "w") as f:
+        f.write(md)
+    _plot(rows, os.path.join(RESULTS, "plots", "pareto.png"))
+    sys.stdout.write(md)
+
+
+def _f(v, fmt="%.3f"):
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt % v
+
+
+def _markdown(rows, meta):
+    out = ["# Compression: Pareto table", "",
+           "P/S F1 pooled over %d station folds of the 154 NCEDC windows (+154 pre-P noise windows): each "
+           "window picked by the fold model that never saw its station; picks match within 0.5 s; "
+           "residual = pick - label. int8 = full-int8 TFLite (onnx2tf, calibrated on the fold's training "
+           "stations + synthetic windows at many SNRs), run by ai-edge-litert; its F1 is pooled over the "
+           "folds listed. Peer: the PhaseNet teacher of the same folds (ratios and deltas against it)." % meta["folds"],
+           "",
+           "| candidate | params | x teacher | MFLOPs/30 s | x teacher | int8 bytes | P F1 | S F1 | dP | dS "
+           "| P res mean/std s | S res mean/std s | false/h | int8 P F1 | int8 S F1 | int8 - fp32 (P, S) | Pareto |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d8 = "-"
+        if "int8_P_f1" in r:
+            d8 = "%+.3f, %+.3f (folds %s)" % (r["int8_P_f1"] - r["fp32tfl_P_f1"], r["int8_S_f1"] - r["fp32tfl_S_f1"],
+                                             ",".join(map(str, r["int8_folds"])))
+        out.append("| %s | %d | %.3f | %.2f | %.3f | %s | %s | %s | %+.3f | %+.3f | %s/%s | %s/%s | %s | %s | %s | %s | %s |" % (
+            r["name"], r["parameters"], r["params_vs_teacher"], r["flops_per_30s"] / 1e6, r["flops_vs_teacher"],
+            _f(r["int8_bytes"], "%d"), _f(r["P_f1"]), _f(r["S_f1"]), r["dP_f1_vs_teacher"], r["dS_f1_vs_teacher"],
+            _f(r["P_mean_s"], "%+.3f"), _f(r["P_std_s"]), _f(r["S_mean_s"], "%+.3f"), _f(r["S_std_s"]),
+            _f(r["false_picks_per_hour"], "%.1f"), _f(r.get("int8_P_f1")), _f(r.get("int8_S_f1")), d8,
+            "yes" if r["pareto"] else ""))
+    out += ["", "Candidates:", ""] + ["- %s: %s" % (r["name"], r["note"]) for r in rows]
+    out += ["", "benchmarks/pareto.py; Python %s, numpy %s, %s; load average %s; %s." % (
+        meta["python"], meta["numpy"], meta["machine"], ", ".join("%.1f" % v for v in meta["load_average"]),
+        meta["created_utc"]), ""]
+    return "\n".join(out)
+
+
+def _plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, phase in zip(axes, ("P", "S")):
+        for r in rows:
+            x = r["flops_per_30s"] / 1e6
+            ax.scatter(x, r[phase + "_f1"], s=30 + 400 * r["parameters"] / rows[0]["parameters"] ** 0.5 / 500,
+                       marker="o" if r["pareto"] else "s", label=None)
+            ax.annotate(r["name"], (x, r[phase + "_f1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if "int8_" + phase + "_f1" in r:
+                ax.scatter(x, r["int8_" + phase + "_f1"], marker="x", color="k")
+        ax.set_xscale("log")
+        ax.axvline(3.0, color="grey", ls=":", lw=1)
+        ax.set_xlabel("MFLOPs per 30 s window (log)")
+        ax.set_ylabel("%s F1 (5-fold, by station)" % phase)
+        ax.set_title("%s picks (x: full int8 TFLite)" % phase)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("stage", choices=("teacher", "int8", "table"))
+    ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
+    ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints")
+    ap.add_argument("--checkpoint", default="best.pt", help="int8: file name inside each fold folder")
+    ap.add_argument("--name", help="int8: candidate name (as in the table)")
+    ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
+    ap.add_argument("--distill", help="table: distill_cv.json of fieldpick distill --crossval")
+    ap.add_argument("--prune", help="table: prune_cv.json of fieldpick prune --crossval")
+    args = ap.parse_args(argv)
+    _setup()
+    if args.stage in ("teacher", "int8") and not args.folds:
+        ap.error("%s needs --folds DIR" % args.stage)
+    if args.stage == "int8" and not args.name:
+        ap.error("int8 needs --name")
+    {"teacher": stage_teacher, "int8": stage_int8, "table": stage_table}[args.stage](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

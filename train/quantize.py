@@ -1,0 +1,152 @@
+"""int8 by post-training calibration: the recipe, and its check against float32.
+
+The recipe (measured in ``benchmarks/pareto.py``; see ``docs/compression.md``):
+
+1. Train in float32 (``fieldpick train`` / ``distill`` / ``prune``).  BatchNorm
+   follows every convolution and folds into it at export, ReLU bounds the
+   activations, and the outputs are a softmax and a sigmoid: ranges int8
+   holds well.
+2. Calibrate full int8 (per-channel weights, per-tensor activations, int8
+   input and output) with onnx2tf on windows that look like what the station
+   sees (:func:`calibration_windows`): synthetic events at many SNRs
+   (-5..40 dB, half at the generator's own NCEDC-like SNRs) with real-world
+   troubles (spikes, gaps, dead channels), synthetic noise, and the real
+   NCEDC windows of the *training* stations only (events with P anywhere in
+   the window, and their pre-event noise), all normalised as the card says.
+   The test stations of a fold are never used for calibration.
+3. Check: the int8 TFLite model picks the held-out stations' windows and its
+   P and S F1 are compared with the float32 TFLite model's and PyTorch's
+   (:func:`int8_scores`), with the same thresholds.
+
+Quantisation-aware training is the fallback when step 3 shows a loss of more
+than 0.01 F1; on the per-stride LPPN students it has not been needed (the
+measured deltas are in ``benchmarks/results/pareto.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import numpy as np
+
+from fieldpick.edge.errors import DataError
+
+__all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outputs", "int8_scores"]
+
+log = logging.getLogger(__name__)
+
+
+def calibration_windows(card, train_data=None, n_synthetic=200, seed=0):
+    """Normalised (N, C, T) calibration windows for ``card``: synthetic at many SNRs + real training stations.
+
+    train_data: a :class:`~fieldpick.train.fit.RealData` of the stations the
+    model trained on (its event traces are cropped with P at 10-50 % of the
+    window, and its pre-P noise windows are added), or None for synthetic
+    windows only.  Returns ``(windows, source)``, ``source`` an (N,) array
+    of 'synthetic', 'ncedc-event' or 'ncedc-noise'.
+    """
+    from fieldpick.export.calibrate import normalise, synthetic_windows
+    from fieldpick.train.fit import pad_noise
+
+    spec = card.input
+    t = spec.window_samples
+    x, _, _ = synthetic_windows(n_synthetic, t, spec.sampling_rate_hz, seed)
+    parts, src = [x], ["synthetic"] * len(x)
+    if train_data is not None and len(train_data.events):
+        ev = train_data.events
+        if ev.window_samples < t:
+            raise DataError("training traces have %d samples; calibration needs %d" % (ev.window_samples, t))
+        rng = np.random.default_rng(seed + 1)
+        p = np.where(np.isfinite(ev.p_idx), ev.p_idx, ev.window_samples / 2.0)
+        start = np.clip(p - rng.uniform(0.1, 0.5, len(ev)) * t, 0, ev.window_samples - t).astype(np.int64)
+        idx = start[:, None] + np.arange(t)[None, :]
+        crops = np.take_along_axis(ev.waveforms, np.broadcast_to(idx[:, None, :], (len(ev), 3, t)), -1)
+        noise, _ = pad_noise(train_data.noise, t)
+        parts += [crops, noise]
+        src += ["ncedc-event"] * len(crops) + ["ncedc-noise"] * len(noise)
+    windows = np.concatenate([np.asarray(q, dtype=np.float32) for q in parts])
+    return normalise(windows, spec.normalisation), np.array(src)
+
+
+def export_tflite(model, card, calibration, out_dir, stem="model", timeout_s=900):
+    """PyTorch -> ONNX -> TFLite float32 and full int8 (calibrated on ``calibration``, (N, C, T)).
+
+    Uses the export package's steps (export view, ONNX, onnx2tf); no parity
+    gates here (``fieldpick export`` has them): the comparison that matters
+    for this module is F1 (:func:`int8_scores`).  Returns ``{"onnx", "fp32",
+    "int8"}`` paths.
+    """
+    from fieldpick.export import adapters
+    from fieldpick.export import onnx as onnx_step
+    from fieldpick.export import tflite as tflite_step
+
+    os.makedirs(out_dir, exist_ok=True)
+    view, _ = adapters.export_view(model)
+    spec = card.input
+    onnx_path = os.path.join(out_dir, stem + ".onnx")
+    onnx_step.export_onnx(view.eval(), onnx_path, len(spec.channels), spec.window_samples)
+    made = tflite_step.convert(onnx_path, out_dir, calibration_ntc=calibration.transpose(0, 2, 1),
+                               input_name=onnx_step.INPUT_NAME, timeout_s=timeout_s)
+    paths = {"onnx": onnx_path, "fp32": os.path.join(out_dir, stem + "_fp32.tflite"),
+             "int8": os.path.join(out_dir, stem + "_int8.tflite")}
+    os.replace(made["float32"], paths["fp32"])
+    os.replace(made["int8"], paths["int8"])
+    shutil.rmtree(made["scratch"], ignore_errors=True)
+    return paths
+
+
+def tflite_outputs(path, windows):
+    """Outputs of a .tflite model on normalised (N, C, T) windows, in PyTorch layout (N, C', L)."""
+    from fieldpick.export.tflite import run_tflite
+
+    out = run_tflite(path, np.ascontiguousarray(windows.transpose(0, 2, 1)))
+    if len(out) != 1:
+        raise DataError("%s has %d outputs; the zoo's per-window cards declare one" % (path, len(out)))
+    return out[0].transpose(0, 2, 1)
+
+
+def score_outputs(run, card, test, cfg):
+    """Pick and score one model on the fixed windows of ``test`` (a RealData).
+
+    run: a function from normalised (N, C, T) windows to outputs (N, C', L).
+    Returns :func:`fieldpick.train.score.score`'s dict plus, under
+    ``"_raw"``, what pooling over folds needs.
+    """
+    from fieldpick.train.fit import eval_windows, normalise, pad_noise
+    from fieldpick.train.score import picks_from_outputs, score
+
+    t = card.input.window_samples
+    events = eval_windows(test, t)
+    picks = picks_from_outputs(run(normalise(events.waveforms)), card)
+    noise, valid = pad_noise(test.noise, t)
+    npicks = [[pk for pk in w if pk[1] < valid] for w in picks_from_outputs(run(normalise(noise)), card)]
+    seconds = len(noise) * valid / events.fs
+    s = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
+    s["_raw"] = (picks, events.p_idx, events.s_idx, npicks, seconds)
+    return s
+
+
+def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0):
+    """Scores of ``model`` in PyTorch, TFLite float32 and TFLite full int8 on ``test``, same thresholds.
+
+    The int8 model is calibrated on :func:`calibration_windows` of
+    ``train_data``.  Returns ``({"torch": s, "fp32": s, "int8": s}, paths)``.
+    """
+    import torch
+
+    from fieldpick.export.onnx import run_torch
+
+    calib, src = calibration_windows(card, train_data, n_synthetic, seed)
+    log.info("calibrating on %d windows (%s)", len(calib),
+             ", ".join("%d %s" % (int(np.sum(src == k)), k) for k in np.unique(src)))
+    paths = export_tflite(model, card, calib, out_dir)
+    paths["int8_bytes"] = os.path.getsize(paths["int8"])
+    paths["fp32_bytes"] = os.path.getsize(paths["fp32"])
+    model.eval()
+    with torch.no_grad():
+        runs = {"torch": lambda x: run_torch(model, x)[0],
+                "fp32": lambda x: tflite_outputs(paths["fp32"], x),
+                "int8": lambda x: tflite_outputs(paths["int8"], x)}
+        return {k: score_outputs(f, card, test, cfg) for k, f in runs.items()}, paths
