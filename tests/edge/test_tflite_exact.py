@@ -163,3 +163,15 @@ def test_onnx_backend_runs_the_twin(onnx2tf_models, rng):
     want = ours.run(x)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g.transpose(0, 2, 1), w, rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_batch_larger_than_one_chunk_equals_single_windows(onnx2tf_models, rng):
+    it = Interpreter(onnx2tf_models["int8"])
+    step = (2 << 20) // (8 * it.planned_bytes)
+    assert 1 < step < 20  # so that 20 windows run as several chunks
+    xs = np.concatenate(list(_inputs(it, rng, 20)), axis=0)
+    batched = it.run(xs)
+    for b in range(20):
+        for bo, so in zip(batched, it.run(xs[b:b + 1])):
+            np.testing.assert_array_equal(bo[b:b + 1], so)
