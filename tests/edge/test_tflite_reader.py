@@ -149,3 +149,15 @@ def test_fuzz_random_bytes_with_the_identifier(blob):
         read_model(data)
     except FieldpickError:
         pass
+
+
+def test_a_tensor_declaring_gigabytes_is_refused_at_load(tiny):
+    buf, root = _root(tiny)
+    t0 = root.tables(2, "subgraphs", 10)[0].tables(0, "tensors", 100)[0]
+    start, n = buf.vector(t0._field(0), 4, "shape")
+    assert n == 3
+    bad = bytearray(tiny)
+    struct.pack_into("<i", bad, start + 4, 1 << 30)  # (1, 16, 3) -> (1, 2**30, 3): 3 GiB of int8
+    read_model(bytes(bad))  # structurally fine ...
+    with pytest.raises(ModelFormatError, match=r"tensor 0 .* declares 3221225472 bytes; this runtime takes at most 268435456"):
+        Interpreter(bytes(bad))  # ... but not something to allocate
