@@ -506,8 +506,10 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     for epoch in range(start_epoch, epochs):
         _train_mode(model)
         losses = []
-        bar = tqdm(range(steps), desc="%s %d/%d" % (stage, epoch + 1, epochs), leave=False,
-                   disable=not cfg.progress, file=sys.stderr)
+        from fieldpick.train.progress import bar as progress_bar
+
+        # a bar (loss, time left) on a terminal only; silent in logs and pipes
+        bar = progress_bar(range(steps), desc="%s %d/%d" % (stage, epoch + 1, epochs), unit="step", want=cfg.progress)
         t0 = time.time()
         for _ in bar:
             x, target = task.batch(sampler, rng, cfg.batch_size)
