@@ -113,12 +113,11 @@ def stride_targets(probs, stride):
 
 
 def _module(model, dotted):
-    m = model
-    for part in dotted.split("."):
-        if not hasattr(m, part) and not (part.isdigit() and hasattr(m, "__getitem__")):
-            raise ConfigError("teacher has no module %r (failed at %r)" % (dotted, part))
-        m = m[int(part)] if part.isdigit() else getattr(m, part)
-    return m
+    try:
+        return model.get_submodule(dotted)
+    except AttributeError:
+        raise ConfigError("teacher has no module %r; e.g. %s" % (
+            dotted, ", ".join(n for n, _ in list(model.named_children())[:6]))) from None
 
 
 class _Capture:
@@ -465,10 +464,12 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     dcfg = _distill_config(args)
+    if args.crossval and not args.teacher_folds:
+        raise ConfigError("--crossval needs --teacher-folds DIR (one teacher per fold)")
+    if not args.crossval and not args.teacher:
+        raise ConfigError("give --teacher CKPT (or --crossval K --teacher-folds DIR)")
     data = load_real(cfg.data_dir or None)
     if args.crossval:
-        if not args.teacher_folds:
-            raise ConfigError("--crossval needs --teacher-folds DIR (one teacher per fold)")
         out = cross_validate_distill(cfg, dcfg, data, args.teacher_folds, k=args.crossval,
                                      out_dir=os.path.join(cfg.out_dir, "cv"), scratch=not args.no_scratch)
         os.makedirs(cfg.out_dir, exist_ok=True)
@@ -478,9 +479,8 @@ def main(argv) -> int:
                  if isinstance(out[v], dict) and "pooled" in out[v]}
         sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
         return 0
-    if not args.teacher:
-        raise ConfigError("give --teacher CKPT (or --crossval K --teacher-folds DIR)")
-    teacher, _, _ = load_checkpoint(args.teacher)
+    teacher, t_card, _ = load_checkpoint(args.teacher)
+    teacher.thresholds = dict(t_card.thresholds)
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history, info = distill(cfg, dcfg, teacher, data.subset(~held), data.subset(held), cfg.out_dir)
     metrics = evaluate(model, data.subset(held), cfg)

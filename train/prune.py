@@ -282,12 +282,15 @@ def main(argv) -> int:
     if args.finetune_epochs < 0:
         raise ConfigError("--finetune-epochs %r; it must be >= 0" % args.finetune_epochs)
     cfg = config_from_args(args)
+    if args.crossval and not args.source_folds:
+        raise ConfigError("--crossval needs --source-folds DIR (one trained model per fold)")
+    if not args.crossval and not args.checkpoint:
+        raise ConfigError("give --checkpoint CKPT (or --crossval K --source-folds DIR)")
+    ratios = _ratios(args.ratios)
     torch.set_num_threads(cfg.threads)
     data = load_real(cfg.data_dir or None)
     if args.crossval:
-        if not args.source_folds:
-            raise ConfigError("--crossval needs --source-folds DIR (one trained model per fold)")
-        rows = cross_validate_prune(cfg, data, args.source_folds, _ratios(args.ratios), k=args.crossval,
+        rows = cross_validate_prune(cfg, data, args.source_folds, ratios, k=args.crossval,
                                     epochs=args.finetune_epochs, out_dir=os.path.join(cfg.out_dir, "cv"))
         os.makedirs(cfg.out_dir, exist_ok=True)
         with open(os.path.join(cfg.out_dir, "prune_cv.json"), "w") as f:
@@ -297,8 +300,6 @@ def main(argv) -> int:
             b.update({key: r["pooled"][key] for key in ("P_f1", "S_f1")})
         sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
         return 0
-    if not args.checkpoint:
-        raise ConfigError("give --checkpoint CKPT (or --crossval K --source-folds DIR)")
     base, card, _ = load_checkpoint(args.checkpoint)
     model, removed = prune_model(base, args.ratio)
     model.thresholds = dict(card.thresholds)

@@ -1,0 +1,202 @@
+"""Distillation: per-stride soft targets, the closed-form adapter, channel selection, the task and the verb."""
+
+import numpy as np
+import pytest
+import torch
+
+from fieldpick.edge.errors import ConfigError
+from fieldpick.train.config import TrainConfig
+from fieldpick.train.data.datasets import WindowSet
+from fieldpick.train.distill import (
+    DistillConfig,
+    DistillTask,
+    UnlabeledMix,
+    distill,
+    main,
+    ridge_residual,
+    select_channels,
+    stride_targets,
+)
+from fieldpick.train.fit import RandomWindows, RealData, StrideTask
+from fieldpick.train.models import build
+
+torch.set_num_threads(1)
+
+T = 512  # samples per model window
+
+
+def step_data(n=10, length=1400, seed=0):
+    """Weak noise with a unit step at P and a sine burst at S."""
+    rng = np.random.default_rng(seed)
+    w = (0.01 * rng.standard_normal((n, 3, length))).astype(np.float32)
+    p = rng.integers(400, 600, n).astype(float)
+    s = p + rng.integers(60, 200, n)
+    for i in range(n):
+        w[i, :, int(p[i]):] += 1.0
+        w[i, :, int(s[i]):] += 3.0 * np.sin(0.3 * np.arange(length - int(s[i])))
+    stations = np.array(["NC.S%02d" % (i // 2) for i in range(n)])
+    noise = WindowSet((0.01 * rng.standard_normal((n, 3, 480))).astype(np.float32), np.full(n, np.nan),
+                      np.full(n, np.nan), stations)
+    return RealData(WindowSet(w, p, s, stations), (p - 100).astype(np.int64), noise)
+
+
+def small(tmp_path, **kw):
+    base = dict(architecture="lppn", model={"window_samples": T, "stride": 16, "width": 4, "context_blocks": 1},
+                epochs=1, steps_per_epoch=2, batch_size=4, progress=False, out_dir=str(tmp_path / "s"),
+                val_fraction=0.3, patience=0)
+    base.update(kw)
+    return TrainConfig.from_dict(base)
+
+
+def teacher():
+    torch.manual_seed(0)
+    return build("phasenet", {"window_samples": T, "filters": [4, 6, 8]}).eval()
+
+
+# ---------------------------------------------------------------- soft targets
+def test_stride_targets_by_hand():
+    # T = 8, stride 4: all P probability at sample 5 -> stride 1 holds it, a quarter on average, offset 1/4
+    probs = torch.zeros(1, 3, 8)
+    probs[0, 0] = 1.0
+    probs[0, 0, 5], probs[0, 1, 5] = 0.0, 1.0
+    cls, off, weight = stride_targets(probs, 4)
+    assert torch.allclose(cls[0, :, 0], torch.tensor([1.0, 0.0, 0.0]))
+    assert torch.allclose(cls[0, :, 1], torch.tensor([0.75, 0.25, 0.0]))
+    assert torch.allclose(cls.sum(1), torch.ones(1, 2))
+    assert off[0].tolist() == [0.0, 0.25]
+    assert weight[0].tolist() == [0.0, 0.25]
+
+
+def test_stride_targets_centroid_between_samples():
+    # S probability 0.5 at samples 1 and 3 of a stride of 4: centroid (1 + 3) / 2 / 4 = 0.5
+    probs = torch.zeros(1, 3, 4)
+    probs[0, 0] = 1.0
+    probs[0, :, 1] = torch.tensor([0.5, 0.0, 0.5])
+    probs[0, :, 3] = torch.tensor([0.5, 0.0, 0.5])
+    _, off, weight = stride_targets(probs, 4)
+    assert off.item() == pytest.approx(0.5)
+    assert weight.item() == pytest.approx(0.25)
+
+
+def test_stride_targets_reject_ragged_length():
+    with pytest.raises(ConfigError, match="10 samples, not a multiple of the student stride 4"):
+        stride_targets(torch.zeros(1, 3, 10), 4)
+
+
+# ---------------------------------------------------------------- adapter
+def test_ridge_residual_zero_for_linear_targets_and_variance_for_noise():
+    g = torch.Generator().manual_seed(1)
+    h = torch.randn(4, 6, 50, generator=g)
+    w = torch.randn(3, 6, generator=g)
+    f = torch.einsum("kc,bcl->bkl", w, h) + 0.5
+    assert ridge_residual(h, f, ridge=1e-8).item() < 1e-6
+    unrelated = torch.randn(4, 3, 50, generator=g)
+    r = ridge_residual(h, unrelated).item()
+    assert 0.8 < r < 1.1  # unit-variance targets unexplained by 7 regressors over 200 positions
+
+
+def test_ridge_residual_has_gradient_into_student_features():
+    g = torch.Generator().manual_seed(2)
+    h = torch.randn(2, 4, 30, generator=g, requires_grad=True)
+    f = torch.randn(2, 2, 30, generator=g)
+    ridge_residual(h, f).backward()
+    assert h.grad is not None and h.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- channel selection
+def test_select_channels_never_picks_a_silenced_channel():
+    t = teacher()
+    layer = t.up_same[0][1]  # BatchNorm of the layer whose output is ranked (6 channels)
+    with torch.no_grad():
+        layer.weight[[0, 3]] = 0.0
+        layer.bias[[0, 3]] = -1.0  # ReLU(-1) = 0: the channels output nothing
+    x = np.random.default_rng(0).standard_normal((8, 3, T)).astype(np.float32)
+    index, importance, mean, std = select_channels(t, "up_same.0", x, 4)
+    assert importance.shape == (6,)
+    assert importance[0] == 0 and importance[3] == 0
+    assert sorted(index.tolist()) == sorted(set(range(6)) - {0, 3})
+    assert importance[index[0]] == importance.max()
+    assert mean.shape == std.shape == (4,)
+
+
+@pytest.mark.parametrize("layer, k, message", [
+    ("up_same.9", 2, "teacher has no module 'up_same.9'"),
+    ("up_same.0", 7, "feature_channels 7; teacher layer 'up_same.0' has only 6 channels"),
+])
+def test_select_channels_errors(layer, k, message):
+    x = np.zeros((2, 3, T), dtype=np.float32)
+    with pytest.raises(ConfigError, match=message):
+        select_channels(teacher(), layer, x, k)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("temperature", 0.0, "temperature is 0.0; it must be > 0"),
+    ("soft_weight", 1.5, "soft_weight is 1.5; it must lie in \\[0, 1\\]"),
+    ("feature_channels", 0, "feature_channels is 0; it must be >= 1"),
+    ("unlabeled_windows", 0, "unlabeled_per_batch is 4 but unlabeled_windows is 0"),
+])
+def test_distill_config_errors(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        DistillConfig(**{field: value}).validate()
+
+
+# ---------------------------------------------------------------- data and task
+def test_unlabeled_mix_keeps_the_labeled_draw(tmp_path):
+    data = step_data()
+    source = RandomWindows(data.events, data.noise, T)
+    pool = RandomWindows(step_data(seed=5).events, None, T)
+    x0, p0, s0 = source(np.random.default_rng(3), 4)
+    x, p, s, labeled = UnlabeledMix(source, pool, 2)(np.random.default_rng(3), 4)
+    assert x.shape == (6, 3, T)
+    np.testing.assert_array_equal(x[:4], x0)
+    np.testing.assert_array_equal(p[:4], p0)
+    assert labeled.tolist() == [True] * 4 + [False] * 2
+    assert np.isnan(p[4:]).all() and np.isnan(s[4:]).all()
+
+
+def test_distill_task_without_teacher_terms_is_the_student_loss(tmp_path):
+    cfg = small(tmp_path)
+    torch.manual_seed(0)
+    student = build("lppn", cfg.model)
+    data = step_data()
+    source = UnlabeledMix(RandomWindows(data.events, data.noise, T))
+    task = DistillTask(student, cfg, teacher(), DistillConfig(soft_weight=0.0, feature_weight=0.0,
+                                                              unlabeled_per_batch=0))
+    x, target = task.batch(source, np.random.default_rng(0), 4)
+    plain = StrideTask(student, cfg)
+    expected = plain.loss(x, target[:2])
+    assert task.loss(x, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    # the teacher terms add to it
+    full = DistillTask(student, cfg, teacher(), DistillConfig(soft_weight=0.5, feature_weight=0.0,
+                                                              unlabeled_per_batch=0))
+    assert full.loss(x, target).item() != pytest.approx(expected.item(), rel=1e-3)
+
+
+def test_distill_task_rejects_wrong_models(tmp_path):
+    cfg = small(tmp_path, architecture="phasenet", model={"window_samples": T, "filters": [4, 6, 8]})
+    with pytest.raises(ConfigError, match="student must be per-stride \\(lppn\\); got 'phasenet'"):
+        DistillTask(teacher(), cfg, teacher(), DistillConfig())
+
+
+def test_distill_end_to_end_writes_a_plain_checkpoint(tmp_path):
+    from fieldpick.train.checkpoint import load_checkpoint
+
+    cfg = small(tmp_path)
+    data = step_data()
+    held = np.isin(data.station, ["NC.S00", "NC.S01"])
+    dcfg = DistillConfig(feature_channels=3, teacher_layer="up_same.0", unlabeled_per_batch=0, selection_windows=4)
+    model, history, info = distill(cfg, dcfg, teacher(), data.subset(~held), data.subset(held), cfg.out_dir)
+    assert [h["stage"] for h in history] == ["distill"]
+    assert len(info["channels"]) == 3 and len(info["importance"]) == 6
+    saved, _, _ = load_checkpoint(str(tmp_path / "s" / "best.pt"))  # no adapter weights in the file
+    assert set(saved.state_dict()) == set(build("lppn", cfg.model).state_dict())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--crossval", "3"], "--crossval needs --teacher-folds DIR"),
+    ([], "give --teacher CKPT"),
+    (["--teacher", "x.pt", "--temperature", "-1"], "temperature is -1.0; it must be > 0"),
+])
+def test_cli_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        main(argv)
