@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import List
 
 import numpy as np
@@ -289,6 +290,33 @@ class Interpreter:
         if dequantize:
             results = [_dequantize(r, o) for r, o in zip(results, self._outputs)]
         return results
+
+    def quantize_input(self, x):
+        """Windows (B, T, C) as the model's input type: float32 is quantised with the input's
+        scale and zero point (round half away from zero, then clamped), as TFLite's QUANTIZE does."""
+        return self._convert_input(np.asarray(x), self._inputs[0])
+
+    def op_times(self, x, runs=5):
+        """Per-operator wall time of the numpy engine: [(op index, op name, median seconds)].
+
+        x: one batch as :meth:`run` takes it.  The first of ``runs + 1`` passes warms up.
+        """
+        if not isinstance(self._engine, _NumpyEngine):
+            raise ConfigError("op_times() profiles the numpy back end; this interpreter runs %r" % self.backend)
+        eng = self._engine
+        d = self._inputs[0]
+        x = self._convert_input(np.asarray(x), d)
+        times = np.zeros((runs + 1, len(eng.kernels)))
+        tensors = eng.tensors
+        for r in range(runs + 1):
+            values = {d["index"]: x}
+            for k, op in enumerate(eng.sg.operators):
+                ins = [None if i < 0 else (values[i] if tensors[i].data is None else tensors[i].data) for i in op.inputs]
+                t0 = time.perf_counter()
+                values[op.outputs[0]] = eng.kernels[k](ins)
+                times[r, k] = time.perf_counter() - t0
+        med = np.median(times[1:], axis=0)
+        return [(op.index, op.name, float(med[k])) for k, op in enumerate(eng.sg.operators)]
 
     def _convert_input(self, x, d):
         dtype = np.dtype(d["dtype"])

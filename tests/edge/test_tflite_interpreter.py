@@ -133,3 +133,12 @@ def test_optional_backends_share_the_interface(backend, module, rng):
     diff = np.abs(ours.run(x)[0].astype(int) - other.run(x)[0].astype(int))
     assert diff.max() <= 3
     assert np.mean(diff == 0) >= 0.8
+
+
+def test_op_times_and_quantize_input(int8, rng):
+    x = rng.standard_normal((2, 16, 3)).astype(np.float32)
+    q = int8.quantize_input(x)
+    assert q.dtype == np.int8 and q.shape == (2, 16, 3)
+    times = int8.op_times(x, runs=2)
+    assert [name for _, name, _ in times] == ["RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "RESHAPE", "SOFTMAX"]
+    assert all(t >= 0 for _, _, t in times)
