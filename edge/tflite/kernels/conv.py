@@ -235,13 +235,15 @@ def _fold_zero_point(bias, zp_in, w_sums):
     return b - int(zp_in) * w_sums.astype(np.int64)
 
 
-def _pad_value(xf, pads, value):
+def _pad_value(x, pads, value, dtype=None):
+    """x padded along H and W with ``value``, as ``dtype`` (the cast happens in the same copy)."""
+    dtype = x.dtype if dtype is None else np.dtype(dtype)
     pt, pb, pl, pr = pads
     if not (pt or pb or pl or pr):
-        return xf
-    b, h, w, c = xf.shape
-    out = np.full((b, h + pt + pb, w + pl + pr, c), value, xf.dtype)
-    out[:, pt:pt + h, pl:pl + w, :] = xf
+        return x.astype(dtype, copy=False)
+    b, h, w, c = x.shape
+    out = np.full((b, h + pt + pb, w + pl + pr, c), value, dtype)
+    out[:, pt:pt + h, pl:pl + w, :] = x
     return out
 
 
@@ -299,11 +301,11 @@ def build_conv2d(op, tensors):
     pointwise = kh == kw == sh == sw == 1
     act = op.options["activation"]
 
-    def patches(xf, pad_value):
-        b = xf.shape[0]
+    def patches(x, pad_value, dtype):
+        b = x.shape[0]
         if pointwise:
-            return xf.reshape(b * h * w, cin)
-        return im2col(_pad_value(xf, pads, pad_value), kh, kw, sh, sw, dh, dw, oh, ow)
+            return x.astype(dtype, copy=False).reshape(b * h * w, cin)
+        return im2col(_pad_value(x, pads, pad_value, dtype), kh, kw, sh, sw, dh, dw, oh, ow)
 
     if q:
         zp_in = qparams(x_t)[1]
@@ -312,7 +314,7 @@ def build_conv2d(op, tensors):
 
         def conv_int8(ins):
             x = ins[0]
-            acc = patches(x.astype(acc_t), zp_in) @ w_mat
+            acc = patches(x, zp_in, acc_t) @ w_mat
             return requant(acc).reshape(x.shape[0], oh, ow, cout)
 
         return conv_int8
@@ -321,7 +323,7 @@ def build_conv2d(op, tensors):
 
     def conv_f32(ins):
         x = ins[0]
-        y = patches(x, 0.0) @ w_mat
+        y = patches(x, 0.0, np.float32) @ w_mat
         if bias is not None:
             y += bias
         if fact is not None:
@@ -360,7 +362,7 @@ def _build_depthwise(op, tensors, wk, mult):
                                 bias=_fold_zero_point(bias, zp_in, wk.reshape(-1, cout).sum(axis=0)))
 
         def dw_int8(ins):
-            xp = _pad_value(ins[0].astype(acc_t), pads, zp_in)
+            xp = _pad_value(ins[0], pads, zp_in, acc_t)
             return requant(_depthwise_taps(xp, wf, mult, oh, ow, sh, sw, dh, dw))
 
         return dw_int8
