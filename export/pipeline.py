@@ -228,6 +228,10 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         log.warning("pick-level parity is PENDING: fieldpick.edge.picker is not installed; "
                     "only numeric int8 figures are recorded")
         report["gates"]["pick_parity"] = "pending: fieldpick.edge.picker not installed"
+    report["numpy_runtime"] = {"fp32": _numpy_runtime(fp32_path, par_ntc[:16], fp32_out[0][:16]),
+                               "int8": _numpy_runtime(int8_path, par_ntc[:16], int8_out[0][:16])}
+    if isinstance(report["numpy_runtime"]["int8"], float):
+        values["numpy_runtime_max_abs_diff_vs_litert"] = report["numpy_runtime"]["int8"]
     report["gates"].update({k: v for k, v in values.items() if k != "windows"})
     int8_prov = {"pick_parity": report["gates"]["pick_parity"]}
     # write the card before gating so a failed gate still leaves the measured figures on disk
@@ -243,6 +247,28 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
             % (100 * class_gate, len(par_x), 100 * parity.PICK_AGREEMENT_MIN))
     if report["gates"]["pick_parity"] == "measured":
         parity.gate_picks("TFLite int8 vs float32 picks", pp)
+
+
+def _numpy_runtime(path, windows_ntc, reference):
+    """Max |diff| of the station's numpy runtime against ai-edge-litert on a few windows.
+
+    Returns the number, or a string saying why it could not run (the export
+    does not stop: the station's runtime is another issue's, and a gap there
+    must be visible, not fatal).
+    """
+    try:
+        from fieldpick.edge.tflite.interpreter import Interpreter
+    except ImportError as exc:
+        return "pending: fieldpick.edge.tflite.interpreter not importable (%s)" % exc
+    try:
+        got = Interpreter(path).run(windows_ntc, dequantize=True)[0]
+    except FieldpickError as exc:
+        log.warning("the numpy runtime cannot run %s: %s", path, exc)
+        return "cannot run: %s: %s" % (type(exc).__name__, exc)
+    diff = float(np.max(np.abs(np.asarray(got, dtype=np.float64) - reference)))
+    log.info("numpy runtime vs ai-edge-litert on %s: max |diff| %.3g on %d windows", os.path.basename(path), diff,
+             len(windows_ntc))
+    return diff
 
 
 def _write_report(out_dir, report):

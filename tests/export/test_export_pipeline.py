@@ -136,6 +136,14 @@ def test_export_pipeline_pick_gate_is_loud_and_consistent(exported):
 
 
 @pytest.mark.slow
+def test_export_pipeline_numpy_runtime_runs_the_files(exported):
+    """The station's numpy runtime matches ai-edge-litert: fp32 to rounding, int8 to one output step."""
+    rt = exported["report"]["numpy_runtime"]
+    assert rt["fp32"] < 1e-5
+    assert rt["int8"] <= 1 / 256.0 + 1e-9
+
+
+@pytest.mark.slow
 def test_export_pipeline_graph_is_clean(exported):
     r = exported["report"]
     assert r["ops_fp32"] == {"CONV_2D": 3, "RESHAPE": 2, "SOFTMAX": 1}
