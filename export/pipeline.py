@@ -217,6 +217,13 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         pp = parity.pick_parity(fp32_out[0], int8_out[0], base_card, par_p, par_s, par_src)
         values.update({"pick_agreement": pp.agreement, "picks_fp32": float(pp.ref_picks),
                        "picks_int8": float(pp.test_picks), "f1_delta": pp.f1_delta})
+        # context, not a gate: how far the fp32 model's own picks move when only its input is
+        # rounded to the int8 input grid (a model whose picks move here cannot pass the gate)
+        q = int8_info.inputs[0]
+        rounded = (np.clip(np.round(par_ntc / q.scale) + q.zero_point, -128, 127) - q.zero_point) * q.scale
+        fp32_rounded = tflite_step.run_tflite(fp32_path, rounded.astype(np.float32))
+        values["pick_agreement_fp32_on_int8_input_grid"] = parity.pick_parity(
+            fp32_out[0], fp32_rounded[0], base_card, par_p, par_s).agreement
         for k in pp.f1_ref:
             if np.isfinite(pp.f1_ref[k]) and np.isfinite(pp.f1_test[k]):
                 values["f1_%s_fp32" % k] = pp.f1_ref[k]
