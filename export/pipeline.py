@@ -22,6 +22,8 @@ import os
 import platform
 import shutil
 import time
+from dataclasses import dataclass
+from typing import List, Optional
 
 import numpy as np
 
@@ -40,29 +42,43 @@ REPORT_FORMAT = "fieldpick-export-report"
 REPORT_VERSION = 1
 
 
+@dataclass
 class ExportSettings:
-    """What an export run may vary (window counts, seeds, converter limits)."""
+    """What an export run may vary; the command line parses into this and nothing else.
 
-    def __init__(self, calibration_windows=200, parity_windows=200, seed=20261122, ncedc_root=None,
-                 opset=17, timeout_s=900, stem="model", require_int8=True, converter=None,
-                 calibration_clip=None):
-        for name, value in (("calibration_windows", calibration_windows), ("parity_windows", parity_windows)):
+    calibration_windows / parity_windows: synthetic windows (NCEDC ones are
+    added when ``ncedc_root`` holds them).  seed: of the parity windows (the
+    calibration windows use seed + 1000).  opset: 17 or 18.  timeout_s:
+    seconds for onnx2tf.  stem: output file-name stem.  require_int8: stop
+    when an operator stays float.  converter: command prefix replacing the
+    installed ``onnx2tf``.  calibration_clip: percentile of |x| at which the
+    calibration windows are clipped (None: not clipped).
+    """
+
+    calibration_windows: int = 200
+    parity_windows: int = 200
+    seed: int = 20261122
+    ncedc_root: Optional[str] = None
+    opset: int = 17
+    timeout_s: float = 900.0
+    stem: str = "model"
+    require_int8: bool = True
+    converter: Optional[List[str]] = None
+    calibration_clip: Optional[float] = None
+
+    def __post_init__(self):
+        for name in ("calibration_windows", "parity_windows"):
+            value = getattr(self, name)
             if not isinstance(value, int) or value < 8:
                 raise ConfigError("%s %r; it must be an integer >= 8" % (name, value))
-        if not stem or os.sep in stem:
-            raise ConfigError("stem %r; give a plain file-name stem such as 'model'" % (stem,))
-        self.calibration_windows = calibration_windows
-        self.parity_windows = parity_windows
-        self.seed = seed
-        self.ncedc_root = ncedc_root
-        self.opset = opset
-        self.timeout_s = timeout_s
-        self.stem = stem
-        self.require_int8 = require_int8
-        self.converter = converter
-        if calibration_clip is not None and not 50.0 < calibration_clip <= 100.0:
-            raise ConfigError("calibration_clip %r; give a percentile in (50, 100] or None" % (calibration_clip,))
-        self.calibration_clip = calibration_clip
+        if not self.stem or os.sep in self.stem:
+            raise ConfigError("stem %r; give a plain file-name stem such as 'model'" % (self.stem,))
+        if self.opset not in onnx_step.OPSETS:
+            raise ConfigError("opset %r; allowed: %s" % (self.opset, ", ".join(map(str, onnx_step.OPSETS))))
+        if not self.timeout_s > 0:
+            raise ConfigError("timeout_s %r; it must be > 0 seconds" % (self.timeout_s,))
+        if self.calibration_clip is not None and not 50.0 < self.calibration_clip <= 100.0:
+            raise ConfigError("calibration_clip %r; give a percentile in (50, 100] or None" % (self.calibration_clip,))
 
 
 def _versions():

@@ -254,3 +254,20 @@ def test_export_install_copies_clean_exports_only(exported, tmp_path):
     assert card.quantisation.scheme == "int8"
     with open(os.path.join(dest, "tiny-default.tflite"), "rb") as a, open(os.path.join(src, "model_int8.tflite"), "rb") as b:
         assert a.read() == b.read()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"calibration_windows": 4}, "calibration_windows 4; it must be an integer >= 8"),
+        ({"stem": "a/b"}, "stem 'a/b'; give a plain file-name stem"),
+        ({"opset": 16}, "opset 16; allowed: 17, 18"),
+        ({"timeout_s": 0}, "timeout_s 0; it must be > 0 seconds"),
+        ({"calibration_clip": 40.0}, r"calibration_clip 40.0; give a percentile in \(50, 100\]"),
+    ],
+)
+def test_export_settings_name_the_bad_value(kwargs, message):
+    from fieldpick.export.pipeline import ExportSettings
+
+    with pytest.raises(ConfigError, match=message):
+        ExportSettings(**kwargs)
