@@ -104,13 +104,15 @@ def layer_names(model):
 def default_layer(model):
     """The last convolution block before the head: its maps still keep time and see the most.
 
-    PhaseNet: the last decoder block (full rate); LPPN: the last context
+    PhaseNet: a decoder block at 1/16 of the rate; LPPN: the last context
     block; LEQNet: the recurrent bottleneck shared by D, P and S; CPIC: the
     last convolution block.
     """
     arch = getattr(model, "architecture", "")
     if arch == "phasenet":
-        return "up_same.%d" % (len(model.up_same) - 1)
+        # the decoder block three levels up from the output (1/16 of the rate with stride 4): at the
+        # full-rate last block the S logit without its bias is negative everywhere, so S maps are empty
+        return "up_same.%d" % max(len(model.up_same) - 3, 0)
     if arch == "lppn":
         return "context.%d" % (len(model.context) - 1) if len(model.context) else "down.%d" % (len(model.down) - 1)
     if arch == "leqnet":

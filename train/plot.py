@@ -442,10 +442,12 @@ def plot_overview(path, record: Record, annotation: Optional[Annotation] = None,
         n_p = sum(1 for p in annotation.picks if p[0] == "P")
         head += " \u2014 model %s: %d P, %d S picks" % (annotation.name or "?", n_p, len(annotation.picks) - n_p)
     ax.set_title(head + "\nZ component, clipped at 8\u00d7 the typical 99th percentile", fontsize=9)
+    bottom = 0.0
     if handles:
-        ax.legend(list(handles.values()), list(handles), loc="upper right", bbox_to_anchor=(1.0, -0.55 / height * 2),
-                  ncol=len(handles), fontsize=7, frameon=False)
-    fig.tight_layout()
+        bottom = 0.3 / height  # a strip under the x label for the legend
+        fig.legend(list(handles.values()), list(handles), loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=len(handles), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
     _save(fig, path, dpi)
     plt.close(fig)
     return path
