@@ -488,7 +488,9 @@ def main():
         todo = [n for n in available if (not a.only or n in a.only) and n not in a.skip]
         print("running %d benchmarks: %s" % (len(todo), ", ".join(todo)), flush=True)
         run_start = time.time()
-        for n in todo:
+        from fieldpick.train.progress import bar  # scripts done and time left, on a terminal only
+
+        for n in bar(todo, desc="benchmarks", unit="script"):
             runs[n] = run_one(n, extra.get(n, []), a.timeout)
         os.makedirs(os.path.join(RESULTS, "tmp"), exist_ok=True)
         with open(os.path.join(RESULTS, "tmp", "run_all.json"), "w") as f:
