@@ -22,6 +22,7 @@ import sys
 import time
 
 import torch
+
 from fieldpick.train.config import TrainConfig, load_config
 from fieldpick.train.finetune import compare
 from fieldpick.train.fit import load_real

@@ -9,6 +9,7 @@ the pre-P noise windows.  Ratios are against the first model of the run
 
     .venv/bin/python benchmarks/zoo.py                       # all four, 5 folds
     .venv/bin/python benchmarks/zoo.py --models lppn --folds 3 --epochs 5
+    .venv/bin/python benchmarks/zoo.py --models cpic --append   # add a row to zoo.json / zoo.md
 
 Writes benchmarks/results/zoo.json and zoo.md (or --name).
 """
@@ -21,6 +22,7 @@ import sys
 import time
 
 import torch
+
 from fieldpick.train.config import load_config
 from fieldpick.train.crossval import cross_validate
 from fieldpick.train.fit import load_real
@@ -63,6 +65,8 @@ def main():
     ap.add_argument("--steps", type=int, help="override the recipes' steps_per_epoch")
     ap.add_argument("--work", default=os.path.join(REPO, "runs", "zoo"), help="checkpoints go here")
     ap.add_argument("--name", default="zoo", help="results file stem in benchmarks/results/")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the other models' rows already in the results file (runs in separate processes)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
@@ -87,11 +91,23 @@ def main():
         print("%-10s params %7d  P F1 %.3f  S F1 %.3f  P MAE %.3f s  S MAE %.3f s  FP/h %.1f  (%.0f s)"
               % (name, r["parameters"], p["P_f1"], p["S_f1"], p["P_mae_s"], p["S_mae_s"],
                  p["false_picks_per_hour"], r["seconds"]), flush=True)
+        rows_out = merged(os.path.join(out, args.name + ".json"), rows) if args.append else rows
         with open(os.path.join(out, args.name + ".json"), "w") as f:
-            json.dump({"folds": args.folds, "rows": rows}, f, indent=1, default=float)
+            json.dump({"folds": args.folds, "rows": rows_out}, f, indent=1, default=float)
         with open(os.path.join(out, args.name + ".md"), "w") as f:
-            f.write(table(rows, args.folds))
-    print(table(rows, args.folds))
+            f.write(table(rows_out, args.folds))
+    print(table(rows_out, args.folds))
+
+
+def merged(path, rows):
+    """The rows already in ``path`` (same fold count), with this run's rows replacing or joining them."""
+    try:
+        with open(path) as f:
+            old = json.load(f)["rows"]
+    except (OSError, ValueError, KeyError):
+        old = []
+    mine = {r["name"] for r in rows}
+    return [r for r in old if r["name"] not in mine] + rows
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import logging
 import os
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.score import score

@@ -21,6 +21,7 @@ import os
 import sys
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig, add_arguments, config_from_args
 

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.train.config import TrainConfig, add_arguments, config_from_args
 from fieldpick.train.data.datasets import NCEDC_DIR, WindowSet, load_ncedc, load_ncedc_noise
@@ -471,9 +472,10 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     Returns the history: one dict per epoch.
     """
     import torch
+    from tqdm import tqdm
+
     from fieldpick.edge.card import MetricSet
     from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-    from tqdm import tqdm
 
     os.makedirs(out_dir, exist_ok=True)
     epochs = cfg.epochs if epochs is None else epochs
@@ -604,6 +606,7 @@ def real_source(cfg, data: RealData, window_samples):
 def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=None, model=None, select="best"):
     """The whole recipe: optional synthetic pre-training, then the real windows.  Returns (model, history)."""
     import torch
+
     from fieldpick.train.models import build
 
     cfg.validate()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 
 __all__ = ["trace_peaks", "picks_from_outputs", "score", "PHASES"]

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig, load_config
 from fieldpick.train.crossval import station_folds

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.train.data.labels import DetectionLabeller, ProbabilityLabeller, StrideLabeller
 

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
 from fieldpick.edge.card import ModelCard
 from fieldpick.edge.errors import ConfigError, ModelError
 from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
 from fieldpick.train.crossval import count_flops, flops_per_record
 from fieldpick.train.models import REGISTRY, build
 from fieldpick.train.models.blocks import count_parameters
-from torch import nn
 
 torch.set_num_threads(1)
 

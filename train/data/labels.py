@@ -16,6 +16,7 @@ where a phase is absent) of shape (B,) and a window length in samples.
 from __future__ import annotations
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError, DataError
 
 __all__ = ["ProbabilityLabeller", "DetectionLabeller", "StrideLabeller", "NOISE", "P", "S"]

@@ -6,8 +6,9 @@ convolution (foldable into it), ReLU, no upsampling layers.
 
 from __future__ import annotations
 
-from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 from torch import nn
+
+from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 
 __all__ = ["ConvBN", "SeparableConv", "fit_length", "card_template", "count_parameters", "normalise"]
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from fieldpick.edge.errors import ConfigError
 from torch import nn
+
+from fieldpick.edge.errors import ConfigError
 
 from .blocks import ConvBN, card_template, normalise
 

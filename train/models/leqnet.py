@@ -23,8 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from fieldpick.edge.errors import ConfigError
 from torch import nn
+
+from fieldpick.edge.errors import ConfigError
 
 from .blocks import ConvBN, SeparableConv, card_template, fit_length
 

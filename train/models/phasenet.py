@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from typing import List
 
 import torch
-from fieldpick.edge.errors import ConfigError
 from torch import nn
+
+from fieldpick.edge.errors import ConfigError
 
 from .blocks import ConvBN, card_template, fit_length
 
