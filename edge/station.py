@@ -246,6 +246,11 @@ class Station:
             return _ALIASES[comp]
         raise DataError("channel %r is not one of the model's components %s" % (channel, self.channels))
 
+    def accepts(self, channel):
+        """Whether ``channel`` (a code like 'HHZ') is one of the model's components."""
+        comp = str(channel)[-1:].upper()
+        return comp in self.channels or _ALIASES.get(comp) in self.channels
+
     def feed(self, channel, start_ns, samples, fs):
         """Feed one packet of one channel.
 
@@ -566,6 +571,7 @@ class StationSet:
     def __init__(self, runner, config):
         self.runner, self.config = runner, config
         self.stations: Dict[str, Station] = {}
+        self._ignored = set()
 
     def feed_record(self, rec):
         key = "%s.%s.%s.%s" % (rec.network, rec.station, rec.location, rec.channel[:-1])
@@ -573,6 +579,11 @@ class StationSet:
         if st is None:
             st = self.stations[key] = Station(self.runner, self.config)
             log.info("new station %s", key)
+        if not st.accepts(rec.channel):
+            if (key, rec.channel) not in self._ignored:
+                self._ignored.add((key, rec.channel))
+                log.info("%s: channel %s is not a component of the model %s; ignored", key, rec.channel, st.channels)
+            return []
         return st.feed_record(rec)
 
     def flush(self):

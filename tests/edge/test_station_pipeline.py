@@ -193,3 +193,23 @@ def test_feeding_after_flush_is_an_error():
     st.flush()
     with pytest.raises(DataError, match="flushed"):
         st.feed("Z", T0, np.zeros(10), 100.0)
+
+
+def test_a_vertical_only_model_ignores_the_horizontals(caplog):
+    from fieldpick.edge.sources.base import Record
+    from fieldpick.edge.station import StationSet
+
+    z_card = ModelCard(name="z", architecture="energy-ratio", input=InputSpec(100.0, 3001, channels=["Z"]),
+                       output=OutputSpec("probabilities", ["N", "P", "S"]),
+                       thresholds={"P": 0.5, "S": 0.5}).validate()
+    x = _one_arrival(100.0)
+    ss = StationSet(EnergyRatioRunner(z_card), StationConfig.from_dict({"mode": "continuous"}))
+    picks = []
+    with caplog.at_level(logging.INFO):
+        for a in range(0, x.shape[1], 250):
+            for c, comp in enumerate("ZNE"):
+                picks += ss.feed_record(Record("XX", "V", "", "HH" + comp, T0 + a * 10 ** 7, 100.0, x[c, a:a + 250]))
+        picks += ss.flush()
+    assert "channel HHN is not a component of the model ['Z']; ignored" in caplog.text
+    p = [q for q in picks if q.phase == "P"]
+    assert len(p) == 1 and p[0].station == "XX.V..HHZ" and abs(p[0].time_ns - (T0 + 40 * 10 ** 9)) < 0.5e9
