@@ -372,8 +372,9 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
         ax.tick_params(labelsize=8)
     _time_axis(axes[-1], record.start_ns, fs, n, utc)
     order = sorted(handles, key=lambda s: (s.split()[0] != "pick", s.startswith("reference"), s))
-    fig.legend([handles[h] for h in order], order, loc="upper center", ncol=min(len(order), 7), fontsize=8,
-               frameon=False, bbox_to_anchor=(0.5, 0.995))
+    if order:  # a record without a model or reference picks has nothing to name
+        fig.legend([handles[h] for h in order], order, loc="upper center", ncol=min(len(order), 7), fontsize=8,
+                   frameon=False, bbox_to_anchor=(0.5, 0.995))
     head = title or record.title
     if annotation is not None:
         head += " \u2014 model %s, %d picks" % (annotation.name or "?", len(annotation.picks))

@@ -165,3 +165,31 @@ def test_plot_verb_ncedc_window(tmp_path, ncedc_dir, capsys):
     assert "(window, 30.0 s, 0 picks)" in capsys.readouterr().out
     with pytest.raises(ConfigError, match=r"--ncedc 999; allowed: 0 \.\. 153"):
         plot.main(["--ncedc", "999", "--data-dir", ncedc_dir, "--out", str(out)])
+
+
+def test_plot_verb_reads_miniseed_through_edge_sources(tmp_path, rng, capsys):
+    """ObsPy writes the file; fieldpick.edge.sources reads it; the record starts at the traces' start."""
+    obspy = pytest.importorskip("obspy")
+    start = obspy.UTCDateTime("2024-03-01T12:00:00.5Z")
+    traces = []
+    for comp in "ZNE":
+        data = (rng.normal(0, 200, 6000)).astype(np.int32)
+        traces.append(obspy.Trace(data, header={"network": "XX", "station": "FP1", "location": "00",
+                                               "channel": "HH" + comp, "sampling_rate": 100.0, "starttime": start}))
+    path = tmp_path / "day.mseed"
+    obspy.Stream(traces).write(str(path), format="MSEED", encoding="STEIM2", reclen=512)
+    out = tmp_path / "m.png"
+    assert plot.main(["--mseed", str(path), "--out", str(out)]) == 0
+    assert "(window, 60.0 s, 0 picks)" in capsys.readouterr().out
+    _png_size(out)
+
+    class Args:
+        synthetic = ncedc = stream = None
+        mseed = [str(path)]
+        channel_prefix = "HH"
+    rec = plot.load_record(Args)
+    assert rec.start_ns == 1709294400_500_000_000
+    assert rec.data.shape == (3, 6000)
+    with pytest.raises(DataError, match=r"no Z/N/E \(or Z/1/2\) records in .* with channel prefix 'BH'"):
+        Args.channel_prefix = "BH"
+        plot.load_record(Args)
