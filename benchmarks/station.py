@@ -123,6 +123,47 @@ def soak(days, hours_per_day_data, runner, seed):
             "seconds": round(time.perf_counter() - t, 1), "ring_bytes": st.ring.data.nbytes + st.ring.have.nbytes}
 
 
+def run_soak(days, data, model_card, backend, tmp):
+    """``fieldpick run`` over ``days`` day files (the synthetic day, shifted by whole days),
+    its RSS sampled every second from outside."""
+    from obspy import Stream, Trace, UTCDateTime
+
+    counts = np.round(data).astype(np.int32)
+    paths = []
+    for d in range(days):
+        path = os.path.join(tmp, "day%d.mseed" % d)
+        start = UTCDateTime(T0 / 1e9 + d * 86400.0)
+        Stream([Trace(counts[c], header=dict(network="XX", station="SYN", location="", channel="HH" + comp,
+                                             sampling_rate=100.0, starttime=start))
+                for c, comp in enumerate("ZNE")]).write(path, format="MSEED", encoding="STEIM2", reclen=512)
+        paths.append(path)
+    cfg = {"model": os.path.abspath(model_card), "backend": backend, "mode": "gated", "sources": paths,
+           "output": {"path": os.path.join(tmp, "week.csv")}}
+    with open(os.path.join(tmp, "week.json"), "w") as f:
+        json.dump(cfg, f)
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "fieldpick.edge.cli", "run", "--config",
+                             os.path.join(tmp, "week.json")], stderr=subprocess.PIPE, text=True)
+    samples = []
+    while proc.poll() is None:
+        try:
+            with open("/proc/%d/status" % proc.pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        samples.append((round(time.perf_counter() - t, 1), round(int(line.split()[1]) / 1024.0, 1)))
+        except OSError:
+            pass
+        time.sleep(1.0)
+    err = proc.stderr.read()
+    with open(os.path.join(tmp, "week.csv")) as f:
+        n_picks = sum(1 for _ in f) - 1
+    rss = [r for _, r in samples]
+    tenth = max(1, len(rss) // 10)
+    return {"days": days, "seconds": round(time.perf_counter() - t, 1), "returncode": proc.returncode,
+            "picks": n_picks, "rss_mb_every_tenth": rss[::tenth], "rss_mb_max": max(rss) if rss else None,
+            "rss_mb_first_tenth_max": max(rss[:tenth]) if rss else None, "stderr_tail": err[-300:]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hours", type=float, default=24.0, help="length of the synthetic station-day (hours)")
@@ -135,6 +176,9 @@ def main():
     ap.add_argument("--no-rss", action="store_true", help="skip the fieldpick run child process")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--soak-child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--run-soak-days", type=int, default=7, help="days of miniSEED through `fieldpick run` (0: skip)")
+    ap.add_argument("--only-run-soak", action="store_true",
+                    help="run only the `fieldpick run` soak and add it to the existing results")
     args = ap.parse_args()
     if args.soak_child:
         print(json.dumps(soak(args.soak_child, 1.0, EnergyRatioRunner(energy_ratio_card()), args.seed)))
@@ -151,6 +195,19 @@ def main():
     res["arrivals"] = int(len(truth))
     day = args.hours / 24.0
     print("data: %g h, %d arrivals, synthesis %.1f s" % (args.hours, len(truth), res["synthesis_s"]))
+    model_card = args.model
+    if model_card is None:
+        from fieldpick.edge.station import default_card_path
+
+        model_card = default_card_path()
+    if args.only_run_soak:
+        with open(os.path.join(args.out, "station.json")) as f:
+            res = json.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            res["run_soak"] = run_soak(args.run_soak_days, data, model_card, args.backend, tmp)
+        print("run soak: %s" % res["run_soak"])
+        write_results(res, args.out)
+        return
 
     # ---- trigger against ObsPy
     from obspy.signal.trigger import recursive_sta_lta
@@ -178,11 +235,6 @@ def main():
 
     # ---- pipeline from arrays
     runners = {"null": NullRunner(energy_ratio_card()), "energy-ratio": EnergyRatioRunner(energy_ratio_card())}
-    model_card = args.model
-    if model_card is None:
-        from fieldpick.edge.station import default_card_path
-
-        model_card = default_card_path()
     if model_card:
         runners["model"] = load_runner(model_card, args.backend)
         if args.backend == "numpy":
@@ -248,6 +300,9 @@ def main():
             res["run_peak_rss_mb"] = {"peak_mb": peak, "returncode": proc.returncode, "seconds": wall,
                                       "stderr_tail": proc.stderr[-500:]}
             print("fieldpick run: peak RSS %.1f MB, %.1f s, rc %d" % (peak, wall, proc.returncode))
+        if args.run_soak_days > 0 and "model" in runners:
+            res["run_soak"] = run_soak(args.run_soak_days, data, model_card, args.backend, tmp)
+            print("run soak: %s" % res["run_soak"])
 
     if args.soak_days > 0:
         # in a fresh process, so that its RSS is the station's and not this script's
@@ -257,12 +312,16 @@ def main():
             "error": proc.stderr[-500:]}
         print("soak: %s" % res["soak"])
 
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "station.json"), "w") as f:
+    write_results(res, args.out)
+
+
+def write_results(res, out):
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "station.json"), "w") as f:
         json.dump(res, f, indent=2, default=float)
-    with open(os.path.join(args.out, "station.md"), "w") as f:
+    with open(os.path.join(out, "station.md"), "w") as f:
         f.write(markdown(res))
-    print("wrote %s/station.json and station.md" % args.out)
+    print("wrote %s/station.json and station.md" % out)
 
 
 def markdown(res):
@@ -305,6 +364,13 @@ def markdown(res):
             lines += ["", "Soak: %d simulated days through Station.feed in 10 s packets (gated, energy-ratio runner, "
                       "an hour of data repeated with advancing times), in its own process: RSS after each day %s MB; "
                       "%d picks; %.0f s." % (s["days"], s["rss_mb_after_each_day"], s["picks"], s["seconds"])]
+    if "run_soak" in res:
+        r = res["run_soak"]
+        lines += ["", "`fieldpick run` soak: %d days of Steim-2 miniSEED (the synthetic day repeated, shifted by whole days), "
+                  "gated, %d picks, %.0f s, exit %d; RSS sampled every second from outside, every tenth sample: %s MB "
+                  "(max %.1f MB; max in the first tenth %.1f MB)."
+                  % (r["days"], r["picks"], r["seconds"], r["returncode"], r["rss_mb_every_tenth"],
+                     r["rss_mb_max"] or float("nan"), r["rss_mb_first_tenth_max"] or float("nan"))]
     lines += ["", "SeisBench is not installed here (and this script does not install it), so PhaseNet `annotate` was "
               "not timed as a peer; the issue quotes ~16 s per station-day on one thread where ObsPy's STA/LTA "
               "takes ~0.04 s, i.e. ~400x that STA/LTA (a scaled figure, not a measurement).", ""]
