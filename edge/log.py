@@ -14,6 +14,26 @@ logging.getLogger(_ROOT).addHandler(logging.NullHandler())
 _LEVELS = {0: logging.WARNING, 1: logging.INFO, 2: logging.DEBUG}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record.
+
+    A plain StreamHandler keeps the stream it was made with; when a caller
+    (a test harness, a daemon) swaps ``sys.stderr`` later, that stream may be
+    closed.
+    """
+
+    def __init__(self):
+        logging.StreamHandler.__init__(self, sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbosity=0, stream=None):
     """Configure the ``fieldpick`` logger once.
 
@@ -25,8 +45,12 @@ def setup_logging(verbosity=0, stream=None):
     logger = logging.getLogger(_ROOT)
     logger.setLevel(level)
     ours = [h for h in logger.handlers if getattr(h, "_fieldpick", False)]
+    if stream is not None:
+        for h in ours:
+            logger.removeHandler(h)
+        ours = []
     if not ours:
-        handler = logging.StreamHandler(stream or sys.stderr)
+        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
         handler._fieldpick = True
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")

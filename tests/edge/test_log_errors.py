@@ -65,3 +65,15 @@ def test_library_code_never_raises_bare_exception():
                 if isinstance(exc, ast.Name) and exc.id == "Exception":
                     offenders.append("%s:%d" % (os.path.relpath(path, REPO), node.lineno))
     assert offenders == []
+
+
+def test_default_handler_follows_sys_stderr(monkeypatch):
+    setup_logging(0)
+    first = io.StringIO()
+    monkeypatch.setattr("sys.stderr", first)
+    logging.getLogger("fieldpick.test").warning("one")
+    first.close()  # e.g. a harness closes its capture
+    second = io.StringIO()
+    monkeypatch.setattr("sys.stderr", second)
+    logging.getLogger("fieldpick.test").warning("two")
+    assert "two" in second.getvalue()
