@@ -258,7 +258,7 @@ def _figure(nrows, heights, width=10.0, height=None):
 
     height = height or (1.1 * sum(heights) + 0.9)
     fig, axes = plt.subplots(nrows, 1, sharex=True, figsize=(width, height),
-                             gridspec_kw={"height_ratios": heights, "hspace": 0.12})
+                             gridspec_kw={"height_ratios": heights, "hspace": 0.2})
     return plt, fig, np.atleast_1d(axes)
 
 
@@ -341,7 +341,7 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
             handles["%s probability" % ("detection" if lab == "D" else lab)] = h
         for phase, thr in sorted(annotation.thresholds.items()):
             if phase in annotation.labels:
-                ax.axhline(thr, color=COLOURS[phase], lw=0.6, ls=(0, (1, 3)))
+                handles["%s threshold" % phase] = ax.axhline(thr, color=COLOURS[phase], lw=0.8, ls=(0, (1, 2)))
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("Probability")
         ax.tick_params(labelsize=8)
@@ -364,8 +364,8 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
         for phase, sal in saliency.items():
             x, yy = _envelope(np.asarray(sal, float), bins)
             xs = x / fs if len(x) != n else t
-            ax.fill_between(xs, 0, yy, color=COLOURS[phase], alpha=0.35, lw=0)
-            h, = ax.plot(xs, yy, color=COLOURS[phase], lw=0.8)
+            h = ax.fill_between(xs, 0, yy, color=COLOURS[phase], alpha=0.35, lw=0)  # a filled key in the legend
+            ax.plot(xs, yy, color=COLOURS[phase], lw=0.8)
             handles["%s of %s" % (saliency_name, phase)] = h
         ax.set_ylim(0, 1.05)
         ax.set_ylabel("Saliency\n(norm.)")
@@ -373,13 +373,14 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
     _time_axis(axes[-1], record.start_ns, fs, n, utc)
     order = sorted(handles, key=lambda s: (s.split()[0] != "pick", s.startswith("reference"), s))
     if order:  # a record without a model or reference picks has nothing to name
-        fig.legend([handles[h] for h in order], order, loc="upper center", ncol=min(len(order), 7), fontsize=8,
+        fig.legend([handles[h] for h in order], order, loc="upper center", ncol=min(len(order), 5), fontsize=8,
                    frameon=False, bbox_to_anchor=(0.5, 0.995))
     head = title or record.title
     if annotation is not None:
         head += " \u2014 model %s, %d picks" % (annotation.name or "?", len(annotation.picks))
-    fig.suptitle(head, fontsize=10, y=1.0 - 0.42 / fig.get_figheight() - 0.02)
-    fig.subplots_adjust(top=1.0 - 0.75 / fig.get_figheight(), bottom=0.6 / fig.get_figheight(), left=0.09, right=0.98)
+    figh = fig.get_figheight()  # inches: legend (up to 2 rows), title, then the "1e3" offset text
+    fig.suptitle(head, fontsize=10, y=1.0 - 0.5 / figh)
+    fig.subplots_adjust(top=1.0 - 0.95 / figh, bottom=0.6 / figh, left=0.09, right=0.98)
     fig.align_ylabels(axes)
     _save(fig, path, dpi)
     plt.close(fig)
