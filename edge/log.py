@@ -39,22 +39,16 @@ def setup_logging(verbosity=0, stream=None):
 
     verbosity: 0 warnings, 1 info (``-v``), 2 or more debug (``-vv``); a
     negative value shows errors only (``-q``).
-    Calling it again changes the level and keeps a single handler.
+    Calling it again replaces the handler: there is only ever one.
+    Without ``stream`` it writes to whatever ``sys.stderr`` is when a record is logged.
     """
     level = logging.ERROR if verbosity < 0 else _LEVELS.get(min(verbosity, 2))
     logger = logging.getLogger(_ROOT)
     logger.setLevel(level)
-    ours = [h for h in logger.handlers if getattr(h, "_fieldpick", False)]
-    if stream is not None:
-        for h in ours:
-            logger.removeHandler(h)
-        ours = []
-    if not ours:
-        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
-        handler._fieldpick = True
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
-        logger.addHandler(handler)
-        logger.propagate = False
+    for h in [h for h in logger.handlers if getattr(h, "_fieldpick", False)]:
+        logger.removeHandler(h)
+    handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    handler._fieldpick = True
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger.addHandler(handler)
     return logger
