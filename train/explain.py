@@ -183,7 +183,9 @@ def class_map(A, g, method="gradcam++"):
 
 def gradcam_pp(model, card, window, phase, index, layer=None, smooth=0, noise=0.15, seed=0,
                half_width_s=HALF_WIDTH_S, target="logit", method="gradcam++"):
-    """Grad-CAM++ over time of one normalised-or-raw window (3, W): returns ((W,) saliency in [0, 1], probability).
+    """A class activation map over time (``method``, Grad-CAM++ by name) of one raw window (3, W).
+
+    Returns ((W,) saliency in [0, 1], the model's probability of ``phase`` at ``index``).
 
     index: target sample in the window (for CPIC the window's ``onset_sample``
     is the target).  layer: module name (default :func:`default_layer`).
@@ -345,8 +347,10 @@ def main(argv) -> int:
 
     p = argparse.ArgumentParser(
         prog="fieldpick explain", allow_abbrev=False,
-        description="Grad-CAM++ over time (Chattopadhay et al. 2018; as Li et al. 2020 used it for pickers): "
-                    "which samples drive the model's P and S picks, drawn beneath the waveform and probabilities.")
+        description="Class activation maps over time: which samples drive the model's P and S picks, drawn "
+                    "beneath the waveform and probabilities.  Grad-CAM (Selvaraju et al. 2017) by default; "
+                    "Grad-CAM++ (Chattopadhay et al. 2018, as Li et al. 2020 used it for pickers) with "
+                    "--method gradcam++ (it fails the randomisation check of benchmarks/saliency.py here).")
     add_record_arguments(p)
     p.add_argument("--model", required=True, metavar="CHECKPOINT", help="a zoo checkpoint (.pt)")
     p.add_argument("--out", required=True, metavar="PNG", help="where to write the picture")
