@@ -222,3 +222,16 @@ def test_explain_verb_refuses_more_targets_than_phases(tmp_path, tiny_checkpoint
     with pytest.raises(ConfigError, match=r"--at given 2 times for 1 phase\(s\) \(S\)"):
         ex.main(["--synthetic", "5", "--model", tiny_checkpoint, "--out", str(tmp_path / "x.png"),
                  "--phase", "S", "--at", "3", "--at", "4"])
+
+
+@pytest.mark.parametrize("c, gradcam_pp, gradcam", [
+    (1.0, 3000.0 / 3002.0, 1.0),     # w = L c / (2 + L c) with alpha = 1 / (2 + sum(A) c), sum(A) = L
+    (10.0, 30000.0 / 30002.0, 10.0),
+    (0.001, 3.0 / 5.0, 0.001),       # only a tiny gradient lets the "2" matter
+])
+def test_gradcam_pp_weight_forgets_the_gradient_size_on_long_maps(c, gradcam_pp, gradcam):
+    """Why explain draws Grad-CAM by default: over 3000 cells Grad-CAM++'s weight is ~1 whatever the gradient."""
+    A = np.ones((1, 1, 3000))
+    g = np.full((1, 1, 3000), c)
+    np.testing.assert_allclose(ex.class_map(A, g, "gradcam++")[0], gradcam_pp, rtol=1e-12)
+    np.testing.assert_allclose(ex.class_map(A, g, "gradcam")[0], gradcam, rtol=1e-12)
