@@ -169,14 +169,18 @@ def stage_table(args):
             int8[d["name"]] = d
     rows.append(_row("phasenet-teacher", "teacher", teacher["parameters"], teacher["flops_per_30s"],
                      teacher["pooled"], "zoo PhaseNet (U-Net), 5-fold", int8.get("phasenet-teacher")))
-    if args.distill:
-        d = json.load(open(args.distill))
-        tc = d["train_config"]
+    for path in args.distill or []:
+        d = json.load(open(path))
+        tc, kd = d["train_config"], d["distill_config"]
         budget = "%d epochs x %d steps x %d windows" % (tc["epochs"], tc["steps_per_epoch"], tc["batch_size"])
         width = tc["model"].get("width")
-        for v, what in (("scratch", "from scratch"), ("distilled", "distilled from the fold's teacher")):
+        knobs = "T=%g, soft weight %g, feature weight %g (%d channels of %s), %d unlabeled windows per batch" % (
+            kd["temperature"], kd["soft_weight"], kd["feature_weight"], kd["feature_channels"],
+            kd["teacher_layer"], kd["unlabeled_per_batch"])
+        for v in ("scratch", "distilled"):
             if v in d:
-                name = "lppn-w%s-%s" % (width, v)
+                name = tc["name"] if v == "distilled" else "lppn-w%s-scratch" % width
+                what = "distilled from the fold's teacher; " + knobs if v == "distilled" else "from scratch"
                 rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
                                  "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
     if args.prune:
@@ -276,7 +280,8 @@ def main(argv=None):
     ap.add_argument("--checkpoint", default="best.pt", help="int8: file name inside each fold folder")
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
-    ap.add_argument("--distill", help="table: distill_cv.json of fieldpick distill --crossval")
+    ap.add_argument("--distill", action="append", help="table: distill_cv.json of fieldpick distill --crossval "
+                    "(repeatable)")
     ap.add_argument("--prune", help="table: prune_cv.json of fieldpick prune --crossval")
     args = ap.parse_args(argv)
     _setup()
