@@ -250,17 +250,21 @@ def _plot(rows, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, phase in zip(axes, ("P", "S")):
         for r in rows:
             x = r["flops_per_30s"] / 1e6
-            ax.scatter(x, r[phase + "_f1"], s=30 + 400 * r["parameters"] / rows[0]["parameters"] ** 0.5 / 500,
-                       marker="o" if r["pareto"] else "s", label=None)
+            ax.scatter(x, r[phase + "_f1"], s=20 + 300 * (r["parameters"] / rows[0]["parameters"]) ** 0.5,
+                       marker="o" if r["pareto"] else "s")  # area grows with parameters
             ax.annotate(r["name"], (x, r[phase + "_f1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
             if "int8_" + phase + "_f1" in r:
                 ax.scatter(x, r["int8_" + phase + "_f1"], marker="x", color="k")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks([1, 3, 10, 30])
+        ax.set_xticklabels(["1", "3", "10", "30"])
         ax.axvline(3.0, color="grey", ls=":", lw=1)
         ax.set_xlabel("MFLOPs per 30 s window (log)")
         ax.set_ylabel("%s F1 (5-fold, by station)" % phase)

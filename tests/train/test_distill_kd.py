@@ -178,6 +178,7 @@ def test_distill_task_rejects_wrong_models(tmp_path):
         DistillTask(teacher(), cfg, teacher(), DistillConfig())
 
 
+@pytest.mark.slow
 def test_distill_end_to_end_writes_a_plain_checkpoint(tmp_path):
     from fieldpick.train.checkpoint import load_checkpoint
 
