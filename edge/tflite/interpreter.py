@@ -50,6 +50,7 @@ __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "litert", "tflite", "onnx")
+CHUNK_BYTES = 6 << 20  # run() splits a batch into chunks whose float working set is about this
 MAX_TENSOR_BYTES = 1 << 28  # 256 MiB: no picker comes near; a hostile file cannot make us allocate more
 
 
@@ -339,9 +340,11 @@ class Interpreter:
     def _run_batch(self, index, x):
         eng = self._engine
         if isinstance(eng, _NumpyEngine) and eng.batch_safe:
-            # Chunks whose float working set stays near the CPU cache (2 MiB): on a
-            # 3000-sample picker that is one window, on the tiny test models many.
-            step = max(1, (2 << 20) // max(1, 8 * eng.planned_bytes))
+            # Chunks whose float working set stays near the CPU cache (6 MiB): on a
+            # 3000-sample picker that is 5 windows (4 to 16 measured about 10 % faster
+            # per window than one at a time, one call for 128 windows slower), on the
+            # tiny test models many.
+            step = max(1, CHUNK_BYTES // max(1, 8 * eng.planned_bytes))
             if x.shape[0] <= step:
                 return eng.run({index: x})
             parts = [eng.run({index: x[b:b + step]}) for b in range(0, x.shape[0], step)]

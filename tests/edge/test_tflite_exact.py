@@ -13,7 +13,7 @@ import os
 import numpy as np
 import pytest
 
-from fieldpick.edge.tflite.interpreter import Interpreter
+from fieldpick.edge.tflite.interpreter import CHUNK_BYTES, Interpreter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 N_INPUTS = 12  # random windows per model, at several amplitudes
@@ -168,10 +168,11 @@ def test_onnx_backend_runs_the_twin(onnx2tf_models, rng):
 @pytest.mark.slow
 def test_a_batch_larger_than_one_chunk_equals_single_windows(onnx2tf_models, rng):
     it = Interpreter(onnx2tf_models["int8"])
-    step = (2 << 20) // (8 * it.planned_bytes)
-    assert 1 < step < 20  # so that 20 windows run as several chunks
-    xs = np.concatenate(list(_inputs(it, rng, 20)), axis=0)
+    step = CHUNK_BYTES // (8 * it.planned_bytes)
+    assert 1 < step < 40
+    n = 2 * step + 3  # two full chunks and a short one
+    xs = np.concatenate(list(_inputs(it, rng, n)), axis=0)
     batched = it.run(xs)
-    for b in range(20):
+    for b in range(n):
         for bo, so in zip(batched, it.run(xs[b:b + 1])):
             np.testing.assert_array_equal(bo[b:b + 1], so)

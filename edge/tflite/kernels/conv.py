@@ -81,6 +81,40 @@ def im2col(xp, kh, kw, sh, sw, dh, dw, oh, ow):
     return np.ascontiguousarray(patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow).reshape(b * oh * ow, kh * kw * c))
 
 
+def channel_tiles(vectors, size, cache):
+    """Per-channel vectors repeated g times for an array of ``size`` elements, channels last.
+
+    g is the largest divisor of the row count with g * channels <= 1024:
+    numpy broadcasts a vector over long rows much faster than over rows of a
+    few channels.  The tiles are cached per size (a few batch sizes at most).
+    """
+    got = cache.get(size)
+    if got is None:
+        n = vectors[0].size
+        rows = size // n
+        g = max(d for d in range(1, max(1, 1024 // n) + 1) if rows % d == 0)
+        got = tuple(np.tile(v, g) for v in vectors)
+        if len(cache) < 16:
+            cache[size] = got
+    return got
+
+
+class ChannelBias:
+    """Adds a float32 per-channel bias to an array in place (through :func:`channel_tiles`)."""
+
+    def __init__(self, bias):
+        self.bias = np.asarray(bias, np.float32)
+        self._cache = {}
+
+    def __call__(self, y):
+        if not y.flags.c_contiguous:
+            y += self.bias
+            return y
+        (b,) = channel_tiles((self.bias,), y.size, self._cache)
+        y.reshape(-1, b.size)[...] += b
+        return y
+
+
 def _check_int8(op, tensors, x_i, w_i, out_i):
     x, w, y = tensors[x_i], tensors[w_i], tensors[out_i]
     if w.data is None:
@@ -220,17 +254,7 @@ class Requantizer:
         return out.reshape(shape)
 
     def _tiles(self, size):
-        """Scale and offset repeated g times, g the largest divisor of the row count with
-        g * channels <= 1024: numpy broadcasts a long row much faster than a short one."""
-        got = self._tiled.get(size)
-        if got is None:
-            n = self.mult.size
-            rows = size // n
-            g = max(d for d in range(1, max(1, 1024 // n) + 1) if rows % d == 0)
-            got = (np.tile(self.scale, g), np.tile(self.offset, g))
-            if len(self._tiled) < 16:  # a few batch sizes; never grows without bound
-                self._tiled[size] = got
-        return got
+        return channel_tiles((self.scale, self.offset), size, self._tiled)
 
 
 def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False, k_terms=None):
@@ -350,12 +374,13 @@ def build_conv2d(op, tensors):
         return conv_int8
 
     fact = float_activation(act)
+    add_bias = None if bias is None else ChannelBias(bias)
 
     def conv_f32(ins):
         x = ins[0]
         y = patches(x, 0.0, np.float32) @ w_mat
-        if bias is not None:
-            y += bias
+        if add_bias is not None:
+            add_bias(y)
         if fact is not None:
             fact(y)
         return y.reshape(x.shape[0], oh, ow, cout)
@@ -398,11 +423,12 @@ def _build_depthwise(op, tensors, wk, mult):
         return dw_int8
 
     fact = float_activation(act)
+    add_bias = None if bias is None else ChannelBias(bias)
 
     def dw_f32(ins):
         y = _depthwise_taps(_pad_value(ins[0], pads, 0.0), wf, mult, oh, ow, sh, sw, dh, dw)
-        if bias is not None:
-            y += bias
+        if add_bias is not None:
+            add_bias(y)
         if fact is not None:
             fact(y)
         return y
@@ -459,11 +485,12 @@ def build_transpose_conv(op, tensors):
         return tconv_int8
 
     fact = float_activation(act)
+    add_bias = None if bias is None else ChannelBias(bias)
 
     def tconv_f32(ins):
         y = np.ascontiguousarray(scatter(ins[2]))
-        if bias is not None:
-            y += bias
+        if add_bias is not None:
+            add_bias(y)
         if fact is not None:
             fact(y)
         return y
@@ -497,11 +524,12 @@ def build_fully_connected(op, tensors):
         return fc_int8
 
     fact = float_activation(act)
+    add_bias = None if bias is None else ChannelBias(bias)
 
     def fc_f32(ins):
         y = ins[0].reshape(-1, k) @ w_mat
-        if bias is not None:
-            y += bias
+        if add_bias is not None:
+            add_bias(y)
         if fact is not None:
             fact(y)
         return y.reshape((-1,) + out_tail)
