@@ -296,6 +296,9 @@ def build_softmax(op, tensors):
         out = np.where(d <= -diff_min, out, -128)
         return np.clip(out, -128, 127).astype(np.int8)
 
+    # For tests: the tables, and whether the reciprocals are tabled (None: computed per call).
+    softmax_int8.acc_table, softmax_int8.exp_table, softmax_int8.diff_min = acc_table, exp_table, diff_min
+    softmax_int8.totals = totals
     return softmax_int8
 
 
