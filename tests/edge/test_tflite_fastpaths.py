@@ -1,7 +1,7 @@
 """The speed paths of the numpy TFLite runtime against slow twins (numpy only).
 
 Each fast path (integer clamps in the requantiser, tiled per-channel
-vectors, the softmax reciprocal table, uint16 ADD tables, masked-copy
+vectors, the softmax reciprocal table, uint16 ADD tables, in-place
 float clamps, contiguous im2col, depthwise einsum) is checked against a
 plain computation on seeded inputs, including the values where a shortcut
 would go wrong: rounding ties, clamp bounds, broadcasting, NaN.
@@ -141,7 +141,7 @@ def test_int8_add_equals_the_reference_formula(rng, b_shape):
     np.testing.assert_array_equal(got.reshape(-1), want)
 
 
-# ---- float32 fused activations (masked copies, in place) --------------------------------
+# ---- float32 fused activations (in place) --------------------------------
 
 @pytest.mark.parametrize("act, want", [
     (1, [0.0, 0.0, 0.5, 7.0]),  # RELU
@@ -149,11 +149,12 @@ def test_int8_add_equals_the_reference_formula(rng, b_shape):
     (2, [-1.0, -0.0, 0.5, 1.0]),  # RELU_N1_TO_1
 ])
 def test_float_activations_clamp_in_place(act, want):
-    y = np.array([-2.0, -0.0, 0.5, 7.0, np.nan], np.float32)
+    y = np.array([-2.0, -0.0, 0.5, 7.0, -np.inf, np.nan], np.float32)
     got = float_activation(act)(y)
     assert got is y
     np.testing.assert_array_equal(y[:4], want)
-    assert np.isnan(y[4])  # NaN passes through, as in TFLite
+    assert y[4] == want[0]  # -inf clamps to the floor
+    assert np.isnan(y[5])  # NaN passes through
 
 
 # ---- convolution building blocks --------------------------------------------------------

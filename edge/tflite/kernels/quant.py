@@ -155,26 +155,15 @@ def activation_range(act, tensor):
     return None
 
 
-def _clamp_below(lo):
-    lo = np.float32(lo)
-
-    def run(y):
-        # A masked copy: about 3x faster in numpy 1.26 than np.maximum on float32.
-        np.copyto(y, lo, where=y < lo)
-        return y
-
-    return run
+def _relu(y):
+    # np.maximum, not a masked copy (10x slower on mixed signs) nor a multiply by the mask
+    # (faster, but -inf * 0 is NaN).
+    return np.maximum(y, np.float32(0), out=y)
 
 
 def _clamp(lo, hi):
     lo, hi = np.float32(lo), np.float32(hi)
-
-    def run(y):
-        np.copyto(y, lo, where=y < lo)
-        np.copyto(y, hi, where=y > hi)
-        return y
-
-    return run
+    return lambda y: np.clip(y, lo, hi, out=y)
 
 
 def float_activation(act):
@@ -183,7 +172,7 @@ def float_activation(act):
     if act == ACT_NONE:
         return None
     if act == ACT_RELU:
-        return _clamp_below(0.0)
+        return _relu
     if act == ACT_RELU6:
         return _clamp(0.0, 6.0)
     if act == ACT_RELU_N1_TO_1:
