@@ -36,9 +36,9 @@ def _parser():
     p.add_argument("--parity-windows", type=int, default=200, metavar="N",
                    help="synthetic windows for the parity gates (default 200)")
     p.add_argument("--seed", type=int, default=20261122, help="seed of the synthetic windows")
-    p.add_argument("--calibration-clip", type=float, default=None, metavar="PERCENTILE",
-                   help="clip the calibration windows at this percentile of |x| (e.g. 99.9) so that "
-                   "spikes do not set the int8 input range (default: no clipping)")
+    p.add_argument("--calibration-clip", type=float, default=99.9, metavar="PERCENTILE",
+                   help="clip the calibration windows at this percentile of |x| so that spikes do not "
+                   "set the int8 input range (default 99.9; 100: no clipping)")
     p.add_argument("--opset", type=int, choices=(17, 18), default=17,
                    help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",

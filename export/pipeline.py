@@ -52,7 +52,10 @@ class ExportSettings:
     seconds for onnx2tf.  stem: output file-name stem.  require_int8: stop
     when an operator stays float.  converter: command prefix replacing the
     installed ``onnx2tf``.  calibration_clip: percentile of |x| at which the
-    calibration windows are clipped (None: not clipped).
+    calibration windows are clipped (None or 100: not clipped).  99.9 by
+    default: on the default recipe's LPPN it raised int8 pick agreement from
+    81.6 % to 86.9 % and cut the F1 change from 0.025 to 0.009
+    (docs/export.md).
     """
 
     calibration_windows: int = 200
@@ -64,7 +67,7 @@ class ExportSettings:
     stem: str = "model"
     require_int8: bool = True
     converter: Optional[List[str]] = None
-    calibration_clip: Optional[float] = None
+    calibration_clip: Optional[float] = 99.9
 
     def __post_init__(self):
         for name in ("calibration_windows", "parity_windows"):
@@ -160,7 +163,7 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         " + %d NCEDC windows (the other stations)" % int(np.sum(cal_src == "ncedc")) if s.ncedc_root else "")
     report["parity_windows"] = {k: int(np.sum(par_src == k)) for k in np.unique(par_src)}
     report["calibration_windows"] = {k: int(np.sum(cal_src == k)) for k in np.unique(cal_src)}
-    if s.calibration_clip is not None:
+    if s.calibration_clip is not None and s.calibration_clip < 100.0:
         # min/max calibration sets the int8 input range from the most extreme sample (a spike, a
         # clipped S); clipping the calibration data keeps resolution for onsets in the noise
         bound = float(np.percentile(np.abs(cal_x), s.calibration_clip))

@@ -254,8 +254,9 @@ def require_full_integer(info):
 def run_tflite(path, windows_ntc):
     """Run a .tflite file on (N, T, C) float32 windows, one per call.
 
-    int8 inputs are quantised with the input's scale and zero point and int8
-    outputs dequantised, so the caller always sees float32.  Returns a list
+    Integer inputs (int8, int16) are quantised with the input's scale and
+    zero point and integer outputs dequantised, so the caller always sees
+    float32.  Returns a list
     of (N, ...) arrays, one per output in the file's output order.
     """
     it = _interpreter(path)
@@ -272,9 +273,11 @@ def run_tflite(path, windows_ntc):
     results = [[] for _ in outd]
     for w in windows_ntc:
         x = w[None].astype(np.float32)
-        if np.dtype(ind["dtype"]) == np.int8:
+        kind = np.dtype(ind["dtype"])
+        if kind.kind in "iu":  # quantised input (int8; int16 in the 16x8 variant)
             scale, zp = ind["quantization"]
-            x = np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
+            lim = np.iinfo(kind)
+            x = np.clip(np.round(x / scale) + zp, lim.min, lim.max).astype(kind)
         it.set_tensor(ind["index"], x)
         it.invoke()
         for k, d in enumerate(outd):

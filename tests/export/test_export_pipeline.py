@@ -100,6 +100,7 @@ def test_export_pipeline_cards_describe_layout_and_quantisation(exported):
     assert [t.shape for t in fp32.quantisation.tensors] == [[1, WINDOW, 3], [1, WINDOW, 3]]
     int8 = ModelCard.load(os.path.join(d, "model_int8.json"))
     assert int8.quantisation.scheme == "int8" and "synthetic windows" in int8.quantisation.calibration
+    assert "clipped to +-" in int8.quantisation.calibration  # the default 99.9-th percentile clip
     info = inspect_tflite(os.path.join(d, "model_int8.tflite"))
     for spec, real in zip(int8.quantisation.tensors, info.inputs + info.outputs):
         assert (spec.dtype, spec.shape, spec.zero_point) == ("int8", real.shape, real.zero_point)
