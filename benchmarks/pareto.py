@@ -183,13 +183,18 @@ def stage_table(args):
                 what = "distilled from the fold's teacher; " + knobs if v == "distilled" else "from scratch"
                 rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
                                  "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
-    if args.prune:
-        p = json.load(open(args.prune))
+    for path in args.prune or []:
+        p = json.load(open(path))
+        kd = "-kd" if p.get("teacher") else ""
         for r in p["rows"]:
-            name = "lppn-w16-pruned%02d" % round(100 * r["ratio"]) if r["ratio"] else "lppn-w16-default"
-            note = ("default LPPN w16 fold models (fieldpick train --crossval 5)" if not r["ratio"] else
-                    "w16 with %d %% of channels removed, fine-tuned %d epochs" % (round(100 * r["ratio"]),
-                                                                                r["finetune_epochs"]))
+            if kd and not r["ratio"]:
+                continue  # the unpruned row is in the plain sweep
+            name = "lppn-w16-pruned%02d%s" % (round(100 * r["ratio"]), kd) if r["ratio"] else "lppn-w16-default"
+            note = ("default LPPN w16 fold models (fieldpick train --crossval 5: synthetic pre-training, then "
+                    "up to 60 epochs)" if not r["ratio"] else
+                    "w16 with %d %% of channels removed, fine-tuned %d epochs%s" % (
+                        round(100 * r["ratio"]), r["finetune_epochs"],
+                        " by distillation from the fold's teacher" if kd else ""))
             rows.append(_row(name, "pruned" if r["ratio"] else "baseline", r["parameters"], r["flops_per_30s"],
                              r["pooled"], note, int8.get(name)))
     for r in rows:
@@ -286,7 +291,8 @@ def main(argv=None):
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
     ap.add_argument("--distill", action="append", help="table: distill_cv.json of fieldpick distill --crossval "
                     "(repeatable)")
-    ap.add_argument("--prune", help="table: prune_cv.json of fieldpick prune --crossval")
+    ap.add_argument("--prune", action="append", help="table: prune_cv.json of fieldpick prune --crossval "
+                    "(repeatable)")
     args = ap.parse_args(argv)
     _setup()
     if args.stage in ("teacher", "int8") and not args.folds:

@@ -317,12 +317,15 @@ def _pool(cfg, dcfg, window_samples):
     return synthetic_source(pool_cfg, window_samples)
 
 
-def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data, out_dir, model=None):
+def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data, out_dir, model=None,
+            epochs=None, select="best"):
     """Train a student (``cfg.architecture``, an LPPN) from ``teacher``; returns ``(model, history, info)``.
 
     Same optimiser, schedule, steps and labeled windows as ``fit`` alone
     would use with ``cfg``; the teacher adds its losses and the unlabeled
-    windows.  ``info`` describes the channel selection.
+    windows.  ``info`` describes the channel selection.  ``model``: a student
+    to start from (e.g. a pruned one, with ``select='last'``: ``fit`` cannot
+    reload a pruned shape); ``epochs`` overrides ``cfg.epochs``.
     """
     import torch
 
@@ -346,7 +349,8 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
         log.info("teacher channels chosen at %s: %s", dcfg.teacher_layer, info["channels"])
     task = DistillTask(model, cfg, teacher, dcfg, selection)
     try:
-        history = fit(model, cfg, source, val_data, out_dir, stage="distill", task=task)
+        history = fit(model, cfg, source, val_data, out_dir, epochs=epochs, stage="distill", task=task,
+                      select=select)
     finally:
         task.close()
     if cfg.tune_thresholds:

@@ -171,9 +171,11 @@ def load_pruned(path):
     return model, card, blob.get("extra", {})
 
 
-def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epochs):
+def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epochs, teacher=None, dcfg=None):
     """Fine-tune ``model`` in place for ``epochs`` epochs on ``train_data``; tune its thresholds on ``val_data``.
 
+    With a ``teacher`` (and a :class:`~fieldpick.train.distill.DistillConfig`)
+    the fine-tuning is a distillation (:func:`fieldpick.train.distill.distill`).
     Returns the history.  The last epoch is kept (see the module note).
     """
     import torch
@@ -183,6 +185,12 @@ def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epoc
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     history = []
+    if epochs and teacher is not None:
+        from fieldpick.train.distill import DistillConfig, distill
+
+        _, history, _ = distill(cfg, dcfg or DistillConfig(), teacher, train_data, val_data, out_dir, model=model,
+                                epochs=epochs, select="last")
+        return history
     if epochs:
         source = real_source(cfg, train_data, record_samples(model, cfg))
         history = fit(model, cfg, source, val_data, out_dir, epochs=epochs, stage="finetune", select="last")
@@ -191,13 +199,15 @@ def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epoc
     return history
 
 
-def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs=6, out_dir=None):
+def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs=6, out_dir=None,
+                         teacher_dir=None, dcfg=None):
     """Pruning sweep, cross-validated by station.
 
     source_dir: folder of ``fold<i>/best.pt``, model i trained without fold
     i's stations (same ``k`` and ``cfg.seed``).  For each ratio each fold's
     model is pruned, fine-tuned on the fold's own training stations for
-    ``epochs`` epochs, and scored on the fold's stations.  Returns one row
+    ``epochs`` epochs (distilled from ``teacher_dir/fold<i>/best.pt`` when
+    given), and scored on the fold's stations.  Returns one row
     per ratio: parameters, FLOPs per 30 s, pooled scores and per-fold scores.
     Each fold's pruned model is kept as ``out_dir/r<ratio>/fold<i>/pruned.pt``.
     """
@@ -221,7 +231,10 @@ def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs
             model.thresholds = dict(card.thresholds)
             fold_dir = os.path.join(out_dir, "r%g" % ratio, "fold%d" % f)
             if ratio > 0:
-                finetune_pruned(model, cfg, rest.subset(~held), rest.subset(held), fold_dir, epochs)
+                teacher = None
+                if teacher_dir:
+                    teacher, _, _ = load_checkpoint(os.path.join(teacher_dir, "fold%d" % f, "best.pt"))
+                finetune_pruned(model, cfg, rest.subset(~held), rest.subset(held), fold_dir, epochs, teacher, dcfg)
             os.makedirs(fold_dir, exist_ok=True)
             save_pruned(os.path.join(fold_dir, "pruned.pt"), model, model.card(), ratio, removed)
             params.append(int(sum(p.numel() for p in model.parameters())))
@@ -241,6 +254,7 @@ def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs
                        npicks, seconds)
         rows.append({"ratio": ratio, "parameters": int(np.mean(params)), "parameters_per_fold": params,
                      "flops_per_30s": int(np.mean(flops)), "finetune_epochs": epochs if ratio > 0 else 0,
+                     "finetune": ("distilled from %s" % teacher_dir) if teacher_dir and ratio > 0 else "plain",
                      "pooled": pooled, "folds": per_fold})
     return rows
 
@@ -278,6 +292,9 @@ def main(argv) -> int:
                         help="sweep --ratios over K station folds, each fold's model from --source-folds")
     parser.add_argument("--source-folds", metavar="DIR", help="with --crossval: folder of fold<i>/best.pt")
     parser.add_argument("--ratios", default="0,0.25,0.5,0.75", help="with --crossval: comma-separated ratios")
+    parser.add_argument("--teacher-folds", metavar="DIR",
+                        help="with --crossval: fine-tune by distillation from fold<i>/best.pt teachers "
+                             "(fieldpick distill's defaults)")
     args = parser.parse_args(argv)
     if args.finetune_epochs < 0:
         raise ConfigError("--finetune-epochs %r; it must be >= 0" % args.finetune_epochs)
@@ -291,10 +308,11 @@ def main(argv) -> int:
     data = load_real(cfg.data_dir or None)
     if args.crossval:
         rows = cross_validate_prune(cfg, data, args.source_folds, ratios, k=args.crossval,
-                                    epochs=args.finetune_epochs, out_dir=os.path.join(cfg.out_dir, "cv"))
+                                    epochs=args.finetune_epochs, out_dir=os.path.join(cfg.out_dir, "cv"),
+                                    teacher_dir=args.teacher_folds)
         os.makedirs(cfg.out_dir, exist_ok=True)
         with open(os.path.join(cfg.out_dir, "prune_cv.json"), "w") as f:
-            json.dump({"k": args.crossval, "source": args.source_folds, "rows": rows}, f, indent=1, default=float)
+            json.dump({"k": args.crossval, "source": args.source_folds, "teacher": args.teacher_folds, "rows": rows}, f, indent=1, default=float)
         brief = [{key: r[key] for key in ("ratio", "parameters", "flops_per_30s")} for r in rows]
         for b, r in zip(brief, rows):
             b.update({key: r["pooled"][key] for key in ("P_f1", "S_f1")})

@@ -127,3 +127,37 @@ def test_exported_model_is_smaller(tmp_path):
 def test_cli_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
         main(argv)
+
+
+@pytest.mark.slow
+def test_pruned_model_fine_tunes_by_distillation_and_keeps_its_shape(tmp_path):
+    from fieldpick.train.config import TrainConfig
+    from fieldpick.train.data.datasets import WindowSet
+    from fieldpick.train.distill import DistillConfig
+    from fieldpick.train.fit import RealData
+    from fieldpick.train.prune import finetune_pruned
+
+    rng = np.random.default_rng(0)
+    n, length = 8, 1400
+    w = (0.01 * rng.standard_normal((n, 3, length))).astype(np.float32)
+    p = rng.integers(400, 600, n).astype(float)
+    for i in range(n):
+        w[i, :, int(p[i]):] += 1.0
+    st = np.array(["NC.S%d" % (i // 2) for i in range(n)])
+    noise = WindowSet((0.01 * rng.standard_normal((n, 3, 600))).astype(np.float32), np.full(n, np.nan),
+                      np.full(n, np.nan), st)
+    data = RealData(WindowSet(w, p, p + 150, st), (p - 100).astype(np.int64), noise)
+    held = np.isin(st, ["NC.S0"])
+    cfg = TrainConfig.from_dict(dict(architecture="lppn", epochs=1, steps_per_epoch=2, batch_size=4, progress=False,
+                                     out_dir=str(tmp_path), patience=0))
+    pruned, _ = prune_model(lppn(), 0.5)
+    shapes = {k: tuple(v.shape) for k, v in pruned.state_dict().items()}
+    torch.manual_seed(0)
+    teacher = build("phasenet", {"window_samples": T, "filters": [4, 6, 8]}).eval()
+    before = {k: v.clone() for k, v in pruned.state_dict().items()}
+    history = finetune_pruned(pruned, cfg, data.subset(~held), data.subset(held), str(tmp_path), 1, teacher,
+                              DistillConfig(teacher_layer="up_same.0", feature_channels=3, unlabeled_per_batch=0,
+                                            selection_windows=4))
+    assert [h["stage"] for h in history] == ["distill"]
+    assert {k: tuple(v.shape) for k, v in pruned.state_dict().items()} == shapes
+    assert any(not torch.equal(v, before[k]) for k, v in pruned.state_dict().items())
