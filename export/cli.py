@@ -2,7 +2,9 @@
 
 Exit status 0 when every file is written and every gate passed; a missed
 gate or an unusable model raises a :class:`~fieldpick.edge.errors.FieldpickError`
-(the ``fieldpick`` entry point prints it and exits 2).  The files of the
+(the ``fieldpick`` entry point prints it and exits 2).  With ``--install DIR
+--install-despite-parity-miss`` a missed int8 parity gate still ships the
+files (the miss is written into the cards) and the status is 1.  The files of the
 steps that passed, and ``export_report.json`` with the measured figures,
 stay in DIR either way.
 """
@@ -46,6 +48,9 @@ def _parser():
     p.add_argument("--install", metavar="DIR", default=None,
                    help="after a clean export, copy the int8 and fp32 .tflite files and cards into DIR "
                    "(e.g. edge/models) as NAME.tflite and NAME_fp32.tflite")
+    p.add_argument("--install-despite-parity-miss", action="store_true",
+                   help="with --install: ship the files even when an int8 parity gate is missed (the miss "
+                   "is recorded in the cards; exit status 1)")
     p.add_argument("--name", default=None, help="model name for --install (default: the card's name)")
     p.add_argument("--allow-float-ops", action="store_true",
                    help="write the int8 file even when some operators stay float (it is then not full int8)")
@@ -62,6 +67,11 @@ def _ncedc_root(args):
     return NCEDC_DIR if os.path.exists(os.path.join(NCEDC_DIR, "phasenet_ncedc_90s.npz")) else None
 
 
+def _card_name(out_dir, stem):
+    with open(os.path.join(out_dir, stem + "_int8.json"), encoding="utf-8") as f:
+        return json.load(f)["name"]
+
+
 def main(argv):
     args = _parser().parse_args(argv)
     from .pipeline import ExportSettings, export_checkpoint, install
@@ -72,7 +82,21 @@ def main(argv):
         require_int8=not args.allow_float_ops, calibration_clip=args.calibration_clip,
     )
     command = "fieldpick export " + " ".join(argv)
-    report = export_checkpoint(args.checkpoint, args.out, settings, command=command)
+    from .parity import ParityError
+
+    try:
+        report = export_checkpoint(args.checkpoint, args.out, settings, command=command)
+    except ParityError as exc:
+        if not (args.install and args.install_despite_parity_miss):
+            raise
+        with open(os.path.join(args.out, "export_report.json"), encoding="utf-8") as f:
+            if json.load(f).get("sizes_bytes") is None:
+                raise  # a float gate missed: there is no int8 file to ship
+        cards = install(args.out, args.install, args.name or _card_name(args.out, args.stem), args.stem,
+                        accept_parity_miss=True)
+        sys.stdout.write("PARITY GATE MISSED, installed anyway (recorded in the cards): %s\n  installed: %s\n"
+                         % (exc, ", ".join(cards)))
+        return 1
     g = report["gates"]
     lines = [
         "%s (%s): %d parameters, %d FLOPs per window" % (
