@@ -11,14 +11,17 @@ run and on the same windows:
 - onnxruntime on the ONNX twin (float32);
 - torch eager on the source model (float32; only when it was built here).
 
-Single window: median latency (ms) over repeated calls.  Batched: windows
-per second with ``--batch`` windows per call.  Ratios are the runtime's
-time per window / ai-edge-litert int8's (the peer), so > 1 is slower.
+Single window: median and best latency (ms) over repeated calls, and the
+median CPU time of the calling thread (less sensitive to a loaded host).
+Batched: ms per window and windows per second with B windows per call, for
+each B in ``--batch`` (default 8, 32, 128).  Ratios are the runtime's time
+per window / ai-edge-litert int8's (the peer) in the same run, so > 1 is
+slower.
 It also checks the numpy int8 outputs against ai-edge-litert's reference
 kernels (BUILTIN_REF) and reports the planned activation memory.
 
     .venv/bin/python benchmarks/interpreter.py [--int8 M.tflite --fp32 M.tflite --onnx M.onnx]
-                                               [--repeats 50] [--batch 32]
+                                               [--repeats 80] [--batch 8,32,128]
 
 Results: benchmarks/results/interpreter.json and interpreter.md.
 """
@@ -72,10 +75,16 @@ def main(argv=None):
     p.add_argument("--int8", help="full-int8 .tflite (default: build the LPPN-like picker)")
     p.add_argument("--fp32", help="float32 .tflite of the same model")
     p.add_argument("--onnx", help="ONNX twin of the same model")
-    p.add_argument("--repeats", type=int, default=50, help="timed calls per single-window measurement")
-    p.add_argument("--batch", type=int, default=32, help="windows per call in the batched measurement")
+    p.add_argument("--repeats", type=int, default=80, help="timed calls per single-window measurement")
+    p.add_argument("--batch", default="8,32,128", help="windows per call in the batched measurements (comma-separated)")
     p.add_argument("--batch-repeats", type=int, default=5, help="timed calls per batched measurement")
     args = p.parse_args(argv)
+    try:
+        batches = [int(b) for b in args.batch.split(",")]
+    except ValueError:
+        p.error("--batch takes comma-separated window counts, e.g. 8,32,128; got %r" % args.batch)
+    if not batches or min(batches) < 1:
+        p.error("--batch counts must be >= 1; got %r" % args.batch)
 
     torch_model = None
     if args.int8:
@@ -84,7 +93,8 @@ def main(argv=None):
         onnx_path, fp32_path, int8_path, torch_model = build_models()
 
     rng = np.random.default_rng(20261122)
-    windows = (rng.standard_normal((args.batch, T, 3)) * rng.uniform(0.3, 2.0, (args.batch, 1, 1))).astype(np.float32)
+    n_win = max(batches)
+    windows = (rng.standard_normal((n_win, T, 3)) * rng.uniform(0.3, 2.0, (n_win, 1, 1))).astype(np.float32)
 
     engines = []  # (name, runtime, model kind, callable(x_batch float32))
 
@@ -134,35 +144,53 @@ def main(argv=None):
     # Interleaved: every round times each runtime once, so they share the host's load alike.
     rows = []
     single = {name: [] for name, _, _ in engines}
-    batched = {name: [] for name, _, _ in engines}
+    single_cpu = {name: [] for name, _, _ in engines}
+    batched = {(name, b): [] for name, _, _ in engines for b in batches}
     for _name, _, (it, xs) in engines:  # warm up
         it.run(xs[:1])
-        it.run(xs)
+        for b in batches:
+            it.run(xs[:b])
+    order = np.random.default_rng(7)
     for rnd in range(args.repeats):
-        for name, _, (it, xs) in engines:
-            t0 = time.perf_counter()
+        # Each round in a new order: the runtime timed first in a round is not always the same one.
+        for e in order.permutation(len(engines)):
+            name, _, (it, xs) = engines[e]
+            c0, t0 = time.thread_time(), time.perf_counter()
             it.run(xs[:1])
             single[name].append(time.perf_counter() - t0)
-            if rnd < args.batch_repeats:
-                t0 = time.perf_counter()
-                it.run(xs)
-                batched[name].append(time.perf_counter() - t0)
+            single_cpu[name].append(time.thread_time() - c0)
+        if rnd < args.batch_repeats:
+            for b in batches:
+                for e in order.permutation(len(engines)):
+                    name, _, (it, xs) = engines[e]
+                    t0 = time.perf_counter()
+                    it.run(xs[:b])
+                    batched[name, b].append((time.perf_counter() - t0) / b)
     for name, backend, _ in engines:
-        med1, best1 = statistics.median(single[name]), min(single[name])
-        medb, bestb = statistics.median(batched[name]), min(batched[name])
-        rows.append({"runtime": name, "backend": backend,
-                     "single_ms": med1 * 1e3, "single_best_ms": best1 * 1e3,
-                     "batch": args.batch, "batched_ms_per_window": medb * 1e3 / args.batch,
-                     "batched_best_ms_per_window": bestb * 1e3 / args.batch,
-                     "batched_windows_per_s": args.batch / medb})
-        print("%-32s single %8.3f ms (best %7.3f)  batched %8.3f ms/window (best %7.3f)" % (
-            name, med1 * 1e3, best1 * 1e3, medb * 1e3 / args.batch, bestb * 1e3 / args.batch), flush=True)
+        med1, best1, cpu1 = statistics.median(single[name]), min(single[name]), statistics.median(single_cpu[name])
+        row = {"runtime": name, "backend": backend,
+               "single_ms": med1 * 1e3, "single_best_ms": best1 * 1e3, "single_cpu_ms": cpu1 * 1e3}
+        line = "%-32s single %7.3f ms (best %6.3f, cpu %6.3f)" % (name, med1 * 1e3, best1 * 1e3, cpu1 * 1e3)
+        for b in batches:
+            medb, bestb = statistics.median(batched[name, b]), min(batched[name, b])
+            row["batch%d_ms_per_window" % b] = medb * 1e3
+            row["batch%d_best_ms_per_window" % b] = bestb * 1e3
+            row["batch%d_windows_per_s" % b] = 1.0 / medb
+            line += "  b%d %6.3f (best %6.3f)" % (b, medb * 1e3, bestb * 1e3)
+        rows.append(row)
+        print(line, flush=True)
     peer = next((r for r in rows if r["runtime"].startswith("ai-edge-litert int8")), None)
     for r in rows:
         if peer:
-            r["ratio_single_vs_litert_int8"] = r["single_ms"] / peer["single_ms"]
-            r["ratio_single_best_vs_litert_int8"] = r["single_best_ms"] / peer["single_best_ms"]
-            r["ratio_batched_vs_litert_int8"] = r["batched_ms_per_window"] / peer["batched_ms_per_window"]
+            ratios = {"ratio_single_vs_litert_int8": r["single_ms"] / peer["single_ms"],
+                      "ratio_single_best_vs_litert_int8": r["single_best_ms"] / peer["single_best_ms"],
+                      "ratio_single_cpu_vs_litert_int8": r["single_cpu_ms"] / peer["single_cpu_ms"]}
+            for b in batches:
+                k = "batch%d_ms_per_window" % b
+                ratios["ratio_batch%d_vs_litert_int8" % b] = r[k] / peer[k]
+                k = "batch%d_best_ms_per_window" % b
+                ratios["ratio_batch%d_best_vs_litert_int8" % b] = r[k] / peer[k]
+            r.update(ratios)
 
     # Exactness and memory of the numpy runtime on this model.
     check = {}
@@ -201,7 +229,7 @@ def main(argv=None):
                   "fp32": os.path.relpath(fp32_path, REPO) if fp32_path else None,
                   "onnx": os.path.relpath(onnx_path, REPO) if onnx_path else None,
                   "window_samples": T, "params": 14884 if torch_model is not None else None},
-        "threads": 1, "repeats": args.repeats, "batch": args.batch,
+        "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
                  "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
         "peer": peer["runtime"] if peer else None,
@@ -223,15 +251,28 @@ def markdown(r):
              "Host: %s, %d CPUs, load %.1f when measured (shared; absolute times are noisy, ratios are "
              "measured in the same run). Ratio = time per window / ai-edge-litert int8's." % (
                  r["model"]["window_samples"], r["host"]["machine"], r["host"]["cpus"] or 0, r["host"]["load_avg_1min"] or 0), "",
-             "Runtimes are timed in interleaved rounds (each round times every runtime once); medians, "
-             "with the best call beside them.", "",
-             "| runtime | single window, median (ms) | ratio | best (ms) | ratio of best | batched, %d per call (ms/window) | windows/s | ratio |" % r["batch"],
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "Runtimes are timed in interleaved rounds (each round times every runtime once, in a shuffled order): %d rounds of one "
+             "window, %d rounds of each batch size. Median and best wall time per call, and the median CPU time "
+             "of the calling thread (time spent waiting for a core on the loaded host left out)." % (
+                 r["repeats"], r["batch_repeats"]), "",
+             "### One window per call", "",
+             "| runtime | median (ms) | ratio | best (ms) | ratio of best | CPU median (ms) | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    nan = float("nan")
     for row in r["rows"]:
-        lines.append("| %s | %.3f | %.2f | %.3f | %.2f | %.3f | %.0f | %.2f |" % (
-            row["runtime"], row["single_ms"], row.get("ratio_single_vs_litert_int8", float("nan")),
-            row["single_best_ms"], row.get("ratio_single_best_vs_litert_int8", float("nan")),
-            row["batched_ms_per_window"], row["batched_windows_per_s"], row.get("ratio_batched_vs_litert_int8", float("nan"))))
+        lines.append("| %s | %.3f | %.2f | %.3f | %.2f | %.3f | %.2f |" % (
+            row["runtime"], row["single_ms"], row.get("ratio_single_vs_litert_int8", nan),
+            row["single_best_ms"], row.get("ratio_single_best_vs_litert_int8", nan),
+            row["single_cpu_ms"], row.get("ratio_single_cpu_vs_litert_int8", nan)))
+    lines += ["", "### Batches: ms per window (median, best) and ratio of the median", "",
+              "| runtime | " + " | ".join("B=%d ms/window | best | windows/s | ratio" % b for b in r["batches"]) + " |",
+              "|---|" + "---:|" * (4 * len(r["batches"]))]
+    for row in r["rows"]:
+        cells = []
+        for b in r["batches"]:
+            cells += ["%.3f" % row["batch%d_ms_per_window" % b], "%.3f" % row["batch%d_best_ms_per_window" % b],
+                      "%.0f" % row["batch%d_windows_per_s" % b], "%.2f" % row.get("ratio_batch%d_vs_litert_int8" % b, nan)]
+        lines.append("| %s | %s |" % (row["runtime"], " | ".join(cells)))
     c = r["numpy_runtime"]
     lines += ["", "numpy runtime: planned activation memory (TFLite-style arena, batch 1) %s bytes (int8), %s bytes "
               "(fp32); measured peak of numpy buffers during one int8 window (tracemalloc, float temporaries "
