@@ -17,6 +17,15 @@ The numpy engine frees each activation after its last reader, so its live
 tensors follow that plan; it also makes float temporaries inside kernels
 (im2col patches, accumulators), a few times the int8 plan at peak.
 
+Speed (numpy engine; measured in benchmarks/interpreter.py): the work at
+load is done once (zero points folded into int32 biases, requantisation
+multipliers as float and int arrays, per-channel vectors tiled over long
+rows, int8 lookup tables for elementwise ops and softmax reciprocals), so a
+call is a few numpy passes per operator; the Python overhead of the
+operator loop is ~20 us per window.  What remains is memory traffic: about
+ten float32 passes over each int8 activation in the requantiser.  Batches
+run in chunks of about ``CHUNK_BYTES`` of float working set.
+
 ``backend`` picks the engine behind the same interface: ``"numpy"`` (this
 package, needs nothing but numpy), ``"litert"`` (ai-edge-litert),
 ``"tflite"`` (tflite-runtime) or ``"onnx"`` (onnxruntime on an ``.onnx``
