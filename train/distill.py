@@ -197,22 +197,24 @@ class UnlabeledMix:
 
     Returns ``(x, p, s, labeled)``: the ``batch`` labeled windows of
     ``source`` first, then ``extra`` windows of ``pool`` (labels NaN,
-    ``labeled`` False).  The labeled part draws from ``rng`` exactly as
-    ``source`` alone would, then the pool draws, so a student trained
-    without the pool sees the same labeled windows.
+    ``labeled`` False).  The labeled part draws from the caller's ``rng``
+    exactly as ``source`` alone would and the pool from its own generator
+    (``pool_seed``), so a student trained without the pool sees the same
+    labeled windows, batch after batch.
     """
 
-    def __init__(self, source: RandomWindows, pool=None, extra=0):
+    def __init__(self, source: RandomWindows, pool=None, extra=0, pool_seed=0):
         if extra and pool is None:
             raise ConfigError("extra is %d but no unlabeled pool was given" % extra)
         self.source, self.pool, self.extra = source, pool, extra
+        self.pool_rng = np.random.default_rng(pool_seed)
         self.events = source.events  # what fit() counts steps by
 
     def __call__(self, rng, batch):
         x, p, s = self.source(rng, batch)
         labeled = np.ones(batch, dtype=bool)
         if self.extra:
-            xu, _, _ = self.pool(rng, self.extra)
+            xu, _, _ = self.pool(self.pool_rng, self.extra)
             x = np.concatenate([x, xu])
             nan = np.full(self.extra, np.nan)
             p, s = np.concatenate([p, nan]), np.concatenate([s, nan])
@@ -338,7 +340,8 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
     torch.manual_seed(cfg.seed)
     model = model if model is not None else build(cfg.architecture, cfg.model)
     t = record_samples(model, cfg)
-    source = UnlabeledMix(real_source(cfg, train_data, t), _pool(cfg, dcfg, t), dcfg.unlabeled_per_batch)
+    source = UnlabeledMix(real_source(cfg, train_data, t), _pool(cfg, dcfg, t), dcfg.unlabeled_per_batch,
+                          pool_seed=cfg.seed + 13)
     selection, info = None, {"teacher_layer": dcfg.teacher_layer}
     if dcfg.feature_weight > 0:
         rng = np.random.default_rng(cfg.seed + 11)

@@ -145,11 +145,14 @@ def test_unlabeled_mix_keeps_the_labeled_draw(tmp_path):
     data = step_data()
     source = RandomWindows(data.events, data.noise, T)
     pool = RandomWindows(step_data(seed=5).events, None, T)
-    x0, p0, s0 = source(np.random.default_rng(3), 4)
-    x, p, s, labeled = UnlabeledMix(source, pool, 2)(np.random.default_rng(3), 4)
+    alone, mixed = np.random.default_rng(3), np.random.default_rng(3)
+    mix = UnlabeledMix(source, pool, 2)
+    for _ in range(3):  # batch after batch, the labeled windows are those the source alone would give
+        x0, p0, s0 = source(alone, 4)
+        x, p, s, labeled = mix(mixed, 4)
+        np.testing.assert_array_equal(x[:4], x0)
+        np.testing.assert_array_equal(p[:4], p0)
     assert x.shape == (6, 3, T)
-    np.testing.assert_array_equal(x[:4], x0)
-    np.testing.assert_array_equal(p[:4], p0)
     assert labeled.tolist() == [True] * 4 + [False] * 2
     assert np.isnan(p[4:]).all() and np.isnan(s[4:]).all()
 
