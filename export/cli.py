@@ -46,8 +46,8 @@ def _parser():
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
                    help="limit for the onnx2tf conversion (default 900 s)")
     p.add_argument("--install", metavar="DIR", default=None,
-                   help="after a clean export, copy the int8 and fp32 .tflite files and cards into DIR "
-                   "(e.g. edge/models) as NAME.tflite and NAME_fp32.tflite")
+                   help="after a clean export, copy the int8 .tflite file and its card into DIR "
+                   "(e.g. edge/models) as NAME.tflite and NAME.json")
     p.add_argument("--install-despite-parity-miss", action="store_true",
                    help="with --install: ship the files even when an int8 parity gate is missed (the miss "
                    "is recorded in the cards; exit status 1)")

@@ -324,9 +324,11 @@ def export_checkpoint(checkpoint, out_dir, settings=None, command=""):
 def install(out_dir, dest, name, stem="model", accept_parity_miss=False):
     """Copy an export's TFLite files and cards into ``dest`` (e.g. edge/models/) as the shipped model.
 
-    ``<stem>_int8.tflite`` becomes ``<name>.tflite`` (the station's model) and
-    ``<stem>_fp32.tflite`` becomes ``<name>_fp32.tflite``, each with its card
-    ``.json`` re-pointed at the new file name.  The report must show a clean
+    ``<stem>_int8.tflite`` becomes ``<name>.tflite`` (the station's model)
+    with its card ``<name>.json`` re-pointed at the new file name.  Only the
+    int8 file is shipped: edge/models holds exactly one model (the bundle
+    builder and the station take "the" model from there); the fp32 file stays
+    in ``out_dir``.  The report must show a clean
     export, except that ``accept_parity_miss`` lets a missed int8 parity gate
     through (every file was written and converted) and records the miss in
     both cards' provenance (``export_gate_missed``).  Returns the card paths.
@@ -341,7 +343,7 @@ def install(out_dir, dest, name, stem="model", accept_parity_miss=False):
         log.warning("installing %s although it missed a parity gate: %s", name, error)
     os.makedirs(dest, exist_ok=True)
     written = []
-    for kind, target in (("int8", name), ("fp32", name + "_fp32")):
+    for kind, target in (("int8", name),):
         card = ModelCard.load(os.path.join(out_dir, "%s_%s.json" % (stem, kind)))
         model_path = os.path.join(dest, target + ".tflite")
         tmp = model_path + ".tmp"

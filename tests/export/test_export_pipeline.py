@@ -241,8 +241,7 @@ def test_export_install_copies_clean_exports_or_records_the_miss(exported, tmp_p
     else:
         cards = install(exported["dir"], dest, "tiny-default")
     src = exported["dir"]
-    assert sorted(os.listdir(dest)) == ["tiny-default.json", "tiny-default.tflite", "tiny-default_fp32.json",
-                                        "tiny-default_fp32.tflite"]
+    assert sorted(os.listdir(dest)) == ["tiny-default.json", "tiny-default.tflite"]  # one model, int8
     card = ModelCard.load(cards[0])  # sha256 checked against the copied file
     assert card.name == "tiny-default" and card.model_file == "tiny-default.tflite"
     assert card.quantisation.scheme == "int8"
