@@ -21,3 +21,16 @@ def ncedc_dir():
     if not os.path.exists(os.path.join(NCEDC, "phasenet_ncedc_30s.npz")):
         pytest.skip("real NCEDC windows not found at %s (set FIELDPICK_NCEDC); they are never committed" % NCEDC)
     return NCEDC
+
+
+@pytest.fixture(autouse=True)
+def _restore_fieldpick_logger():
+    """A test that runs the CLI configures the 'fieldpick' logger; undo that afterwards."""
+    import logging
+
+    logger = logging.getLogger("fieldpick")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
