@@ -163,3 +163,19 @@ def test_flops_per_record_cpic_counts_every_scan_position():
 
 def test_registry_lists_four():
     assert sorted(REGISTRY) == ["cpic", "leqnet", "lppn", "phasenet"]
+
+
+@pytest.mark.parametrize("name", ["phasenet", "lppn", "leqnet", "cpic"])
+def test_onnx_graph_is_edge_friendly_and_matches(tmp_path, name):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = make(name)
+    x = torch.from_numpy(np.random.default_rng(2).standard_normal((1, 3, model.config.window_samples)).astype(np.float32))
+    path = str(tmp_path / "m.onnx")
+    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=17)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert not ops & {"Resize", "Upsample", "Gather", "LSTM", "GRU"}, ops
+    sess = ort.InferenceSession(path)
+    y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(y, model(x).numpy(), atol=1e-5)

@@ -73,18 +73,22 @@ class LPPN(nn.Module):
         )
         self.head = nn.Conv1d(cin, 4, 1)
 
-    def raw(self, x):
-        """(B, 3, T) -> class logits (B, 3, L) and offset logits (B, L), L = T // stride."""
+    def _head(self, x):  # (B, 3, T) -> (B, 4, L)
         h = self.down(self.stem(x))
         for block in self.context:
             h = h + block(h)
-        out = self.head(h)
+        return self.head(h)
+
+    def raw(self, x):
+        """(B, 3, T) -> class logits (B, 3, L) and offset logits (B, L), L = T // stride."""
+        out = self._head(x)
         return out[:, :3], out[:, 3]
 
     def forward(self, x):
         """(B, 3, T) normalised -> (B, 4, T // stride): N, P, S probabilities and the offset."""
-        logits, offset = self.raw(x)
-        return torch.cat([torch.softmax(logits, dim=1), torch.sigmoid(offset)[:, None]], dim=1)
+        out = self._head(x)
+        # slices, not an index: the exported graph stays free of GATHER
+        return torch.cat([torch.softmax(out[:, :3], dim=1), torch.sigmoid(out[:, 3:])], dim=1)
 
     def card(self):
         c = self.config
