@@ -151,7 +151,7 @@ def _coerce(key, default, value, where):
     elif isinstance(default, dict):
         if isinstance(value, dict):
             return dict(value)
-    raise ConfigError("%s.%s is %r; expected %s" % (where, key, value, type(default).__name__))
+    raise ConfigError("%s: %s is %r; expected %s" % (where, key, value, type(default).__name__))
 
 
 def load_config(path):
@@ -218,4 +218,4 @@ def config_from_args(args):
             base["model"] = model
         else:
             base[f.name] = value
-    return TrainConfig.from_dict(base, where="--config %s + command line" % (args.config or "(none)"))
+    return TrainConfig.from_dict(base, where="%s and the command line" % args.config if args.config else "command line")
