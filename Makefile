@@ -14,7 +14,8 @@ demo: $(EDGE)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q
 
-# The edge tests alone, in the numpy-only station environment (numpy 2.x).
+# The edge tests alone, in the station environment: numpy 2.x plus the test tools
+# (pytest, hypothesis); tests whose reference is ObsPy or scipy skip there with a reason.
 test-edge: $(EDGE)/.installed-tests
 	$(EDGE)/bin/python -m pytest -q tests/edge
 
@@ -39,7 +40,7 @@ $(EDGE)/.installed: pyproject.toml
 	touch $@
 
 $(EDGE)/.installed-tests: $(EDGE)/.installed
-	$(EDGE)/bin/pip install $(PIP_FLAGS) 'numpy>=2' 'pytest>=8'
+	$(EDGE)/bin/pip install $(PIP_FLAGS) 'numpy>=2' 'pytest>=8' 'hypothesis>=6.100'
 	touch $@
 
 clean:

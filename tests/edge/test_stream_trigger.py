@@ -3,8 +3,6 @@ against their slow twins, scipy and ObsPy, for any packet sizes."""
 
 import numpy as np
 import pytest
-from obspy.signal.trigger import recursive_sta_lta, trigger_onset
-from scipy import signal
 
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.stream.trigger import (
@@ -17,6 +15,10 @@ from fieldpick.edge.stream.trigger import (
     recur_reference,
     sosfilt_reference,
 )
+pytest.importorskip("obspy", reason="ObsPy is the reference for STA/LTA (workstation env)")
+pytest.importorskip("scipy", reason="scipy is the reference for the biquads (workstation env)")
+from obspy.signal.trigger import recursive_sta_lta, trigger_onset  # noqa: E402
+from scipy import signal  # noqa: E402
 
 
 def _split(x, sizes, rng):

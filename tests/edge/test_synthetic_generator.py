@@ -86,6 +86,7 @@ def test_bigger_events_have_lower_corner_and_more_energy_at_low_frequency():
 
 @pytest.mark.slow  # importing ObsPy's spectral_estimation (matplotlib) takes ~5 s
 def test_noise_spectrum_lies_between_peterson_models_with_microseism_peak():
+    pytest.importorskip("obspy", reason="ObsPy provides the Peterson noise models (workstation env)")
     from obspy.signal.spectral_estimation import get_nhnm, get_nlnm
 
     fs, T = 20.0, 1 << 14  # 819 s windows at 20 Hz reach the microseism band well
