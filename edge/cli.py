@@ -29,7 +29,7 @@ VERBS = OrderedDict(
     [
         ("demo", ("fieldpick.edge.demo:main", "run the bundled model on a synthetic hour and score its picks", "station", None, 12)),
         ("run", ("fieldpick.edge.station:main", "run a station from a JSON config (live sources, telemetry)", "station", None, 12)),
-        ("replay", ("fieldpick.edge.replay:main", "stream miniSEED files through the picker as fast as possible", "station", None, 10)),
+        ("replay", ("fieldpick.edge.replay:main", "stream miniSEED files through the picker as fast as possible", "station", None, 12)),
         ("receive", ("fieldpick.edge.telemetry.receive:main", "receive, acknowledge and decode pick packets", "network", None, 7)),
         ("card", ("fieldpick.edge.card_cli:main", "show and check a model card against its model file", "station", None, 2)),
         ("train", ("fieldpick.train.fit:main", "train a picker from a config (PyTorch)", "workstation", "train", 9)),
@@ -38,7 +38,7 @@ VERBS = OrderedDict(
         ("finetune", ("fieldpick.train.finetune:main", "move a model to a new region by training its head", "workstation", "train", 9)),
         ("export", ("fieldpick.export.cli:main", "PyTorch -> ONNX -> TFLite fp32 and int8, with parity gates", "workstation", "export", 5)),
         ("eval", ("fieldpick.train.evaluate:main", "score a picker or a classic baseline on a dataset", "workstation", "train", 3)),
-        ("explain", ("fieldpick.train.explain:main", "Grad-CAM++ saliency of a picker over time", "workstation", "train", 11)),
+        ("explain", ("fieldpick.train.explain:main", "class activation maps (Grad-CAM, Grad-CAM++) of a picker over time", "workstation", "train", 11)),
         ("plot", ("fieldpick.train.plot:main", "plot a window or stream with probabilities and picks", "workstation", "train", 11)),
         ("bench", ("fieldpick.boards.bench:main", "measure latency and memory on this machine", "station", None, 8)),
         ("bundle", ("fieldpick.boards.bundle:main", "build one file to copy to a station board", "workstation", None, 8)),
