@@ -118,7 +118,8 @@ def stage_int8(args):
         train, val, test = _fold_split(data, f)
         tune_thresholds(model, val, cfg)  # the fold's own validation stations, as in training
         s, paths = int8_scores(model, model.card(), train, test, cfg,
-                               os.path.join(args.work, "int8", args.name, "fold%d" % f), seed=SEED + f)
+                               os.path.join(args.work, "int8", args.name + args.variant, "fold%d" % f), seed=SEED + f,
+                               clip_percentile=args.clip)
         sizes = {"int8_bytes": paths["int8_bytes"], "fp32_bytes": paths["fp32_bytes"]}
         row = {"fold": f, "thresholds": dict(model.thresholds), **sizes}
         for kind, sc in s.items():
@@ -129,9 +130,10 @@ def stage_int8(args):
                  s["torch"]["P_f1"], s["fp32"]["P_f1"], s["int8"]["P_f1"], s["torch"]["S_f1"],
                  s["fp32"]["S_f1"], s["int8"]["S_f1"])
     out = {"name": args.name, "source": args.folds, "folds_used": folds, "seconds": time.time() - t0,
+           "clip_percentile": args.clip, "int8_variant": args.variant,
            "parameters": int(sum(p.numel() for p in model.parameters())), **sizes,
            "pooled": {k: _pool(v, data.events.fs, cfg.tolerance_s) for k, v in parts.items()}, "folds": rows}
-    _write(os.path.join(args.work, "int8_%s.json" % args.name), out)
+    _write(os.path.join(args.work, "int8_%s%s.json" % (args.name, "-" + args.variant if args.variant else "")), out)
 
 
 def _write(path, obj):
@@ -166,7 +168,7 @@ def stage_table(args):
     for fn in os.listdir(work):
         if fn.startswith("int8_") and fn.endswith(".json"):
             d = json.load(open(os.path.join(work, fn)))
-            int8[d["name"]] = d
+            int8[d["name"] + ("+" + d["int8_variant"] if d.get("int8_variant") else "")] = d
     rows.append(_row("phasenet-teacher", "teacher", teacher["parameters"], teacher["flops_per_30s"],
                      teacher["pooled"], "zoo PhaseNet (U-Net), 5-fold", int8.get("phasenet-teacher")))
     for path in args.distill or []:
@@ -209,8 +211,12 @@ def stage_table(args):
             "machine": platform.machine(), "load_average": os.getloadavg(), "created_utc": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": "benchmarks/pareto.py " + " ".join(sys.argv[1:])}
     os.makedirs(os.path.join(RESULTS, "plots"), exist_ok=True)
-    _write(os.path.join(RESULTS, "pareto.json"), {"meta": meta, "rows": rows})
-    md = _markdown(rows, meta)
+    variants = [{"name": d["name"], "variant": d.get("int8_variant") or "plain", "clip_percentile": d.get("clip_percentile"),
+                 "folds": d["folds_used"], "int8_bytes": d["int8_bytes"], "fp32_bytes": d["fp32_bytes"],
+                 **{"%s_%s_f1" % (kind, ph): d["pooled"][kind][ph + "_f1"] for kind in ("torch", "fp32", "int8")
+                    for ph in ("P", "S")}} for _, d in sorted(int8.items())]
+    _write(os.path.join(RESULTS, "pareto.json"), {"meta": meta, "rows": rows, "int8": variants})
+    md = _markdown(rows, meta, variants)
     with open(os.path.join(RESULTS, "pareto.md"), "w") as f:
         f.write(md)
     _plot(rows, os.path.join(RESULTS, "plots", "pareto.png"))
@@ -221,7 +227,7 @@ def _f(v, fmt="%.3f"):
     return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else fmt % v
 
 
-def _markdown(rows, meta):
+def _markdown(rows, meta, variants=()):
     out = ["# Compression: Pareto table", "",
            "P/S F1 pooled over %d station folds of the 154 NCEDC windows (+154 pre-P noise windows): each "
            "window picked by the fold model that never saw its station; picks match within 0.5 s; "
@@ -244,6 +250,18 @@ def _markdown(rows, meta):
             _f(r["false_picks_per_hour"], "%.1f"), _f(r.get("int8_P_f1")), _f(r.get("int8_S_f1")), d8,
             "yes" if r["pareto"] else ""))
     out += ["", "Candidates:", ""] + ["- %s: %s" % (r["name"], r["note"]) for r in rows]
+    out += ["", "## int8 against float32 (same thresholds, same held-out stations)", "",
+            "| candidate | calibration | folds | fp32 .tflite bytes | int8 .tflite bytes | P F1 torch / fp32 / int8 "
+            "| S F1 torch / fp32 / int8 | int8 - fp32 P | int8 - fp32 S | within 0.01 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in variants:
+        dp, ds = v["int8_P_f1"] - v["fp32_P_f1"], v["int8_S_f1"] - v["fp32_S_f1"]
+        cal = "training stations + synthetic" + (", clipped at the %g-th percentile of |x|" % v["clip_percentile"]
+                                                  if v["clip_percentile"] else "")
+        out.append("| %s | %s | %s | %d | %d | %.3f / %.3f / %.3f | %.3f / %.3f / %.3f | %+.3f | %+.3f | %s |" % (
+            v["name"], cal, ",".join(map(str, v["folds"])), v["fp32_bytes"], v["int8_bytes"], v["torch_P_f1"],
+            v["fp32_P_f1"], v["int8_P_f1"], v["torch_S_f1"], v["fp32_S_f1"], v["int8_S_f1"], dp, ds,
+            "yes" if abs(dp) <= 0.01 and abs(ds) <= 0.01 else "no"))
     out += ["", "benchmarks/pareto.py; Python %s, numpy %s, %s; load average %s; %s." % (
         meta["python"], meta["numpy"], meta["machine"], ", ".join("%.1f" % v for v in meta["load_average"]),
         meta["created_utc"]), ""]
@@ -289,6 +307,8 @@ def main(argv=None):
     ap.add_argument("--checkpoint", default="best.pt", help="int8: file name inside each fold folder")
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
+    ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
+    ap.add_argument("--variant", default="", help="int8: label of this calibration variant (file name suffix)")
     ap.add_argument("--distill", action="append", help="table: distill_cv.json of fieldpick distill --crossval "
                     "(repeatable)")
     ap.add_argument("--prune", action="append", help="table: prune_cv.json of fieldpick prune --crossval "

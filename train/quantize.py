@@ -38,14 +38,17 @@ __all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outp
 log = logging.getLogger(__name__)
 
 
-def calibration_windows(card, train_data=None, n_synthetic=200, seed=0):
+def calibration_windows(card, train_data=None, n_synthetic=200, seed=0, clip_percentile=None):
     """Normalised (N, C, T) calibration windows for ``card``: synthetic at many SNRs + real training stations.
 
     train_data: a :class:`~fieldpick.train.fit.RealData` of the stations the
     model trained on (its event traces are cropped with P at 10-50 % of the
     window, and its pre-P noise windows are added), or None for synthetic
     windows only.  Returns ``(windows, source)``, ``source`` an (N,) array
-    of 'synthetic', 'ncedc-event' or 'ncedc-noise'.
+    of 'synthetic', 'ncedc-event' or 'ncedc-noise'.  clip_percentile: clip
+    the windows to +-(that percentile of |x|), so that the int8 input scale
+    (set by the calibration's extreme samples: spikes, clipped S) keeps
+    resolution for onsets near the noise; larger inputs saturate at run time.
     """
     from fieldpick.export.calibrate import normalise, synthetic_windows
     from fieldpick.train.fit import pad_noise
@@ -66,8 +69,13 @@ def calibration_windows(card, train_data=None, n_synthetic=200, seed=0):
         noise, _ = pad_noise(train_data.noise, t)
         parts += [crops, noise]
         src += ["ncedc-event"] * len(crops) + ["ncedc-noise"] * len(noise)
-    windows = np.concatenate([np.asarray(q, dtype=np.float32) for q in parts])
-    return normalise(windows, spec.normalisation), np.array(src)
+    windows = normalise(np.concatenate([np.asarray(q, dtype=np.float32) for q in parts]), spec.normalisation)
+    if clip_percentile is not None:
+        if not 50.0 < clip_percentile <= 100.0:
+            raise DataError("clip_percentile %r; it must lie in (50, 100]" % (clip_percentile,))
+        bound = float(np.percentile(np.abs(windows), clip_percentile))
+        windows = np.clip(windows, -bound, bound)
+    return windows, np.array(src)
 
 
 def export_tflite(model, card, calibration, out_dir, stem="model", timeout_s=900):
@@ -128,7 +136,7 @@ def score_outputs(run, card, test, cfg):
     return s
 
 
-def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0):
+def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0, clip_percentile=None):
     """Scores of ``model`` in PyTorch, TFLite float32 and TFLite full int8 on ``test``, same thresholds.
 
     The int8 model is calibrated on :func:`calibration_windows` of
@@ -138,7 +146,7 @@ def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, se
 
     from fieldpick.export.onnx import run_torch
 
-    calib, src = calibration_windows(card, train_data, n_synthetic, seed)
+    calib, src = calibration_windows(card, train_data, n_synthetic, seed, clip_percentile)
     log.info("calibrating on %d windows (%s)", len(calib),
              ", ".join("%d %s" % (int(np.sum(src == k)), k) for k in np.unique(src)))
     paths = export_tflite(model, card, calib, out_dir)

@@ -59,6 +59,21 @@ def test_same_seed_same_windows():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("percentile", [99.0, 99.9])
+def test_clipping_bounds_the_calibration_range(percentile):
+    x, _ = calibration_windows(card(), real(), n_synthetic=8, seed=1)
+    c, _ = calibration_windows(card(), real(), n_synthetic=8, seed=1, clip_percentile=percentile)
+    bound = np.percentile(np.abs(x), percentile)
+    assert np.abs(c).max() == pytest.approx(bound, rel=1e-6)
+    inside = np.abs(x) <= bound
+    np.testing.assert_array_equal(c[inside], x[inside])  # only the extremes change
+
+
+def test_bad_clip_percentile():
+    with pytest.raises(DataError, match="clip_percentile 40; it must lie in \\(50, 100\\]"):
+        calibration_windows(card(), None, n_synthetic=2, clip_percentile=40)
+
+
 def test_short_training_traces_are_refused():
     with pytest.raises(DataError, match="training traces have 1400 samples; calibration needs 3072"):
         calibration_windows(card(3072), real(), n_synthetic=4)
