@@ -10,14 +10,20 @@ to standard error.
 from __future__ import annotations
 
 import argparse
-import heapq
 import logging
 import sys
 import time
 
 from .card import InputSpec, ModelCard, OutputSpec
 from .config import BACKENDS, MODES, OUTPUT_FORMATS, StationConfig
-from .station import CSV_HEADER, EnergyRatioRunner, StationSet, format_pick, load_runner
+from .station import (
+    CSV_HEADER,
+    EnergyRatioRunner,
+    StationSet,
+    format_pick,
+    load_runner,
+    records_in_time_order,
+)
 
 __all__ = ["RUNNERS", "energy_ratio_card", "make_runner", "read_sorted", "main"]
 
@@ -45,21 +51,18 @@ def make_runner(cfg, runner="model"):
 
 
 def read_sorted(paths):
-    """Every record of ``paths`` (miniSEED files or folders), in start-time order.
+    """Records of ``paths`` (miniSEED files or folders), lazily, in start-time order.
 
-    Returns ``(records, stats)``.  Records of one channel keep their order.
+    Returns ``(records, stats)``: ``records`` is an iterator (bounded memory:
+    each file is scanned once for its channels now, then read per channel as
+    the merge goes, see :func:`~fieldpick.edge.station.records_in_time_order`);
+    ``stats`` is a :class:`~fieldpick.edge.sources.mseed.DecodeStats`, complete
+    on return.  Records of one channel keep their order.
     """
-    from .sources.mseed import MseedFileSource
+    from .sources.mseed import DecodeStats
 
-    src = MseedFileSource(paths)
-    with src:
-        by_channel = {}
-        for rec in src:
-            by_channel.setdefault(rec.seed_id, []).append(rec)
-    for recs in by_channel.values():
-        recs.sort(key=lambda r: r.start_ns)
-    merged = list(heapq.merge(*by_channel.values(), key=lambda r: (r.start_ns, r.channel)))
-    return merged, src.stats
+    stats = DecodeStats()
+    return records_in_time_order(paths, stats=stats), stats
 
 
 def main(argv):
@@ -92,8 +95,12 @@ def main(argv):
     if ns.format == "csv":
         out.write(CSV_HEADER)
     n = 0
+    n_records = 0
+    seconds = 0.0
     try:
         for rec in records:
+            n_records += 1
+            seconds += len(rec.samples) / rec.sampling_rate / 3.0
             for p in stations.feed_record(rec):
                 out.write(format_pick(p, ns.format))
                 n += 1
@@ -105,12 +112,11 @@ def main(argv):
         sys.stdout = None
         return 0
     dt = time.perf_counter() - t0
-    seconds = sum(len(r.samples) / r.sampling_rate for r in records) / 3.0
     runs = sum(s.stats["windows_run"] for s in stations.stations.values())
     total = sum(s.stats["windows_total"] for s in stations.stations.values())
     sys.stderr.write(
         "fieldpick replay: %d records (%d skipped), %d station(s), %.0f s of 3-component data, %d picks; "
-        "%.2f s (%.2f s reading), %.0fx real time; network ran on %d of %d windows (%s, model %s)\n"
-        % (len(records), getattr(stats, "n_skipped", 0), len(stations.stations), seconds, n,
+        "%.2f s (%.2f s scanning), %.0fx real time; network ran on %d of %d windows (%s, model %s)\n"
+        % (n_records, getattr(stats, "n_skipped", 0), len(stations.stations), seconds, n,
            dt, t_read, seconds / dt if dt > 0 else 0.0, runs, total, cfg.mode, runner.card.name))
     return 0

@@ -46,7 +46,8 @@ from .stream.ring import RingBuffer
 from .stream.trigger import Trigger
 from .stream.windows import hop_samples, normalise, to_layout
 
-__all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner", "default_card_path", "main"]
+__all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner",
+           "default_card_path", "DEFAULT_CARD", "records_in_time_order", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -143,12 +144,35 @@ class EnergyRatioRunner(Runner):
         return y if self.card.output.layout == "NCT" else np.ascontiguousarray(np.transpose(y, (0, 2, 1)))
 
 
-def default_card_path():
-    """The bundled model's card (edge/models/*.json), or None when none is bundled."""
-    here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+DEFAULT_CARD = "fieldpick-default.json"
+
+
+def default_card_path(models_dir=None):
+    """The bundled model's card, or None when edge/models/ holds no card.
+
+    Which card is the default is said, never guessed from file order: the
+    file ``DEFAULT`` in the folder names it (one line, a card file name);
+    without it, the card named :data:`DEFAULT_CARD`; without that, the only
+    card there.  Several cards and nothing naming one is a ConfigError.
+    models_dir: the folder (edge/models/ when None).
+    """
+    here = models_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
     if not os.path.isdir(here):
         return None
     cards = sorted(n for n in os.listdir(here) if n.endswith(".json"))
+    marker = os.path.join(here, "DEFAULT")
+    if os.path.isfile(marker):
+        with open(marker, encoding="utf-8") as f:
+            name = f.read().strip()
+        if name not in cards:
+            raise ConfigError("%s names the default card %r, which is not there; allowed: %s"
+                              % (marker, name, ", ".join(cards) or "(no .json card in the folder)"))
+        return os.path.join(here, name)
+    if DEFAULT_CARD in cards:
+        return os.path.join(here, DEFAULT_CARD)
+    if len(cards) > 1:
+        raise ConfigError("%s holds %d cards (%s) and none is named %r; write the default's file name "
+                          "into %s or give the card path" % (here, len(cards), ", ".join(cards), DEFAULT_CARD, marker))
     return os.path.join(here, cards[0]) if cards else None
 
 
@@ -593,23 +617,43 @@ class StationSet:
         return out
 
 
-def _one_channel(path, seed_id, single):
+def _one_channel(path, seed_id, single, start_ns=None, end_ns=None):
     from .sources.mseed import MseedFileSource
+    from .sources.sds import trim_record
 
     # small reads: three channels of one file are decoded side by side
     with MseedFileSource(path, chunk_bytes=1 << 16) as src:
         for rec in src:
             if single or rec.seed_id == seed_id:
+                if start_ns is not None or end_ns is not None:
+                    rec = trim_record(rec, start_ns, end_ns)
+                    if rec is None:
+                        continue
                 yield rec
 
 
-def _records_in_time_order(paths):
+def _add_stats(total, part):
+    total.records += part.records
+    total.samples += part.samples
+    total.no_data += part.no_data
+    total.bytes_skipped += part.bytes_skipped
+    for k, v in part.skipped.items():
+        total.skipped[k] = total.skipped.get(k, 0) + v
+
+
+def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
     """Records of miniSEED files merged lazily in start-time order (bounded memory).
 
     A file usually holds one channel after another (or one channel per file,
     as in an SDS archive); the station needs its components together.  Each
-    file is scanned once for the channels it holds, then read once per
-    channel, and the per-channel streams are merged by start time.
+    file is scanned once for the channels it holds (now), then read once per
+    channel (lazily), and the per-channel streams are merged by start time:
+    memory holds one read buffer per channel, never a whole file.
+
+    paths: files or folders.  start_ns, end_ns: keep only samples in
+    [start_ns, end_ns) (None: no limit).  stats: a
+    :class:`~fieldpick.edge.sources.mseed.DecodeStats` that receives the
+    counts of the scan (each record counted once).
     """
     import heapq
 
@@ -617,29 +661,54 @@ def _records_in_time_order(paths):
 
     streams = []
     for path in paths:
-        with MseedFileSource(path, chunk_bytes=1 << 16) as src:
-            ids = sorted({rec.seed_id for rec in src})
-        for sid in ids:
-            streams.append(_one_channel(path, sid, len(ids) == 1))
-    return heapq.merge(*streams, key=lambda r: r.start_ns)
+        for name in MseedFileSource(path).paths:
+            with MseedFileSource(name, chunk_bytes=1 << 16) as src:
+                ids = sorted({rec.seed_id for rec in src})
+            if stats is not None:
+                _add_stats(stats, src.stats)
+            streams += [_one_channel(name, sid, len(ids) == 1, start_ns, end_ns) for sid in ids]
+    return heapq.merge(*streams, key=lambda r: (r.start_ns, r.channel))
+
+
+def _sds_records(spec):
+    """An SDS root or ``sds://`` URL: its selected day files, day by day, each day's
+    channels merged in time order and trimmed to the selected window."""
+    from itertools import groupby
+
+    from .sources import open_source
+
+    src = open_source(spec)  # checks the selection options; an SdsSource
+    files, t0, t1 = list(src.files), src.start_ns, src.end_ns
+    src.close()
+    for _, day in groupby(files, key=lambda f: os.path.basename(f).split(".")[-2:]):
+        for rec in records_in_time_order(list(day), t0, t1):
+            yield rec
 
 
 def _open_sources(specs):
-    """Live sources through ``fieldpick.edge.sources.open_source`` when present; file paths
-    otherwise (merged in time order)."""
-    try:
-        from .sources import open_source
-    except ImportError:
-        open_source = None
-    files = [s for s in specs if os.path.exists(s)]
-    live = [s for s in specs if not os.path.exists(s)]
-    if live and open_source is None:
-        raise ConfigError("source %r is not a file and this build has no live sources "
-                          "(fieldpick.edge.sources.open_source); give miniSEED paths" % live[0])
-    out = [_records_in_time_order(files)] if files else []
-    for spec in live:
-        out.append(open_source(spec))
+    """Record iterators for the config's source specs.
+
+    An SDS root or ``sds://`` URL: selected and trimmed as
+    :func:`fieldpick.edge.sources.open_source` does, merged in time order day
+    by day.  Other existing paths (files, folders of files): merged in time
+    order.  Anything else (``seedlink://``, ``-``): ``open_source(spec)``.
+    """
+    from .sources import _is_sds_root, open_source
+
+    out, files = [], []
+    for spec in specs:
+        if spec.startswith("sds://") or (os.path.isdir(spec) and _is_sds_root(spec)):
+            out.append(_sds_records(spec))
+        elif os.path.exists(spec):
+            files.append(spec)
+        else:
+            out.append(open_source(spec))
+    if files:
+        out.insert(0, records_in_time_order(files))
     return out
+
+
+POLL_S = 1.0  # seconds of wall clock between uplink polls in the run loop
 
 
 def _uplink(cfg):
@@ -682,14 +751,18 @@ def main(argv):
     try:
         if out is not None and cfg.output.format == "csv" and (out is sys.stdout or out.tell() == 0):
             out.write(CSV_HEADER)
+        polled = time.monotonic()
         for src in _open_sources(cfg.sources):
             for rec in src:
                 picks = stations.feed_record(rec)
                 n += len(picks)
                 emit(picks)
                 records += 1
-                if uplink is not None and records % 100 == 0:
-                    uplink.poll(0.0)  # acks, late partial packets, retransmissions
+                # acks, late partial packets, retransmissions: at least every POLL_S of wall
+                # clock, not only when a pick arrives
+                if uplink is not None and (records % 100 == 0 or time.monotonic() - polled >= POLL_S):
+                    uplink.poll(0.0)
+                    polled = time.monotonic()
             if hasattr(src, "close"):
                 src.close()
         picks = stations.flush()
@@ -698,6 +771,9 @@ def main(argv):
         if out is not None:
             out.flush()
         if uplink is not None:
+            # end of a finite stream: pack what waits for a fuller packet and send it now
+            # (what stays unacknowledged is journaled for the next start)
+            uplink.flush()
             uplink.poll(0.0)
     finally:
         if out is not None and out is not sys.stdout:
