@@ -173,15 +173,15 @@ def stage_table(args):
                      teacher["pooled"], "zoo PhaseNet (U-Net), 5-fold", int8.get("phasenet-teacher")))
     for path in args.distill or []:
         d = json.load(open(path))
-        tc, kd = d["train_config"], d["distill_config"]
+        tc, kd = d["train_config"], d.get("distill_config")
         budget = "%d epochs x %d steps x %d windows" % (tc["epochs"], tc["steps_per_epoch"], tc["batch_size"])
         width = tc["model"].get("width")
         knobs = "T=%g, soft weight %g, feature weight %g (%d channels of %s), %d unlabeled windows per batch" % (
             kd["temperature"], kd["soft_weight"], kd["feature_weight"], kd["feature_channels"],
-            kd["teacher_layer"], kd["unlabeled_per_batch"])
+            kd["teacher_layer"], kd["unlabeled_per_batch"]) if kd else ""
         for v in ("scratch", "distilled"):
             if v in d:
-                name = tc["name"] if v == "distilled" else "lppn-w%s-scratch" % width
+                name = tc["name"] if v == "distilled" else "lppn-w%s-scratch-%dep" % (width, tc["epochs"])
                 what = "distilled from the fold's teacher; " + knobs if v == "distilled" else "from scratch"
                 rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
                                  "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
