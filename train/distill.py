@@ -239,7 +239,6 @@ class DistillTask(StrideTask):
     """
 
     def __init__(self, model, cfg: TrainConfig, teacher, dcfg: DistillConfig, selection=None):
-
         super().__init__(model, cfg)
         if model.card().output.kind != "stride_class_offset":
             raise ConfigError("distillation student must be per-stride (lppn); got %r" % model.architecture)
@@ -250,7 +249,6 @@ class DistillTask(StrideTask):
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.stride = model.config.stride
-        self.features = None
         if dcfg.feature_weight > 0:
             if selection is None:
                 raise ConfigError("feature_weight > 0 needs the selected teacher channels")
