@@ -387,7 +387,7 @@ class Station:
                     out += self._process()
                 if end > ring.room():
                     raise DataError("cannot make room for a packet at %d ns" % t)
-            ring.write(comp, t, piece)
+            ring.write(comp, t, piece, check=False)  # feed() refused non-finite input
             self.stats["samples"] += len(piece)
             out += self._process()
         return out
@@ -455,6 +455,12 @@ class Station:
         if F == self._seen_frontier and not final:
             return []
         self._seen_frontier = F
+        # nothing can change until a whole trigger block (gated) or the next grid window
+        # (continuous) is final: skip the bookkeeping (most small packets stop here)
+        if not final:
+            idle = (F // self.block) * self.block <= self._tdone if self.gated else self._k * self.H + self.W > F
+            if idle:
+                return []
         if self.gated:
             upto = F if final else (F // self.block) * self.block
             self._run_trigger(upto)
@@ -617,19 +623,62 @@ class StationSet:
         return out
 
 
-def _one_channel(path, seed_id, single, start_ns=None, end_ns=None):
-    from .sources.mseed import MseedFileSource
+_READ_BYTES = 1 << 18  # bytes per read of a channel's runs (one buffer per channel in memory)
+
+
+def _channel_runs(path, stats):
+    """Scan one file: for each channel (seed id), the byte ranges ``[a, b)`` of its
+    runs of consecutive records, in file order.  The scan's counts go to ``stats``."""
+    from .sources.mseed import MseedDecoder
+
+    dec = MseedDecoder(keep_offsets=True, name=path)
+    ids = []
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                break
+            ids += [r.seed_id for r in dec.feed(chunk)]
+        ids += [r.seed_id for r in dec.flush()]
+        size = fh.tell()
+    if stats is not None:
+        _add_stats(stats, dec.stats)
+    ends = dec.offsets[1:] + [size]
+    runs, prev = {}, None
+    for sid, a, b in zip(ids, dec.offsets, ends):
+        if sid == prev:
+            runs[sid][-1][1] = b
+        else:
+            runs.setdefault(sid, []).append([a, b])
+        prev = sid
+    return runs
+
+
+def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None):
+    """The records of one channel of a file, decoding only the byte ranges ``runs``."""
+    from .sources.mseed import MseedDecoder
     from .sources.sds import trim_record
 
-    # small reads: three channels of one file are decoded side by side
-    with MseedFileSource(path, chunk_bytes=1 << 16) as src:
-        for rec in src:
-            if single or rec.seed_id == seed_id:
-                if start_ns is not None or end_ns is not None:
-                    rec = trim_record(rec, start_ns, end_ns)
-                    if rec is None:
+    with open(path, "rb") as fh:
+        for a, b in runs:
+            fh.seek(a)
+            dec = MseedDecoder(name=path)  # its counts were taken by the scan
+            left = b - a
+            recs = []
+            while True:
+                chunk = fh.read(min(left, _READ_BYTES)) if left > 0 else b""
+                left -= len(chunk)
+                recs = dec.feed(chunk) if chunk else dec.flush()
+                for rec in recs:
+                    if rec.seed_id != seed_id:
                         continue
-                yield rec
+                    if start_ns is not None or end_ns is not None:
+                        rec = trim_record(rec, start_ns, end_ns)
+                        if rec is None:
+                            continue
+                    yield rec
+                if not chunk:
+                    break
 
 
 def _add_stats(total, part):
@@ -646,9 +695,10 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
 
     A file usually holds one channel after another (or one channel per file,
     as in an SDS archive); the station needs its components together.  Each
-    file is scanned once for the channels it holds (now), then read once per
-    channel (lazily), and the per-channel streams are merged by start time:
-    memory holds one read buffer per channel, never a whole file.
+    file is scanned once (now) for where each channel's records lie, then
+    each channel's byte ranges are read and decoded (lazily, once), and the
+    per-channel streams are merged by start time: memory holds one read
+    buffer per channel and the list of ranges, never a whole file.
 
     paths: files or folders.  start_ns, end_ns: keep only samples in
     [start_ns, end_ns) (None: no limit).  stats: a
@@ -662,11 +712,13 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
     streams = []
     for path in paths:
         for name in MseedFileSource(path).paths:
-            with MseedFileSource(name, chunk_bytes=1 << 16) as src:
-                ids = sorted({rec.seed_id for rec in src})
-            if stats is not None:
-                _add_stats(stats, src.stats)
-            streams += [_one_channel(name, sid, len(ids) == 1, start_ns, end_ns) for sid in ids]
+            try:
+                runs = _channel_runs(name, stats)
+            except OSError as exc:  # one unreadable file does not stop the others
+                if stats is not None:
+                    stats.skip("unreadable file", 0, name, exc.strerror or str(exc))
+                continue
+            streams += [_one_channel(name, sid, r, start_ns, end_ns) for sid, r in sorted(runs.items())]
     return heapq.merge(*streams, key=lambda r: (r.start_ns, r.channel))
 
 

@@ -64,6 +64,7 @@ class RingBuffer:
         self.frontier = 0
         self.released = 0
         self.ends = [0] * C
+        self._cend = [0] * C  # per channel: received without a hole from the frontier up to here
         self.stats = {"late_samples": 0, "overlap_samples": 0, "gap_samples": 0, "misaligned_packets": 0}
 
     # ------------------------------------------------------------ time <-> index
@@ -84,18 +85,19 @@ class RingBuffer:
         """Absolute index one past the last sample that fits now."""
         return self.base + self.capacity
 
-    def write(self, channel, start_ns, samples):
+    def write(self, channel, start_ns, samples, check=True):
         """Place one packet; return the absolute index of its first sample.
 
         The packet must fit below :meth:`room` (the caller makes room with
         :meth:`release` and :meth:`force`); samples before the frontier are
-        late and dropped.
+        late and dropped.  check: refuse NaN and infinity (False when the
+        caller has already checked the samples).
         """
         c = self.channels.index(channel)
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 1:
             raise DataError("samples for channel %r have shape %s; expected 1-D" % (channel, x.shape))
-        if not np.all(np.isfinite(x)):
+        if check and not np.all(np.isfinite(x)):
             raise DataError("samples for channel %r contain NaN or infinity; refusing the packet" % channel)
         if self.t0_ns is None:
             self.t0_ns = int(start_ns)
@@ -129,23 +131,28 @@ class RingBuffer:
             self.data[c, a:b] = x
         self.have[c, a:b] = True
         self.ends[c] = max(self.ends[c], i1)
+        self._contiguous_end(c)
         self._advance()
         return i0
 
     def _contiguous_end(self, c):
-        """First index >= frontier not yet received on channel ``c``."""
-        a = self.frontier - self.base
+        """First index >= frontier not yet received on channel ``c`` (cached in ``_cend``:
+        samples at or above the frontier are never un-received, so the search resumes
+        where the last one stopped)."""
+        start = max(self.frontier, self._cend[c])
+        a = start - self.base
         b = self.ends[c] - self.base
         if b <= a:
-            return self.frontier
-        seg = self.have[c, a:b]
-        if seg.all():
-            return self.frontier + (b - a)
-        return self.frontier + int(np.argmin(seg))  # the first sample not received
+            end = start
+        else:
+            seg = self.have[c, a:b]
+            end = start + (b - a) if seg.all() else start + int(np.argmin(seg))  # the first sample not received
+        self._cend[c] = end
+        return end
 
     def _advance(self):
         newest = max(self.ends)
-        target = min(self._contiguous_end(c) for c in range(len(self.channels)))
+        target = min(max(self.frontier, e) for e in self._cend)  # only the written channel changed
         if newest - target > self.max_lag:
             self.force(newest - self.max_lag)
         elif target > self.frontier:
