@@ -107,7 +107,8 @@ def stage_int8(args):
     from fieldpick.train.fit import load_real, tune_thresholds
     from fieldpick.train.quantize import int8_scores
 
-    cfg = TrainConfig()
+    # scoring uses the default tolerance; the optional QAT fine-tuning uses these steps and a low rate
+    cfg = TrainConfig(lr=5e-4, steps_per_epoch=25, warmup_epochs=0.5, patience=0, progress=False)
     data = load_real()
     folds = [int(f) for f in args.fold_list.split(",")]
     parts = {"torch": [], "fp32": [], "int8": []}
@@ -119,7 +120,7 @@ def stage_int8(args):
         tune_thresholds(model, val, cfg)  # the fold's own validation stations, as in training
         s, paths = int8_scores(model, model.card(), train, test, cfg,
                                os.path.join(args.work, "int8", args.name + args.variant, "fold%d" % f), seed=SEED + f,
-                               clip_percentile=args.clip)
+                               clip_percentile=args.clip, qat_epochs=args.qat_epochs, val_data=val)
         sizes = {"int8_bytes": paths["int8_bytes"], "fp32_bytes": paths["fp32_bytes"]}
         row = {"fold": f, "thresholds": dict(model.thresholds), **sizes}
         for kind, sc in s.items():
@@ -130,7 +131,7 @@ def stage_int8(args):
                  s["torch"]["P_f1"], s["fp32"]["P_f1"], s["int8"]["P_f1"], s["torch"]["S_f1"],
                  s["fp32"]["S_f1"], s["int8"]["S_f1"])
     out = {"name": args.name, "source": args.folds, "folds_used": folds, "seconds": time.time() - t0,
-           "clip_percentile": args.clip, "int8_variant": args.variant,
+           "clip_percentile": args.clip, "int8_variant": args.variant, "qat_epochs": args.qat_epochs,
            "parameters": int(sum(p.numel() for p in model.parameters())), **sizes,
            "pooled": {k: _pool(v, data.events.fs, cfg.tolerance_s) for k, v in parts.items()}, "folds": rows}
     _write(os.path.join(args.work, "int8_%s%s.json" % (args.name, "-" + args.variant if args.variant else "")), out)
@@ -212,6 +213,7 @@ def stage_table(args):
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": "benchmarks/pareto.py " + " ".join(sys.argv[1:])}
     os.makedirs(os.path.join(RESULTS, "plots"), exist_ok=True)
     variants = [{"name": d["name"], "variant": d.get("int8_variant") or "plain", "clip_percentile": d.get("clip_percentile"),
+                 "qat_epochs": d.get("qat_epochs", 0),
                  "folds": d["folds_used"], "int8_bytes": d["int8_bytes"], "fp32_bytes": d["fp32_bytes"],
                  **{"%s_%s_f1" % (kind, ph): d["pooled"][kind][ph + "_f1"] for kind in ("torch", "fp32", "int8")
                     for ph in ("P", "S")}} for _, d in sorted(int8.items())]
@@ -258,6 +260,9 @@ def _markdown(rows, meta, variants=()):
         dp, ds = v["int8_P_f1"] - v["fp32_P_f1"], v["int8_S_f1"] - v["fp32_S_f1"]
         cal = "training stations + synthetic" + (", clipped at the %g-th percentile of |x|" % v["clip_percentile"]
                                                   if v["clip_percentile"] else "")
+        if v.get("qat_epochs"):
+            cal += "; after %d epochs of quantisation-aware fine-tuning (torch/fp32 columns: the fine-tuned model)" % (
+                v["qat_epochs"])
         out.append("| %s | %s | %s | %d | %d | %.3f / %.3f / %.3f | %.3f / %.3f / %.3f | %+.3f | %+.3f | %s |" % (
             v["name"], cal, ",".join(map(str, v["folds"])), v["fp32_bytes"], v["int8_bytes"], v["torch_P_f1"],
             v["fp32_P_f1"], v["int8_P_f1"], v["torch_S_f1"], v["fp32_S_f1"], v["int8_S_f1"], dp, ds,
@@ -308,6 +313,8 @@ def main(argv=None):
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
     ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
+    ap.add_argument("--qat-epochs", type=int, default=0,
+                    help="int8: quantisation-aware fine-tuning epochs before conversion (0: none)")
     ap.add_argument("--variant", default="", help="int8: label of this calibration variant (file name suffix)")
     ap.add_argument("--distill", action="append", help="table: distill_cv.json of fieldpick distill --crossval "
                     "(repeatable)")

@@ -36,7 +36,8 @@ import numpy as np
 
 from fieldpick.edge.errors import DataError
 
-__all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outputs", "int8_scores"]
+__all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outputs", "int8_scores", "FakeQuant",
+           "qat_finetune"]
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +140,14 @@ def score_outputs(run, card, test, cfg):
     return s
 
 
-def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0, clip_percentile=None):
+def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0, clip_percentile=None,
+                qat_epochs=0, val_data=None):
     """Scores of ``model`` in PyTorch, TFLite float32 and TFLite full int8 on ``test``, same thresholds.
 
     The int8 model is calibrated on :func:`calibration_windows` of
-    ``train_data``.  Returns ``({"torch": s, "fp32": s, "int8": s}, paths)``.
+    ``train_data``.  With ``qat_epochs``, the model is first fine-tuned
+    (in place) under :class:`FakeQuant` on ``train_data`` with ``val_data``
+    for its thresholds.  Returns ``({"torch": s, "fp32": s, "int8": s}, paths)``.
     """
     import torch
 
@@ -152,6 +156,9 @@ def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, se
     calib, src = calibration_windows(card, train_data, n_synthetic, seed, clip_percentile)
     log.info("calibrating on %d windows (%s)", len(calib),
              ", ".join("%d %s" % (int(np.sum(src == k)), k) for k in np.unique(src)))
+    if qat_epochs:
+        qat_finetune(model, cfg, train_data, val_data, out_dir, qat_epochs, calib)
+        card = model.card()  # the thresholds tuned under fake quantisation
     paths = export_tflite(model, card, calib, out_dir)
     paths["int8_bytes"] = os.path.getsize(paths["int8"])
     paths["fp32_bytes"] = os.path.getsize(paths["fp32"])
@@ -161,3 +168,76 @@ def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, se
                 "fp32": lambda x: tflite_outputs(paths["fp32"], x),
                 "int8": lambda x: tflite_outputs(paths["int8"], x)}
         return {k: score_outputs(f, card, test, cfg) for k, f in runs.items()}, paths
+
+
+class FakeQuant:
+    """Quantisation-aware fine-tuning hooks: int8 rounding of the input and of every ReLU output.
+
+    The forward pass sees what the int8 TFLite model computes at the places
+    where it loses most: the input (int8 with the scale the calibration
+    windows give, ``max|x| / 127``; larger samples saturate) and each ReLU
+    activation (per-tensor, 255 levels over [0, running max]).  Gradients
+    pass the rounding unchanged (straight-through estimator; Jacob et al.
+    2018).  Weights stay float: onnx2tf quantises them per channel, which
+    costs little.  ``remove()`` takes the hooks off.
+    """
+
+    def __init__(self, model, calibration, momentum=0.05):
+        import torch
+
+        self.scale_in = float(np.abs(calibration).max()) / 127.0
+        if not self.scale_in > 0:
+            raise DataError("calibration windows are all zero; they cannot set an input scale")
+        self.momentum = momentum
+        self.maxima = {}
+        self.handles = [model.register_forward_pre_hook(self._input)]
+        for name, m in model.named_modules():
+            if isinstance(m, torch.nn.ReLU):
+                self.handles.append(m.register_forward_hook(self._activation(name)))
+
+    @staticmethod
+    def _round(x, scale, lo, hi):
+        q = (x / scale).round().clamp(lo, hi) * scale
+        return x + (q - x).detach()
+
+    def _input(self, module, args):
+        return (self._round(args[0], self.scale_in, -128, 127),) + tuple(args[1:])
+
+    def _activation(self, name):
+        def hook(module, args, out):
+            peak = float(out.detach().max())
+            if module.training or name not in self.maxima:
+                old = self.maxima.get(name, peak)
+                self.maxima[name] = old + self.momentum * (peak - old) if name in self.maxima else peak
+            scale = max(self.maxima[name], 1e-8) / 255.0
+            return self._round(out, scale, 0, 255)
+        return hook
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+def qat_finetune(model, cfg, train_data, val_data, out_dir, epochs, calibration):
+    """Fine-tune ``model`` in place for ``epochs`` epochs under :class:`FakeQuant`; returns the history.
+
+    Uses the ordinary trainer (the model's own task, last epoch kept) with
+    the hooks on, then tunes the thresholds on ``val_data`` with the hooks
+    still on (the int8 model's view) and takes them off.
+    """
+    import torch
+
+    from fieldpick.train.fit import fit, real_source, record_samples, tune_thresholds
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    fq = FakeQuant(model, calibration)
+    try:
+        source = real_source(cfg, train_data, record_samples(model, cfg))
+        history = fit(model, cfg, source, val_data, out_dir, epochs=epochs, stage="qat", select="last")
+        if cfg.tune_thresholds:
+            tune_thresholds(model, val_data, cfg)
+    finally:
+        fq.remove()
+    return history

@@ -74,6 +74,32 @@ def test_bad_clip_percentile():
         calibration_windows(card(), None, n_synthetic=2, clip_percentile=40)
 
 
+def test_fake_quant_rounds_the_input_and_relu_outputs_and_passes_gradients():
+    from fieldpick.train.quantize import FakeQuant
+
+    net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.ReLU())
+    calib = np.array([[[127.0, -3.0]]], dtype=np.float32)  # input scale 127 / 127 = 1
+    fq = FakeQuant(net, calib)
+    x = torch.tensor([[[0.4, 0.6, -1.4, 300.0, -200.0]]], requires_grad=True)
+    y = net(x)
+    # input: rounded to integers, saturating at 127 and -128 -> [0, 1, -1, 127, -128];
+    # ReLU output: steps of 127 / 255 up to its max (127), so 1 becomes 2 steps = 254 / 255
+    assert fq.scale_in == 1.0
+    np.testing.assert_allclose(y.detach().numpy()[0, 0], [0.0, 254 / 255, 0.0, 127.0, 0.0], rtol=1e-6)
+    assert fq.maxima == {"1": 127.0}
+    y.sum().backward()
+    assert x.grad.tolist() == [[[0.0, 1.0, 0.0, 1.0, 0.0]]]  # straight through, except where the ReLU is off
+    fq.remove()
+    np.testing.assert_allclose(net(x).detach().numpy()[0, 0], [0.4, 0.6, 0.0, 300.0, 0.0], rtol=1e-6)
+
+
+def test_fake_quant_refuses_silent_calibration():
+    from fieldpick.train.quantize import FakeQuant
+
+    with pytest.raises(DataError, match="calibration windows are all zero"):
+        FakeQuant(torch.nn.ReLU(), np.zeros((1, 3, 4), dtype=np.float32))
+
+
 def test_short_training_traces_are_refused():
     with pytest.raises(DataError, match="training traces have 1400 samples; calibration needs 3072"):
         calibration_windows(card(3072), real(), n_synthetic=4)
