@@ -44,7 +44,7 @@ from fieldpick.edge import synthetic  # noqa: E402
 from fieldpick.edge.config import StationConfig  # noqa: E402
 from fieldpick.edge.evaluate import evaluate_stream  # noqa: E402
 from fieldpick.edge.replay import energy_ratio_card, read_sorted  # noqa: E402
-from fieldpick.edge.station import EnergyRatioRunner, Station, StationSet, load_runner  # noqa: E402
+from fieldpick.edge.station import EnergyRatioRunner, Station, StationSet, join_seconds, load_runner  # noqa: E402
 from fieldpick.edge.stream.trigger import RecursiveStaLta, Trigger  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -268,7 +268,7 @@ def main():
         best = "model" if "model" in runners else "energy-ratio"
 
         def from_mseed():
-            records, _ = read_sorted([path])
+            records, _ = read_sorted([path], join_seconds(StationConfig()))
             ss = StationSet(runners[best], StationConfig.from_dict({"mode": "gated"}))
             n = 0
             for rec in records:

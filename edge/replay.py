@@ -21,6 +21,7 @@ from .station import (
     EnergyRatioRunner,
     StationSet,
     format_pick,
+    join_seconds,
     load_runner,
     records_in_time_order,
 )
@@ -50,19 +51,20 @@ def make_runner(cfg, runner="model"):
     return load_runner(cfg.model, cfg.backend)
 
 
-def read_sorted(paths):
+def read_sorted(paths, join_s=0.0):
     """Records of ``paths`` (miniSEED files or folders), lazily, in start-time order.
 
     Returns ``(records, stats)``: ``records`` is an iterator (bounded memory:
     each file is scanned once for its channels now, then read per channel as
     the merge goes, see :func:`~fieldpick.edge.station.records_in_time_order`);
     ``stats`` is a :class:`~fieldpick.edge.sources.mseed.DecodeStats`, complete
-    on return.  Records of one channel keep their order.
+    on return.  Records of one channel keep their order.  join_s: contiguous
+    records joined into records of at least that many seconds (0: as stored).
     """
     from .sources.mseed import DecodeStats
 
     stats = DecodeStats()
-    return records_in_time_order(paths, stats=stats), stats
+    return records_in_time_order(paths, stats=stats, join_s=join_s), stats
 
 
 def main(argv):
@@ -88,18 +90,16 @@ def main(argv):
     cfg.validate()
     runner = make_runner(cfg, ns.runner)
     t0 = time.perf_counter()
-    records, stats = read_sorted(ns.paths)
+    records, stats = read_sorted(ns.paths, join_seconds(cfg))
     t_read = time.perf_counter() - t0
     stations = StationSet(runner, cfg)
     out = sys.stdout
     if ns.format == "csv":
         out.write(CSV_HEADER)
     n = 0
-    n_records = 0
     seconds = 0.0
     try:
         for rec in records:
-            n_records += 1
             seconds += len(rec.samples) / rec.sampling_rate / 3.0
             for p in stations.feed_record(rec):
                 out.write(format_pick(p, ns.format))
@@ -117,6 +117,6 @@ def main(argv):
     sys.stderr.write(
         "fieldpick replay: %d records (%d skipped), %d station(s), %.0f s of 3-component data, %d picks; "
         "%.2f s (%.2f s scanning), %.0fx real time; network ran on %d of %d windows (%s, model %s)\n"
-        % (n_records, getattr(stats, "n_skipped", 0), len(stations.stations), seconds, n,
+        % (stats.records, getattr(stats, "n_skipped", 0), len(stations.stations), seconds, n,
            dt, t_read, seconds / dt if dt > 0 else 0.0, runs, total, cfg.mode, runner.card.name))
     return 0

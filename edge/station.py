@@ -47,7 +47,7 @@ from .stream.trigger import Trigger
 from .stream.windows import hop_samples, normalise, to_layout
 
 __all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner",
-           "default_card_path", "DEFAULT_CARD", "records_in_time_order", "main"]
+           "default_card_path", "DEFAULT_CARD", "records_in_time_order", "join_seconds", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -654,8 +654,54 @@ def _channel_runs(path, stats):
     return runs
 
 
-def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None):
-    """The records of one channel of a file, decoding only the byte ranges ``runs``."""
+def join_seconds(cfg):
+    """Seconds of contiguous records a file reader may join into one packet for a
+    station config: 30 s, or less when ``buffer.max_lag_s`` is short (the
+    components interleave in pieces of this length and must stay within the lag)."""
+    return min(30.0, cfg.buffer.max_lag_s / 4.0)
+
+
+def _joined(records, join_s):
+    """Contiguous records (same rate, each starting where the last ended, within half
+    a sample) concatenated into records of at least ``join_s`` seconds; fewer, larger
+    packets make the same stream (the station's per-packet work is then paid less often)."""
+    from .sources.base import Record
+
+    parts, n, want = [], 0, 0
+    for rec in records:
+        if parts:
+            last = parts[-1]
+            period = 1e9 / last.sampling_rate
+            expect = last.start_ns + len(last.samples) * period
+            if rec.sampling_rate != last.sampling_rate or abs(rec.start_ns - expect) > period / 2:
+                yield _concat(parts, Record)
+                parts, n = [], 0
+        if not parts:
+            want = join_s * rec.sampling_rate
+        parts.append(rec)
+        n += len(rec.samples)
+        if n >= want:
+            yield _concat(parts, Record)
+            parts, n = [], 0
+    if parts:
+        yield _concat(parts, Record)
+
+
+def _concat(parts, Record):
+    if len(parts) == 1:
+        return parts[0]
+    r = parts[0]
+    return Record(r.network, r.station, r.location, r.channel, r.start_ns, r.sampling_rate,
+                  np.concatenate([p.samples for p in parts]))
+
+
+def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None, join_s=0.0):
+    """The records of one channel of a file, decoding only the byte ranges ``runs``;
+    contiguous ones joined to ``join_s`` seconds when > 0."""
+    if join_s > 0:
+        for rec in _joined(_one_channel(path, seed_id, runs, start_ns, end_ns), join_s):
+            yield rec
+        return
     from .sources.mseed import MseedDecoder
     from .sources.sds import trim_record
 
@@ -690,7 +736,7 @@ def _add_stats(total, part):
         total.skipped[k] = total.skipped.get(k, 0) + v
 
 
-def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
+def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=0.0):
     """Records of miniSEED files merged lazily in start-time order (bounded memory).
 
     A file usually holds one channel after another (or one channel per file,
@@ -703,7 +749,9 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
     paths: files or folders.  start_ns, end_ns: keep only samples in
     [start_ns, end_ns) (None: no limit).  stats: a
     :class:`~fieldpick.edge.sources.mseed.DecodeStats` that receives the
-    counts of the scan (each record counted once).
+    counts of the scan (each record counted once).  join_s: when > 0,
+    contiguous records of a channel come joined into records of at least
+    that many seconds (see :func:`join_seconds`).
     """
     import heapq
 
@@ -718,11 +766,11 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None):
                 if stats is not None:
                     stats.skip("unreadable file", 0, name, exc.strerror or str(exc))
                 continue
-            streams += [_one_channel(name, sid, r, start_ns, end_ns) for sid, r in sorted(runs.items())]
+            streams += [_one_channel(name, sid, r, start_ns, end_ns, join_s) for sid, r in sorted(runs.items())]
     return heapq.merge(*streams, key=lambda r: (r.start_ns, r.channel))
 
 
-def _sds_records(spec):
+def _sds_records(spec, join_s=0.0):
     """An SDS root or ``sds://`` URL: its selected day files, day by day, each day's
     channels merged in time order and trimmed to the selected window."""
     from itertools import groupby
@@ -733,30 +781,31 @@ def _sds_records(spec):
     files, t0, t1 = list(src.files), src.start_ns, src.end_ns
     src.close()
     for _, day in groupby(files, key=lambda f: os.path.basename(f).split(".")[-2:]):
-        for rec in records_in_time_order(list(day), t0, t1):
+        for rec in records_in_time_order(list(day), t0, t1, join_s=join_s):
             yield rec
 
 
-def _open_sources(specs):
+def _open_sources(specs, join_s=0.0):
     """Record iterators for the config's source specs.
 
     An SDS root or ``sds://`` URL: selected and trimmed as
     :func:`fieldpick.edge.sources.open_source` does, merged in time order day
     by day.  Other existing paths (files, folders of files): merged in time
     order.  Anything else (``seedlink://``, ``-``): ``open_source(spec)``.
+    join_s: file records joined to this many seconds (see :func:`join_seconds`).
     """
     from .sources import _is_sds_root, open_source
 
     out, files = [], []
     for spec in specs:
         if spec.startswith("sds://") or (os.path.isdir(spec) and _is_sds_root(spec)):
-            out.append(_sds_records(spec))
+            out.append(_sds_records(spec, join_s))
         elif os.path.exists(spec):
             files.append(spec)
         else:
             out.append(open_source(spec))
     if files:
-        out.insert(0, records_in_time_order(files))
+        out.insert(0, records_in_time_order(files, join_s=join_s))
     return out
 
 
@@ -804,7 +853,7 @@ def main(argv):
         if out is not None and cfg.output.format == "csv" and (out is sys.stdout or out.tell() == 0):
             out.write(CSV_HEADER)
         polled = time.monotonic()
-        for src in _open_sources(cfg.sources):
+        for src in _open_sources(cfg.sources, join_seconds(cfg)):
             for rec in src:
                 picks = stations.feed_record(rec)
                 n += len(picks)
