@@ -126,6 +126,10 @@ def rows_of(data):
     for v in data.values():
         if isinstance(v, list) and v and isinstance(v[0], dict):
             return v
+    # a table written as an object of objects: {"runner/mode": {...}, ...}
+    for v in data.values():
+        if isinstance(v, dict) and len(v) > 1 and all(isinstance(x, dict) for x in v.values()):
+            return [dict(x, name=k) for k, x in v.items()]
     return []
 
 
@@ -289,11 +293,14 @@ def plot_gating(datas):
         dk = [k for k in rows[0] if "duty" in k.lower()]
         rk = [k for k in rows[0] if "recall" in k.lower()]
         if dk and rk:
-            pts = sorted((r[dk[0]], r[rk[0]]) for r in rows if number(r.get(dk[0])) and number(r.get(rk[0])))
+            pts = sorted((r[dk[0]], r[rk[0]], label_of(r)) for r in rows
+                         if number(r.get(dk[0])) and number(r.get(rk[0])))
             if pts:
                 plt = _plt()
                 fig, ax = plt.subplots(figsize=(6, 4))
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="#228833")
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#228833")
+                for x, y, lab in pts:
+                    ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
                 ax.set_xlabel(dk[0])
                 ax.set_ylabel(rk[0])
                 ax.set_title("gating: duty cycle against recall (%s.json)" % name, fontsize=10)
