@@ -15,6 +15,7 @@ from fieldpick.edge.stream.trigger import (
     recur_reference,
     sosfilt_reference,
 )
+
 pytest.importorskip("obspy", reason="ObsPy is the reference for STA/LTA (workstation env)")
 pytest.importorskip("scipy", reason="scipy is the reference for the biquads (workstation env)")
 from obspy.signal.trigger import recursive_sta_lta, trigger_onset  # noqa: E402
