@@ -11,7 +11,9 @@ small enough that ``|d|**-L`` stays below 1e6, so the answer agrees with the
 sample-by-sample recursion to ~1e-10 relative.  :func:`recur_reference` is
 the slow, obviously-correct twin the tests compare against.  The bandpass
 runs as a state-space system in blocks of matrix products
-(:class:`SosFilter`); :func:`sosfilt_reference` is its twin.
+(:class:`SosFilter`); :func:`sosfilt_reference` is its twin.  The STA/LTA
+does the same with 16-sample blocks (:class:`_BlockRecursion`), using
+:func:`recur` only for the states between blocks.
 
 The STA/LTA follows ObsPy's ``recursive_sta_lta`` exactly (Withers et al.
 1998): the first sample after a (re)start only seeds the state, the ratio is
@@ -112,6 +114,46 @@ def _powers(d, L, gain):
         got = (k, np.power(d, k)[:, None], (gain * np.power(d, -k))[:, None])
         _POWERS[key] = got
     return got
+
+
+class _BlockRecursion:
+    """``y[n] = d * y[n-1] + gain * u[n]`` (real) in blocks of ``L`` samples (16: measured
+    fastest of 8-64 here, ~1.6x :func:`recur`) as matrix
+    products: zero-state block outputs ``X @ T.T`` with ``T[k, j] = gain d**(k-j)``,
+    then the state entering each block (the last output of the one before) by
+    :func:`recur` at the block level (pole ``d**L``), added as ``d**(k+1) * s``.
+    Equal to :func:`recur` up to float rounding (all terms of one sign for the
+    STA/LTA: no cancellation)."""
+
+    def __init__(self, d, gain, L=16):
+        k = np.arange(L)
+        self.d, self.L = float(d), L
+        lag = k[:, None] - k[None, :]
+        T = np.where(lag >= 0, gain * np.power(self.d, np.maximum(lag, 0)), 0.0)
+        self._TT = np.ascontiguousarray(T.T)
+        self._O = np.power(self.d, k + 1.0)   # state s reaches sample k as d**(k+1) s
+        self._dL = self.d ** L
+
+    def run(self, u, state):
+        """(y, last) for a 1-D float64 packet and the state before it."""
+        n, L = len(u), self.L
+        y = np.empty(n)
+        nb = n // L
+        s = state
+        if nb:
+            Y = y[: nb * L].reshape(nb, L)
+            np.matmul(u[: nb * L].reshape(nb, L), self._TT, out=Y)
+            ends, last = recur(Y[:, -1], self._dL, s)   # block end states
+            entry = np.empty(nb)
+            entry[0] = s
+            entry[1:] = ends[:-1]
+            Y += entry[:, None] * self._O
+            s = last
+        r = n - nb * L
+        if r:
+            y[nb * L:] = self._TT[:r, :r].T @ u[nb * L:] + self._O[:r] * s
+            s = float(y[-1])
+        return y, s
 
 
 def recur_reference(u, d, state=0.0):
@@ -304,6 +346,8 @@ class RecursiveStaLta:
         if nsta >= nlta:
             raise ConfigError("nsta %d must be shorter than nlta %d (samples)" % (nsta, nlta))
         self.nsta, self.nlta = int(nsta), int(nlta)
+        self._sta_rec = _BlockRecursion(1.0 - 1.0 / self.nsta, 1.0 / self.nsta)
+        self._lta_rec = _BlockRecursion(1.0 - 1.0 / self.nlta, 1.0 / self.nlta)
         self.reset()
 
     def reset(self):
@@ -319,9 +363,8 @@ class RecursiveStaLta:
         sq = x * x
         if self._seen == 0 and n:
             sq[0] = 0.0  # ObsPy's loop starts at index 1
-        csta, clta = 1.0 / self.nsta, 1.0 / self.nlta
-        sta, self._sta = recur(sq, 1.0 - csta, self._sta, gain=csta)
-        lta, self._lta = recur(sq, 1.0 - clta, self._lta, gain=clta)
+        sta, self._sta = self._sta_rec.run(sq, self._sta)
+        lta, self._lta = self._lta_rec.run(sq, self._lta)
         cf = np.divide(sta, lta, out=sta)
         warm = self.nlta - self._seen
         if warm > 0:

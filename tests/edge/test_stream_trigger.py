@@ -154,3 +154,15 @@ def test_block_state_space_filter_across_block_edges(rng, sizes):
 def test_unstable_section_is_refused():
     with pytest.raises(ConfigError, match=r"biquad a1=-2.1 a2=1.1 is unstable"):
         SosFilter([[1.0, 0.0, -1.0, 1.0, -2.1, 1.1]])
+
+
+@pytest.mark.parametrize("sizes", [[1] * 40, [15, 1, 16, 17], [0, 5, 3000, 7]])
+def test_sta_lta_block_recursion_across_block_edges(rng, sizes):
+    """Packets shorter than, equal to and longer than one 16-sample block: ObsPy's answer."""
+    from obspy.signal.trigger import recursive_sta_lta
+
+    x = rng.normal(size=sum(sizes)) * 100.0
+    s = RecursiveStaLta(5, 20)
+    cuts = np.cumsum([0] + sizes)
+    got = np.concatenate([s.update(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
+    assert np.allclose(got, recursive_sta_lta(x, 5, 20), rtol=1e-10, atol=0)
