@@ -623,7 +623,7 @@ class StationSet:
         return out
 
 
-_READ_BYTES = 1 << 18  # bytes per read of a channel's runs (one buffer per channel in memory)
+_READ_BYTES = 1 << 16  # bytes per read and decode (small: decoding 1 MiB of Steim-2 at once costs tens of MB)
 
 
 def _channel_runs(path, stats):
@@ -632,14 +632,16 @@ def _channel_runs(path, stats):
     from .sources.mseed import MseedDecoder
 
     dec = MseedDecoder(keep_offsets=True, name=path)
-    ids = []
+    ids, first = [], {}
     with open(path, "rb") as fh:
         while True:
-            chunk = fh.read(1 << 20)
+            chunk = fh.read(_READ_BYTES)
+            recs = dec.feed(chunk) if chunk else dec.flush()
+            for r in recs:
+                ids.append(r.seed_id)
+                first[r.seed_id] = min(first.get(r.seed_id, r.start_ns), r.start_ns)
             if not chunk:
                 break
-            ids += [r.seed_id for r in dec.feed(chunk)]
-        ids += [r.seed_id for r in dec.flush()]
         size = fh.tell()
     if stats is not None:
         _add_stats(stats, dec.stats)
@@ -651,7 +653,34 @@ def _channel_runs(path, stats):
         else:
             runs.setdefault(sid, []).append([a, b])
         prev = sid
-    return runs
+    return runs, first
+
+
+def _merge_lazily(streams):
+    """Merge record iterators by ``(start_ns, channel)``, opening each only when the
+    merge reaches its first record (files of later days stay closed and use no
+    memory until then).  streams: ``(first start ns, callable returning an
+    iterator)``; each iterator yields records in time order."""
+    import heapq
+
+    pending = sorted(streams, key=lambda st: st[0])
+    heap, i, n = [], 0, 0
+    while True:
+        while i < len(pending) and (not heap or pending[i][0] <= heap[0][0][0]):
+            it = iter(pending[i][1]())
+            i += 1
+            rec = next(it, None)
+            if rec is not None:
+                heapq.heappush(heap, ((rec.start_ns, rec.channel), n, rec, it))
+                n += 1
+        if not heap:
+            return
+        _, _, rec, it = heapq.heappop(heap)
+        yield rec
+        nxt = next(it, None)
+        if nxt is not None:
+            heapq.heappush(heap, ((nxt.start_ns, nxt.channel), n, nxt, it))
+            n += 1
 
 
 def join_seconds(cfg):
@@ -743,8 +772,9 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=
     as in an SDS archive); the station needs its components together.  Each
     file is scanned once (now) for where each channel's records lie, then
     each channel's byte ranges are read and decoded (lazily, once), and the
-    per-channel streams are merged by start time: memory holds one read
-    buffer per channel and the list of ranges, never a whole file.
+    per-channel streams are merged by start time, each opened only when the
+    merge reaches it: memory holds one read buffer per channel being merged
+    and the list of ranges, never a whole file.
 
     paths: files or folders.  start_ns, end_ns: keep only samples in
     [start_ns, end_ns) (None: no limit).  stats: a
@@ -753,7 +783,7 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=
     contiguous records of a channel come joined into records of at least
     that many seconds (see :func:`join_seconds`).
     """
-    import heapq
+    from functools import partial
 
     from .sources.mseed import MseedFileSource
 
@@ -761,13 +791,14 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=
     for path in paths:
         for name in MseedFileSource(path).paths:
             try:
-                runs = _channel_runs(name, stats)
+                runs, first = _channel_runs(name, stats)
             except OSError as exc:  # one unreadable file does not stop the others
                 if stats is not None:
                     stats.skip("unreadable file", 0, name, exc.strerror or str(exc))
                 continue
-            streams += [_one_channel(name, sid, r, start_ns, end_ns, join_s) for sid, r in sorted(runs.items())]
-    return heapq.merge(*streams, key=lambda r: (r.start_ns, r.channel))
+            streams += [(first[sid], partial(_one_channel, name, sid, r, start_ns, end_ns, join_s))
+                        for sid, r in sorted(runs.items())]
+    return _merge_lazily(streams)
 
 
 def _sds_records(spec, join_s=0.0):

@@ -257,3 +257,29 @@ def test_replay_joins_contiguous_records_without_changing_the_picks(mseed, join_
     got = [p for r in records for p in ss.feed_record(r)] + ss.flush()
     want = Station(EnergyRatioRunner(energy_ratio_card()), cfg, "XX.SYN..HHZ").feed_array(data.astype(float), T0, 100.0)
     assert got and [(p.time_ns, p.phase) for p in got] == [(p.time_ns, p.phase) for p in want]
+
+
+def test_time_order_merge_opens_a_stream_only_when_it_is_reached():
+    """Streams of later days are opened when the merge gets to their first record,
+    so a week of files holds one day's read buffers, not seven."""
+    from collections import namedtuple
+
+    from fieldpick.edge.station import _merge_lazily
+
+    Rec = namedtuple("Rec", "start_ns channel")
+    opened = []
+
+    def stream(name, starts):
+        def open_it():
+            opened.append((name, len(got)))  # how many records had been merged when it was opened
+            return iter([Rec(t, name) for t in starts])
+        return open_it
+
+    streams = [(200, stream("HHZ-2", [200, 300])), (0, stream("HHZ-1", [0, 100])),
+               (0, stream("HHN-1", [0, 100])), (200, stream("HHN-2", [200, 300]))]
+    got = []
+    for rec in _merge_lazily(streams):
+        got.append(rec)
+    assert [(r.start_ns, r.channel) for r in got] == [(0, "HHN-1"), (0, "HHZ-1"), (100, "HHN-1"), (100, "HHZ-1"),
+                                                      (200, "HHN-2"), (200, "HHZ-2"), (300, "HHN-2"), (300, "HHZ-2")]
+    assert dict(opened) == {"HHZ-1": 0, "HHN-1": 0, "HHZ-2": 4, "HHN-2": 4}
