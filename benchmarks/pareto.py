@@ -183,6 +183,8 @@ def stage_table(args):
         for v in ("scratch", "distilled"):
             if v in d:
                 name = tc["name"] if v == "distilled" else "lppn-w%s-scratch-%dep" % (width, tc["epochs"])
+                if any(r["name"] == name for r in rows):
+                    continue  # the same scratch run again (the trainer is deterministic per seed)
                 what = "distilled from the fold's teacher; " + knobs if v == "distilled" else "from scratch"
                 rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
                                  "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
