@@ -282,25 +282,26 @@ def _plot(rows, path):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6))
     for ax, phase in zip(axes, ("P", "S")):
-        for r in rows:
-            x = r["flops_per_30s"] / 1e6
+        for k, r in enumerate(rows):
+            x = r["flops_per_30s"] / 1e6 * (1 + 0.012 * (k % 5 - 2))  # spread equal-cost rows a little
             ax.scatter(x, r[phase + "_f1"], s=20 + 300 * (r["parameters"] / rows[0]["parameters"]) ** 0.5,
-                       marker="o" if r["pareto"] else "s")  # area grows with parameters
-            ax.annotate(r["name"], (x, r[phase + "_f1"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                       marker="o" if r["pareto"] else "s", color="C%d" % (k % 10),
+                       label=r["name"] + (" (Pareto)" if r["pareto"] else "") if phase == "P" else None)
             if "int8_" + phase + "_f1" in r:
-                ax.scatter(x, r["int8_" + phase + "_f1"], marker="x", color="k")
+                ax.scatter(x, r["int8_" + phase + "_f1"], marker="x", color="C%d" % (k % 10))
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks([1, 3, 10, 30])
         ax.set_xticklabels(["1", "3", "10", "30"])
         ax.axvline(3.0, color="grey", ls=":", lw=1)
-        ax.set_xlabel("MFLOPs per 30 s window (log)")
+        ax.set_xlabel("MFLOPs per 30 s window (log; area ~ sqrt(parameters))")
         ax.set_ylabel("%s F1 (5-fold, by station)" % phase)
-        ax.set_title("%s picks (x: full int8 TFLite)" % phase)
+        ax.set_title("%s picks (x: full int8 TFLite, same colour)" % phase)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(loc="center right", fontsize=7, markerscale=0.5)
+    fig.subplots_adjust(right=0.78)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
