@@ -132,6 +132,7 @@ def main(argv=None):
     except ImportError:
         pass
     import obspy
+
     from fieldpick.train import baselines as B
     from fieldpick.train.data import datasets as ds
     from fieldpick.train.data.synthetic import synthetic_set

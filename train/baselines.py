@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Dict, List
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.evaluate import Scores, evaluate_windows
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.evaluate import evaluate_windows
 

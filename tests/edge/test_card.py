@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from fieldpick.edge.card import CARD_VERSION, InputSpec, ModelCard, OutputSpec, Quantisation, TensorSpec
+from fieldpick.edge.card import (
+    CARD_VERSION,
+    InputSpec,
+    ModelCard,
+    OutputSpec,
+    Quantisation,
+    TensorSpec,
+)
 from fieldpick.edge.errors import CardError, FieldpickError
 
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import DataError
 from fieldpick.edge.evaluate import by_phase, evaluate_stream, evaluate_windows, match
 from fieldpick.edge.picks import Pick

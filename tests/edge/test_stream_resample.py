@@ -5,6 +5,7 @@ import pytest
 
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.stream.resample import Resampler, design_filter, ratio, resample_reference
+
 pytest.importorskip("scipy", reason="scipy is the reference for the resampler (workstation env)")
 from scipy import signal  # noqa: E402
 

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+
 from fieldpick.edge import synthetic as syn
 from fieldpick.edge.errors import ConfigError
 

@@ -10,6 +10,7 @@ import time
 import zlib
 
 import pytest
+
 from fieldpick.edge.errors import ConfigError, JournalError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk

@@ -4,6 +4,7 @@ import os
 import threading
 
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError, TelemetryError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk

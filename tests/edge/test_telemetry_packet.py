@@ -4,11 +4,12 @@ import json
 import struct
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from fieldpick.edge.errors import ConfigError, DataError, PacketError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 CODE = "NC.KHMB..HHZ"
 T0 = 1_790_000_000_000_000_000  # 2026-09-21T...Z, a whole second

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train import baselines as B
 from fieldpick.train import evaluate as E

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.train.data import augment as A
 from fieldpick.train.data.datasets import WindowSet

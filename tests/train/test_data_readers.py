@@ -5,6 +5,7 @@ import csv
 import h5py
 import numpy as np
 import pytest
+
 from fieldpick.edge.errors import DataError
 from fieldpick.edge.synthetic import event_windows
 from fieldpick.train.data import datasets as ds

@@ -23,6 +23,7 @@ import math
 from typing import Callable, List, Sequence
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError, DataError
 
 from .datasets import WindowSet
@@ -330,8 +331,9 @@ class Superpose:
 
 def _resample(x, fs_in, fs_out):
     """scipy's resample_poly: the same anti-alias filter as the station's Resampler, no delay."""
-    from fieldpick.edge.stream.resample import ratio
     from scipy.signal import resample_poly
+
+    from fieldpick.edge.stream.resample import ratio
 
     up, down = ratio(fs_in, fs_out)
     return resample_poly(np.asarray(x, dtype=np.float64), up, down, axis=-1), up / down

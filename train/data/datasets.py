@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+
 from fieldpick.edge.errors import DataError
 
 __all__ = [

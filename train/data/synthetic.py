@@ -9,6 +9,7 @@ whose seeds never overlap the training ones.
 from __future__ import annotations
 
 import numpy as np
+
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.synthetic import (  # noqa: F401  (re-exported)
     TRUTH_DTYPE,
