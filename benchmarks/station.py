@@ -79,12 +79,15 @@ class TimedRunner:
 
 
 def best_of(fn, repeat):
-    times, out = [], None
+    """(the shortest of ``repeat`` runs, the output of that run)."""
+    best, out = None, None
     for _ in range(repeat):
         t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), out
+        got = fn()
+        dt = time.perf_counter() - t
+        if best is None or dt < best:
+            best, out = dt, got
+    return best, out
 
 
 def rss_mb():
@@ -267,12 +270,12 @@ def main():
 
             def once(m=mode, tr=timed):
                 tr.seconds = 0.0
-                return pipeline(tr, data, m)
+                return pipeline(tr, data, m) + (tr.seconds,)
 
-            secs, (st, picks) = best_of(once, args.repeat)
+            secs, (st, picks, net) = best_of(once, args.repeat)
             sc = evaluate_stream(truth, picks, args.hours * 3600.0).to_dict()
             row = {"seconds": secs, "seconds_per_day": secs / day, "obspy_sta_lta_s": peer,
-                   "runner_seconds_per_day": timed.seconds / day, "runner_share": timed.seconds / secs,
+                   "runner_seconds_per_day": net / day, "runner_share": net / secs,
                    "ratio_vs_obspy_sta_lta": secs / peer,
                    "windows_run": st.stats["windows_run"], "windows_total": st.stats["windows_total"],
                    "duty_cycle": st.duty_cycle, "picks": len(picks),
@@ -301,15 +304,15 @@ def main():
 
             def once(tr=timed):
                 tr.seconds = 0.0
-                return from_mseed(tr)
+                return from_mseed(tr), tr.seconds
 
             peer, _ = best_of(lambda: recursive_sta_lta(z, 50, 1000), 3)
-            secs, n = best_of(once, args.repeat)
+            secs, (n, net) = best_of(once, args.repeat)
             row = {"runner": name, "seconds": secs, "seconds_per_day": secs / day, "picks": n,
-                   "runner_seconds_per_day": timed.seconds / day, "runner_share": timed.seconds / secs,
+                   "runner_seconds_per_day": net / day, "runner_share": net / secs,
                    "obspy_sta_lta_s": peer, "ratio_vs_obspy_sta_lta": secs / peer}
             res["mseed_gated_by_runner"][name] = row
-            print("miniSEED gated (%s): %.2f s/day, runner %.2f s/day" % (name, secs / day, timed.seconds / day))
+            print("miniSEED gated (%s): %.2f s/day, runner %.2f s/day" % (name, secs / day, net / day))
         res["mseed_gated"] = res["mseed_gated_by_runner"][best]
 
         if not args.no_rss and "model" in runners:
