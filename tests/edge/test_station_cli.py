@@ -283,3 +283,40 @@ def test_time_order_merge_opens_a_stream_only_when_it_is_reached():
     assert [(r.start_ns, r.channel) for r in got] == [(0, "HHN-1"), (0, "HHZ-1"), (100, "HHN-1"), (100, "HHZ-1"),
                                                       (200, "HHN-2"), (200, "HHZ-2"), (300, "HHN-2"), (300, "HHZ-2")]
     assert dict(opened) == {"HHZ-1": 0, "HHN-1": 0, "HHZ-2": 4, "HHN-2": 4}
+
+
+def test_run_polls_the_uplink_by_the_clock_not_only_with_picks(mseed, tmp_path, monkeypatch):
+    """With POLL_S = 0 the run loop polls after every record (acks and retransmissions
+    are serviced while no pick arrives), then flushes once at the end."""
+    from fieldpick.edge.telemetry import packet as pk
+
+    calls = []
+    real = station._uplink
+
+    class Counting(object):
+        def __init__(self, up):
+            self.up = up
+
+        def __getattr__(self, name):
+            attr = getattr(self.up, name)
+            if name in ("poll", "flush", "close"):
+                def wrapped(*a, **k):
+                    calls.append(name)
+                    return attr(*a, **k)
+                return wrapped
+            return attr
+
+    monkeypatch.setattr(station, "_uplink", lambda cfg: Counting(real(cfg)))
+    monkeypatch.setattr(station, "POLL_S", 0.0)
+    path, _ = mseed
+    pk.StationTable.generate(["XX.SYN..HHZ"]).save(str(tmp_path / "stations.json"))
+    cfg = {"model": tiny_card(tmp_path), "mode": "gated", "sources": [path], "output": {"path": ""},
+           "telemetry": {"table": str(tmp_path / "stations.json"), "station": "XX.SYN..HHZ",
+                         "journal": str(tmp_path / "journal"), "link": "file:" + str(tmp_path / "p.hex"),
+                         "profile": "udp"}}
+    (tmp_path / "station.json").write_text(json.dumps(cfg))
+    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    records = sum(1 for _ in replay.read_sorted([path], 30.0)[0])  # as run joins them (~35 s each)
+    assert 100 <= records <= 120
+    assert calls.count("poll") == records + 1
+    assert calls[-3:] == ["flush", "poll", "close"]
