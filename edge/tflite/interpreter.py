@@ -431,7 +431,7 @@ class _OnnxEngine:
 
     def __init__(self, data, num_threads):
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # lazy: optional back end, only when asked for
         except ImportError as exc:
             raise BackendError("backend 'onnx' needs onnxruntime (pip install onnxruntime): %s" % exc) from None
         opts = ort.SessionOptions()
