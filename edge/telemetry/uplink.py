@@ -168,11 +168,7 @@ class Uplink(object):
 
     def drain(self, timeout_s: float, step_s: float = 0.05) -> bool:
         """Flush, then poll until everything is acknowledged or ``timeout_s`` passes (wall clock)."""
-        self.flush()
-        end = time.monotonic() + timeout_s
-        while self.backlog and time.monotonic() < end:
-            self.poll(step_s)
-        return not self.backlog
+        return _drain(self, timeout_s, step_s)
 
     @property
     def backlog(self) -> int:
@@ -318,11 +314,8 @@ class UplinkSet(object):
             up.flush()
 
     def drain(self, timeout_s: float, step_s: float = 0.05) -> bool:
-        self.flush()
-        end = time.monotonic() + timeout_s
-        while self.backlog and time.monotonic() < end:
-            self.poll(step_s)
-        return not self.backlog
+        """Flush every station, then poll until all is acknowledged or ``timeout_s`` passes."""
+        return _drain(self, timeout_s, step_s)
 
     @property
     def backlog(self) -> int:
@@ -376,3 +369,12 @@ def from_config(cfg: dict) -> UplinkSet:
         link.close()
         raise
     return UplinkSet(ups, link)
+
+
+def _drain(uplink, timeout_s, step_s):
+    """Shared by Uplink and UplinkSet: flush, then poll until the backlog is empty or time is up."""
+    uplink.flush()
+    end = time.monotonic() + timeout_s
+    while uplink.backlog and time.monotonic() < end:
+        uplink.poll(step_s)
+    return not uplink.backlog
