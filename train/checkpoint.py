@@ -46,7 +46,10 @@ def save_checkpoint(path, model, card=None, extra=None):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Read a checkpoint: returns ``(model, card, extra)`` with the model in eval mode."""
+    """Read a checkpoint: returns ``(model, card, extra)``.
+
+    The model is in eval mode and its ``thresholds`` are the card's.
+    """
     import torch
 
     from .models import build
@@ -67,4 +70,6 @@ def load_checkpoint(path, map_location="cpu"):
     model.load_state_dict(blob["state_dict"])
     model.eval()
     card = ModelCard.from_dict(blob["card"], where="%s card" % os.path.basename(str(path)))
+    # the card's thresholds were tuned on validation stations: a loaded model picks with them
+    model.thresholds = dict(card.thresholds)
     return model, card, blob.get("extra", {})

@@ -390,8 +390,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
     infos = []
     for f in range(k):
         path = os.path.join(teacher_dir, "fold%d" % f, "best.pt")
-        teacher, t_card, _ = load_checkpoint(path)
-        teacher.thresholds = dict(t_card.thresholds)  # tuned on the teacher's validation stations
+        teacher, t_card, _ = load_checkpoint(path)  # thresholds: the teacher's tuned ones
         test = fold == f
         rest = data.subset(~test)
         held = station_split(rest.station, cfg.val_fraction, cfg.seed + 1 + f)
@@ -485,7 +484,6 @@ def main(argv) -> int:
         sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
         return 0
     teacher, t_card, _ = load_checkpoint(args.teacher)
-    teacher.thresholds = dict(t_card.thresholds)
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history, info = distill(cfg, dcfg, teacher, data.subset(~held), data.subset(held), cfg.out_dir)
     metrics = evaluate(model, data.subset(held), cfg)

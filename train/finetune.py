@@ -152,7 +152,6 @@ def main(argv) -> int:
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     model, card, _ = load_checkpoint(args.checkpoint)
-    model.thresholds = dict(card.thresholds)
     # the network is the checkpoint's, whatever the recipe says
     cfg = TrainConfig.from_dict(dict(cfg.to_dict(), architecture=model.architecture,
                                      model=dataclasses.asdict(model.config)))

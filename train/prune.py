@@ -223,7 +223,6 @@ def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs
         picks, p_all, s_all, npicks, seconds, per_fold, params, flops = [], [], [], [], 0.0, [], [], []
         for f in range(k):
             base, card, _ = load_checkpoint(os.path.join(source_dir, "fold%d" % f, "best.pt"))
-            base.thresholds = dict(card.thresholds)
             test = fold == f
             rest = data.subset(~test)
             held = station_split(rest.station, cfg.val_fraction, cfg.seed + 1 + f)

@@ -118,6 +118,16 @@ def test_checkpoint_round_trip(tmp_path, name):
         np.testing.assert_array_equal(back(x).numpy(), model(x).numpy())
 
 
+def test_loaded_checkpoint_picks_with_the_cards_thresholds(tmp_path):
+    model = make("lppn", seed=3)
+    card = model.card()
+    card.thresholds = {"P": 0.37, "S": 0.61}  # as tuned on validation stations
+    path = save_checkpoint(tmp_path / "m.pt", model, card=card)
+    back, card_back, _ = load_checkpoint(path)
+    assert card_back.thresholds == {"P": 0.37, "S": 0.61}
+    assert back.thresholds == {"P": 0.37, "S": 0.61}
+
+
 def test_checkpoint_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
