@@ -139,15 +139,25 @@ def build_strided_slice(op, tensors):
             continue
         index.append(_slice_bounds(dim, b, e, s, o["begin_mask"] >> a & 1, o["end_mask"] >> a & 1))
     batch_safe = rank > 0 and x.shape[0] == 1 and 0 not in shrink and index[0] in (slice(0, 1, 1), slice(None))
+    return _take_index(index, batch_safe)
+
+
+def _take_index(index, batch_safe):
+    """A kernel that returns ``x[index]`` as a contiguous array.
+
+    index: a list of ints/slices, one per axis.  When ``batch_safe`` (the
+    model's batch of one is kept whole), the first axis takes every window
+    of a batched call.
+    """
     if batch_safe:
-        index[0] = slice(None)
+        index = [slice(None)] + list(index[1:])
     index = tuple(index)
 
-    def strided_slice(ins):
+    def take(ins):
         return np.ascontiguousarray(ins[0][index])
 
-    strided_slice.batch_safe = batch_safe
-    return strided_slice
+    take.batch_safe = batch_safe
+    return take
 
 
 @register("SLICE")
@@ -166,16 +176,7 @@ def build_slice(op, tensors):
         if b < 0 or n < 0 or b + n > x.shape[a]:
             raise unsupported(op, "slice [%d, %d) of axis %d with %d entries" % (b, b + n, a, x.shape[a]))
         index.append(slice(b, b + n))
-    batch_safe = x.shape[0] == 1 and index[0] == slice(0, 1)
-    if batch_safe:
-        index[0] = slice(None)
-    index = tuple(index)
-
-    def slice_(ins):
-        return np.ascontiguousarray(ins[0][index])
-
-    slice_.batch_safe = batch_safe
-    return slice_
+    return _take_index(index, batch_safe=x.shape[0] == 1 and index[0] == slice(0, 1))
 
 
 @register("GATHER")
