@@ -19,10 +19,14 @@ as ratios:
 - a soak: ``--soak-days`` simulated days fed through a Station in 10 s
   packets, RSS sampled after each day.
 
-SeisBench is not installed here (and is not installed by this script), so its
-PhaseNet ``annotate`` cannot be timed as a peer; the issue quotes ~16 s per
-station-day on one thread and the markdown repeats that figure, marked as
-not measured here.  Results: benchmarks/results/station.json and .md.
+- SeisBench's PhaseNet ``annotate`` (untrained weights: ``sbm.PhaseNet()``,
+  nothing downloaded; its default 1500-sample overlap, i.e. 50 %, and batch
+  256; torch on 1 thread) on the same station-day as an ObsPy Stream, timed
+  right after our continuous rows, with the ratio to each of them.  SeisBench
+  is optional (``pip install -c constraints.txt -e '.[bench]'``); without it
+  the row is skipped and the output says so.
+
+Results: benchmarks/results/station.json and .md.
 """
 
 import os
@@ -284,6 +288,9 @@ def main():
             print("pipeline %-13s %-10s %.2f s/day (%.0fx obspy sta/lta), duty %.2f, %d picks"
                   % (name, mode, secs / day, secs / peer, st.duty_cycle, len(picks)))
 
+    res["seisbench"] = seisbench_peer(data, max(3, args.repeat), day, res["pipeline"])
+    print("seisbench: %s" % {k: v for k, v in res["seisbench"].items() if k != "ratios"})
+
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "day.mseed")
         write_mseed(data, path)
@@ -349,6 +356,32 @@ def main():
     write_results(res, args.out)
 
 
+def seisbench_peer(data, repeat, day, pipeline_rows):
+    """SeisBench PhaseNet ``annotate`` on the day (an ObsPy Stream), torch on one thread;
+    best of ``repeat``; ratios to our pipeline rows timed just before in this run."""
+    try:
+        import seisbench
+        import seisbench.models as sbm
+        import torch
+        from obspy import Stream, Trace, UTCDateTime
+    except ImportError as exc:
+        return {"skipped": "seisbench not installed (%s); install the bench extra: "
+                           "pip install -c constraints.txt -e '.[bench]'" % exc}
+    torch.set_num_threads(1)
+    model = sbm.PhaseNet()  # untrained weights: nothing is downloaded; speed does not depend on them
+    model.eval()
+    stream = Stream([Trace(data[c].astype(np.float64), header=dict(
+        network="XX", station="SYN", location="", channel="HH" + comp, sampling_rate=100.0,
+        starttime=UTCDateTime(T0 / 1e9))) for c, comp in enumerate("ZNE")])
+    secs, out = best_of(lambda: model.annotate(stream), repeat)
+    ratios = {k: secs / r["seconds"] for k, r in pipeline_rows.items() if k.startswith("model")}
+    return {"seisbench": seisbench.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "model": "PhaseNet() untrained", "in_samples": int(model.in_samples),
+            "annotate_args": {"overlap": 1500, "batch_size": 256, "stacking": "avg"},
+            "seconds": secs, "seconds_per_day": secs / day, "output_traces": len(out),
+            "ratios": ratios}
+
+
 def write_results(res, out):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "station.json"), "w") as f:
@@ -410,9 +443,19 @@ def markdown(res):
                   "(max %.1f MB; max in the first tenth %.1f MB)."
                   % (r["days"], r["picks"], r["seconds"], r["returncode"], r["rss_mb_every_tenth"],
                      r["rss_mb_max"] or float("nan"), r["rss_mb_first_tenth_max"] or float("nan"))]
-    lines += ["", "SeisBench is not installed here (and this script does not install it), so PhaseNet `annotate` was "
-              "not timed as a peer; the issue quotes ~16 s per station-day on one thread where ObsPy's STA/LTA "
-              "takes ~0.04 s, i.e. ~400x that STA/LTA (a scaled figure, not a measurement).", ""]
+    sb = res.get("seisbench") or {"skipped": "not run"}
+    if "skipped" in sb:
+        lines += ["", "SeisBench PhaseNet `annotate`: skipped (%s)." % sb["skipped"], ""]
+    else:
+        lines += ["", "## SeisBench PhaseNet `annotate` (same day, same run, timed after our rows)", "",
+                  "SeisBench %s, torch %s on %d thread, `sbm.PhaseNet()` (untrained weights, %d-sample windows), "
+                  "`annotate(stream)` with its defaults (overlap 1500 samples = 50 %%, batch 256, avg stacking) on "
+                  "the day as an ObsPy Stream: **%.2f s per station-day**." % (
+                      sb["seisbench"], sb["torch"], sb["torch_threads"], sb["in_samples"], sb["seconds_per_day"]),
+                  "", "| our row | s per station-day | SeisBench annotate / ours |", "|---|---:|---:|"]
+        for k, v in sb["ratios"].items():
+            lines.append("| %s | %.2f | %.1fx |" % (k, res["pipeline"][k]["seconds_per_day"], v))
+        lines.append("")
     return "\n".join(lines)
 
 
