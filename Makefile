@@ -6,7 +6,7 @@ VENV   := .venv
 EDGE   := .venv-edge
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: demo test test-edge lint bench clean
+.PHONY: demo test test-edge lint bench bench-full clean
 
 demo: $(EDGE)/.installed
 	$(EDGE)/bin/fieldpick demo
@@ -23,8 +23,16 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge
 
+# The benchmark report from nothing: every benchmark, then benchmarks/REPORT.md.  `make bench` runs
+# the quick budget (~30-45 min on 2 cores); `make bench-full` (or BUDGET=full) the budget of the
+# committed headline figures (hours: the zoo's 5-fold training).  Per-script arguments: BUDGETS in
+# benchmarks/run_all.py.
+BUDGET ?= quick
 bench: $(VENV)/.installed
-	$(VENV)/bin/python benchmarks/run_all.py
+	$(VENV)/bin/python benchmarks/run_all.py --budget $(BUDGET)
+
+bench-full: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/run_all.py --budget full
 
 # Workstation: torch 2.13.0 (CPU) and the pinned onnx2tf/TensorFlow stack from constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt

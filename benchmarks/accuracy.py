@@ -103,6 +103,12 @@ def markdown(rows, meta):
         out.append("- %s / %s: %s (val objective %.3f over %d grid points; %d test windows, %.2f h of noise)" % (
             r["dataset"], r["baseline"], ", ".join("%s=%g" % kv for kv in r["params"].items()), r["val_objective"],
             r["grid_points"], r["test_windows"], r["noise_hours"]))
+    if meta.get("ncedc_note"):
+        out += ["", "**%s**" % meta["ncedc_note"]]
+    if meta.get("budget"):
+        out += ["", "Budget: %(synthetic_val)d synthetic validation, %(synthetic_test)d test and %(synthetic_noise)d "
+                "noise windows; a %(stream_hours)g h synthetic stream; NCEDC: all 154 windows, split by station "
+                "into halves." % meta["budget"]]
     out += ["", "Notes: pk_baer and STA/LTA pick P only (their S cells are empty). ar_pick always returns "
             "a P on a window with energy, so its false picks per hour on noise are high by design. "
             "On the stream every unmatched pick is a false pick (ar_pick and pk_baer answer once per window). "
@@ -140,9 +146,11 @@ def main(argv=None):
     names = a.baselines.split(",")
     t_start = time.perf_counter()
     rows = []
+    ncedc_note = "NCEDC rows left out (--no-ncedc)." if a.no_ncedc else ""
     if not a.no_ncedc:
         if not os.path.exists(os.path.join(ds.NCEDC_DIR, "phasenet_ncedc_30s.npz")):
-            print("NCEDC windows not found at %s (set FIELDPICK_NCEDC); synthetic only" % ds.NCEDC_DIR)
+            ncedc_note = "NCEDC rows skipped: the windows were not found at %s (set FIELDPICK_NCEDC)." % ds.NCEDC_DIR
+            print(ncedc_note)
         else:
             ev, nz = ds.load_ncedc(), ds.load_ncedc_noise()
             v, t = B.station_halves(ev.station, a.seed)
@@ -161,7 +169,9 @@ def main(argv=None):
     rows += run_set("synthetic", val, test, noise, names, stream)
     meta = {"command": "benchmarks/accuracy.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "numpy": np.__version__, "obspy": obspy.__version__, "python": platform.python_version(),
-            "machine": platform.machine(), "seconds": time.perf_counter() - t_start, "seed": a.seed}
+            "machine": platform.machine(), "seconds": time.perf_counter() - t_start, "seed": a.seed,
+            "budget": {"synthetic_val": a.n_val, "synthetic_test": a.n_test, "synthetic_noise": a.n_noise,
+                       "stream_hours": a.stream_hours}, "ncedc_note": ncedc_note}
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "accuracy.json"), "w") as f:
         json.dump({"format": "fieldpick-benchmark-accuracy", "version": 1, "meta": meta, "rows": rows}, f, indent=1)

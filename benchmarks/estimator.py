@@ -81,35 +81,67 @@ def stack_workload(name, T, layers):
     return Workload(name, works, model_bytes, T, 100.0, 3), run
 
 
-def interpreter_models():
-    """int8 .tflite models on this machine: [(name, path, card or None)].
+def build_zoo(out_root):
+    """The test suite's TFLite zoo (tests/edge/tflite_models.py), int8 kind, built once per version.
 
-    Looked for in edge/models/ (the bundled model), benchmarks/results/export/
-    (the export benchmark's output) and the test suite's cached TFLite zoo
-    (.pytest_cache/d/fieldpick_tflite/, built by tests/edge; int8 in and out).
+    Returns the folder, or None (and why) when TensorFlow is not installed.
+    """
+    import hashlib
+    import importlib.util
+
+    src = os.path.join(REPO, "tests", "edge", "tflite_models.py")
+    if not os.path.exists(src):
+        return None, "tests/edge/tflite_models.py not found"
+    with open(src, "rb") as f:
+        key = hashlib.sha256(f.read()).hexdigest()[:16]
+    out = os.path.join(out_root, "zoo_" + key)
+    if os.path.exists(os.path.join(out, "DONE")):
+        return out, None
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError as exc:
+        return None, "TensorFlow is not installed (%s)" % exc
+    spec = importlib.util.spec_from_file_location("fieldpick_tflite_models", src)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    mod.build_zoo(out, kinds=("int8",))
+    open(os.path.join(out, "DONE"), "w").close()
+    return out, None
+
+
+def interpreter_models(zoo_dir=None):
+    """int8 .tflite models to time and predict: [(name, path, card or None)].
+
+    All of them are made by this run of make bench or committed, never picked
+    up from another tool's cache: the shipped model (edge/models/), the
+    export benchmark's zoo (results/tmp/export/<arch>/model_int8.tflite), the
+    interpreter benchmark's LPPN-like picker (build/bench_interpreter/) and
+    the test suite's small operator zoo, built here into ``zoo_dir``.
     """
     from fieldpick.edge.card import ModelCard
 
-    paths = sorted(glob.glob(os.path.join(REPO, "edge", "models", "*.tflite")))
-    paths += sorted(p for p in glob.glob(os.path.join(RESULTS, "export", "**", "*.tflite"), recursive=True)
-                    if "int8" in os.path.basename(p) or "full_integer" in os.path.basename(p))
-    paths += sorted(glob.glob(os.path.join(REPO, ".pytest_cache", "d", "fieldpick_tflite", "*", "*_int8.tflite")))
+    sources = [("", sorted(glob.glob(os.path.join(REPO, "edge", "models", "*.tflite"))))]
+    sources.append(("export/", sorted(glob.glob(os.path.join(RESULTS, "tmp", "export", "*", "model_int8.tflite")))))
+    sources.append(("", sorted(glob.glob(os.path.join(REPO, "build", "bench_interpreter", "*_int8.tflite")))))
+    if zoo_dir:
+        sources.append(("", sorted(glob.glob(os.path.join(zoo_dir, "*_int8.tflite")))))
     found, seen = [], set()
-    for path in paths:
-        name = os.path.basename(path)[:-7]
-        if path.startswith(os.path.join(RESULTS, "export")):  # export/<arch>/model_int8.tflite
-            name = os.path.relpath(path, os.path.join(RESULTS, "export"))[:-7]
-        if name in seen:
-            continue
-        card = None
-        card_path = path[:-7] + ".json"
-        if os.path.exists(card_path):
-            try:
-                card = ModelCard.load(card_path, verify=True)
-            except Exception:  # a stale card: time the model without it
-                card = None
-        seen.add(name)
-        found.append((name, path, card))
+    for prefix, paths in sources:
+        for path in paths:
+            name = os.path.basename(path)[:-7]
+            if prefix == "export/":  # export/<arch>/model_int8.tflite
+                name = "export/" + os.path.basename(os.path.dirname(path))
+            if name in seen:
+                continue
+            card = None
+            card_path = path[:-7] + ".json"
+            if os.path.exists(card_path):
+                try:
+                    card = ModelCard.load(card_path, verify=True)
+                except Exception:  # a stale card: time the model without it
+                    card = None
+            seen.add(name)
+            found.append((name, path, card))
     return found
 
 
@@ -135,7 +167,8 @@ def main():
                      "ratio_predicted_over_measured": est.latency_s / t_meas})
 
     interp_rows, interp_note, profiled = [], "", {}
-    models = interpreter_models()
+    zoo_dir, zoo_note = build_zoo(os.path.join(RESULTS, "tmp", "estimator"))
+    models = interpreter_models(zoo_dir)
     try:
         from fieldpick.edge.tflite.interpreter import Interpreter  # noqa: F401
     except ImportError as exc:
@@ -215,6 +248,10 @@ def main():
         "validation": rows,
         "interpreter_validation": interp_rows,
         "interpreter_note": interp_note,
+        "models": [{"name": n, "path": os.path.relpath(p, REPO)} for n, p, _ in models],
+        "zoo_note": zoo_note,
+        "budget": "quick (shorter timings)" if args.quick else "full",
+        "command": "benchmarks/estimator.py" + (" --quick" if args.quick else ""),
         "host_interpreter_fit": host_fit,
         "mean_abs_error": float(np.mean(errs)) if errs else None,
         "max_abs_error": float(np.max(errs)) if errs else None,
@@ -255,6 +292,13 @@ def render_md(res, boards):
     if res["interpreter_note"]:
         out.append("")
         out.append("Interpreter check not run: %s." % res["interpreter_note"])
+    if res.get("models"):
+        out += ["", "Models timed on the interpreter (all built by this run of make bench or committed): %s." % ", ".join(
+            "%s (`%s`)" % (m["name"], m["path"]) for m in res["models"])]
+    if res.get("zoo_note"):
+        out += ["", "The test suite's operator zoo was not built: %s." % res["zoo_note"]]
+    if res.get("budget"):
+        out += ["", "Budget: %s; command `%s`." % (res["budget"], res["command"])]
     if res["mean_abs_error"] is not None:
         out += ["", "Mean |predicted / measured - 1| = **%.0f %%**, worst %.0f %%." % (
             100 * res["mean_abs_error"], 100 * res["max_abs_error"])]

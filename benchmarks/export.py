@@ -124,7 +124,7 @@ def main(argv=None):
         row["report"] = report
         rows.append(row)
         print("%-10s %s (%.0f s)" % (arch, row["status"].splitlines()[0], row["seconds"]))
-    _write(rows, args.name)
+    _write(rows, args.name, args, ncedc)
     return 0
 
 
@@ -132,7 +132,7 @@ def _fmt(v, spec):
     return (spec % v) if isinstance(v, (int, float)) else "-"
 
 
-def _write(rows, name):
+def _write(rows, name, args=None, ncedc=None):
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, name + ".json"), "w") as f:
         json.dump({"host": os.uname().nodename, "rows": rows}, f, indent=2, default=float)
@@ -142,6 +142,10 @@ def _write(rows, name):
         "Command: `.venv/bin/python benchmarks/export.py %s`" % " ".join(sys.argv[1:]),
         "",
         "Checkpoints: %s." % "; ".join("%s: %s" % (r["architecture"], r["checkpoint"]) for r in rows),
+        "",
+        "Budget: %s synthetic calibration and parity windows, %s timed repeats per runtime; NCEDC windows in the "
+        "parity gates: %s." % (getattr(args, "windows", "?"), getattr(args, "repeats", "?"),
+                               ncedc or "no (not found, or --no-ncedc)"),
         "",
         "| model | status | params | FLOPs/window | onnx B | fp32 B | int8 B | ONNX max diff | fp32 max diff "
         "| int8 vs fp32 max diff | argmax agree | pick agree | F1 fp32 -> int8 | TFLite int8 ops | red flags |",

@@ -47,8 +47,12 @@ REPO = os.path.dirname(HERE)
 WITHIN_S = 1.0
 
 
-def default_models():
-    """The shipped default (or its newest training run) and the PhaseNet teacher, whichever exist."""
+def default_models(zoo_work="runs/zoo"):
+    """The shipped default (or its newest training run) and the PhaseNet teacher, whichever exist.
+
+    The teacher is looked for in ``zoo_work`` (benchmarks/zoo.py's --work;
+    make bench passes the folder its own zoo run just wrote).
+    """
     found = []
     for pattern in ("train/artifacts/default.pt", "runs/default/final/final.pt", "runs/default/best.pt",
                     "runs/default/cv/fold*/best.pt"):
@@ -56,7 +60,7 @@ def default_models():
         if hits:
             found.append(("default", hits[0]))
             break
-    for pattern in ("train/artifacts/phasenet.pt", "runs/zoo/phasenet/final/final.pt", "runs/zoo/phasenet/fold*/best.pt"):
+    for pattern in ("train/artifacts/phasenet.pt", zoo_work + "/phasenet/final/final.pt", zoo_work + "/phasenet/fold*/best.pt"):
         hits = sorted(glob.glob(os.path.join(REPO, pattern)))
         if hits:
             found.append(("teacher", hits[0]))
@@ -96,7 +100,7 @@ def measure(model, card, waves, p_idx, s_idx, fs, layer, pb):
     return out
 
 
-def table(rows, controls):
+def table(rows, controls, notes=()):
     lines = ["| model | data | windows | method | layer | P real | P random | P ratio | S real | S random | S ratio | uniform |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -108,6 +112,7 @@ def table(rows, controls):
               "re-initialised, averaged over %d seeds); ratio = real / random (> 1: the trained model concentrates "
               "more). 'uniform': a flat map. NaN: every map of the trained model was empty (all channel weights "
               "<= 0 after the ReLU)." % (WITHIN_S, controls)]
+    lines += [""] + ["- " + n for n in notes] if notes else []
     return "\n".join(lines) + "\n"
 
 
@@ -122,14 +127,26 @@ def main():
     ap.add_argument("--seed", type=int, default=11, help="seed of the synthetic windows and the first randomisation")
     ap.add_argument("--controls", type=int, default=3,
                     help="randomised copies (seeds seed, seed+1, ...) averaged as the control (default 3)")
+    ap.add_argument("--zoo-work", default="runs/zoo", help="where benchmarks/zoo.py wrote its fold models "
+                    "(the teacher is looked for there; default runs/zoo)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.set_num_threads(1)
-    models = [(os.path.basename(os.path.dirname(p)), p) for p in args.models] if args.models else default_models()
+    models = ([(os.path.basename(os.path.dirname(p)), p) for p in args.models] if args.models
+              else default_models(args.zoo_work))
     if not models:
         sys.exit("no checkpoints found; pass --models")
+    notes = ["Checkpoints: %s." % "; ".join("%s = %s (written %s)" % (
+        n, os.path.relpath(p, REPO), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(p))))
+        for n, p in models)]
+    if not any(n == "teacher" for n, _ in models) and not args.models:
+        notes.append("No PhaseNet teacher: none in train/artifacts/ or %s (benchmarks/zoo.py trains it)." % args.zoo_work)
     sets = datasets(args)
+    if not any(s[0] == "ncedc" for s in sets):
+        notes.append("NCEDC windows not found at %s: synthetic windows only." % NCEDC_DIR)
+    notes.append("Budget: every %d-th NCEDC window, %d synthetic windows, %d randomised control(s); command "
+                 "`benchmarks/saliency.py %s`." % (args.every, args.synthetic, args.controls, " ".join(sys.argv[1:])))
     rows = []
     t0 = time.time()
     for name, path in models:
@@ -164,7 +181,7 @@ def main():
         json.dump({"args": vars(args), "seconds": time.time() - t0, "within_s": WITHIN_S, "rows": rows}, f,
                   indent=1, default=float)
     with open(os.path.join(args.out, "saliency.md"), "w") as f:
-        f.write("# Saliency sanity check (Adebayo et al. 2018)\n\n" + table(rows, args.controls))
+        f.write("# Saliency sanity check (Adebayo et al. 2018)\n\n" + table(rows, args.controls, notes))
     print("wrote %s/saliency.json and saliency.md (%.0f s)" % (args.out, time.time() - t0))
 
 
