@@ -35,6 +35,7 @@ BACKENDS = ("numpy", "litert", "tflite-runtime", "onnxruntime")
 STACKING = ("avg", "max")
 GAP_FILLS = ("zero", "hold")
 OUTPUT_FORMATS = ("csv", "jsonl")
+TRIGGER_WINDOWS = ("fit", "grid")
 
 
 def _check(cond, key, value, allowed):
@@ -51,6 +52,12 @@ class TriggerConfig:
     on, off: STA/LTA thresholds.  pre_s, post_s: seconds of margin kept
     before a trigger turns on and after it turns off.  block_s: seconds the
     trigger processes at a time (a multiple of the window hop is used).
+    decimate: the trigger runs at the model rate / decimate.  windows:
+    where the network's windows go in gated mode: 'fit' (each triggered
+    span plus margins, spans whose margins meet merged, covered by as few
+    windows as fit it: one when it fits in a window, else windows a hop
+    apart and one ending at its end) or 'grid' (every window of the
+    continuous grid that overlaps it).
     """
 
     channel: str = "Z"
@@ -64,6 +71,7 @@ class TriggerConfig:
     post_s: float = 20.0
     block_s: float = 60.0
     decimate: int = 2
+    windows: str = "fit"
 
     def validate(self, w="trigger"):
         if self.band_hz is not None:
@@ -76,6 +84,7 @@ class TriggerConfig:
         _check(self.post_s >= 0, w + ".post_s", self.post_s, "seconds >= 0")
         _check(self.block_s > 0, w + ".block_s", self.block_s, "seconds > 0")
         _check(1 <= self.decimate <= 8, w + ".decimate", self.decimate, "an integer 1-8")
+        _check(self.windows in TRIGGER_WINDOWS, w + ".windows", self.windows, ", ".join(map(repr, TRIGGER_WINDOWS)))
 
 
 @dataclass

@@ -239,13 +239,18 @@ class Station:
         min_sep = int(round(cfg.picker.min_separation_s * fs / S))
         self.finders = {ph: PeakFinder(thr[ph], S, min_sep) for ph, _ in self.phases}
         self.chunk = self.block if self.gated else max(1, int(round(60.0 * fs / H))) * H
+        self.fit = self.gated and tc.windows == "fit"
         latency = W + H + (self.pre + self.block if self.gated else 0)
+        if self.fit:  # a fitted window may start up to pre + 1.5 windows + a hop before the trigger's end
+            latency += self.pre + self.post + 2 * W + H
         self.lookback = int((cfg.picker.noise_s + cfg.picker.min_separation_s + 30.0) * fs)
         max_lag = int(round(cfg.buffer.max_lag_s * fs))
         capacity = max_lag + latency + self.lookback + 2 * self.chunk + W + cfg.batch * H
         self.ring = RingBuffer(self.channels, fs, capacity, max_lag, cfg.buffer.gap_fill)
-        self.stacker = Stacker(len(card.output.labels), (W + (cfg.batch + 2) * H + self.lookback) // S + 2,
-                               cfg.stacking)
+        cells = W + (cfg.batch + 2) * H + self.lookback
+        if self.fit:
+            cells += latency + self.block
+        self.stacker = Stacker(len(card.output.labels), cells // S + 2, cfg.stacking)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
                                 tc.on, tc.off) if self.gated else None)
@@ -255,6 +260,10 @@ class Station:
         self._spans = []         # [on, off) triggered spans (off None while on)
         self._k = 0              # next grid window to decide
         self._pending = []       # window starts decided to run, not yet run
+        self._g = None           # 'fit': the triggered group being planned (see _plan)
+        self._decided = []       # 'fit': window starts decided, waiting for their data; None ends a group
+        self._last_start = -1    # 'fit': start of the newest window decided
+        self._ran_upto = -1      # 'fit': start of the newest window taken from the queue
         self._flushed = False
         self._seen_frontier = -1
         self._inputs = {c: _Input() for c in self.channels}
@@ -407,15 +416,19 @@ class Station:
             x, valid = self.ring.view(a, b)
             xv, vv = x[self._trig_c], valid[self._trig_c]
             m = (b - a) // q  # whole decimated samples (a partial tail only at the end of a stream)
-            if q > 1:
-                xv = xv[: m * q].reshape(m, q).mean(axis=1)
-                vv = vv[: m * q].reshape(m, q).all(axis=1)
-            act = np.zeros(m, bool)
-            if m and vv.all():
+            full = bool(vv.all())
+            if q > 1:  # boxcar: the mean of each q samples (summed in order, then divided)
+                xd = xv[0: m * q: q].copy()
+                for j in range(1, q):
+                    xd += xv[j: m * q: q]
+                xv = np.true_divide(xd, q, out=xd)
+                vv = vv[: m * q].reshape(m, q).all(axis=1) if not full else None
+            if m and full:
                 if not self._trig_valid:
                     self.trigger.reset()
                 _, act = self.trigger.update(xv)
             elif m:
+                act = np.zeros(m, bool)
                 edges = np.flatnonzero(np.diff(np.concatenate([[False], vv, [False]]).astype(np.int8)))
                 for s, e in zip(edges[0::2], edges[1::2]):
                     if not (s == 0 and self._trig_valid):
@@ -423,22 +436,35 @@ class Station:
                     _, act[s:e] = self.trigger.update(xv[s:e])
                     if e < len(vv):
                         self.trigger.reset()
+            else:
+                act = np.zeros(0, bool)
             if m:
-                self._trig_valid = bool(vv[-1])
-            active = np.zeros(b - a, bool)
-            active[: m * q] = np.repeat(act, q) if q > 1 else act
-            self._record_spans(a, active)
+                self._trig_valid = full or bool(vv[-1])
+            self._record_spans(a, act, q, b - a)
             self._tdone = b
 
-    def _record_spans(self, a, active):
-        if not len(active):
+    def _record_spans(self, a, act, q=1, n=None):
+        """Spans from the trigger's activity ``act`` at samples ``a + i * q``
+        (each decimated sample stands for ``q`` samples; samples past
+        ``len(act) * q`` up to ``n`` are inactive)."""
+        m = len(act)
+        n = m * q if n is None else n
+        if not n:
             return
-        d = np.diff(np.concatenate([[1 if self._spans and self._spans[-1][1] is None else 0], active.astype(np.int8)]))
+        was = bool(self._spans and self._spans[-1][1] is None)
+        if m and not was and not act.any() or not m and not was:
+            return
+        if was and m * q == n and act.all():
+            return
+        flags = np.zeros(m + 2, np.int8)
+        flags[0] = was
+        flags[1:m + 1] = act
+        d = np.diff(flags[: m + 1 + (m * q < n)])
         for i in np.flatnonzero(d):
             if d[i] > 0:
-                self._spans.append([a + int(i), None])
+                self._spans.append([a + int(i) * q, None])
             else:
-                self._spans[-1][1] = a + int(i)
+                self._spans[-1][1] = a + int(i) * q
 
     def _window_wanted(self, s):
         if not self.gated:
@@ -455,6 +481,8 @@ class Station:
         if F == self._seen_frontier and not final:
             return []
         self._seen_frontier = F
+        if self.fit:
+            return self._process_fit(F, final)
         # nothing can change until a whole trigger block (gated) or the next grid window
         # (continuous) is final: skip the bookkeeping (most small packets stop here)
         if not final:
@@ -496,6 +524,140 @@ class Station:
         ring.release(max(ring.base, need - self.lookback))
         return out
 
+    # ------------------------------------------------------------ gated, fitted windows
+    def _process_fit(self, F, final):
+        """'fit' placement: trigger, plan windows from the spans, run those whose data is in.
+
+        Which windows run depends only on the spans (and, at the end of the
+        stream, on its last sample), and they are stacked in start order and
+        batched per group, so packet sizes do not change the picks.
+        """
+        if not final and (F // self.block) * self.block <= self._tdone and not (
+                self._decided and self._decided[0] is not None and self._decided[0] + self.W <= F):
+            return []
+        ring, W, S = self.ring, self.W, self.S
+        self._run_trigger(F if final else (F // self.block) * self.block)
+        T = self._tdone
+        self._plan(T, final)
+        dec = self._decided
+        i = 0
+        while i < len(dec):
+            s = dec[i]
+            if s is None:  # a group's windows are all decided: run them together
+                self._run_pending()
+                i += 1
+                continue
+            if s + W > F:
+                if not final:
+                    break
+                s = ((F - W) // S) * S  # the stream ended inside the window: the last one that fits
+                if s < 0 or s <= self._ran_upto:
+                    i += 1
+                    continue
+            i += 1
+            self._ran_upto = s
+            _, valid = ring.view(s, s + W)
+            if valid.all():
+                self._pending.append(s)
+                if len(self._pending) >= self.config.batch:
+                    self._run_pending()
+            else:
+                self.stats["windows_gap"] += 1
+        del dec[:i]
+        if final:
+            self._run_pending()
+        self.stats["windows_total"] = (F - W) // self.H + 1 if F >= W else 0
+        horizon = self._horizon(T)
+        out = self._finalize(horizon // S) if not final else []
+        ring.release(max(ring.base, min(horizon, T) - self.lookback))
+        return out
+
+    def _align(self, s):
+        return max(0, (int(s) // self.S) * self.S)
+
+    def _decide(self, s):
+        """Queue a window start (aligned, increasing; a repeat or an older start is dropped)."""
+        s = self._align(s)
+        if s > self._last_start:
+            self._decided.append(s)
+            self._last_start = s
+
+    def _plan(self, T, final):
+        """Turn triggered spans into windows.
+
+        A group is a run of spans whose widened extents ``[a, b) = [on - pre,
+        off + post)`` meet.  A group that fits in one window gets one window
+        centred on it; a longer one windows at ``a, a + hop, ...`` until one
+        reaches ``b`` (the onset, ``pre`` after ``a``, sits well inside the first
+        window and in no window's first seconds).  Those are decided as soon
+        as the group is known to need them; a centred one when the group is
+        closed (the trigger has seen ``pre`` past ``b`` with nothing new, or
+        the stream ended).
+        """
+        pre, post = self.pre, self.post
+        spans, g = self._spans, self._g
+        i = 0
+        while i < len(spans):
+            sp = spans[i]
+            if g is None or (g["span"] is not sp and g["b"] is not None and sp[0] - pre >= g["b"]):
+                if g is not None:
+                    self._close(g)
+                g = self._g = {"a": sp[0] - pre, "b": None, "span": sp, "next": self._align(sp[0] - pre),
+                               "chained": False}
+            g["span"] = sp
+            if sp[1] is None:
+                g["b"] = None
+                break
+            g["b"] = sp[1] + post
+            i += 1
+        del spans[:i]
+        if g is None:
+            return
+        b_lb = g["b"] if g["b"] is not None else T + post  # the trigger is on through T
+        self._chain(g, b_lb)
+        if final and g["b"] is None:
+            g["b"] = T + post
+            del spans[:]
+        if g["b"] is not None and (final or T >= g["b"] + pre):
+            self._close(g)
+            self._g = None
+
+    def _chain(self, g, b_lb):
+        """Decide the group's windows a hop apart that are sure to be needed: the first
+        when the group is longer than a window, each next one while the one
+        before ends before the group does."""
+        W, H = self.W, self.H
+        while g["next"] + W - (H if g["chained"] else 0) < b_lb:
+            self._decide(g["next"])
+            g["next"] += H
+            g["chained"] = True
+
+    def _close(self, g):
+        if g["chained"]:
+            self._chain(g, g["b"])
+        else:  # fits in one window: centred on it
+            self._decide((g["a"] + g["b"] - self.W) // 2)
+        self._decided.append(None)
+
+    def _horizon(self, T):
+        """No window can be added before this sample any more."""
+        S, W = self.S, self.W
+        h = self._align(T - self.pre - max(0, W - self.pre - self.post) // 2) - S  # a group not begun yet
+        g = self._g
+        if g is not None:
+            if g["chained"]:
+                h = min(h, self._last_start + S)
+            else:
+                b_lb = g["b"] if g["b"] is not None else T + self.post
+                h = min(h, self._align(g["a"]), self._align((g["a"] + b_lb - W) // 2))
+        for s in self._decided:
+            if s is not None:
+                h = min(h, s)
+                break
+        if self._pending:
+            h = min(h, self._pending[0])
+        return max(h, self.stacker.done * S)
+
     def _run_pending(self):
         if not self._pending:
             return
@@ -503,8 +665,11 @@ class Station:
         batch = np.stack([self.ring.view(s, s + W)[0] for s in self._pending])  # (B, C, T)
         x = to_layout(normalise(batch, self.card.input.normalisation), self.card.input.layout)
         probs, offsets = output_traces(self.runner.run(x), self.card)
+        done = self.stacker.done
         for i, s in enumerate(self._pending):
-            self.stacker.add(s // self.S, probs[i], None if offsets is None else offsets[i])
+            c = s // self.S
+            k = max(0, done - c)  # a window clamped to the stream's end may reach back into final cells
+            self.stacker.add(c + k, probs[i, k:], None if offsets is None else offsets[i, k:])
         self.stats["windows_run"] += len(self._pending)
         self.stats["batches"] += 1
         self._pending = []
@@ -552,7 +717,9 @@ class Station:
         # a last window ending at the last sample, when the grid left a tail
         s_tail = ((F - self.W) // self.S) * self.S
         last = (self._k - 1) * self.H
-        if s_tail > last and s_tail >= 0 and self._window_wanted(s_tail):
+        if self.fit:  # its windows are placed to the end already; the tail counts as a grid window
+            self.stats["windows_total"] += int(F >= self.W and s_tail > ((F - self.W) // self.H) * self.H)
+        elif s_tail > last and s_tail >= 0 and self._window_wanted(s_tail):
             self.stats["windows_total"] += 1
             _, valid = ring.view(s_tail, s_tail + self.W)
             if valid.all():

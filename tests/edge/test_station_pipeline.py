@@ -213,3 +213,64 @@ def test_a_vertical_only_model_ignores_the_horizontals(caplog):
     assert "channel HHN is not a component of the model ['Z']; ignored" in caplog.text
     p = [q for q in picks if q.phase == "P"]
     assert len(p) == 1 and p[0].station == "XX.V..HHZ" and abs(p[0].time_ns - (T0 + 40 * 10 ** 9)) < 0.5e9
+
+
+@pytest.mark.parametrize("sizes", [[100], [0], [7, 3001, 250]])
+def test_streaming_equals_offline_with_grid_windows(stream, sizes):
+    data, _ = stream
+    cfg = {"trigger": {"windows": "grid"}}
+    offline = station("gated", **cfg).feed_array(data, T0, 100.0)
+    assert feed_packets(station("gated", **cfg), data, sizes) == offline
+    assert len(offline) > 5
+
+
+def _spy(st):
+    """Record the triggered spans and the starts of the windows the station runs."""
+    spans, runs = [], []
+    plan, run = st._plan, st._run_pending
+
+    def spy_plan(T, final):
+        spans.extend((on, off) for on, off in st._spans if off is not None and (on, off) not in spans)
+        plan(T, final)
+
+    def spy_run():
+        runs.extend(st._pending)
+        run()
+
+    st._plan, st._run_pending = spy_plan, spy_run
+    return spans, runs
+
+
+def test_fitted_windows_cover_every_triggered_span_with_the_onset_inside(stream):
+    data, _ = stream
+    st = station("gated")
+    spans, runs = _spy(st)
+    st.feed_array(data, T0, 100.0)
+    N, W, pre, post = data.shape[1], st.W, st.pre, st.post
+    assert len(spans) > 5 and runs == sorted(set(runs)) and all(s % st.S == 0 for s in runs)
+    covered = np.zeros(N, bool)
+    for s in runs:
+        covered[s:s + W] = True
+    prev_end = -10 ** 9
+    for on, off in sorted(spans):
+        assert covered[max(0, on - pre):min(N, off + post)].all(), (on, off)
+        if on - pre >= prev_end and on >= pre:  # a group's first onset (later ones may sit anywhere)
+            # at least pre into every window that holds it (never in a window's first seconds)
+            assert all(on - s >= pre for s in runs if s <= on < s + W), (on, off)
+        prev_end = off + post
+    assert st.stats["windows_run"] == len(runs)
+
+
+def test_fitted_windows_run_fewer_windows_than_the_grid_and_find_the_arrivals(stream):
+    data, truth = stream
+    fit, grid = station("gated"), station("gated", trigger={"windows": "grid"})
+    pf, pg = fit.feed_array(data, T0, 100.0), grid.feed_array(data, T0, 100.0)
+    assert fit.stats["windows_total"] == grid.stats["windows_total"] == 79
+    assert 0 < fit.stats["windows_run"] < grid.stats["windows_run"]
+
+    def found(picks, phase):
+        return sum(any(abs(p.time_ns - int(t["time_ns"])) < 0.5e9 for p in picks if p.phase == phase)
+                   for t in truth if t["phase"] == phase)
+
+    assert found(pf, "P") >= found(pg, "P") > 3
+    assert found(pf, "S") >= found(pg, "S") - 1
