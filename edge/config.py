@@ -67,8 +67,8 @@ class TriggerConfig:
     lta_s: float = 10.0
     on: float = 5.0
     off: float = 1.5
-    pre_s: float = 10.0
-    post_s: float = 20.0
+    pre_s: float = 8.0
+    post_s: float = 12.0
     block_s: float = 60.0
     decimate: int = 2
     windows: str = "fit"
