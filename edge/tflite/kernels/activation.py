@@ -283,18 +283,36 @@ def build_softmax(op, tensors):
         totals = np.unique(grid)
         t_recip, t_over = _softmax_reciprocal(totals)
 
+    if totals is not None:
+        # Per table row: the reciprocal and the final rounding shift e = over + 23 (>= 23: a
+        # row sum holds exp(0) ~ 2**19 in Q12.19).  Both factors of the high multiply are >= 0,
+        # so it is (a * b + 2**30) >> 31, and the rounding shift of a value >= 0 is
+        # (v + 2**(e-1)) >> e; exp_table is 0 beyond diff_min, which gives -128 there.
+        t_shift = t_over + (31 - 8)
+        t_half = np.int64(1) << (t_shift - 1)
+    else:
+        t_shift = t_half = None
+
     def softmax_int8(ins):
-        v = ins[0].astype(np.int64)
+        v = ins[0].astype(np.int16)
         d = v.max(axis=-1, keepdims=True) - v  # 0..255
-        total = acc_table[d].sum(axis=-1, keepdims=True)
         if totals is None:
+            d = d.astype(np.int64)
+            total = acc_table[d].sum(axis=-1, keepdims=True)
             recip, over = _softmax_reciprocal(total)
-        else:
-            pos = np.searchsorted(totals, total)
-            recip, over = t_recip[pos], t_over[pos]
-        out = _rounding_divide_by_pot(_srdhm(recip, exp_table[d]), over + 31 - 8) - 128
-        out = np.where(d <= -diff_min, out, -128)
-        return np.clip(out, -128, 127).astype(np.int8)
+            out = _rounding_divide_by_pot(_srdhm(recip, exp_table[d]), over + 31 - 8) - 128
+            out = np.where(d <= -diff_min, out, -128)
+            return np.clip(out, -128, 127).astype(np.int8)
+        pos = np.searchsorted(totals, acc_table[d].sum(axis=-1, keepdims=True))
+        out = exp_table[d]
+        out *= t_recip[pos]
+        out += 1 << 30
+        out >>= 31
+        out += t_half[pos]
+        out >>= t_shift[pos]
+        np.minimum(out, 255, out=out)
+        out -= 128
+        return out.astype(np.int8)
 
     # For tests: the tables, and whether the reciprocals are tabled (None: computed per call).
     softmax_int8.acc_table, softmax_int8.exp_table, softmax_int8.diff_min = acc_table, exp_table, diff_min
@@ -325,6 +343,9 @@ def build_quantize(op, tensors):
     if x.dtype.name in ("int8", "uint8", "int16") and x.quant is not None:
         sx, zx = qparams(x)
         m, s = quantize_multiplier(float(sx) / float(sy))
+        if x.dtype.name == "int8" and y.dtype.name == "int8":
+            # 256 possible inputs: a table filled by the exact formula below.
+            return _lut(lambda v: int(np.clip(multiply_by_quantized_multiplier(np.int64(v - zx), m, s) + zy, lo, hi)))
 
         def requantize(ins):
             v = multiply_by_quantized_multiplier(ins[0].astype(np.int64) - zx, m, s) + zy

@@ -32,6 +32,7 @@ from .quant import (
     qparams,
     quantize_multiplier,
 )
+from .requant import exact_requant
 
 SAME, VALID = 0, 1
 EXACT_F32_TERMS = (1 << 24) // (128 * 127)  # 1032: raw int8 sums of this many products are exact in float32
@@ -271,6 +272,46 @@ def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False, k_t
     return Requantizer(mult, shift, qparams(y)[1], lo, hi, bias, single_rounding, acc_bound=bound)
 
 
+def _make_exact(x, w, y, act, n_out, op, bias, acc_abs_max, single_rounding=False):
+    """The float64 requantiser (kernels/requant.py) where its bound holds, else None."""
+    mult, shift = _requant_params(x, w, y, n_out)
+    lo, hi = _act_or_fail(op, act, y)
+    return exact_requant(mult, shift, qparams(y)[1], lo, hi, bias, acc_abs_max, single_rounding)
+
+
+class _Scratch:
+    """Buffers reused across calls, one per (name, shape); a few batch sizes at most.
+
+    Patch matrices keep a last column of ones (set once), which carries the
+    requantiser's offset through the matrix product.
+    """
+
+    def __init__(self):
+        self._bufs = {}
+
+    def get(self, name, shape, dtype, fill=None):
+        key = (name, shape)
+        b = self._bufs.get(key)
+        if b is None:
+            b = np.empty(shape, dtype)
+            if fill is not None:
+                b[...] = fill
+            if len(self._bufs) < 48:
+                self._bufs[key] = b
+        return b
+
+    def ones_column(self, rows, k):
+        """(rows, k + 1) float64 whose last column is 1; the caller fills [:, :k]."""
+        key = ("ones", (rows, k))
+        b = self._bufs.get(key)
+        if b is None:
+            b = np.empty((rows, k + 1), np.float64)
+            b[:, k] = 1.0
+            if len(self._bufs) < 48:
+                self._bufs[key] = b
+        return b
+
+
 def _act_or_fail(op, act, y):
     r = activation_range(act, y)
     if r is None:
@@ -339,6 +380,40 @@ def _conv_setup(op, x_t, y_t, kh, kw, cout, dilated=True):
     return h, w, sh, sw, dh, dw, oh, ow, (pt, pb, pl, pr)
 
 
+def _conv_int8_exact(exact, w_mat, h, w, cin, kh, kw, sh, sw, dh, dw, oh, ow, pads, zp_in, pointwise):
+    """int8 CONV_2D as one float64 matrix product that returns z (see kernels/requant.py).
+
+    The patches (raw int8 values, padding = input zero point) and a column of
+    ones go against the weights times each channel's scale and a row of
+    offsets; the product is exact, so only the cast and clamp remain.
+    """
+    k_terms = kh * kw * cin
+    w1 = exact.folded_weights(w_mat)
+    cout = w1.shape[1]
+    scratch = _Scratch()
+    pt, pb, pl, pr = pads
+
+    def conv_int8(ins):
+        x = ins[0]
+        b = x.shape[0]
+        rows = b * oh * ow
+        buf = scratch.ones_column(rows, k_terms)
+        if pointwise:
+            np.copyto(buf[:, :k_terms], x.reshape(rows, cin))
+        else:
+            if pt or pb or pl or pr:
+                xp = scratch.get("pad", (b, h + pt + pb, w + pl + pr, cin), x.dtype, fill=zp_in)
+                xp[:, pt:pt + h, pl:pl + w, :] = x
+            else:
+                xp = np.ascontiguousarray(x)
+            np.copyto(buf[:, :k_terms].reshape(b, oh, ow, kh, kw, cin), patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow))
+        z = np.matmul(buf, w1, out=scratch.get("z", (rows, cout), np.float64))
+        return exact.finish(z).reshape(b, oh, ow, cout)
+
+    conv_int8.exact = exact
+    return conv_int8
+
+
 @register("CONV_2D")
 def build_conv2d(op, tensors):
     x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
@@ -370,8 +445,13 @@ def build_conv2d(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=k_terms,
-                                bias=_fold_zero_point(bias, zp_in, w_t.data.reshape(cout, -1).sum(axis=1)))
+        w_int = w_t.data.reshape(cout, k_terms).astype(np.int64)
+        bias_in = _fold_zero_point(bias, zp_in, w_int.sum(axis=1))
+        exact = _make_exact(x_t, w_t, y_t, act, cout, op, bias_in, 128 * np.abs(w_int).sum(axis=1))
+        if exact is not None:
+            return _conv_int8_exact(exact, w_int.T, h, w, cin, kh, kw, sh, sw, dh, dw, oh, ow, pads, zp_in,
+                                    pointwise)
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=k_terms, bias=bias_in)
 
         def conv_int8(ins):
             x = ins[0]
@@ -412,7 +492,7 @@ def _build_depthwise(op, tensors, wk, mult):
     x_t, w_t, y_t = tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]]
     q = _check_int8(op, tensors, op.inputs[0], op.inputs[1], op.outputs[0])
     kh, kw, cout = wk.shape
-    _, h, w, sh, sw, dh, dw, oh, ow, pads = (None,) + _conv_setup(op, x_t, y_t, kh, kw, cout)
+    h, w, sh, sw, dh, dw, oh, ow, pads = _conv_setup(op, x_t, y_t, kh, kw, cout)
     acc_t = _acc_dtype(kh * kw) if q else np.float32
     wf = np.ascontiguousarray(wk, dtype=acc_t)
     bias = _bias(tensors, op, 2, cout, q)
@@ -420,8 +500,29 @@ def _build_depthwise(op, tensors, wk, mult):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=kh * kw,
-                                bias=_fold_zero_point(bias, zp_in, wk.reshape(-1, cout).sum(axis=0)))
+        taps = wk.reshape(-1, cout).astype(np.int64)
+        bias_in = _fold_zero_point(bias, zp_in, taps.sum(axis=0))
+        amax = 128 * np.abs(taps).sum(axis=0)
+        exact = _make_exact(x_t, w_t, y_t, act, cout, op, bias_in, amax) if amax.max() < (1 << 24) else None
+        if exact is not None:
+            wf32 = np.ascontiguousarray(wk, dtype=np.float32)  # integer sums below 2**24: exact in float32
+            scratch = _Scratch()
+            pt, pb, pl, pr = pads
+
+            def dw_int8_exact(ins):
+                x = ins[0]
+                b = x.shape[0]
+                xp = scratch.get("pad", (b, h + pt + pb, w + pl + pr, x.shape[3]), np.float32, fill=float(zp_in))
+                xp[:, pt:pt + h, pl:pl + w, :] = x
+                if mult > 1:
+                    xp = np.repeat(xp, mult, axis=3)
+                acc = np.einsum("bhwijc,ijc->bhwc", patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow), wf32,
+                                out=scratch.get("acc", (b, oh, ow, cout), np.float32))
+                return exact(acc)
+
+            dw_int8_exact.exact = exact
+            return dw_int8_exact
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, k_terms=kh * kw, bias=bias_in)
 
         def dw_int8(ins):
             xp = _pad_value(ins[0], pads, zp_in, acc_t)
@@ -521,8 +622,24 @@ def build_fully_connected(op, tensors):
 
     if q:
         zp_in = qparams(x_t)[1]
-        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True, k_terms=k,
-                                bias=_fold_zero_point(bias, zp_in, w_t.data.sum(axis=1)))
+        w_int = w_t.data.astype(np.int64)
+        bias_in = _fold_zero_point(bias, zp_in, w_int.sum(axis=1))
+        exact = _make_exact(x_t, w_t, y_t, act, cout, op, bias_in, 128 * np.abs(w_int).sum(axis=1),
+                            single_rounding=True)
+        if exact is not None:
+            w1 = exact.folded_weights(w_int.T)
+            scratch = _Scratch()
+
+            def fc_int8_exact(ins):
+                x = ins[0].reshape(-1, k)
+                buf = scratch.ones_column(x.shape[0], k)
+                np.copyto(buf[:, :k], x)
+                z = np.matmul(buf, w1, out=scratch.get("z", (x.shape[0], cout), np.float64))
+                return exact.finish(z).reshape((-1,) + out_tail)
+
+            fc_int8_exact.exact = exact
+            return fc_int8_exact
+        requant = _make_requant(x_t, w_t, y_t, act, cout, op, single_rounding=True, k_terms=k, bias=bias_in)
 
         def fc_int8(ins):
             acc = ins[0].astype(acc_t).reshape(-1, k) @ w_mat

@@ -1,0 +1,182 @@
+"""Exact int8 requantisation in float64 arithmetic, without a fix-up pass.
+
+TFLite's MultiplyByQuantizedMultiplier (per output channel c, multiplier
+m in [2**30, 2**31), right shift r >= 0) is two roundings of integers::
+
+    h = floor((x * m + 2**30) / 2**31)          # SaturatingRoundingDoublingHighMul
+    q = RoundingDivideByPOT(h, r)               # half away from zero
+
+with x the accumulator plus bias.  Write g = 2**-(31 + r), S = m * g and
+A = x * S (a multiple of g).  Working the two floors through (``floor(
+floor(y) / n) = floor(y / n)`` for integer n) gives, for r >= 1 and
+e = 2**-(r + 1)::
+
+    q = floor(A + 1/2 + e)    when A >= 0
+    q = floor(A + 1/2 - e)    when A < 0
+
+and q = floor(A + 1/2) when r = 0 (also FULLY_CONNECTED's single rounding,
+``floor((x * m + 2**(t-1)) / 2**t)``, with g = 2**-t).  Every quantity is
+an integer multiple of g, so float64 holds it exactly while its size is
+below 2**53 * g; a dot product of such terms is then exact in any
+summation order (BLAS included) when the sum of the terms' magnitudes
+stays below that bound.  That bound is checked per channel at load from
+the largest accumulator the weights allow (128 * sum |w| for int8 inputs)
+and the bias; a layer that fails it keeps the other requantiser
+(:class:`~fieldpick.edge.tflite.kernels.conv.Requantizer`).
+
+Two forms, both exact:
+
+- "floor": when the sign cannot matter -- single rounding, r = 0, or a
+  clamp whose floor is at or above the zero point (a fused RELU: every
+  q < 0 clamps to the same value, and the A >= 0 formula gives q <= 0 for
+  every A < 0).  z = x * S + (1/2 + e + zp + 256) is made >= 0 wherever the
+  result is not clamped to the floor, so the truncating float -> int cast
+  is the floor; the int16 clamp to [lo + 256, hi + 256] follows, and the
+  cast to int8 drops the 256 (two's complement wrap).  Three numpy passes
+  after z.
+- "sign": otherwise.  With z = A + g/2 (same sign as A, never 0),
+  q = trunc(z + copysign(1/2 + e, z)); then q + zp is clamped.
+
+The per-channel scale and offset can be folded into the weights of a BLAS
+product (``folded_weights``: rows W * S and a last row for the offset,
+against a column of ones in the patches), so the matrix product returns z
+itself; or applied to exact integer accumulators (``__call__``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS"]
+
+EXACT_BITS = 52  # one bit of margin below float64's 53-bit significand
+_OFFSET = 256  # added before the truncating cast (floor form) and dropped by the int8 wrap
+
+
+def exact_requant(mult, shift, zp_out, lo, hi, bias, acc_abs_max, single_rounding=False):
+    """An :class:`ExactRequant` for these channels, or None where float64 cannot hold them exactly.
+
+    mult, shift: per-channel Q31 multipliers and shifts (TFLite's); bias: int64 per channel
+    (zero points folded in) or None; acc_abs_max: per-channel bound on |accumulator|
+    (e.g. 128 * sum |w|).  Double rounding with a left shift (shift > 0) is left to the
+    other requantiser.
+    """
+    mult = np.asarray(mult, np.int64).reshape(-1)
+    shift = np.asarray(shift, np.int64).reshape(-1)
+    n = mult.size
+    bias = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64).reshape(-1)
+    amax = np.broadcast_to(np.asarray(acc_abs_max, np.float64), (n,)).astype(np.float64)
+    if np.any(mult < 0) or np.any(mult >= (1 << 31)):
+        return None
+    if single_rounding:
+        total = 31 - shift
+        if np.any(total < 1) or np.any(total > 62):
+            return None
+        eps = np.zeros(n)
+        inv_grid = np.exp2(total.astype(np.float64))
+    else:
+        if np.any(shift > 0) or np.any(shift < -31):
+            return None
+        right = -shift
+        eps = np.where(right > 0, np.exp2(-(right + 1.0)), 0.0)
+        inv_grid = np.exp2(31.0 + right)
+    scale = mult.astype(np.float64) / inv_grid  # exact: a 31-bit integer times a power of two
+    floor_form = bool(single_rounding or np.all(eps == 0) or lo >= zp_out)
+    # Work in units of g/2 (the sign form's z = A + g/2 is a multiple of g/2): every value
+    # below is an integer number of units, computed with Python ints (no overflow).
+    units = []
+    for c in range(n):
+        unit = 2 * int(inv_grid[c])  # units per 1.0
+        if floor_form:
+            # (1/2 + e + zp + 256) in units; e * unit = 2**31 exactly when r >= 1.
+            const = unit // 2 + (int(eps[c] * unit) if eps[c] else 0) + (int(zp_out) + _OFFSET) * unit
+        else:
+            const = 1  # g/2
+        units.append((unit, 2 * int(bias[c]) * int(mult[c]) + const))
+    offset = np.array([float(o) / u for u, o in units])
+    # Largest magnitude that can occur (in units): the dot product's terms, the offset, and the
+    # sign form's rounding constant; all must stay below 2**EXACT_BITS.
+    worst = max(2.0 * float(amax[c]) * float(mult[c]) + abs(float(o)) + 2.0 * u for c, (u, o) in enumerate(units))
+    if not np.isfinite(worst) or worst >= 2.0 ** EXACT_BITS:
+        return None
+    return ExactRequant(scale, offset, eps, floor_form, int(zp_out), int(lo), int(hi),
+                        float((amax * scale + np.abs(offset) + 1.0).max()))
+
+
+class ExactRequant:
+    """Exact requantisation of z = x * S + offset (float64, channels last) to int8.
+
+    Build with :func:`exact_requant`.  Not reentrant: it keeps scratch buffers per size.
+    """
+
+    def __init__(self, scale, offset, eps, floor_form, zp, lo, hi, z_bound):
+        self.scale = np.ascontiguousarray(scale, np.float64)
+        self.offset = np.ascontiguousarray(offset, np.float64)
+        self.half = 0.5 + np.asarray(eps, np.float64)  # sign form: |rounding constant| per channel
+        self.floor_form = floor_form
+        self.zp, self.lo, self.hi = zp, lo, hi
+        self.int_t = np.int16 if z_bound < 2 ** 15 - 2 else np.int32
+        if floor_form:
+            self.clip = (lo + _OFFSET, hi + _OFFSET)
+        else:
+            self.clip = (lo - zp, hi - zp)
+        same = bool(np.all(self.half == self.half[0]))
+        self._half_scalar = float(self.half[0]) if same else None
+        self._tiles = {}
+        self._scratch = {}
+
+    def folded_weights(self, w_mat):
+        """(K + 1, C) float64: rows ``w_mat * S`` and the offset, for patches with a ones column."""
+        w = np.asarray(w_mat, np.float64) * self.scale
+        return np.ascontiguousarray(np.vstack([w, self.offset[None, :]]))
+
+    def _tile(self, size):
+        got = self._tiles.get(size)
+        if got is None:
+            from .conv import channel_tiles
+
+            got = channel_tiles((self.scale, self.offset, self.half), size, {})
+            if len(self._tiles) < 16:
+                self._tiles[size] = got
+        return got
+
+    def _buf(self, key, shape, dtype):
+        k = (key, shape)
+        b = self._scratch.get(k)
+        if b is None:
+            b = np.empty(shape, dtype)
+            if len(self._scratch) < 32:
+                self._scratch[k] = b
+        return b
+
+    def __call__(self, acc):
+        """Exact integer accumulators (float32 or float64, channels last, no bias) -> int8."""
+        scale, offset, _ = self._tile(acc.size)
+        w = scale.size
+        z = self._buf("z", acc.shape, np.float64)
+        z2 = z.reshape(-1, w)
+        np.multiply(acc.reshape(-1, w), scale, out=z2)
+        z2 += offset
+        return self.finish(z)
+
+    def finish(self, z):
+        """z = x * S + offset (float64, C-contiguous, channels last) -> int8 of the same shape.
+
+        z is overwritten in the sign form.
+        """
+        if not self.floor_form:
+            if self._half_scalar is not None:
+                h = self._buf("h", z.shape, np.float64)
+                np.copysign(self._half_scalar, z, out=h)
+            else:
+                _, _, half = self._tile(z.size)
+                h = self._buf("h", z.shape, np.float64)
+                np.copysign(half, z.reshape(-1, half.size), out=h.reshape(-1, half.size))
+            z += h
+        q = self._buf("q", z.shape, self.int_t)
+        np.copyto(q, z, casting="unsafe")  # truncates towards zero
+        np.clip(q, self.clip[0], self.clip[1], out=q)
+        out = q.astype(np.int8)  # floor form: drops the 256 (wraps); sign form: in range
+        if not self.floor_form and self.zp:
+            out += np.int8(self.zp)
+        return out
