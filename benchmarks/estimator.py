@@ -196,6 +196,11 @@ def main():
                                       "runtimes": {"numpy": {
                                           "fraction_of_fp32_peak": min(1.0, fit["rate_flops_per_s"] / rt["fp32_peak_used"]),
                                           "fraction_of_bandwidth": min(1.0, fit["stream_bytes_per_s"] / measured["bandwidth_bytes_per_s"]),
+                                          "other_ops": {
+                                              "fraction_of_fp32_peak": min(1.0, fit["other_ops"]["rate_flops_per_s"]
+                                                                           / rt["fp32_peak_used"]),
+                                              "fraction_of_bandwidth": min(1.0, fit["other_ops"]["stream_bytes_per_s"]
+                                                                           / measured["bandwidth_bytes_per_s"])},
                                           "overhead_s_per_op": fit["overhead_s_per_op"],
                                           "overhead_s_by_op": fit["overhead_s_by_op"],
                                           "overhead_s_per_window": max(0.0, per_window),

@@ -50,7 +50,6 @@ RESULTS = os.path.join(HERE, "results")
 PLOTS = os.path.join(RESULTS, "plots")
 LOGS = os.path.join(RESULTS, "tmp", "logs")
 REPORT = os.path.join(HERE, "REPORT.md")
-MANIFEST = os.path.join(RESULTS, "manifest.json")
 #: exit status of a script that cannot run on this machine (missing data); it prints "SKIPPED: why"
 SKIPPED_RC = 75
 
@@ -132,6 +131,8 @@ def run_one(name, args, timeout, budget):
                TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
     cmd = [sys.executable, os.path.join(HERE, name + ".py")] + args
     log_path = os.path.join(LOGS, name + ".log")
+    result = os.path.join(RESULTS, name + ".json")
+    before = (sha256(result), os.path.getmtime(result) if os.path.exists(result) else None)
     t0 = time.time()
     cpu0 = os.times()
     with open(log_path, "w") as log:
@@ -150,6 +151,9 @@ def run_one(name, args, timeout, budget):
     skipped = [ln for ln in lines if ln.startswith("SKIPPED:")]
     status = "ok" if rc == 0 else "skipped" if rc == SKIPPED_RC and skipped else "failed"
     reason = skipped[-1][len("SKIPPED:"):].strip() if status == "skipped" else tail
+    after = (sha256(result), os.path.getmtime(result) if os.path.exists(result) else None)
+    if status == "ok" and (after[0] is None or after == before):
+        status, reason = "stale", "exited 0 but wrote no new results/%s.json" % name
     print("  %-12s %s in %.0f s (CPU %.0f s)%s" % (name, status if rc == 0 else "%s (%s)" % (status.upper(), rc), dt,
                                                   cpu, "" if rc == 0 else ": " + reason), flush=True)
     return {"script": name, "rc": rc, "status": status, "reason": reason, "seconds": round(dt, 1),
@@ -169,9 +173,13 @@ def sha256(path):
         return None
 
 
+def manifest_path():
+    return os.path.join(RESULTS, "manifest.json")
+
+
 def load_manifest():
     try:
-        with open(MANIFEST) as f:
+        with open(manifest_path()) as f:
             return json.load(f).get("scripts", {})
     except (OSError, ValueError, AttributeError):
         return {}
@@ -190,7 +198,7 @@ def record(manifest, run):
         entry["last_attempt"] = attempt
     manifest[name] = entry
     os.makedirs(RESULTS, exist_ok=True)
-    with open(MANIFEST, "w") as f:
+    with open(manifest_path(), "w") as f:
         json.dump({"what": "what benchmarks/run_all.py ran: budget, command and the SHA-256 of the result it wrote",
                    "scripts": dict(sorted(manifest.items()))}, f, indent=1)
 
@@ -513,6 +521,8 @@ def status_line(name, runs, manifest):
         return "**missing**: benchmarks/%s.py does not exist yet" % name
     if r is not None and r["status"] == "skipped":
         return "**skipped in this run**: %s%s" % (r["reason"], older)
+    if r is not None and r["status"] == "stale":
+        return "**stale**: it ran, but %s%s" % (r["reason"], older)
     if r is not None and r["status"] != "ok":
         return "**failed in this run** (%s): %s%s" % (r["rc"], r["reason"], older)
     if prov is None:
@@ -675,7 +685,7 @@ def main():
                       default=str)
     path = build_report(runs, manifest, a.budget)
     print("wrote %s" % os.path.relpath(path, REPO))
-    failed = [n for n, r in runs.items() if r["status"] == "failed"]
+    failed = [n for n, r in runs.items() if r["status"] in ("failed", "stale")]
     if failed:
         print("failed: %s (logs in benchmarks/results/tmp/logs/)" % ", ".join(failed))
     return 1 if failed else 0

@@ -209,42 +209,59 @@ def fit_rate(flops, nbytes, seconds):
 
 
 def fit_ops(samples):
-    """Fit per-op timings ``t = overhead[op kind] + flops / rate + bytes / stream``.
+    """Fit per-op timings ``t = overhead[op kind] + flops / rate[family] + bytes / stream[family]``.
 
     samples: [(LayerWork, seconds)], e.g. from :func:`profile_ops`.  Each op
     kind (CONV_2D, RESHAPE, SOFTMAX, ...) gets its own fixed cost, because a
-    numpy kernel's Python work differs by kind far more than by size; the
-    FLOP and byte rates are shared.  Relative error is minimised; the rate
-    terms are kept non-negative by trying each subset, and a negative fixed
-    cost is clamped to 0.  Returns a dict: overhead_s_by_op, overhead_s_per_op
-    (the median over kinds, for kinds not seen), rate_flops_per_s,
-    stream_bytes_per_s (inf when a term was left out), rms (relative).
+    numpy kernel's Python work differs by kind far more than by size.  The
+    FLOP and byte rates are fitted per family: the convolution kernels
+    (:data:`~fieldpick.boards.estimate.CONV_OPS`: im2col and an int32 matmul)
+    and every other op (elementwise passes), which run at different speeds
+    per FLOP and byte.  Relative error is minimised; the rate terms are kept
+    non-negative by trying each subset of them, and a negative fixed cost is
+    clamped to 0.  Returns a dict: overhead_s_by_op, overhead_s_per_op (the
+    median over kinds, for kinds not seen), rate_flops_per_s and
+    stream_bytes_per_s (the convolution family; inf when a term was left
+    out), other_ops (the same two for the other family), rms (relative).
     """
+    from itertools import combinations
+
+    from .estimate import CONV_OPS
+
     kinds = sorted({w.op for w, _ in samples})
     t = np.array([s for _, s in samples], dtype=np.float64)
     f = np.array([w.flops for w, _ in samples], dtype=np.float64)
     b = np.array([w.bytes for w, _ in samples], dtype=np.float64)
+    conv = np.array([1.0 if w.op in CONV_OPS else 0.0 for w, _ in samples])
+    terms = {"conv_flops": f * conv, "conv_bytes": b * conv, "other_flops": f * (1 - conv),
+             "other_bytes": b * (1 - conv)}
+    terms = {k: v for k, v in terms.items() if np.any(v > 0)}  # a family with no work has nothing to fit
     onehot = np.array([[1.0 if w.op == k else 0.0 for k in kinds] for w, _ in samples])
     best = None
-    for keep in (("flops", "bytes"), ("flops",), ("bytes",), ()):
-        cols = [onehot] + [c[:, None] for name, c in (("flops", f), ("bytes", b)) if name in keep]
-        a = np.concatenate(cols, axis=1) / t[:, None]
-        coef, *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
-        extra = dict(zip(keep, coef[len(kinds):]))
-        if any(v < 0 for v in extra.values()):
-            continue
-        coef = coef.copy()
-        coef[:len(kinds)] = np.maximum(coef[:len(kinds)], 0.0)
-        sse = float(np.sum((a @ coef - 1.0) ** 2))
-        if best is None or sse < best[0]:
-            best = (sse, coef[:len(kinds)], extra)
+    for n in range(len(terms), -1, -1):
+        for keep in combinations(sorted(terms), n):
+            a = np.concatenate([onehot] + [terms[k][:, None] for k in keep], axis=1) / t[:, None]
+            coef, *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+            extra = dict(zip(keep, coef[len(kinds):]))
+            if any(v < 0 for v in extra.values()):
+                continue
+            coef = coef.copy()
+            coef[:len(kinds)] = np.maximum(coef[:len(kinds)], 0.0)
+            sse = float(np.sum((a @ coef - 1.0) ** 2))
+            if best is None or sse < best[0] - 1e-12:
+                best = (sse, coef[:len(kinds)], extra)
     sse, ovh, extra = best
     by_op = {k: float(v) for k, v in zip(kinds, ovh)}
+
+    def rate(key):
+        return 1.0 / extra[key] if extra.get(key, 0) > 0 else float("inf")
+
     return {
         "overhead_s_by_op": by_op,
         "overhead_s_per_op": float(np.median(list(by_op.values()))) if by_op else 0.0,
-        "rate_flops_per_s": 1.0 / extra["flops"] if extra.get("flops", 0) > 0 else float("inf"),
-        "stream_bytes_per_s": 1.0 / extra["bytes"] if extra.get("bytes", 0) > 0 else float("inf"),
+        "rate_flops_per_s": rate("conv_flops"),
+        "stream_bytes_per_s": rate("conv_bytes"),
+        "other_ops": {"rate_flops_per_s": rate("other_flops"), "stream_bytes_per_s": rate("other_bytes")},
         "rms": (sse / max(len(t), 1)) ** 0.5,
     }
 
@@ -422,6 +439,8 @@ def measure(models=(), quick=False):
         result["runtimes"]["numpy"] = {
             "fraction_of_fp32_peak": min(1.0, fit["rate_flops_per_s"] / peak),
             "fraction_of_bandwidth": min(1.0, fit["stream_bytes_per_s"] / bw),
+            "other_ops": {"fraction_of_fp32_peak": min(1.0, fit["other_ops"]["rate_flops_per_s"] / peak),
+                          "fraction_of_bandwidth": min(1.0, fit["other_ops"]["stream_bytes_per_s"] / bw)},
             "overhead_s_per_op": fit["overhead_s_per_op"],
             "overhead_s_by_op": fit["overhead_s_by_op"],
             "overhead_s_per_window": float(np.median(per_window)),
@@ -430,8 +449,8 @@ def measure(models=(), quick=False):
             "baseline_rss_bytes": base_rss,
             "fp32_peak_used": peak,
             "fit_rms": fit["rms"],
-            "how": "per-op timings of the numpy interpreter on %s: t = overhead[op] + flops / rate + "
-                   "bytes / stream" % ", ".join(os.path.basename(p) for p in models),
+            "how": "per-op timings of the numpy interpreter on %s: t = overhead[op] + flops / rate[family] + "
+                   "bytes / stream[family], families: convolutions, other ops" % ", ".join(os.path.basename(p) for p in models),
         }
     return result
 

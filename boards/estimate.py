@@ -10,7 +10,11 @@ for the whole model otherwise::
 ``overhead[op kind]`` is ``overhead_s_by_op[kind]`` where the kind was
 measured and ``overhead_s_per_op`` otherwise: a numpy kernel's fixed Python
 cost depends on its kind (a RESHAPE is a view, a SOFTMAX several passes)
-more than on its size.
+more than on its size.  The two fractions are those of the convolution
+family (:data:`CONV_OPS`); a runtime block may give the other ops their own
+(``other_ops: {fraction_of_fp32_peak, fraction_of_bandwidth}``: an
+elementwise pass runs at another speed per FLOP and byte than im2col and a
+matmul), else they share the convolutions' figures.
 
 The three terms are added, not overlapped (a roofline's max): a numpy
 runtime runs its im2col, matmul and requantise passes one after another.
@@ -238,6 +242,11 @@ def load_profile(name_or_path, folder=PROFILE_DIR):
     return validate_profile(data, where=os.path.basename(path))
 
 
+#: the op kinds whose FLOPs and bytes run at the convolution rates (im2col + matmul); the rest are
+#: "other_ops".  "CONV" is a bare convolution layer (boards.bench); "model" a whole model from its card.
+CONV_OPS = frozenset(("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV", "model"))
+
+
 def validate_profile(p, where="profile"):
     """Raise :class:`ConfigError` naming the first missing or impossible value; return ``p``."""
     if not isinstance(p, dict):
@@ -294,6 +303,14 @@ def _check_eff(eff, where):
     ovh = eff.get("overhead_s_per_op")
     if isinstance(ovh, bool) or not isinstance(ovh, (int, float)) or ovh < 0:
         raise ConfigError("%s.overhead_s_per_op is %r; it must be a number >= 0" % (where, ovh))
+    other = eff.get("other_ops")
+    if other is not None:
+        if not isinstance(other, dict) or set(other) - {"fraction_of_fp32_peak", "fraction_of_bandwidth"}:
+            raise ConfigError("%s.other_ops is %r; expected an object with fraction_of_fp32_peak and/or "
+                              "fraction_of_bandwidth" % (where, other))
+        for k, v in other.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 1):
+                raise ConfigError("%s.other_ops.%s is %r; it must lie in (0, 1]" % (where, k, v))
 
 
 def _fp32_flops_per_cycle_x86(flags):
@@ -437,6 +454,14 @@ def efficiency_of(profile, runtime):
             int(eff.get("baseline_rss_bytes") or DEFAULT_BASELINE_RSS), basis)
 
 
+def _other_fractions(profile, runtime, frac, bw_frac):
+    """(fraction_of_fp32_peak, fraction_of_bandwidth) of the ops outside :data:`CONV_OPS`."""
+    block = (profile.get("measured") or {}).get("runtimes", {}).get(runtime) or \
+        (profile.get("efficiency") or {}).get(runtime) or {}
+    other = block.get("other_ops") or {}
+    return other.get("fraction_of_fp32_peak", frac), other.get("fraction_of_bandwidth", bw_frac)
+
+
 def _overheads(profile, runtime):
     """(fixed cost by op kind, fixed cost per window) of ``runtime``: measured first, else the estimate."""
     block = (profile.get("measured") or {}).get("runtimes", {}).get(runtime) or \
@@ -455,11 +480,17 @@ def estimate(workload, profile, operation=None):
     cpu, mem, pw = profile["cpu"], profile["memory"], profile["power"]
     rate = float(cpu["clock_hz"]) * float(cpu["fp32_flops_per_cycle"]) * frac  # FLOP/s, one core
     bw = float(mem["sustained_bandwidth_bytes_per_s"]) * bw_frac
+    o_frac, o_bw_frac = _other_fractions(profile, op.runtime, frac, bw_frac)
+    rate_o = float(cpu["clock_hz"]) * float(cpu["fp32_flops_per_cycle"]) * o_frac
+    bw_o = float(mem["sustained_bandwidth_bytes_per_s"]) * o_bw_frac
     by_op, per_window = _overheads(profile, op.runtime)
     compute = memory = 0.0
     ovh = total = per_window
     for lw in workload.layers:
-        c, m = lw.flops / rate, lw.bytes / bw
+        if lw.op in CONV_OPS:
+            c, m = lw.flops / rate, lw.bytes / bw
+        else:
+            c, m = lw.flops / rate_o, lw.bytes / bw_o
         o = by_op.get(lw.op, overhead)
         compute += c
         memory += m

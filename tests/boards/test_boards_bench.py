@@ -88,6 +88,23 @@ def test_fit_ops_gives_each_op_kind_its_own_fixed_cost():
     assert fit["rms"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_fit_ops_gives_convolutions_and_other_ops_their_own_rates():
+    from fieldpick.boards.estimate import LayerWork
+
+    truth = {"CONV_2D": 30e-6, "ADD": 5e-6, "RESHAPE": 1e-6}
+    samples = []
+    for op, flops in [("CONV_2D", 1e5), ("CONV_2D", 2e6), ("CONV_2D", 8e6), ("ADD", 1e4), ("ADD", 3e5),
+                      ("ADD", 1e6), ("RESHAPE", 0), ("CONV_2D", 5e5)]:
+        rate = 1e10 if op == "CONV_2D" else 1e9  # an elementwise pass: 10x slower per FLOP
+        samples.append((LayerWork(op, int(flops), 0), truth[op] + flops / rate))
+    fit = bench.fit_ops(samples)
+    assert fit["rate_flops_per_s"] == pytest.approx(1e10, rel=1e-6)
+    assert fit["other_ops"]["rate_flops_per_s"] == pytest.approx(1e9, rel=1e-6)
+    for op, cost in truth.items():
+        assert fit["overhead_s_by_op"][op] == pytest.approx(cost, rel=1e-6, abs=1e-12)
+    assert fit["rms"] == pytest.approx(0.0, abs=1e-9)
+
+
 MEASURED = {
     "date": "2026-11-22T03:00:00Z",
     "machine": {"cpu": "Cortex-A72", "cores": 4, "clock_hz": 1.5e9, "arch": "aarch64", "os": "test"},

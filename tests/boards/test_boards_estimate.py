@@ -261,3 +261,26 @@ def test_profiles_are_plain_json_files():
     for name in BOARDS:
         with open(os.path.join(folder, name + ".json")) as f:
             assert json.load(f)["measured"] is None  # filled on the board by fieldpick bench
+
+
+def test_other_ops_run_at_their_own_rates():
+    p = toy_profile()
+    p["efficiency"]["numpy"]["other_ops"] = {"fraction_of_fp32_peak": 0.05, "fraction_of_bandwidth": 0.25}
+    validate_profile(p)
+    wl = Workload("mixed", [LayerWork("CONV_2D", 10**6, 10**6), LayerWork("ADD", 10**6, 10**6)], 0, 3000, 100.0)
+    e = estimate(wl, p)
+    # CONV_2D: 1 ms op + 1 ms compute + 1 ms memory; ADD: 1 ms op + 1e6 / 1e8 s + 1e6 / 5e8 s
+    assert e.latency_s == pytest.approx(3e-3 + 1e-3 + 10e-3 + 2e-3)
+    del p["efficiency"]["numpy"]["other_ops"]
+    assert estimate(wl, p).latency_s == pytest.approx(6e-3)  # without the block: the convolutions' rates
+
+
+@pytest.mark.parametrize("other, match", [
+    ({"fraction_of_fp32_peak": 1.5}, r"other_ops.fraction_of_fp32_peak is 1.5; it must lie in \(0, 1\]"),
+    ({"rate": 0.5}, "other_ops is {'rate': 0.5}; expected an object with fraction_of_fp32_peak"),
+])
+def test_bad_other_ops_block(other, match):
+    p = toy_profile()
+    p["efficiency"]["numpy"]["other_ops"] = other
+    with pytest.raises(ConfigError, match=match):
+        validate_profile(p)

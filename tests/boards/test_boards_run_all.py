@@ -1,10 +1,10 @@
-"""benchmarks/run_all.py: runs what exists, and the report says what is missing, failed or stale."""
+"""benchmarks/run_all.py: runs what exists with its budget, and the report says what is missing, failed,
+skipped or older, trusting results/manifest.json only for files it still matches."""
 
 import importlib.util
 import json
 import os
 import sys
-import time
 
 import pytest
 
@@ -40,24 +40,32 @@ open(os.path.join(out, "interpreter.md"), "w").write("# Interpreter\\n\\n| a | b
 """
 
 
-def test_report_names_missing_failed_and_stale(run_all):
+def _run(mod, names, budget="quick"):
+    manifest = mod.load_manifest()
+    runs = {}
+    for n in names:
+        runs[n] = mod.run_one(n, [], 60, budget)
+        mod.record(manifest, runs[n])
+    return runs, manifest
+
+
+def test_report_names_missing_failed_and_older(run_all):
     mod, here = run_all
     _script(here, "interpreter", GOOD)
     _script(here, "mseed", "import sys\nprint('decoder exploded')\nsys.exit(4)\n")
     _script(here, "_helper", "raise SystemExit('helpers never run')\n")
-    # a result left by an earlier run of a script that will fail now
+    # a result left by an earlier hand-made run of a script that will fail now
     (here / "results" / "mseed.json").write_text(json.dumps({"ratio_fieldpick_over_obspy": 2.5}))
     (here / "results" / "mseed.md").write_text("# miniSEED\n")
-    old = time.time() - 3600
-    os.utime(str(here / "results" / "mseed.json"), (old, old))
     assert mod.scripts() == ["interpreter", "mseed"]
-    start = time.time()
-    runs = {n: mod.run_one(n, [], timeout=60) for n in mod.scripts()}
-    assert runs["interpreter"]["rc"] == 0 and runs["mseed"]["rc"] == 4
+    runs, manifest = _run(mod, mod.scripts())
+    assert runs["interpreter"]["status"] == "ok" and runs["mseed"]["rc"] == 4
     assert runs["mseed"]["last_line"] == "decoder exploded"
-    report = open(mod.build_report(runs, start)).read()
-    assert "| interpreter | ran " in report
-    assert "| mseed | **failed in this run** (4): decoder exploded; the result below is from an earlier run" in report
+    report = open(mod.build_report(runs, manifest, "quick")).read()
+    assert "**Budget of this run: quick**" in report
+    assert "| interpreter | budget **quick**, `benchmarks/interpreter.py`, ran " in report
+    assert ("| mseed | **failed in this run** (4): decoder exploded; the result shown is older: not written by "
+            "make bench" in report)
     assert "| station | **missing**: benchmarks/station.py does not exist yet" in report
     assert "Not written yet: benchmarks/accuracy.py, benchmarks/zoo.py" in report
     assert "\n### Interpreter\n" in report  # the script's own markdown, nested under the section
@@ -66,17 +74,46 @@ def test_report_names_missing_failed_and_stale(run_all):
     assert "_No plot: no result has rows with both a duty-cycle and a recall column" in report
 
 
-def test_stale_result_is_flagged(run_all):
+def test_a_script_that_writes_nothing_is_stale_not_vouched_for(run_all):
     mod, here = run_all
     _script(here, "mseed", "pass\n")  # runs fine but writes nothing new
     (here / "results" / "mseed.json").write_text(json.dumps({"ratio_fieldpick_over_obspy": 2.5}))
-    old = time.time() - 3600
-    os.utime(str(here / "results" / "mseed.json"), (old, old))
-    start = time.time()
-    runs = {"mseed": mod.run_one("mseed", [], timeout=60)}
-    report = open(mod.build_report(runs, start)).read()
-    assert "| mseed | **stale**: results/mseed.json is from" in report
-    assert "ratio_fieldpick_over_obspy 2.5" in report  # the headline still shows, marked stale
+    runs, manifest = _run(mod, ["mseed"])
+    assert runs["mseed"]["status"] == "stale"
+    assert "sha256" not in manifest["mseed"]  # the old file is not recorded as this run's
+    report = open(mod.build_report(runs, manifest, "quick")).read()
+    assert "| mseed | **stale**: it ran, but exited 0 but wrote no new results/mseed.json; the result shown is " \
+           "older: not written by make bench" in report
+    assert "ratio_fieldpick_over_obspy 2.5" in report  # the headline still shows, marked as older
+
+
+def test_skipped_script_says_why_and_keeps_the_older_result(run_all):
+    mod, here = run_all
+    _script(here, "zoo", "import sys\nprint('SKIPPED: no NCEDC windows at /nope')\nsys.exit(75)\n")
+    _script(here, "mseed", GOOD.replace("interpreter", "mseed"))
+    runs, manifest = _run(mod, ["mseed"], budget="full")  # an earlier full run wrote mseed
+    runs, manifest = _run(mod, ["zoo"])
+    assert runs["zoo"]["status"] == "skipped"
+    report = open(mod.build_report(runs, manifest, "quick")).read()
+    assert "| zoo | **skipped in this run**: no NCEDC windows at /nope; no result to show |" in report
+    assert "| mseed | not run this time; budget **full**, `benchmarks/mseed.py`, ran " in report
+
+
+def test_the_manifest_vouches_only_for_unchanged_results(run_all, monkeypatch):
+    mod, here = run_all
+    _script(here, "interpreter", GOOD)
+    _script(here, "mseed", GOOD.replace("interpreter", "mseed"))
+    _run(mod, ["interpreter", "mseed"], budget="full")
+    (here / "results" / "mseed.json").write_text(json.dumps({"rows": [], "edited": True}))
+    (here / "results" / "plots").mkdir(exist_ok=True)
+    (here / "results" / "plots" / "pareto.png").write_bytes(b"a script's own plot")
+    monkeypatch.setattr(sys, "argv", ["run_all.py", "--report-only"])
+    assert mod.main() == 0
+    report = open(mod.REPORT).read()
+    assert "| interpreter | budget **full**, `benchmarks/interpreter.py`, ran " in report
+    assert "| mseed | **changed by hand or by another run since make bench wrote it**" in report
+    assert "budget **full**: interpreter" in report and "made by hand; each states its own command or budget): mseed" in report
+    assert (here / "results" / "plots" / "pareto.png").read_bytes() == b"a script's own plot"
 
 
 def test_report_only_from_json(run_all, monkeypatch):
