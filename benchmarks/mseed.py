@@ -4,6 +4,9 @@ A station-day of Steim-2 (3 channels at 100 Hz, 4096-byte records, seeded
 band-limited noise written by ObsPy) is decoded by both readers, interleaved
 ``--repeat`` times; the best of each is reported, with the ratio ours / ObsPy
 (lower is better, the goal is <= 3) and the median of the paired ratios.
+From the file, ObsPy's ``read(path)`` is also timed next to the header-only
+scan and ``records_in_time_order`` (scan + one decode per channel, what
+``fieldpick run`` and ``replay`` use).
 Results go to benchmarks/results/mseed.json and .md.
 
     .venv/bin/python benchmarks/mseed.py [--hours 24] [--repeat 3] [--reclen 4096]
@@ -65,7 +68,8 @@ def main(argv=None):
         pass
     import obspy
 
-    from fieldpick.edge.sources.mseed import MseedFileSource, read_records
+    from fieldpick.edge.sources.mseed import MseedDecoder, MseedFileSource, read_records
+    from fieldpick.edge.station import records_in_time_order
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "day.mseed")
@@ -77,8 +81,19 @@ def main(argv=None):
             with MseedFileSource(path) as src:
                 return list(src)
 
+        def scan():  # headers only, 1 MiB reads, as `run` plans a file
+            dec = MseedDecoder(headers_only=True)
+            n = 0
+            with open(path, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    n += len(dec.feed(chunk))
+            return n + len(dec.flush())
+
+        def planned():  # what `fieldpick run` / replay read: scan, then each channel decoded once
+            return sum(len(r.samples) for r in records_in_time_order([path]))
+
         # interleaved runs: a load spike on this shared machine hits both readers alike
-        runs = {"obspy": [], "fieldpick": [], "fieldpick_file": []}
+        runs = {k: [] for k in ("obspy", "fieldpick", "fieldpick_file", "obspy_file", "scan", "planned")}
         load_before = os.getloadavg()[0]
         for _ in range(a.repeat):
             t, st = best_of(lambda: obspy.read(io.BytesIO(data), format="MSEED"), 1)
@@ -87,8 +102,16 @@ def main(argv=None):
             runs["fieldpick"].append(t)
             t, recs_f = best_of(from_file, 1)
             runs["fieldpick_file"].append(t)
+            t, _ = best_of(lambda: obspy.read(path, format="MSEED"), 1)
+            runs["obspy_file"].append(t)
+            t, n_scan = best_of(scan, 1)
+            runs["scan"].append(t)
+            t, n_planned = best_of(planned, 1)
+            runs["planned"].append(t)
         load_after = os.getloadavg()[0]
     t_obspy, t_ours, t_file = (min(runs[k]) for k in ("obspy", "fieldpick", "fieldpick_file"))
+    t_obspy_file, t_scan, t_planned = (min(runs[k]) for k in ("obspy_file", "scan", "planned"))
+    assert n_scan == len(recs) and n_planned == nsamp
     paired = sorted(o / b for o, b in zip(runs["fieldpick"], runs["obspy"]))
     # same samples, channel by channel
     for tr in st:
@@ -101,6 +124,9 @@ def main(argv=None):
         "obspy_s": round(t_obspy, 4), "fieldpick_s": round(t_ours, 4), "fieldpick_file_s": round(t_file, 4),
         "ratio_fieldpick_over_obspy": round(t_ours / t_obspy, 2),
         "ratio_file_over_obspy": round(t_file / t_obspy, 2),
+        "obspy_file_s": round(t_obspy_file, 4), "scan_s": round(t_scan, 4), "planned_s": round(t_planned, 4),
+        "ratio_scan_over_obspy_file": round(t_scan / t_obspy_file, 2),
+        "ratio_planned_over_obspy_file": round(t_planned / t_obspy_file, 2),
         "paired_ratio_median": round(paired[len(paired) // 2], 2),
         "paired_ratio_range": [round(paired[0], 2), round(paired[-1], 2)],
         "msamples_per_s_fieldpick": round(nsamp / t_ours / 1e6, 1),
@@ -116,6 +142,13 @@ def main(argv=None):
           "| ObsPy %s (libmseed, C), from memory | %.3f | 1.00 |" % (obspy.__version__, t_obspy),
           "| fieldpick numpy `read_records`, from memory | %.3f | %.2f |" % (t_ours, t_ours / t_obspy),
           "| fieldpick numpy `MseedFileSource`, from the file | %.3f | %.2f |" % (t_file, t_file / t_obspy),
+          "", "From the file, as `fieldpick run` and `replay` read it (ratios to ObsPy `read(path)`):", "",
+          "| reader | seconds (best of %d) | ratio to ObsPy from the file |" % a.repeat, "|---|---|---|",
+          "| ObsPy `read(path)` | %.3f | 1.00 |" % t_obspy_file,
+          "| fieldpick header-only scan (`MseedDecoder(headers_only=True)`, 1 MiB reads) | %.3f | %.2f |"
+          % (t_scan, t_scan / t_obspy_file),
+          "| fieldpick `records_in_time_order` (the scan, then each channel's byte runs decoded once) | %.3f | %.2f |"
+          % (t_planned, t_planned / t_obspy_file),
           "",
           "Paired runs (ours / ObsPy, same iteration): median %.2f, range %.2f-%.2f."
           % (res["paired_ratio_median"], paired[0], paired[-1]),

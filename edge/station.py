@@ -791,35 +791,37 @@ class StationSet:
 
 
 _READ_BYTES = 1 << 16  # bytes per read and decode (small: decoding 1 MiB of Steim-2 at once costs tens of MB)
+_SCAN_BYTES = 1 << 20  # bytes per read of the header scan (nothing decoded: large reads, fewer passes)
 
 
 def _channel_runs(path, stats):
-    """Scan one file: for each channel (seed id), the byte ranges ``[a, b)`` of its
-    runs of consecutive records, in file order.  The scan's counts go to ``stats``."""
+    """Scan one file's record headers (no samples decoded): for each channel (seed
+    id), the byte ranges ``[a, b)`` of its runs of consecutive records, in file
+    order, and its first start time.  The scan's counts go to ``stats``."""
     from .sources.mseed import MseedDecoder
 
-    dec = MseedDecoder(keep_offsets=True, name=path)
-    ids, first = [], {}
+    dec = MseedDecoder(name=path, headers_only=True)
+    runs, first = {}, {}
+    last = None  # the open run: [a, b] of the latest record's channel
+    prev = None
     with open(path, "rb") as fh:
         while True:
-            chunk = fh.read(_READ_BYTES)
-            recs = dec.feed(chunk) if chunk else dec.flush()
-            for r in recs:
-                ids.append(r.seed_id)
-                first[r.seed_id] = min(first.get(r.seed_id, r.start_ns), r.start_ns)
+            chunk = fh.read(_SCAN_BYTES)
+            for sid, start, a, _ in (dec.feed(chunk) if chunk else dec.flush()):
+                if last is not None:
+                    last[1] = a  # a run ends where the next record begins
+                if sid != prev:
+                    last = [a, a]
+                    runs.setdefault(sid, []).append(last)
+                    first[sid] = min(first.get(sid, start), start)
+                prev = sid
             if not chunk:
                 break
         size = fh.tell()
+    if last is not None:
+        last[1] = size
     if stats is not None:
         _add_stats(stats, dec.stats)
-    ends = dec.offsets[1:] + [size]
-    runs, prev = {}, None
-    for sid, a, b in zip(ids, dec.offsets, ends):
-        if sid == prev:
-            runs[sid][-1][1] = b
-        else:
-            runs.setdefault(sid, []).append([a, b])
-        prev = sid
     return runs, first
 
 
@@ -891,11 +893,13 @@ def _concat(parts, Record):
                   np.concatenate([p.samples for p in parts]))
 
 
-def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None, join_s=0.0):
+def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None, join_s=0.0, stats=None):
     """The records of one channel of a file, decoding only the byte ranges ``runs``;
-    contiguous ones joined to ``join_s`` seconds when > 0."""
+    contiguous ones joined to ``join_s`` seconds when > 0.  The scan counted the
+    records; a record whose Steim frames fail to decode is taken back out of
+    ``stats`` here and counted as skipped."""
     if join_s > 0:
-        for rec in _joined(_one_channel(path, seed_id, runs, start_ns, end_ns), join_s):
+        for rec in _joined(_one_channel(path, seed_id, runs, start_ns, end_ns, stats=stats), join_s):
             yield rec
         return
     from .sources.mseed import MseedDecoder
@@ -904,7 +908,8 @@ def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None, join_s=0.0):
     with open(path, "rb") as fh:
         for a, b in runs:
             fh.seek(a)
-            dec = MseedDecoder(name=path)  # its counts were taken by the scan
+            dec = MseedDecoder(name=path)  # the rest of its counts were taken by the scan
+            dec.failures = _Failures(stats)
             left = b - a
             recs = []
             while True:
@@ -921,6 +926,23 @@ def _one_channel(path, seed_id, runs, start_ns=None, end_ns=None, join_s=0.0):
                     yield rec
                 if not chunk:
                     break
+
+
+class _Failures(list):
+    """A decoder's list of Steim failures that also takes each back out of the scan's counts."""
+
+    def __init__(self, stats):
+        super().__init__()
+        self.stats = stats
+
+    def append(self, item):
+        super().append(item)
+        if self.stats is not None:
+            reason, nbytes, nsamples = item
+            self.stats.records -= 1
+            self.stats.samples -= nsamples
+            self.stats.bytes_skipped += nbytes
+            self.stats.skipped[reason] = self.stats.skipped.get(reason, 0) + 1
 
 
 def _add_stats(total, part):
@@ -941,12 +963,15 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=
     each channel's byte ranges are read and decoded (lazily, once), and the
     per-channel streams are merged by start time, each opened only when the
     merge reaches it: memory holds one read buffer per channel being merged
-    and the list of ranges, never a whole file.
+    and the list of ranges, never a whole file.  The scan reads headers only,
+    so every sample is decoded once.
 
     paths: files or folders.  start_ns, end_ns: keep only samples in
     [start_ns, end_ns) (None: no limit).  stats: a
     :class:`~fieldpick.edge.sources.mseed.DecodeStats` that receives the
-    counts of the scan (each record counted once).  join_s: when > 0,
+    counts of the scan (each record counted once, before the first record
+    comes; a record whose Steim frames then fail to decode is moved from
+    ``records`` to ``skipped`` when its channel is read).  join_s: when > 0,
     contiguous records of a channel come joined into records of at least
     that many seconds (see :func:`join_seconds`).
     """
@@ -963,7 +988,7 @@ def records_in_time_order(paths, start_ns=None, end_ns=None, stats=None, join_s=
                 if stats is not None:
                     stats.skip("unreadable file", 0, name, exc.strerror or str(exc))
                 continue
-            streams += [(first[sid], partial(_one_channel, name, sid, r, start_ns, end_ns, join_s))
+            streams += [(first[sid], partial(_one_channel, name, sid, r, start_ns, end_ns, join_s, stats))
                         for sid, r in sorted(runs.items())]
     return _merge_lazily(streams)
 

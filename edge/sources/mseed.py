@@ -641,14 +641,24 @@ class MseedDecoder:
     holds the counters, ``offsets`` (when ``keep_offsets``) the stream offset of
     every decoded record.  default_encoding: SEED code assumed for records
     without blockette 1000 (Steim-1, as libmseed does; None skips them).
+
+    headers_only: find and check the records without decoding their samples
+    (a plan of a file, at about half the cost of a decode).  ``feed`` and
+    ``flush`` then return ``(seed_id, start_ns, stream offset, samples
+    declared)`` for each record that holds samples, counted in ``stats`` as if
+    decoded (a Steim frame error shows only when the samples are decoded: a
+    decoder lists those in ``failures``).
     """
 
     def __init__(self, keep_offsets: bool = False, name: str = "stream",
-                 default_encoding: Optional[int] = 10):
+                 default_encoding: Optional[int] = 10, headers_only: bool = False):
         if default_encoding is not None and default_encoding not in ENCODINGS:
             raise ConfigError("default_encoding %r is not one of %s (or None)"
                               % (default_encoding, sorted(ENCODINGS)))
         self.default_encoding = default_encoding
+        self.headers_only = headers_only
+        # records whose Steim frames failed to decode: (reason, record bytes, samples declared)
+        self.failures: List[Tuple[str, int, int]] = []
         self.stats = DecodeStats()
         self.name = name
         self.keep_offsets = keep_offsets
@@ -685,6 +695,18 @@ class MseedDecoder:
 
     def _decode(self, buf: bytes, final: bool) -> Tuple[List[Record], int]:
         headers, used = self._scan(buf, final)
+        if self.headers_only:
+            found = []
+            for h in headers:
+                if self._has_data(h):
+                    self.stats.records += 1
+                    self.stats.samples += h.nsamples
+                    at = self._consumed + h.offset
+                    if self.keep_offsets:
+                        self.offsets.append(at)
+                    found.append(("%s.%s.%s.%s" % (h.network, h.station, h.location, h.channel),
+                                  h.start_ns, at, h.nsamples))
+            return found, used
         # decode in groups of about _BATCH_BYTES: the working arrays then stay in the CPU cache
         records: List[Record] = []
         lo = 0
@@ -891,35 +913,46 @@ class MseedDecoder:
                 return 1 << exp
         return None
 
+    def _has_data(self, h: _Header) -> bool:
+        """Whether the record holds samples this reader decodes, from its header only;
+        counts the others (no data) or skips them with the reason."""
+        if h.encoding == -1 and self.default_encoding is not None:
+            h.encoding = self.default_encoding
+        if h.nsamples == 0 or h.sampling_rate <= 0 or h.encoding == 0:
+            self.stats.no_data += 1
+            return False
+        if h.encoding in _SIMPLE:
+            size = np.dtype(_SIMPLE[h.encoding]).itemsize
+            if h.data_offset + h.nsamples * size > h.reclen:
+                self.stats.skip("bad sample count", h.reclen, self._where(h.offset),
+                                "%d %s samples do not fit in %d bytes"
+                                % (h.nsamples, ENCODINGS[h.encoding], h.reclen - h.data_offset))
+                return False
+            return True
+        if h.encoding in (10, 11):
+            return True
+        if h.encoding == -1:
+            self.stats.skip("encoding unknown", h.reclen, self._where(h.offset), "no blockette 1000")
+        else:
+            self.stats.skip("unsupported encoding", h.reclen, self._where(h.offset),
+                            "%d (%s); supported: %s" % (
+                                h.encoding, _OTHER_ENCODINGS.get(h.encoding, "unknown"),
+                                ", ".join("%d %s" % kv for kv in ENCODINGS.items())))
+        return False
+
     def _decode_headers(self, buf: bytes, headers: List[_Header]) -> List[Record]:
         samples: List[Optional[np.ndarray]] = [None] * len(headers)
         steim: Dict[Tuple[int, str, int], List[int]] = {}
         for i, h in enumerate(headers):
-            if h.encoding == -1 and self.default_encoding is not None:
-                h.encoding = self.default_encoding
-            if h.nsamples == 0 or h.sampling_rate <= 0 or h.encoding == 0:
-                self.stats.no_data += 1
+            if not self._has_data(h):
                 continue
             if h.encoding in _SIMPLE:
                 dt = np.dtype(h.data_order + _SIMPLE[h.encoding])
-                if h.data_offset + h.nsamples * dt.itemsize > h.reclen:
-                    self.stats.skip("bad sample count", h.reclen, self._where(h.offset),
-                                    "%d %s samples do not fit in %d bytes"
-                                    % (h.nsamples, ENCODINGS[h.encoding], h.reclen - h.data_offset))
-                    continue
                 x = np.frombuffer(buf, dt, h.nsamples, h.offset + h.data_offset)
                 samples[i] = x.astype(np.int32 if h.encoding in (1, 3) else dt.newbyteorder("="))
-            elif h.encoding in (10, 11):
+            else:
                 key = (h.encoding, h.data_order, (h.offset + h.data_offset) % 4)
                 steim.setdefault(key, []).append(i)
-            elif h.encoding == -1:
-                self.stats.skip("encoding unknown", h.reclen, self._where(h.offset),
-                                "no blockette 1000")
-            else:
-                self.stats.skip("unsupported encoding", h.reclen, self._where(h.offset),
-                                "%d (%s); supported: %s" % (
-                                    h.encoding, _OTHER_ENCODINGS.get(h.encoding, "unknown"),
-                                    ", ".join("%d %s" % kv for kv in ENCODINGS.items())))
         for (enc, order, shift), idx in steim.items():
             self._decode_steim_group(buf, headers, idx, enc - 9, order, shift, samples)
         out = []
@@ -949,6 +982,7 @@ class MseedDecoder:
         flat, ok, reasons = _steim_batch(words, nfr, nsamp, steim, order)
         for r, reason, detail in reasons:
             self.stats.skip(reason, hs[r].reclen, self._where(hs[r].offset), detail)
+            self.failures.append((reason, hs[r].reclen, hs[r].nsamples))
         n = np.where(ok, nsamp, 0)
         pos = 0
         for j, i in enumerate(idx):

@@ -434,3 +434,44 @@ def test_unreadable_file_in_a_directory_is_skipped_and_counted(tmp_path):
     (tmp_path / "c.mseed").write_bytes(_write(np.arange(5, dtype=np.int32), "INT32"))
     src = MseedFileSource(str(tmp_path))
     assert [len(r.samples) for r in src] == [10, 5] and src.stats.skipped == {"unreadable file": 1}
+
+
+def test_header_only_scan_finds_what_a_decode_finds(tmp_path, rng):
+    """headers_only: the same records (id, start, offset, sample count) and counts as a
+    full decode, on a file of three channels with garbage, a log record and a bad record."""
+    parts = [_write(_steim_signal(rng, 2), "STEIM2", ">", 512, cha=c) for c in ("HHZ", "HHN", "HHE")]
+    raw = parts[0][:1536] + bytes(range(100)) + parts[0][1536:] + parts[1] + parts[2]
+    raw += _write(np.frombuffer(b"a log line", np.uint8).astype("S1"), "ASCII", ">", 512, cha="LOG")
+    raw += parts[2][:300]  # a truncated record at the end
+    records, offsets, stats = read_records(raw, keep_offsets=True)
+    dec = MseedDecoder(keep_offsets=True, headers_only=True)
+    found = []
+    for i in range(0, len(raw), 1000):  # any feed sizes
+        found += dec.feed(raw[i:i + 1000])
+    found += dec.flush()
+    assert found == [(r.seed_id, r.start_ns, o, len(r.samples)) for r, o in zip(records, offsets)]
+    assert (dec.stats.records, dec.stats.samples, dec.stats.no_data) == (stats.records, stats.samples, 1)
+    assert dec.stats.skipped == stats.skipped == {"garbage between records": 1, "truncated record": 1}
+    assert dec.stats.bytes_skipped == stats.bytes_skipped
+
+
+def test_time_ordered_reading_counts_a_bad_steim_record_once(tmp_path, five):
+    """`run` plans a file from headers, then decodes each channel once: a record whose
+    frames fail shows only in the decode, and moves from records to skipped there."""
+    from fieldpick.edge.sources.mseed import DecodeStats
+    from fieldpick.edge.station import records_in_time_order
+
+    raw, good = five
+    bad = bytearray(raw)
+    struct.pack_into(">i", bad, 512 + 64 + 8, 123456789)  # Xn of record 1
+    path = tmp_path / "bad.mseed"
+    path.write_bytes(bytes(bad))
+    expect, _, ref = read_records(bytes(bad), keep_offsets=True)
+    stats = DecodeStats()
+    it = records_in_time_order([str(path)], stats=stats)
+    assert stats.records == 5  # the plan, before anything is decoded
+    got = list(it)
+    assert _same(got, expect) and _same(got, good[:1] + good[2:])
+    assert (stats.records, stats.samples, stats.skipped, stats.bytes_skipped) == (
+        ref.records, ref.samples, ref.skipped, ref.bytes_skipped) == (
+        4, sum(len(r.samples) for r in expect), {"Steim integration constant mismatch": 1}, 512)
