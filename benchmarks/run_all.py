@@ -78,18 +78,18 @@ ORDER = ["export", "zoo", "accuracy", "finetune", "saliency", "interpreter", "st
 #: Training benchmarks keep their checkpoints under runs/bench/ (never runs/zoo: others use that).
 BUDGETS = {
     "quick": {
-        "export": ["--windows", "40", "--repeats", "5"],
-        "zoo": ["--folds", "3", "--epochs", "8", "--steps", "15", "--pretrain-windows", "300",
-                "--pretrain-epochs", "2", "--models", "phasenet", "lppn", "leqnet", "cpic", "default",
+        "export": ["--windows", "100", "--repeats", "10"],
+        "zoo": ["--folds", "3", "--epochs", "12", "--steps", "20", "--pretrain-windows", "500",
+                "--pretrain-epochs", "3", "--models", "phasenet", "lppn", "leqnet", "cpic", "default",
                 "--work", "runs/bench/zoo"],
-        "accuracy": ["--n-val", "60", "--n-test", "100", "--n-noise", "60", "--stream-hours", "0.25"],
-        "finetune": ["--folds", "2", "--labels", "25", "100", "--epochs", "6", "--steps", "10",
-                     "--pretrain-windows", "300", "--pretrain-epochs", "3", "--work", "runs/bench/finetune"],
-        "saliency": ["--every", "4", "--synthetic", "16", "--controls", "2", "--zoo-work", "runs/bench/zoo"],
-        "interpreter": ["--repeats", "20", "--batch", "8,32", "--batch-repeats", "2"],
-        "station": ["--hours", "2", "--soak-days", "1", "--run-soak-days", "1"],
-        "mseed": ["--hours", "6", "--repeat", "3"],
-        "telemetry": ["--picks", "300"],
+        "accuracy": ["--n-val", "100", "--n-test", "200", "--n-noise", "100", "--stream-hours", "0.5"],
+        "finetune": ["--folds", "2", "--labels", "25", "100", "--epochs", "10", "--steps", "15",
+                     "--pretrain-windows", "500", "--pretrain-epochs", "4", "--work", "runs/bench/finetune"],
+        "saliency": ["--every", "2", "--synthetic", "20", "--controls", "2", "--zoo-work", "runs/bench/zoo"],
+        "interpreter": ["--repeats", "40", "--batch", "8,32,128", "--batch-repeats", "3"],
+        "station": ["--hours", "6", "--soak-days", "2", "--run-soak-days", "2"],
+        "mseed": ["--hours", "24", "--repeat", "3"],
+        "telemetry": [],  # 1 s; fewer than ~800 picks a day make a packet span more than its 4.6 h limit
         "estimator": ["--quick"],
     },
     "full": {

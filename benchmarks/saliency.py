@@ -137,7 +137,7 @@ def main():
               else default_models(args.zoo_work))
     if not models:
         sys.exit("no checkpoints found; pass --models")
-    notes = ["Checkpoints: %s." % "; ".join("%s = %s (written %s)" % (
+    notes = ["Checkpoints: %s." % "; ".join("%s = %s (file time %s)" % (
         n, os.path.relpath(p, REPO), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(p))))
         for n, p in models)]
     if not any(n == "teacher" for n, _ in models) and not args.models:

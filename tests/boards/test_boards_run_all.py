@@ -137,3 +137,17 @@ def test_unknown_benchmark_is_refused(run_all, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         mod.main()
     assert "unknown benchmark 'msed'; available: mseed" in capsys.readouterr().err
+
+
+def test_every_budget_option_is_one_its_script_defines():
+    spec = importlib.util.spec_from_file_location("run_all_budgets", os.path.join(REPO, "benchmarks", "run_all.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert set(mod.BUDGETS) == {"quick", "full"} and set(mod.TIMEOUTS) == set(mod.BUDGETS)
+    for budget, per_script in mod.BUDGETS.items():
+        for name, args in per_script.items():
+            with open(os.path.join(REPO, "benchmarks", name + ".py")) as f:
+                source = f.read()
+            for opt in (a for a in args if a.startswith("--")):
+                assert '"%s"' % opt in source, "%s budget: benchmarks/%s.py has no option %s" % (budget, name, opt)
+    assert not set(mod.EXTERNAL) & set(mod.BUDGETS["quick"])  # what make bench does not run has no budget
