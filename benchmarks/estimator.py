@@ -253,7 +253,8 @@ def main():
         "validation": rows,
         "interpreter_validation": interp_rows,
         "interpreter_note": interp_note,
-        "models": [{"name": n, "path": os.path.relpath(p, REPO)} for n, p, _ in models],
+        "models": [{"name": n, "path": os.path.relpath(p, REPO), "file_time_utc": time.strftime(
+            "%Y-%m-%d %H:%M", time.gmtime(os.path.getmtime(p)))} for n, p, _ in models],
         "zoo_note": zoo_note,
         "budget": "quick (shorter timings)" if args.quick else "full",
         "command": "benchmarks/estimator.py" + (" --quick" if args.quick else ""),
@@ -298,8 +299,9 @@ def render_md(res, boards):
         out.append("")
         out.append("Interpreter check not run: %s." % res["interpreter_note"])
     if res.get("models"):
-        out += ["", "Models timed on the interpreter (all built by this run of make bench or committed): %s." % ", ".join(
-            "%s (`%s`)" % (m["name"], m["path"]) for m in res["models"])]
+        out += ["", "Models timed on the interpreter (built by make bench's export and interpreter benchmarks, by "
+                "this script, or committed; file times in UTC): %s." % ", ".join(
+                    "%s (`%s`, %s)" % (m["name"], m["path"], m.get("file_time_utc", "?")) for m in res["models"])]
     if res.get("zoo_note"):
         out += ["", "The test suite's operator zoo was not built: %s." % res["zoo_note"]]
     if res.get("budget"):
