@@ -968,6 +968,16 @@ class MseedDecoder:
         return out
 
     def _decode_steim_group(self, buf, headers, idx, steim, order, shift, samples) -> None:
+        empty = [i for i in idx if headers[i].reclen - headers[i].data_offset < _FRAME]
+        for i in empty:  # samples declared but not one whole frame to hold them
+            h = headers[i]
+            self.stats.skip("bad Steim frame", h.reclen, self._where(h.offset),
+                            "%d samples declared, no frame after data offset %d" % (h.nsamples, h.data_offset))
+            self.failures.append(("bad Steim frame", h.reclen, h.nsamples))
+        if empty:
+            idx = [i for i in idx if i not in set(empty)]
+            if not idx:
+                return
         hs = [headers[i] for i in idx]
         nfr = np.array([(h.reclen - h.data_offset) // _FRAME for h in hs], np.int64)
         declared = np.array([h.nframes for h in hs], np.int64)

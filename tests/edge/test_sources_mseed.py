@@ -475,3 +475,18 @@ def test_time_ordered_reading_counts_a_bad_steim_record_once(tmp_path, five):
     assert (stats.records, stats.samples, stats.skipped, stats.bytes_skipped) == (
         ref.records, ref.samples, ref.skipped, ref.bytes_skipped) == (
         4, sum(len(r.samples) for r in expect), {"Steim integration constant mismatch": 1}, 512)
+
+
+def test_steim_record_without_a_whole_frame_is_skipped(five):
+    """A data offset that leaves less than one 64-byte frame (found by the fuzzer: it raised)."""
+    raw, good = five
+    bad = bytearray(raw)
+    struct.pack_into(">H", bad, 512 + 44, 500)  # record 1: data would start 12 bytes before its end
+    for chunk in (1, 700, len(bad)):
+        dec = MseedDecoder()
+        got = []
+        for i in range(0, len(bad), chunk):
+            got += dec.feed(bytes(bad[i:i + chunk]))
+        got += dec.flush()
+        assert _same(got, good[:1] + good[2:])
+        assert dec.stats.skipped == {"bad Steim frame": 1}
