@@ -59,7 +59,7 @@ __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "litert", "tflite", "onnx")
-CHUNK_BYTES = 6 << 20  # run() splits a batch into chunks whose float working set is about this
+CHUNK_BYTES = 2 << 20  # run() splits a batch into chunks whose working set is about this (see _run_batch)
 MAX_TENSOR_BYTES = 1 << 28  # 256 MiB: no picker comes near; a hostile file cannot make us allocate more
 
 

@@ -108,12 +108,50 @@ def test_tabled_softmax_equals_direct_reciprocal(rng, n, scale):
     np.testing.assert_array_equal(kernel([x]), want)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+@pytest.mark.parametrize("scale", [0.02, 0.3])
+def test_pair_table_softmax_equals_direct_on_every_difference(rng, n, scale):
+    # Each output is looked up by its differences to the other values of its row: every
+    # difference pair that an int8 row can hold (n = 2: all 65536 rows) and, for n = 3,
+    # every row (0, -a, -b) shifted to each end of the int8 range, plus random rows.
+    if n == 1:
+        x = np.arange(-128, 128, dtype=np.int64)[:, None]
+    elif n == 2:
+        g = np.arange(-128, 128, dtype=np.int64)
+        x = np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, 2)
+    else:
+        a, b = np.meshgrid(np.arange(0, 256, 3), np.arange(0, 256, 5), indexing="ij")
+        base = np.stack([np.zeros(a.size, np.int64), -a.reshape(-1), -b.reshape(-1)], axis=1)
+        low = base - base.min(axis=1, keepdims=True) - 128  # lowest value at -128
+        high = base - base.max(axis=1, keepdims=True) + 127  # highest at 127
+        perm = np.concatenate([low, high[:, ::-1], high[:, [1, 0, 2]]])
+        x = np.concatenate([perm, rng.integers(-128, 128, (20000, 3))])
+    x = x.astype(np.int8)
+    kernel, want = _softmax_direct(x, scale)
+    assert kernel.pair_table is not None
+    np.testing.assert_array_equal(kernel([x]), want)
+    np.testing.assert_array_equal(kernel([x.reshape((1,) + x.shape)])[0], want)  # batch axis
+
+
 def test_softmax_of_four_classes_runs_without_the_table():
     x = np.zeros((2, 4), np.int8)
     kernel, want = _softmax_direct(x, 0.1)
-    assert kernel.totals is None
+    assert kernel.totals is None and kernel.pair_table is None
     np.testing.assert_array_equal(kernel([x]), want)
     assert want.reshape(-1).tolist() == [-64] * 8  # 1/4 = 64/256
+
+
+# ---- int8 -> int8 QUANTIZE (a requantisation) as a 256-entry table ----------------------
+
+@pytest.mark.parametrize("sx, zx, sy, zy", [(1 / 256, -128, 0.0039, -128), (0.05, 3, 0.02, -9), (0.02, -9, 0.05, 3)])
+def test_int8_requantize_table_equals_the_formula(sx, zx, sy, zy):
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 2, 128)
+    tensors = [_t(0, x.shape, "i1", scale=sx, zp=zx), _t(1, x.shape, "i1", scale=sy, zp=zy)]
+    kernel = build_kernel(Operator(0, 114, "QUANTIZE", 1, (0,), (1,), {}), tensors)
+    assert hasattr(kernel, "table")
+    m, s = quantize_multiplier(float(np.float32(sx)) / float(np.float32(sy)))
+    want = [max(-128, min(127, mbqm_scalar(int(v) - zx, m, s) + zy)) for v in x.reshape(-1)]
+    np.testing.assert_array_equal(kernel([x]).reshape(-1), np.array(want, np.int8))
 
 
 # ---- int8 ADD through uint16 tables, with and without broadcasting ----------------------

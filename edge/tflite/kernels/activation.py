@@ -283,40 +283,68 @@ def build_softmax(op, tensors):
         totals = np.unique(grid)
         t_recip, t_over = _softmax_reciprocal(totals)
 
+    def direct(d):
+        """Exact int8 outputs from the differences d (int64, 0..255) to each row's maximum."""
+        total = acc_table[d].sum(axis=-1, keepdims=True)
+        recip, over = _softmax_reciprocal(total)
+        out = _rounding_divide_by_pot(_srdhm(recip, exp_table[d]), over + 31 - 8) - 128
+        out = np.where(d <= -diff_min, out, -128)
+        return np.clip(out, -128, 127).astype(np.int8)
+
+    def tabled(d):
+        """``direct`` with the reciprocals looked up in the table of every possible row sum.
+
+        Both factors of the high multiply are >= 0, so it is (a * b + 2**30) >> 31, and the
+        rounding shift e = over + 23 (>= 23: a row sum holds exp(0) ~ 2**19 in Q12.19) of a
+        value >= 0 is (v + 2**(e-1)) >> e; exp_table is 0 beyond diff_min, giving -128 there.
+        """
+        pos = np.searchsorted(totals, acc_table[d].sum(axis=-1, keepdims=True))
+        shift = t_over[pos] + (31 - 8)
+        out = exp_table[d] * t_recip[pos]
+        out += np.int64(1 << 30)
+        out >>= np.int64(31)
+        out += np.int64(1) << (shift - 1)
+        out >>= shift
+        np.minimum(out, np.int64(255), out=out)
+        return (out - 128).astype(np.int8)
+
+    pair_table = pair_coef = None
+    pair_base = 0
     if totals is not None:
-        # Per table row: the reciprocal and the final rounding shift e = over + 23 (>= 23: a
-        # row sum holds exp(0) ~ 2**19 in Q12.19).  Both factors of the high multiply are >= 0,
-        # so it is (a * b + 2**30) >> 31, and the rounding shift of a value >= 0 is
-        # (v + 2**(e-1)) >> e; exp_table is 0 beyond diff_min, which gives -128 there.
-        t_shift = t_over + (31 - 8)
-        t_half = np.int64(1) << (t_shift - 1)
-    else:
-        t_shift = t_half = None
+        # With at most 3 classes, each output is fixed by its differences to the other
+        # values of its row (each in -255..255): one table entry per combination, filled
+        # at load; a call computes every index with one small matrix product
+        # (index_i = sum_j coef[j, i] * v_j + base) and takes from the table.
+        span = np.arange(-255, 256, dtype=np.int64)
+        if n == 1:
+            rows = np.zeros((1, 1), np.int64)
+            pair_coef = np.zeros((1, 1))
+        elif n == 2:
+            rows = np.stack([np.zeros_like(span), -span], axis=1)  # v0 - v1 = span
+            pair_coef = np.array([[1.0, -1.0], [-1.0, 1.0]])
+        else:
+            d1, d2 = np.meshgrid(span, span, indexing="ij")  # v0 - v1, v0 - v2
+            rows = np.stack([np.zeros(d1.size, np.int64), -d1.reshape(-1), -d2.reshape(-1)], axis=1)
+            pair_coef = np.array([[512.0, -511.0, -511.0], [-511.0, 512.0, -1.0], [-1.0, -1.0, 512.0]])
+        d = rows.max(axis=1, keepdims=True) - rows
+        pair_table = np.ascontiguousarray(tabled(np.minimum(d, 255))[:, 0])  # d > 255: no int8 row has it
+        pair_base = {1: 0, 2: 255, 3: 255 * 511 + 255}[n]
+        pair_coef = pair_coef.astype(np.float32)
 
     def softmax_int8(ins):
-        v = ins[0].astype(np.int16)
-        d = v.max(axis=-1, keepdims=True) - v  # 0..255
-        if totals is None:
-            d = d.astype(np.int64)
-            total = acc_table[d].sum(axis=-1, keepdims=True)
-            recip, over = _softmax_reciprocal(total)
-            out = _rounding_divide_by_pot(_srdhm(recip, exp_table[d]), over + 31 - 8) - 128
-            out = np.where(d <= -diff_min, out, -128)
-            return np.clip(out, -128, 127).astype(np.int8)
-        pos = np.searchsorted(totals, acc_table[d].sum(axis=-1, keepdims=True))
-        out = exp_table[d]
-        out *= t_recip[pos]
-        out += 1 << 30
-        out >>= 31
-        out += t_half[pos]
-        out >>= t_shift[pos]
-        np.minimum(out, 255, out=out)
-        out -= 128
-        return out.astype(np.int8)
+        x8 = ins[0]
+        if pair_table is not None:
+            idx = (x8.astype(np.float32) @ pair_coef).astype(np.intp)  # small integers: exact
+            idx += pair_base
+            return pair_table.take(idx)
+        v = x8.astype(np.int64)
+        return direct(v.max(axis=-1, keepdims=True) - v)
 
     # For tests: the tables, and whether the reciprocals are tabled (None: computed per call).
     softmax_int8.acc_table, softmax_int8.exp_table, softmax_int8.diff_min = acc_table, exp_table, diff_min
     softmax_int8.totals = totals
+    softmax_int8.pair_table = pair_table
+    softmax_int8.tabled = tabled if totals is not None else None
     return softmax_int8
 
 
