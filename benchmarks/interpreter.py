@@ -1,27 +1,30 @@
 """Interpreter latency and throughput: the numpy runtime against the other runtimes, 1 thread.
 
-On one LPPN-like picker (3 x 3000 samples in, noise/P/S per stride of 8 out;
-~15k parameters) taken through the project's export route (torch -> ONNX ->
-onnx2tf float32 and full int8), or on given files, this measures in the same
-run and on the same windows:
+Two models, each timed on the same windows by every runtime that can run it:
 
-- numpy runtime (fieldpick.edge.tflite), int8 and float32 .tflite;
-- ai-edge-litert (XNNPACK), int8 and float32;
-- tflite-runtime 2.14, int8;
-- onnxruntime on the ONNX twin (float32);
-- torch eager on the source model (float32; only when it was built here).
+- the shipped default model (edge/models/fieldpick-default.tflite, full int8):
+  numpy runtime (fieldpick.edge.tflite), ai-edge-litert (XNNPACK) and
+  tflite-runtime, all int8; with ``--before DIR`` also the numpy runtime of an
+  older checkout of this repository (``git worktree add DIR <commit>``), for a
+  same-run before/after ratio;
+- an LPPN-like picker (3 x 3000 samples in, noise/P/S per stride of 8 out;
+  ~15k parameters) taken through the project's export route (torch -> ONNX ->
+  onnx2tf float32 and full int8): numpy int8 and float32, ai-edge-litert int8
+  and float32, tflite-runtime int8, onnxruntime on the ONNX twin, torch eager.
 
 Single window: median and best latency (ms) over repeated calls, and the
 median CPU time of the calling thread (less sensitive to a loaded host).
 Batched: ms per window and windows per second with B windows per call, for
 each B in ``--batch`` (default 8, 32, 128).  Ratios are the runtime's time
 per window / ai-edge-litert int8's (the peer) in the same run, so > 1 is
-slower.
-It also checks the numpy int8 outputs against ai-edge-litert's reference
-kernels (BUILTIN_REF) and reports the planned activation memory.
+slower.  It also checks the numpy int8 outputs against ai-edge-litert's
+reference kernels (BUILTIN_REF), reports the planned activation memory, and
+profiles the numpy runtime on the default model: time per operator kind
+(median per-op wall time, one window and one call of 32) and time per numpy
+function (cProfile over one-window calls).
 
-    .venv/bin/python benchmarks/interpreter.py [--int8 M.tflite --fp32 M.tflite --onnx M.onnx]
-                                               [--repeats 80] [--batch 8,32,128]
+    .venv/bin/python benchmarks/interpreter.py [--default M.tflite] [--int8 M.tflite --fp32 M.tflite --onnx M.onnx]
+                                               [--repeats 80] [--batch 8,32,128] [--before DIR]
 
 Results: benchmarks/results/interpreter.json and interpreter.md.
 """
@@ -69,112 +72,61 @@ def build_models():
     return paths + [mod.torch_lppn(t=T)]
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="benchmarks/interpreter.py", allow_abbrev=False,
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--int8", help="full-int8 .tflite (default: build the LPPN-like picker)")
-    p.add_argument("--fp32", help="float32 .tflite of the same model")
-    p.add_argument("--onnx", help="ONNX twin of the same model")
-    p.add_argument("--repeats", type=int, default=80, help="timed calls per single-window measurement")
-    p.add_argument("--batch", default="8,32,128", help="windows per call in the batched measurements (comma-separated)")
-    p.add_argument("--batch-repeats", type=int, default=5, help="timed calls per batched measurement")
-    args = p.parse_args(argv)
-    try:
-        batches = [int(b) for b in args.batch.split(",")]
-    except ValueError:
-        p.error("--batch takes comma-separated window counts, e.g. 8,32,128; got %r" % args.batch)
-    if not batches or min(batches) < 1:
-        p.error("--batch counts must be >= 1; got %r" % args.batch)
+DEFAULT_MODEL = os.path.join(REPO, "edge", "models", "fieldpick-default.tflite")
 
-    torch_model = None
-    if args.int8:
-        onnx_path, fp32_path, int8_path = args.onnx, args.fp32, args.int8
-    else:
-        onnx_path, fp32_path, int8_path, torch_model = build_models()
 
-    rng = np.random.default_rng(20261122)
-    n_win = max(batches)
-    windows = (rng.standard_normal((n_win, T, 3)) * rng.uniform(0.3, 2.0, (n_win, 1, 1))).astype(np.float32)
+def _before_interpreter(path):
+    """The Interpreter class of an older checkout of this repository (imported as ``fieldpick_before``)."""
+    import types
 
-    engines = []  # (name, runtime, model kind, callable(x_batch float32))
+    root = os.path.abspath(path)
+    if not os.path.exists(os.path.join(root, "edge", "tflite", "interpreter.py")):
+        raise SystemExit("--before %s: no edge/tflite/interpreter.py there (give a checkout of this repository)" % path)
+    pkg = types.ModuleType("fieldpick_before")
+    pkg.__path__ = [root]
+    sys.modules["fieldpick_before"] = pkg
+    import importlib
 
-    def tflite_engine(name, path, backend):
-        try:
-            it = Interpreter(path, backend=backend, num_threads=1)
-        except Exception as exc:  # a missing optional runtime is reported, not fatal
-            print("skip %s: %s" % (name, exc))
-            return None
-        d = it.get_input_details()[0]
-        xs = it._convert_input(windows, d)  # quantise once, outside the timing
-        return it, xs
+    return importlib.import_module("fieldpick_before.edge.tflite.interpreter").Interpreter
 
-    plan = [("numpy int8", int8_path, "numpy"), ("numpy fp32", fp32_path, "numpy"),
-            ("ai-edge-litert int8 (XNNPACK)", int8_path, "litert"), ("ai-edge-litert fp32 (XNNPACK)", fp32_path, "litert"),
-            ("tflite-runtime int8", int8_path, "tflite")]
-    prepared = {}
-    for name, path, backend in plan:
-        if path is None:
-            continue
-        got = tflite_engine(name, path, backend)
-        if got is not None:
-            prepared[name] = got
-            engines.append((name, backend, got))
-    if onnx_path:
-        try:
-            import onnxruntime  # noqa: F401
 
-            it = Interpreter(onnx_path, backend="onnx", num_threads=1)
-            xs_nct = np.ascontiguousarray(windows.transpose(0, 2, 1))  # torch layout (B, C, T)
-            engines.append(("onnxruntime fp32 (ONNX twin)", "onnx", (it, xs_nct)))
-        except Exception as exc:
-            print("skip onnxruntime: %s" % exc)
-    if torch_model is not None:
-        import torch
-
-        torch.set_num_threads(1)
-        xs_t = torch.from_numpy(np.ascontiguousarray(windows.transpose(0, 2, 1)))
-
-        class _Torch:
-            def run(self, x):
-                with torch.inference_mode():
-                    return torch_model(x)
-
-        engines.append(("torch eager fp32", "torch", (_Torch(), xs_t)))
-
-    # Interleaved: every round times each runtime once, so they share the host's load alike.
-    rows = []
+def measure(engines, batches, repeats, batch_repeats):
+    """Interleaved rounds (each round times every runtime once, in a new order) -> rows."""
     single = {name: [] for name, _, _ in engines}
     single_cpu = {name: [] for name, _, _ in engines}
     batched = {(name, b): [] for name, _, _ in engines for b in batches}
+    batched_cpu = {(name, b): [] for name, _, _ in engines for b in batches}
     for _name, _, (it, xs) in engines:  # warm up
         it.run(xs[:1])
         for b in batches:
             it.run(xs[:b])
     order = np.random.default_rng(7)
-    for rnd in range(args.repeats):
-        # Each round in a new order: the runtime timed first in a round is not always the same one.
+    for rnd in range(repeats):
         for e in order.permutation(len(engines)):
             name, _, (it, xs) = engines[e]
             c0, t0 = time.thread_time(), time.perf_counter()
             it.run(xs[:1])
             single[name].append(time.perf_counter() - t0)
             single_cpu[name].append(time.thread_time() - c0)
-        if rnd < args.batch_repeats:
+        if rnd < batch_repeats:
             for b in batches:
                 for e in order.permutation(len(engines)):
                     name, _, (it, xs) = engines[e]
-                    t0 = time.perf_counter()
+                    c0, t0 = time.thread_time(), time.perf_counter()
                     it.run(xs[:b])
                     batched[name, b].append((time.perf_counter() - t0) / b)
+                    batched_cpu[name, b].append((time.thread_time() - c0) / b)
+    rows = []
     for name, backend, _ in engines:
         med1, best1, cpu1 = statistics.median(single[name]), min(single[name]), statistics.median(single_cpu[name])
         row = {"runtime": name, "backend": backend,
                "single_ms": med1 * 1e3, "single_best_ms": best1 * 1e3, "single_cpu_ms": cpu1 * 1e3}
-        line = "%-32s single %7.3f ms (best %6.3f, cpu %6.3f)" % (name, med1 * 1e3, best1 * 1e3, cpu1 * 1e3)
+        line = "%-34s single %7.3f ms (best %6.3f, cpu %6.3f)" % (name, med1 * 1e3, best1 * 1e3, cpu1 * 1e3)
         for b in batches:
             medb, bestb = statistics.median(batched[name, b]), min(batched[name, b])
             row["batch%d_ms_per_window" % b] = medb * 1e3
             row["batch%d_best_ms_per_window" % b] = bestb * 1e3
+            row["batch%d_cpu_ms_per_window" % b] = statistics.median(batched_cpu[name, b]) * 1e3
             row["batch%d_windows_per_s" % b] = 1.0 / medb
             line += "  b%d %6.3f (best %6.3f)" % (b, medb * 1e3, bestb * 1e3)
         rows.append(row)
@@ -186,55 +138,211 @@ def main(argv=None):
                       "ratio_single_best_vs_litert_int8": r["single_best_ms"] / peer["single_best_ms"],
                       "ratio_single_cpu_vs_litert_int8": r["single_cpu_ms"] / peer["single_cpu_ms"]}
             for b in batches:
-                k = "batch%d_ms_per_window" % b
-                ratios["ratio_batch%d_vs_litert_int8" % b] = r[k] / peer[k]
-                k = "batch%d_best_ms_per_window" % b
-                ratios["ratio_batch%d_best_vs_litert_int8" % b] = r[k] / peer[k]
+                for k in ("batch%d_ms_per_window", "batch%d_best_ms_per_window", "batch%d_cpu_ms_per_window"):
+                    ratios["ratio_" + (k % b).replace("_ms_per_window", "") + "_vs_litert_int8"] = \
+                        r[k % b] / peer[k % b]
             r.update(ratios)
+    return rows, peer
 
-    # Exactness and memory of the numpy runtime on this model.
-    check = {}
-    if "numpy int8" in prepared:
-        import tracemalloc
 
-        it, xs = prepared["numpy int8"]
-        check["planned_bytes_int8"] = it.planned_bytes
-        tracemalloc.start()  # numpy reports its buffers to tracemalloc
-        it.run(xs[:1])
-        check["traced_peak_bytes_int8_one_window"] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+def exactness(it, xs, path):
+    """Largest |difference| (quanta) of the numpy int8 outputs from BUILTIN_REF over the windows xs."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter as LiteRT
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        return None
+    ref = LiteRT(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF, num_threads=1)
+    ref.allocate_tensors()
+    worst = 0
+    ours = it.run(xs)
+    for b in range(len(xs)):
+        ref.set_tensor(ref.get_input_details()[0]["index"], xs[b:b + 1])
+        ref.invoke()
+        for o, d in zip(ours, ref.get_output_details()):
+            worst = max(worst, int(np.abs(o[b:b + 1].astype(np.int32) - ref.get_tensor(d["index"]).astype(np.int32)).max()))
+    return worst
+
+
+def profile(it, xs, runs=40):
+    """Where the numpy runtime spends its time on one model.
+
+    Per operator kind: the sum of median per-op wall times (Interpreter.op_times) for one
+    window and for one call of 32 windows (run() would split it into chunks).  Per numpy
+    function: cProfile's own time over ``runs`` one-window calls.
+    """
+    import collections
+    import cProfile
+    import pstats
+
+    out = {}
+    for b in (1, 32):
+        kinds = collections.Counter()
+        counts = collections.Counter()
+        xb = xs[:b]
+        for _idx, name, sec in it.op_times(xb, runs=max(5, runs // (4 if b > 1 else 1))):
+            kinds[name] += sec / len(xb)
+            counts[name] += 1
+        total = sum(kinds.values())
+        out["ops_b%d" % b] = {"total_ms_per_window": total * 1e3,
+                              "kinds": [{"op": k, "count": counts[k], "ms_per_window": v * 1e3, "share": v / total}
+                                        for k, v in kinds.most_common()]}
+    pr = cProfile.Profile()
+    x1 = xs[:1]
+    it.run(x1)
+    pr.enable()
+    for _ in range(runs):
+        it.run(x1)
+    pr.disable()
+    st = pstats.Stats(pr)
+    funcs = []
+    total = 0.0
+    for (fname, _line, func), (_cc, _nc, tt, _ct, _callers) in st.stats.items():
+        total += tt
+        if fname == "~":
+            label = func.strip("<>")
+        else:
+            label = "%s:%s" % (os.path.relpath(fname, REPO) if fname.startswith(REPO) else os.path.basename(fname), func)
+        funcs.append((tt, label))
+    funcs.sort(reverse=True)
+    out["numpy_functions"] = {"total_ms_per_window": total / runs * 1e3, "note": "cProfile adds its own overhead",
+                              "top": [{"function": f, "ms_per_window": tt / runs * 1e3, "share": tt / total}
+                                      for tt, f in funcs[:14]]}
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="benchmarks/interpreter.py", allow_abbrev=False,
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--default", default=DEFAULT_MODEL, help="full-int8 .tflite timed first (default: the shipped model)")
+    p.add_argument("--int8", help="full-int8 .tflite (default: build the LPPN-like picker)")
+    p.add_argument("--fp32", help="float32 .tflite of the same model")
+    p.add_argument("--onnx", help="ONNX twin of the same model")
+    p.add_argument("--repeats", type=int, default=80, help="timed calls per single-window measurement")
+    p.add_argument("--batch", default="8,32,128", help="windows per call in the batched measurements (comma-separated)")
+    p.add_argument("--batch-repeats", type=int, default=5, help="timed calls per batched measurement")
+    p.add_argument("--before", help="a checkout of an older version of this repository: its numpy runtime is timed "
+                                    "on the default model too")
+    p.add_argument("--skip-lppn", action="store_true", help="time the default model only")
+    args = p.parse_args(argv)
+    try:
+        batches = [int(b) for b in args.batch.split(",")]
+    except ValueError:
+        p.error("--batch takes comma-separated window counts, e.g. 8,32,128; got %r" % args.batch)
+    if not batches or min(batches) < 1:
+        p.error("--batch counts must be >= 1; got %r" % args.batch)
+    n_win = max(batches)
+
+    def tflite_engine(name, path, backend, cls=Interpreter):
         try:
-            from ai_edge_litert.interpreter import Interpreter as LiteRT
-            from ai_edge_litert.interpreter import OpResolverType
+            it = cls(path, backend=backend, num_threads=1)
+        except Exception as exc:  # a missing optional runtime is reported, not fatal
+            print("skip %s: %s" % (name, exc))
+            return None
+        d = it.get_input_details()[0]
+        t = int(d["shape"][1])
+        rng = np.random.default_rng(20261122)
+        windows = (rng.standard_normal((n_win, t, 3)) * rng.uniform(0.3, 2.0, (n_win, 1, 1))).astype(np.float32)
+        xs = it._convert_input(windows, d)  # quantise once, outside the timing
+        return it, xs
 
-            ref = LiteRT(model_path=int8_path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF, num_threads=1)
-            ref.allocate_tensors()
-            worst = 0
-            ours = it.run(xs)
-            for b in range(len(xs)):
-                ref.set_tensor(ref.get_input_details()[0]["index"], xs[b:b + 1])
-                ref.invoke()
-                for o, d in zip(ours, ref.get_output_details()):
-                    worst = max(worst, int(np.abs(o[b:b + 1].astype(np.int32) - ref.get_tensor(d["index"]).astype(np.int32)).max()))
-            check["int8_max_abs_diff_vs_builtin_ref_quanta"] = worst
+    sections = []
+    # 1. The shipped default model, int8 in every runtime that takes it.
+    dpath = args.default
+    engines = []
+    for name, backend in (("numpy int8", "numpy"), ("ai-edge-litert int8 (XNNPACK)", "litert"),
+                          ("tflite-runtime int8", "tflite")):
+        got = tflite_engine(name, dpath, backend)
+        if got is not None:
+            engines.append((name, backend, got))
+    if args.before:
+        got = tflite_engine("numpy int8 (before)", dpath, "numpy", _before_interpreter(args.before))
+        if got is not None:
+            engines.insert(1, ("numpy int8 (before)", "numpy", got))
+    print("== default model %s" % os.path.relpath(dpath, REPO), flush=True)
+    rows, peer = measure(engines, batches, args.repeats, args.batch_repeats)
+    check = {}
+    np_eng = next((e for e in engines if e[0] == "numpy int8"), None)
+    if np_eng is not None:
+        it, xs = np_eng[2]
+        check["planned_bytes_int8"] = it.planned_bytes
+        check["int8_max_abs_diff_vs_builtin_ref_quanta"] = exactness(it, xs, dpath)
+        check["int8_windows_checked"] = len(xs)
+        print("profiling the numpy runtime ...", flush=True)
+        check["profile"] = profile(it, xs)
+    sections.append({"model": os.path.relpath(dpath, REPO), "window_samples": int(np_eng[2][1].shape[1]) if np_eng else None,
+                     "peer": peer["runtime"] if peer else None, "rows": rows, "numpy_runtime": check})
+
+    # 2. The LPPN-like picker through the export route, in every runtime (fp32 twins included).
+    if not args.skip_lppn:
+        torch_model = None
+        if args.int8:
+            onnx_path, fp32_path, int8_path = args.onnx, args.fp32, args.int8
+        else:
+            onnx_path, fp32_path, int8_path, torch_model = build_models()
+        engines = []
+        prepared = {}
+        for name, path, backend in [("numpy int8", int8_path, "numpy"), ("numpy fp32", fp32_path, "numpy"),
+                                    ("ai-edge-litert int8 (XNNPACK)", int8_path, "litert"),
+                                    ("ai-edge-litert fp32 (XNNPACK)", fp32_path, "litert"),
+                                    ("tflite-runtime int8", int8_path, "tflite")]:
+            if path is None:
+                continue
+            got = tflite_engine(name, path, backend)
+            if got is not None:
+                prepared[name] = got
+                engines.append((name, backend, got))
+        windows = prepared["numpy fp32"][1] if "numpy fp32" in prepared else None
+        if onnx_path and windows is not None:
+            try:
+                import onnxruntime  # noqa: F401
+
+                it = Interpreter(onnx_path, backend="onnx", num_threads=1)
+                xs_nct = np.ascontiguousarray(windows.transpose(0, 2, 1))  # torch layout (B, C, T)
+                engines.append(("onnxruntime fp32 (ONNX twin)", "onnx", (it, xs_nct)))
+            except Exception as exc:
+                print("skip onnxruntime: %s" % exc)
+        if torch_model is not None and windows is not None:
+            import torch
+
+            torch.set_num_threads(1)
+            xs_t = torch.from_numpy(np.ascontiguousarray(windows.transpose(0, 2, 1)))
+
+            class _Torch:
+                def run(self, x):
+                    with torch.inference_mode():
+                        return torch_model(x)
+
+            engines.append(("torch eager fp32", "torch", (_Torch(), xs_t)))
+        print("== LPPN-like picker (export route)", flush=True)
+        rows, peer = measure(engines, batches, args.repeats, args.batch_repeats)
+        check = {}
+        if "numpy int8" in prepared:
+            import tracemalloc
+
+            it, xs = prepared["numpy int8"]
+            check["planned_bytes_int8"] = it.planned_bytes
+            it.run(xs[:1])
+            tracemalloc.start()  # numpy reports its buffers to tracemalloc
+            it.run(xs[:1])
+            check["traced_peak_bytes_int8_one_window"] = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            check["int8_max_abs_diff_vs_builtin_ref_quanta"] = exactness(it, xs, int8_path)
             check["int8_windows_checked"] = len(xs)
-        except ImportError:
-            check["int8_max_abs_diff_vs_builtin_ref_quanta"] = None
-    if "numpy fp32" in prepared:
-        check["planned_bytes_fp32"] = prepared["numpy fp32"][0].planned_bytes
+        if "numpy fp32" in prepared:
+            check["planned_bytes_fp32"] = prepared["numpy fp32"][0].planned_bytes
+        sections.append({"model": "LPPN-like picker, torch -> ONNX -> onnx2tf (%s)" % (
+            os.path.relpath(int8_path, REPO) if int8_path else None),
+            "window_samples": T, "params": 14884 if torch_model is not None else None,
+            "peer": peer["runtime"] if peer else None, "rows": rows, "numpy_runtime": check})
 
     result = {
         "benchmark": "interpreter",
-        "model": {"int8": os.path.relpath(int8_path, REPO) if int8_path else None,
-                  "fp32": os.path.relpath(fp32_path, REPO) if fp32_path else None,
-                  "onnx": os.path.relpath(onnx_path, REPO) if onnx_path else None,
-                  "window_samples": T, "params": 14884 if torch_model is not None else None},
+        "command": "benchmarks/interpreter.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
                  "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
-        "peer": peer["runtime"] if peer else None,
-        "rows": rows,
-        "numpy_runtime": check,
+        "sections": sections,
     }
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, "interpreter.json"), "w") as f:
@@ -245,41 +353,72 @@ def main(argv=None):
     return 0
 
 
-def markdown(r):
-    lines = ["## Interpreter: latency per window, 1 thread", "",
-             "Model: LPPN-like picker, %d samples x 3 components in, ~15k parameters (torch -> ONNX -> onnx2tf). "
-             "Host: %s, %d CPUs, load %.1f when measured (shared; absolute times are noisy, ratios are "
-             "measured in the same run). Ratio = time per window / ai-edge-litert int8's." % (
-                 r["model"]["window_samples"], r["host"]["machine"], r["host"]["cpus"] or 0, r["host"]["load_avg_1min"] or 0), "",
-             "Runtimes are timed in interleaved rounds (each round times every runtime once, in a shuffled order): %d rounds of one "
-             "window, %d rounds of each batch size. Median and best wall time per call, and the median CPU time "
-             "of the calling thread (time spent waiting for a core on the loaded host left out)." % (
-                 r["repeats"], r["batch_repeats"]), "",
-             "### One window per call", "",
-             "| runtime | median (ms) | ratio | best (ms) | ratio of best | CPU median (ms) | ratio |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+def _table(sec, batches):
     nan = float("nan")
-    for row in r["rows"]:
+    lines = ["| runtime | median (ms) | ratio | best (ms) | ratio of best | CPU median (ms) | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in sec["rows"]:
         lines.append("| %s | %.3f | %.2f | %.3f | %.2f | %.3f | %.2f |" % (
             row["runtime"], row["single_ms"], row.get("ratio_single_vs_litert_int8", nan),
             row["single_best_ms"], row.get("ratio_single_best_vs_litert_int8", nan),
             row["single_cpu_ms"], row.get("ratio_single_cpu_vs_litert_int8", nan)))
-    lines += ["", "### Batches: ms per window (median, best) and ratio of the median", "",
-              "| runtime | " + " | ".join("B=%d ms/window | best | windows/s | ratio" % b for b in r["batches"]) + " |",
-              "|---|" + "---:|" * (4 * len(r["batches"]))]
-    for row in r["rows"]:
+    lines += ["", "Batches: ms per window (median wall, best wall, median CPU), windows/s of the median, ratio of the "
+              "CPU median:", "",
+              "| runtime | " + " | ".join("B=%d ms/window | best | CPU | windows/s | ratio" % b for b in batches) + " |",
+              "|---|" + "---:|" * (5 * len(batches))]
+    for row in sec["rows"]:
         cells = []
-        for b in r["batches"]:
+        for b in batches:
             cells += ["%.3f" % row["batch%d_ms_per_window" % b], "%.3f" % row["batch%d_best_ms_per_window" % b],
-                      "%.0f" % row["batch%d_windows_per_s" % b], "%.2f" % row.get("ratio_batch%d_vs_litert_int8" % b, nan)]
+                      "%.3f" % row["batch%d_cpu_ms_per_window" % b], "%.0f" % row["batch%d_windows_per_s" % b],
+                      "%.2f" % row.get("ratio_batch%d_cpu_vs_litert_int8" % b, nan)]
         lines.append("| %s | %s |" % (row["runtime"], " | ".join(cells)))
-    c = r["numpy_runtime"]
-    lines += ["", "numpy runtime: planned activation memory (TFLite-style arena, batch 1) %s bytes (int8), %s bytes "
-              "(fp32); measured peak of numpy buffers during one int8 window (tracemalloc, float temporaries "
-              "included) %s bytes; int8 outputs vs ai-edge-litert BUILTIN_REF kernels: max |diff| %s quanta over "
-              "%s windows." % (
-                  c.get("planned_bytes_int8"), c.get("planned_bytes_fp32"), c.get("traced_peak_bytes_int8_one_window"),
-                  c.get("int8_max_abs_diff_vs_builtin_ref_quanta"), c.get("int8_windows_checked")), ""]
+    return lines
+
+
+def markdown(r):
+    lines = ["## Interpreter: latency per window, 1 thread", "",
+             "Command: `.venv/bin/python %s`. Host: %s, %d CPUs, numpy %s, load %.1f when measured (shared; absolute "
+             "times are noisy, ratios are measured in the same run). Ratio = time per window / ai-edge-litert int8's." % (
+                 r["command"], r["host"]["machine"], r["host"]["cpus"] or 0, r["host"]["numpy"],
+                 r["host"]["load_avg_1min"] or 0), "",
+             "Runtimes are timed in interleaved rounds (each round times every runtime once, in a shuffled order): %d rounds "
+             "of one window, %d rounds of each batch size. Median and best wall time per call, and the median CPU time "
+             "of the calling thread (time spent waiting for a core on the loaded host left out)." % (
+                 r["repeats"], r["batch_repeats"]), ""]
+    for k, sec in enumerate(r["sections"]):
+        lines += ["### %s: %s (%s samples x 3 in)" % ("Default model" if k == 0 else "Export route", sec["model"],
+                                                     sec.get("window_samples")), ""]
+        lines += _table(sec, r["batches"])
+        c = sec["numpy_runtime"]
+        lines += ["", "numpy runtime: planned activation memory (TFLite-style arena, batch 1) %s bytes (int8)%s%s; int8 "
+                  "outputs vs ai-edge-litert BUILTIN_REF kernels: max |diff| %s quanta over %s windows." % (
+                      c.get("planned_bytes_int8"),
+                      ", %s bytes (fp32)" % c["planned_bytes_fp32"] if "planned_bytes_fp32" in c else "",
+                      "; measured peak of numpy buffers during one int8 window (tracemalloc, float temporaries "
+                      "and kept scratch included) %s bytes" % c["traced_peak_bytes_int8_one_window"]
+                      if "traced_peak_bytes_int8_one_window" in c else "",
+                      c.get("int8_max_abs_diff_vs_builtin_ref_quanta"), c.get("int8_windows_checked")), ""]
+        prof = c.get("profile")
+        if prof:
+            lines += ["#### Where the numpy runtime's time goes (default model)", "",
+                      "Per operator kind, sum of median per-op wall times (`Interpreter.op_times`): one window, and one "
+                      "call of 32 windows at once (run() splits batches into chunks of about 2 MiB, here one window, "
+                      "because a 32-window call works out of L2 and costs more per window):", "",
+                      "| op | count | B=1 ms/window | share | B=32 ms/window | share |", "|---|---:|---:|---:|---:|---:|"]
+            b32 = {k["op"]: k for k in prof["ops_b32"]["kinds"]}
+            for k in prof["ops_b1"]["kinds"]:
+                o = b32.get(k["op"], {"ms_per_window": float("nan"), "share": float("nan")})
+                lines.append("| %s | %d | %.3f | %.0f %% | %.3f | %.0f %% |" % (
+                    k["op"], k["count"], k["ms_per_window"], 100 * k["share"], o["ms_per_window"], 100 * o["share"]))
+            lines.append("| total | | %.3f | | %.3f | |" % (prof["ops_b1"]["total_ms_per_window"],
+                                                          prof["ops_b32"]["total_ms_per_window"]))
+            f = prof["numpy_functions"]
+            lines += ["", "Per function (cProfile own time, one-window calls; %.3f ms/window under the profiler):" % (
+                f["total_ms_per_window"]), "", "| function | ms/window | share |", "|---|---:|---:|"]
+            for t in f["top"]:
+                lines.append("| `%s` | %.3f | %.0f %% |" % (t["function"], t["ms_per_window"], 100 * t["share"]))
+            lines.append("")
     return "\n".join(lines)
 
 

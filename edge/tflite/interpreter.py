@@ -151,7 +151,13 @@ class _NumpyEngine:
                 raise ModelFormatError("corrupt .tflite: output tensor %d is never written" % o)
         self.batch_safe = all(getattr(k, "batch_safe", True) for k in self.kernels) and all(
             len(sg.tensors[i].shape) >= 1 and sg.tensors[i].shape[0] == 1 for i in sg.inputs)
+        # Kernels that return buffers they keep (and reshapes may pass them on as views):
+        # model outputs are then copied before they leave run().
+        self.copy_outputs = any(getattr(k, "reuses_output", False) for k in self.kernels)
         self._plan()
+        # Per operator: (kernel, [(tensor index, constant data or None)], output index, tensors to free).
+        self._steps = [(self.kernels[k], [(i, None if i < 0 else sg.tensors[i].data) for i in op.inputs],
+                        op.outputs[0], tuple(self.free_after[k])) for k, op in enumerate(sg.operators)]
 
     def _plan(self):
         sg = self.sg
@@ -183,20 +189,22 @@ class _NumpyEngine:
     def run(self, feeds):
         """feeds: {input tensor index: array with batch on axis 0} -> {output index: array}."""
         values = dict(feeds)
-        tensors = self.tensors
-        for k, op in enumerate(self.sg.operators):
-            ins = [None if i < 0 else (values[i] if tensors[i].data is None else tensors[i].data) for i in op.inputs]
+        for k, (kernel, getters, out, free) in enumerate(self._steps):
+            ins = [values[i] if d is None and i >= 0 else d for i, d in getters]
             try:
-                values[op.outputs[0]] = self.kernels[k](ins)
+                values[out] = kernel(ins)
             except (IndexError, ValueError, TypeError) as exc:
                 if isinstance(exc, FieldpickError):
                     raise
                 # The kernels were checked at load; this is a model whose shapes contradict each other.
+                op = self.sg.operators[k]
                 raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
-                    op.index, op.name, [tensors[i].shape for i in op.inputs if i >= 0],
+                    op.index, op.name, [self.tensors[i].shape for i in op.inputs if i >= 0],
                     type(exc).__name__, exc)) from None
-            for i in self.free_after[k]:
+            for i in free:
                 values.pop(i, None)
+        if self.copy_outputs:
+            return {o: np.array(values[o]) for o in self.sg.outputs}
         return {o: values[o] for o in self.sg.outputs}
 
 

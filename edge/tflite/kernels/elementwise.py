@@ -21,6 +21,7 @@ from .quant import (
 )
 
 LEFT_SHIFT_INT8 = 20
+_EIGHT = np.uint16(8)  # a typed scalar: no value-based type resolution per call
 
 
 def _types(op, tensors):
@@ -119,7 +120,7 @@ def _table2(exact):
         # A uint16 index (a as the high byte) and ndarray.take: about 1.5x faster than an
         # intp index and fancy indexing.
         idx = ins[0].view(np.uint8).astype(np.uint16)
-        idx <<= 8
+        idx <<= _EIGHT
         b = ins[1].view(np.uint8)
         if b.shape == idx.shape:
             idx |= b

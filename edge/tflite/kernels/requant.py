@@ -47,7 +47,26 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS"]
+__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS", "clip_into"]
+
+
+def _clip_ufunc():
+    # numpy's clip ufunc without np.clip's Python layers (2-3 us a call on a few thousand
+    # int16 values, about as much as the clamp itself); None where it is not exposed.
+    # Looked up in the module dict: numpy 2 warns on the attribute np.core.
+    core = np.__dict__.get("_core") or np.__dict__.get("core")
+    fn = getattr(getattr(core, "umath", None), "clip", None)
+    return fn if isinstance(fn, np.ufunc) else None
+
+
+_CLIP = _clip_ufunc()
+
+
+def clip_into(a, lo, hi):
+    """a clamped to [lo, hi] in place (lo, hi: scalars of a's type)."""
+    if _CLIP is not None:
+        return _CLIP(a, lo, hi, out=a)
+    return np.clip(a, lo, hi, out=a)
 
 EXACT_BITS = 52  # one bit of margin below float64's 53-bit significand
 _OFFSET = 256  # added before the truncating cast (floor form) and dropped by the int8 wrap
@@ -116,10 +135,11 @@ class ExactRequant:
         self.floor_form = floor_form
         self.zp, self.lo, self.hi = zp, lo, hi
         self.int_t = np.int16 if z_bound < 2 ** 15 - 2 else np.int32
+        t = self.int_t
         if floor_form:
-            self.clip = (lo + _OFFSET, hi + _OFFSET)
+            self.clip = (t(lo + _OFFSET), t(hi + _OFFSET))
         else:
-            self.clip = (lo - zp, hi - zp)
+            self.clip = (t(lo - zp), t(hi - zp))
         same = bool(np.all(self.half == self.half[0]))
         self._half_scalar = float(self.half[0]) if same else None
         self._tiles = {}
@@ -175,7 +195,7 @@ class ExactRequant:
             z += h
         q = self._buf("q", z.shape, self.int_t)
         np.copyto(q, z, casting="unsafe")  # truncates towards zero
-        np.clip(q, self.clip[0], self.clip[1], out=q)
+        clip_into(q, self.clip[0], self.clip[1])
         out = q.astype(np.int8)  # floor form: drops the 256 (wraps); sign form: in range
         if not self.floor_form and self.zp:
             out += np.int8(self.zp)
