@@ -367,7 +367,9 @@ class Station:
         if data.ndim != 2 or data.shape[0] != len(self.channels):
             raise DataError("data has shape %s; expected (%d, N) in order %s" % (data.shape, len(self.channels), self.channels))
         out = []
-        step = max(self.chunk, int(self.config.buffer.max_lag_s * fs) // 2)
+        # whole processing chunks (one ring write and one pass per packet), within half the lag allowed
+        lag = int(self.config.buffer.max_lag_s * fs) // 2
+        step = max(self.chunk, lag // self.chunk * self.chunk) if fs == self.fs else max(self.chunk, lag)
         period = 1e9 / fs
         for a in range(0, data.shape[1], step):
             t = int(start_ns) + int(round(a * period))
