@@ -253,3 +253,45 @@ def test_strided_slice_follows_numpy(begin, end, strides, masks, index):
             "shrink_axis_mask": masks[2], "offset": 0}
     got = build_kernel(Operator(0, 45, "STRIDED_SLICE", 1, (0, 1, 2, 3), (4,), opts), tensors)([x, None, None, None])
     np.testing.assert_array_equal(got, want)
+
+
+def test_pad_refills_its_kept_buffer_on_every_call(rng):
+    # PAD writes into a buffer it keeps per input shape (padding written once): each call must
+    # still return its own input padded with the zero point, for any batch size.
+    shape = (1, 5, 2)
+    pads = np.array([[0, 0], [2, 1], [0, 0]], np.int32)
+    tensors = [_t(0, shape, "i1", scale=0.1, zp=-7), _t(1, (3, 2), "i4", pads), _t(2, (1, 8, 2), "i1", scale=0.1, zp=-7)]
+    kernel = build_kernel(Operator(0, 34, "PAD", 1, (0, 1), (2,), {}), tensors)
+    assert kernel.reuses_output
+    for b in (1, 3, 1):
+        x = rng.integers(-128, 128, (b,) + shape[1:]).astype(np.int8)
+        got = kernel([x, pads])
+        np.testing.assert_array_equal(got, np.pad(x, [(0, 0), (2, 1), (0, 0)], constant_values=-7))
+
+
+def test_model_outputs_never_share_a_kept_buffer(rng):
+    # An engine whose kernels keep buffers copies the model's outputs before returning them.
+    import os
+
+    from fieldpick.edge.tflite import Interpreter
+
+    it = Interpreter(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tiny_int8.tflite"))
+    eng = it._engine
+    kernel, getters, out, free = eng._steps[-1]
+    kept = {}
+
+    def keeping(ins):
+        y = kernel(ins)
+        buf = kept.setdefault(y.shape, np.empty_like(y))
+        buf[...] = y
+        return buf
+
+    eng._steps[-1] = (keeping, getters, out, free)
+    x1, x2 = (rng.integers(-128, 128, (1, 16, 3)).astype(np.int8) for _ in range(2))
+    eng.copy_outputs = True
+    first = it.run(x1)[0]
+    want = first.copy()
+    it.run(x2)
+    np.testing.assert_array_equal(first, want)
+    eng.copy_outputs = False  # the check above is the copy's doing: without it the buffer leaks out
+    assert np.shares_memory(it.run(x1)[0], kept[first.shape])

@@ -33,6 +33,7 @@ from .quant import (
     quantize_multiplier,
 )
 from .requant import exact_requant
+from .requant import scratch as arena
 
 SAME, VALID = 0, 1
 EXACT_F32_TERMS = (1 << 24) // (128 * 127)  # 1032: raw int8 sums of this many products are exact in float32
@@ -407,7 +408,7 @@ def _conv_int8_exact(exact, w_mat, h, w, cin, kh, kw, sh, sw, dh, dw, oh, ow, pa
             else:
                 xp = np.ascontiguousarray(x)
             np.copyto(buf[:, :k_terms].reshape(b, oh, ow, kh, kw, cin), patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow))
-        z = np.matmul(buf, w1, out=scratch.get("z", (rows, cout), np.float64))
+        z = np.matmul(buf, w1, out=arena("z", (rows, cout), np.float64))
         return exact.finish(z).reshape(b, oh, ow, cout)
 
     conv_int8.exact = exact
@@ -517,7 +518,7 @@ def _build_depthwise(op, tensors, wk, mult):
                 if mult > 1:
                     xp = np.repeat(xp, mult, axis=3)
                 acc = np.einsum("bhwijc,ijc->bhwc", patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow), wf32,
-                                out=scratch.get("acc", (b, oh, ow, cout), np.float32))
+                                out=arena("acc", (b, oh, ow, cout), np.float32))
                 return exact(acc)
 
             dw_int8_exact.exact = exact
@@ -634,7 +635,7 @@ def build_fully_connected(op, tensors):
                 x = ins[0].reshape(-1, k)
                 buf = scratch.ones_column(x.shape[0], k)
                 np.copyto(buf[:, :k], x)
-                z = np.matmul(buf, w1, out=scratch.get("z", (x.shape[0], cout), np.float64))
+                z = np.matmul(buf, w1, out=arena("z", (x.shape[0], cout), np.float64))
                 return exact.finish(z).reshape((-1,) + out_tail)
 
             fc_int8_exact.exact = exact

@@ -45,9 +45,43 @@ itself; or applied to exact integer accumulators (``__call__``).
 
 from __future__ import annotations
 
+import math
+import threading
+
 import numpy as np
 
-__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS", "clip_into"]
+__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS", "clip_into", "scratch"]
+
+
+class _Arena(threading.local):
+    """Scratch memory shared by the kernels that run in one thread.
+
+    Operators run one after another, and what a kernel keeps here (float
+    accumulators, z, the int16 clamp buffer) is dead once it returns, so
+    every layer reuses the same few buffers, which then stay in the CPU
+    cache from one layer to the next.  One arena per thread: interpreters
+    in different threads do not share it.
+    """
+
+    def __init__(self):
+        self.slots = {}
+
+    def take(self, slot, shape, dtype):
+        dtype = np.dtype(dtype)
+        n = math.prod(shape) * dtype.itemsize
+        raw = self.slots.get(slot)
+        if raw is None or raw.size < n:
+            raw = np.empty(max(n, 4096), np.uint8)
+            self.slots[slot] = raw
+        return raw[:n].view(dtype).reshape(shape)
+
+
+_ARENA = _Arena()
+
+
+def scratch(slot, shape, dtype):
+    """A buffer of this thread's arena (contents undefined; valid until the next call for ``slot``)."""
+    return _ARENA.take(slot, shape, dtype)
 
 
 def _clip_ufunc():
@@ -125,7 +159,8 @@ def exact_requant(mult, shift, zp_out, lo, hi, bias, acc_abs_max, single_roundin
 class ExactRequant:
     """Exact requantisation of z = x * S + offset (float64, channels last) to int8.
 
-    Build with :func:`exact_requant`.  Not reentrant: it keeps scratch buffers per size.
+    Build with :func:`exact_requant`.  Its float and int16 buffers come from the thread's
+    scratch arena (:func:`scratch`).
     """
 
     def __init__(self, scale, offset, eps, floor_form, zp, lo, hi, z_bound):
@@ -143,7 +178,6 @@ class ExactRequant:
         same = bool(np.all(self.half == self.half[0]))
         self._half_scalar = float(self.half[0]) if same else None
         self._tiles = {}
-        self._scratch = {}
 
     def folded_weights(self, w_mat):
         """(K + 1, C) float64: rows ``w_mat * S`` and the offset, for patches with a ones column."""
@@ -160,20 +194,11 @@ class ExactRequant:
                 self._tiles[size] = got
         return got
 
-    def _buf(self, key, shape, dtype):
-        k = (key, shape)
-        b = self._scratch.get(k)
-        if b is None:
-            b = np.empty(shape, dtype)
-            if len(self._scratch) < 32:
-                self._scratch[k] = b
-        return b
-
     def __call__(self, acc):
         """Exact integer accumulators (float32 or float64, channels last, no bias) -> int8."""
         scale, offset, _ = self._tile(acc.size)
         w = scale.size
-        z = self._buf("z", acc.shape, np.float64)
+        z = _ARENA.take("z", acc.shape, np.float64)
         z2 = z.reshape(-1, w)
         np.multiply(acc.reshape(-1, w), scale, out=z2)
         z2 += offset
@@ -186,14 +211,14 @@ class ExactRequant:
         """
         if not self.floor_form:
             if self._half_scalar is not None:
-                h = self._buf("h", z.shape, np.float64)
+                h = _ARENA.take("h", z.shape, np.float64)
                 np.copysign(self._half_scalar, z, out=h)
             else:
                 _, _, half = self._tile(z.size)
-                h = self._buf("h", z.shape, np.float64)
+                h = _ARENA.take("h", z.shape, np.float64)
                 np.copysign(half, z.reshape(-1, half.size), out=h.reshape(-1, half.size))
             z += h
-        q = self._buf("q", z.shape, self.int_t)
+        q = _ARENA.take("q", z.shape, self.int_t)
         np.copyto(q, z, casting="unsafe")  # truncates towards zero
         clip_into(q, self.clip[0], self.clip[1])
         out = q.astype(np.int8)  # floor form: drops the 256 (wraps); sign form: in range

@@ -80,13 +80,14 @@ def build_pad(op, tensors):
     def pad(ins):
         x = ins[0]
         key = (x.shape, x.dtype)
-        out = kept.get(key)
-        if out is None:
+        got = kept.get(key)
+        if got is None:
             out = np.full(tuple(n + a + b for n, (a, b) in zip(x.shape, pads)), value, x.dtype)
+            got = (out, tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, pads)))
             if len(kept) < 8:
-                kept[key] = out
-        out[tuple(slice(a, a + n) for n, (a, _) in zip(x.shape, pads))] = x
-        return out
+                kept[key] = got
+        got[0][got[1]] = x
+        return got[0]
 
     pad.batch_safe = pads[0] == (0, 0)
     pad.reuses_output = True  # the interpreter copies model outputs that may share these buffers
