@@ -10,6 +10,10 @@ Stages (each writes its own JSON under ``--work`` so a stage can be re-run):
 
     # 1. teacher rows: score the zoo's PhaseNet fold models on their test folds
     .venv/bin/python benchmarks/pareto.py teacher --folds runs/zoo/phasenet
+    # 1b. (optional) train a recipe on chosen folds (same splits as fieldpick train --crossval), e.g. an
+    #     input-normalisation A/B:
+    .venv/bin/python benchmarks/pareto.py folds --config configs/default.toml --model compress=asinh \
+        --model compress_scale=0.05 --fold-list 0,1 --folds runs/ab/asinh0.05
     # 2. int8: calibrate, convert and score TFLite fp32 + full int8 for one candidate's folds
     .venv/bin/python benchmarks/pareto.py int8 --name lppn-w8-distilled \\
         --folds runs/compress/distill_w8/cv/distilled
@@ -126,6 +130,8 @@ def stage_int8(args):
         for kind, sc in s.items():
             parts[kind].append(sc.pop("_raw"))
             row[kind] = sc
+        m, n = _picks_agree(parts["fp32"][-1][0] + parts["fp32"][-1][3], parts["int8"][-1][0] + parts["int8"][-1][3])
+        row["pick_parity"] = {"matched": m, "picks": n, "agreement": m / float(n) if n else 1.0}
         rows.append(row)
         log.info("%s fold %d: P F1 torch %.3f fp32 %.3f int8 %.3f | S F1 %.3f %.3f %.3f", args.name, f,
                  s["torch"]["P_f1"], s["fp32"]["P_f1"], s["int8"]["P_f1"], s["torch"]["S_f1"],
@@ -134,7 +140,70 @@ def stage_int8(args):
            "clip_percentile": args.clip, "int8_variant": args.variant, "qat_epochs": args.qat_epochs,
            "parameters": int(sum(p.numel() for p in model.parameters())), **sizes,
            "pooled": {k: _pool(v, data.events.fs, cfg.tolerance_s) for k, v in parts.items()}, "folds": rows}
+    m = sum(r["pick_parity"]["matched"] for r in rows)
+    n = sum(r["pick_parity"]["picks"] for r in rows)
+    out["pick_parity"] = {"matched": m, "picks": n, "agreement": m / float(n) if n else 1.0,
+                          "rule": "int8 vs TFLite float32 picks on the test folds' event and noise windows: "
+                                  "same phase, within 2 samples"}
+    log.info("%s: pick parity %.1f %% (%d of %d)", args.name, 100.0 * out["pick_parity"]["agreement"], m, n)
     _write(os.path.join(args.work, "int8_%s%s.json" % (args.name, "-" + args.variant if args.variant else "")), out)
+
+
+def _picks_agree(ref, test):
+    """(matched, max(ref, test) picks) of two runs' per-window picks [(phase, sample, prob), ...].
+
+    Same rule as the export gate (:func:`fieldpick.export.parity.pick_parity`):
+    same phase, within ``PICK_TOLERANCE_SAMPLES``, greedy one-to-one.
+    """
+    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
+
+    matched = total = 0
+    for r, t in zip(ref, test):
+        for phase in ("P", "S"):
+            a = [pk[1] for pk in r if pk[0] == phase]
+            b = [pk[1] for pk in t if pk[0] == phase]
+            matched += _match(a, b, PICK_TOLERANCE_SAMPLES)
+            total += max(len(a), len(b))
+    return matched, total
+
+
+def stage_folds(args):
+    """Train a recipe (``--config`` + ``--set``/``--model`` overrides) on the folds of ``--fold-list``.
+
+    The splits are those of ``fieldpick train --crossval 5`` (test fold,
+    then validation stations ``station_split(rest, 0.2, seed + 1 + f)``), so
+    ``int8`` can then score the fold models beside any other candidate's.
+    Writes ``<folds>/fold<f>/best.pt`` and ``<folds>/folds_<list>.json``
+    (PyTorch scores per fold).
+    """
+    from fieldpick.train.config import TrainConfig, _parse_value, load_config
+    from fieldpick.train.fit import evaluate, load_real, train
+
+    base = load_config(args.config).to_dict() if args.config else TrainConfig().to_dict()
+    for item in args.set or []:
+        key, _, text = item.partition("=")
+        base[key.strip()] = _parse_value(text)
+    model = dict(base.get("model", {}))
+    for item in args.model or []:
+        key, _, text = item.partition("=")
+        model[key.strip()] = _parse_value(text)
+    base.update(model=model, progress=False)
+    cfg = TrainConfig.from_dict(base)
+    if cfg.seed != SEED:
+        raise SystemExit("folds: seed %d; the table's folds are seed %d" % (cfg.seed, SEED))
+    data = load_real()
+    rows = []
+    for f in [int(x) for x in args.fold_list.split(",")]:
+        t0 = time.time()
+        tr, val, test = _fold_split(data, f)
+        model_, history = train(cfg, tr, val, out_dir=os.path.join(args.folds, "fold%d" % f))
+        s = evaluate(model_, test, cfg)
+        rows.append({"fold": f, "seconds": time.time() - t0, "epochs": len(history), "test": s,
+                     "thresholds": dict(model_.thresholds)})
+        log.info("fold %d: %.0f s, %d epochs, P F1 %.3f S F1 %.3f", f, rows[-1]["seconds"], len(history),
+                 s["P_f1"], s["S_f1"])
+    _write(os.path.join(args.folds, "folds_%s.json" % args.fold_list.replace(",", "")),
+           {"train_config": cfg.to_dict(), "folds": rows})
 
 
 def _write(path, obj):
@@ -309,12 +378,15 @@ def _plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("teacher", "int8", "table"))
+    ap.add_argument("stage", choices=("teacher", "folds", "int8", "table"))
     ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
-    ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints")
+    ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them)")
+    ap.add_argument("--config", help="folds: recipe file (e.g. configs/default.toml)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="folds: override a recipe field")
+    ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
     ap.add_argument("--checkpoint", default="best.pt", help="int8: file name inside each fold folder")
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
-    ap.add_argument("--fold-list", default="0,1,2,3,4", help="int8: folds to convert and score")
+    ap.add_argument("--fold-list", default="0,1,2,3,4", help="folds/int8: folds to train / convert and score")
     ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
     ap.add_argument("--qat-epochs", type=int, default=0,
                     help="int8: quantisation-aware fine-tuning epochs before conversion (0: none)")
@@ -325,11 +397,11 @@ def main(argv=None):
                     "(repeatable)")
     args = ap.parse_args(argv)
     _setup()
-    if args.stage in ("teacher", "int8") and not args.folds:
+    if args.stage in ("teacher", "folds", "int8") and not args.folds:
         ap.error("%s needs --folds DIR" % args.stage)
     if args.stage == "int8" and not args.name:
         ap.error("int8 needs --name")
-    {"teacher": stage_teacher, "int8": stage_int8, "table": stage_table}[args.stage](args)
+    {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "table": stage_table}[args.stage](args)
     return 0
 
 

@@ -50,6 +50,7 @@ LAYOUTS = ("NTC", "NCT")
 CHANNEL_NAMES = ("Z", "N", "E", "1", "2", "3")
 DETRENDS = ("none", "demean", "linear")
 SCALES = ("none", "std", "peak")
+COMPRESSIONS = ("none", "asinh")
 QUANT_SCHEMES = ("float32", "float16", "dynamic_range", "int8")
 TENSOR_DTYPES = ("float32", "float16", "int8", "uint8", "int16", "int32", "int64")
 TENSOR_ROLES = ("input", "output")
@@ -90,17 +91,28 @@ class Normalisation:
     detrend: 'none', 'demean' or 'linear' (per channel, over the window).
     scale: 'none', 'std' or 'peak'; per channel when ``per_channel`` else one
     factor for all channels.  ``epsilon`` guards the division (dead channels).
+    compress: 'none' or 'asinh': after scaling, ``y = asinh(y / compress_scale)``
+    (linear below ``compress_scale``, logarithmic above), so that an int8
+    input keeps levels for the pre-event noise and the P onset of a window
+    whose scale the S wave sets.  ``compress_scale`` is in units of the
+    scaled window (window standard deviations for scale 'std').
     """
 
     detrend: str = "demean"
     scale: str = "std"
     per_channel: bool = True
     epsilon: float = 1e-10
+    compress: str = "none"
+    compress_scale: float = 1.0
 
     def validate(self, where="input.normalisation"):
         _choice(self.detrend, DETRENDS, where + ".detrend")
         _choice(self.scale, SCALES, where + ".scale")
         _positive(self.epsilon, where + ".epsilon")
+        _choice(self.compress, COMPRESSIONS, where + ".compress")
+        if isinstance(self.compress_scale, bool) or not isinstance(self.compress_scale, (int, float)):
+            raise CardError("%s.compress_scale is %r; it must be a number > 0" % (where, self.compress_scale))
+        _positive(self.compress_scale, where + ".compress_scale")
 
 
 @dataclass

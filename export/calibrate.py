@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from fieldpick.edge.errors import DataError
+from fieldpick.edge.stream.windows import normalise as _station_normalise
 
 __all__ = ["normalise", "synthetic_windows", "ncedc_windows", "export_windows"]
 
@@ -32,27 +33,15 @@ SNR_DB_RANGE = (-5.0, 40.0)
 def normalise(windows, spec):
     """Normalise (N, C, T) windows as the model card's ``input.normalisation`` says.
 
-    Returns a new float32 array; the input is not changed.  ``spec`` is a
-    :class:`~fieldpick.edge.card.Normalisation`.
+    The station's own function (:func:`fieldpick.edge.stream.windows.normalise`),
+    so calibration and parity windows cannot drift from what the station
+    feeds the model.  Returns a new float32 array; the input is not changed.
+    ``spec`` is a :class:`~fieldpick.edge.card.Normalisation`.
     """
-    x = np.array(windows, dtype=np.float64)  # a copy
+    x = np.asarray(windows)
     if x.ndim != 3:
         raise DataError("windows have shape %s; expected (N, C, T)" % (x.shape,))
-    if spec.detrend == "demean":
-        x -= x.mean(axis=-1, keepdims=True)
-    elif spec.detrend == "linear":
-        t = np.arange(x.shape[-1], dtype=np.float64)
-        t -= t.mean()
-        slope = (x * t).sum(axis=-1, keepdims=True) / (t * t).sum()
-        x -= x.mean(axis=-1, keepdims=True) + slope * t
-    if spec.scale != "none":
-        axes = (-1,) if spec.per_channel else (-2, -1)
-        if spec.scale == "std":
-            f = x.std(axis=axes, keepdims=True)
-        else:
-            f = np.abs(x).max(axis=axes, keepdims=True)
-        x /= np.maximum(f, spec.epsilon)
-    return x.astype(np.float32)
+    return _station_normalise(x, spec)
 
 
 def synthetic_windows(n, window_samples, fs, seed, noise_fraction=0.2):

@@ -306,7 +306,7 @@ class DistillTask(StrideTask):
 
 
 # ---------------------------------------------------------------- recipes
-def _pool(cfg, dcfg, window_samples):
+def _pool(cfg, dcfg, window_samples, norm=None):
     """The unlabeled pool: synthetic windows (labels ignored), or None."""
     if not dcfg.unlabeled_per_batch:
         return None
@@ -314,7 +314,7 @@ def _pool(cfg, dcfg, window_samples):
 
     pool_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), pretrain_windows=dcfg.unlabeled_windows,
                                           pretrain_epochs=1, seed=cfg.seed + 7))
-    return synthetic_source(pool_cfg, window_samples)
+    return synthetic_source(pool_cfg, window_samples, norm)
 
 
 def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data, out_dir, model=None,
@@ -338,7 +338,12 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
     torch.manual_seed(cfg.seed)
     model = model if model is not None else build(cfg.architecture, cfg.model)
     t = record_samples(model, cfg)
-    source = UnlabeledMix(real_source(cfg, train_data, t), _pool(cfg, dcfg, t), dcfg.unlabeled_per_batch,
+    norm = model.card().input.normalisation
+    if teacher.card().input.normalisation != norm:
+        raise ConfigError("the teacher reads windows normalised as %s and the student as %s; distillation feeds "
+                          "both the same windows: give the student the teacher's normalisation"
+                          % (teacher.card().input.normalisation, norm))
+    source = UnlabeledMix(real_source(cfg, train_data, t, norm), _pool(cfg, dcfg, t, norm), dcfg.unlabeled_per_batch,
                           pool_seed=cfg.seed + 13)
     selection, info = None, {"teacher_layer": dcfg.teacher_layer}
     if dcfg.feature_weight > 0:
@@ -402,7 +407,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
         if scratch:
             base = build(cfg.architecture, cfg.model)
             t = record_samples(base, cfg)
-            fit(base, cfg, real_source(cfg, rest.subset(~held), t), rest.subset(held),
+            fit(base, cfg, real_source(cfg, rest.subset(~held), t, base.card().input.normalisation), rest.subset(held),
                 os.path.join(out_dir, "scratch", "fold%d" % f), stage="scratch")
             if cfg.tune_thresholds:
                 tune_thresholds(base, rest.subset(held), cfg)

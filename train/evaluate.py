@@ -28,6 +28,7 @@ import numpy as np
 
 from fieldpick.edge.errors import ConfigError
 from fieldpick.edge.evaluate import evaluate_windows
+from fieldpick.edge.stream.windows import normalise
 
 from . import baselines
 from .data.datasets import WindowSet
@@ -121,22 +122,6 @@ def load_data(cfg: EvalConfig):
     return {"val": (ev_val, n_val), "test": (ev_test, n_test)}
 
 
-def _normalise(x, norm):
-    """Apply a card's :class:`~fieldpick.edge.card.Normalisation` to (B, C, T); returns a new array."""
-    x = np.asarray(x, dtype=np.float64)
-    if norm.detrend == "demean":
-        x = x - x.mean(axis=-1, keepdims=True)
-    elif norm.detrend == "linear":
-        t = np.arange(x.shape[-1]) - (x.shape[-1] - 1) / 2.0
-        slope = (x * t).sum(axis=-1, keepdims=True) / max((t * t).sum(), 1e-300)
-        x = x - x.mean(axis=-1, keepdims=True) - slope * t
-    if norm.scale != "none":
-        axes = (-1,) if norm.per_channel else (-2, -1)
-        f = x.std(axis=axes, keepdims=True) if norm.scale == "std" else np.abs(x).max(axis=axes, keepdims=True)
-        x = x / (f + norm.epsilon)
-    return x.astype(np.float32)
-
-
 def _fit_windows(ws: WindowSet, card):
     T = int(card.input.window_samples)
     if abs(card.input.sampling_rate_hz - ws.fs) > 1e-9:
@@ -159,7 +144,7 @@ def model_picks(path, ws: WindowSet, backend="numpy", batch=64):
 
         torch.set_num_threads(1)
         model, card, _ = load_checkpoint(path)
-        x = _normalise(_fit_windows(ws, card), card.input.normalisation)
+        x = normalise(_fit_windows(ws, card), card.input.normalisation)
         for k in range(0, len(x), batch):
             with torch.no_grad():
                 y = model(torch.from_numpy(x[k: k + batch]))
@@ -175,7 +160,7 @@ def model_picks(path, ws: WindowSet, backend="numpy", batch=64):
 
         card = ModelCard.load(path)
         it = Interpreter(card.model_path(path), backend=backend)
-        x = _normalise(_fit_windows(ws, card), card.input.normalisation)
+        x = normalise(_fit_windows(ws, card), card.input.normalisation)
         if card.input.layout == "NTC":
             x = x.transpose(0, 2, 1)
         fs = card.input.sampling_rate_hz

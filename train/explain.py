@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError, DataError
+from fieldpick.edge.stream.windows import normalise
 
 __all__ = ["Explanation", "default_layer", "layer_names", "gradcam_pp", "explain", "randomised",
            "saliency_mass", "main"]
@@ -132,11 +133,6 @@ def _module(model, name):
     return modules[name]
 
 
-def _normalise(x, epsilon=1e-10):
-    x = x - x.mean(axis=-1, keepdims=True)
-    return (x / (x.std(axis=-1, keepdims=True) + epsilon)).astype(np.float32)
-
-
 def _target(model, card, x, phase, index, half_width, target="logit"):
     """(B,) target scores S of ``phase`` at sample ``index`` of windows ``x`` (B, 3, W)."""
     kind = card.output.kind
@@ -206,7 +202,7 @@ def gradcam_pp(model, card, window, phase, index, layer=None, smooth=0, noise=0.
         raise DataError("window has shape %s; model %r takes (3, %d)" % (window.shape, card.name, W))
     name = layer or default_layer(model)
     module = _module(model, name)
-    x = _normalise(window)[None]
+    x = normalise(window[None], card.input.normalisation)
     if smooth:
         rng = np.random.default_rng(seed)
         sigma = noise * float(x.max() - x.min())

@@ -63,7 +63,8 @@ def finetune(model, cfg: TrainConfig, train_data, val_data, out_dir=None, head_o
         unfreeze(model)
     t_train = record_samples(model, cfg)
     try:
-        history = fit(model, cfg, real_source(cfg, train_data, t_train), val_data, out_dir, stage="finetune")
+        source = real_source(cfg, train_data, t_train, model.card().input.normalisation)
+        history = fit(model, cfg, source, val_data, out_dir, stage="finetune")
     finally:
         unfreeze(model)
     if cfg.tune_thresholds:
@@ -104,7 +105,7 @@ def compare(cfg: TrainConfig, data, n_labels=(30, 60, 120), k=3, pretrain_window
     fold = station_folds(data.station, k, cfg.seed)
     # the pre-trained model is the last epoch's: no real window chooses it (its validation
     # scores on real data are only logged)
-    fit(base, syn, synthetic_source(syn, base.config.window_samples), data, os.path.join(out_dir, "pretrain"),
+    fit(base, syn, synthetic_source(syn, base.config.window_samples, base.card().input.normalisation), data, os.path.join(out_dir, "pretrain"),
         epochs=pretrain_epochs, stage="pretrain", select="last")
     pooled = {}
     for f in range(k):

@@ -22,6 +22,7 @@ The loss and target of each model follow its card's ``output.kind`` (one
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -32,14 +33,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fieldpick.edge.card import Normalisation
 from fieldpick.edge.errors import ConfigError, DataError
+from fieldpick.edge.stream.windows import compress, normalise
 from fieldpick.train.config import TrainConfig, add_arguments, config_from_args
 from fieldpick.train.data.datasets import NCEDC_DIR, WindowSet, load_ncedc, load_ncedc_noise
 from fieldpick.train.data.labels import DetectionLabeller, ProbabilityLabeller, StrideLabeller
 from fieldpick.train.score import picks_from_outputs, score
 
 __all__ = [
-    "RealData", "load_real", "eval_windows", "pad_noise", "normalise", "RandomWindows",
+    "RealData", "load_real", "eval_windows", "pad_noise", "normalise", "linear_part", "RandomWindows",
     "task_for", "predict", "tune_thresholds", "evaluate", "fit", "train", "main",
 ]
 
@@ -111,17 +114,19 @@ def pad_noise(noise: WindowSet, window_samples):
     return np.pad(w, ((0, 0), (0, 0), (0, extra)), mode="reflect"), valid
 
 
-def normalise(x, epsilon=1e-10):
-    """Demean and divide by the std per window and channel (the cards' normalisation).  Returns a new array."""
-    x = x - x.mean(axis=-1, keepdims=True)
-    return (x / (x.std(axis=-1, keepdims=True) + epsilon)).astype(np.float32)
+def linear_part(norm: Normalisation) -> Normalisation:
+    """``norm`` without its compression: the detrend and scaling, under which windows can be mixed."""
+    return dataclasses.replace(norm, compress="none")
 
 
 class RandomWindows:
     """Random training windows cut from long labeled traces, with real noise mixed in.
 
-    Each call returns ``(x, p, s)``: x (B, 3, T) normalised float32, p and s
-    (B,) arrival samples in the window (NaN: absent or a noise window).
+    Each call returns ``(x, p, s)``: x (B, 3, T) float32 normalised by
+    ``norm`` (the model card's :class:`~fieldpick.edge.card.Normalisation`,
+    :func:`fieldpick.edge.stream.windows.normalise`; noise is mixed in
+    before its compression), p and s (B,) arrival samples in the window
+    (NaN: absent or a noise window).
     P lands uniformly in ``p_range`` (fractions of T) where the trace allows.
     ``noise_fraction`` of the windows are pure noise windows, ``noise_add_fraction``
     of the event windows get a random noise window added at a random
@@ -130,7 +135,7 @@ class RandomWindows:
     """
 
     def __init__(self, events: WindowSet, noise=None, window_samples=3000, p_range=(0.1, 0.75),
-                 noise_fraction=0.2, noise_add_fraction=0.2, vertical_only_fraction=0.15):
+                 noise_fraction=0.2, noise_add_fraction=0.2, vertical_only_fraction=0.15, norm=None):
         if events.window_samples < window_samples:
             raise DataError("event traces have %d samples; need >= window_samples %d"
                             % (events.window_samples, window_samples))
@@ -145,6 +150,8 @@ class RandomWindows:
         self.noise_fraction = noise_fraction if self.noise is not None else 0.0
         self.noise_add_fraction = noise_add_fraction if self.noise is not None else 0.0
         self.vertical_only_fraction = vertical_only_fraction
+        self.norm = norm if norm is not None else Normalisation()
+        self.norm.validate("RandomWindows norm")
 
     def crop_starts(self, rng, rows):
         t, n = self.window_samples, self.events.window_samples
@@ -154,33 +161,38 @@ class RandomWindows:
         want = np.where(np.isnan(want), rng.uniform(0, n - t, len(rows)), want)
         return np.clip(np.round(want), 0, n - t).astype(np.int64)
 
-    def __call__(self, rng, batch):
+    def __call__(self, rng, batch, compressed=True):
+        """``compressed=False``: the windows before the normalisation's compression step."""
         t = self.window_samples
+        lin = linear_part(self.norm)
         rows = rng.integers(0, len(self.events), batch)
         start = self.crop_starts(rng, rows)
         idx = start[:, None] + np.arange(t)[None, :]
         x = np.take_along_axis(self.events.waveforms[rows], np.broadcast_to(idx[:, None, :], (batch, 3, t)), -1)
-        x = normalise(x)
+        x = normalise(x, lin)
         p = self.events.p_idx[rows] - start
         s = self.events.s_idx[rows] - start
         if self.noise is not None:
             pure = rng.random(batch) < self.noise_fraction
             added = ~pure & (rng.random(batch) < self.noise_add_fraction)
             picks = rng.integers(0, len(self.noise), batch)
-            nz = normalise(self.noise[picks])
+            nz = normalise(self.noise[picks], lin)
             x[pure] = nz[pure]
             p[pure] = np.nan
             s[pure] = np.nan
             gain = 10 ** (-rng.uniform(0, 20, batch) / 20)[:, None, None]  # 0-20 dB below the event
-            x[added] = normalise(x[added] + gain[added] * nz[added])
+            x[added] = normalise(x[added] + gain[added] * nz[added], lin)
         vertical = rng.random(batch) < self.vertical_only_fraction
         x[vertical, 1:] = 0.0
+        if compressed:
+            x = compress(x, self.norm)
         return x, p, s
 
     def __str__(self):
-        return ("RandomWindows(%d traces, T=%d, P in %s of T, noise %.2f, noise added %.2f, vertical-only %.2f)"
+        squash = "" if self.norm.compress == "none" else ", %s %g" % (self.norm.compress, self.norm.compress_scale)
+        return ("RandomWindows(%d traces, T=%d, P in %s of T, noise %.2f, noise added %.2f, vertical-only %.2f%s)"
                 % (len(self.events), self.window_samples, self.p_range, self.noise_fraction,
-                   self.noise_add_fraction, self.vertical_only_fraction))
+                   self.noise_add_fraction, self.vertical_only_fraction, squash))
 
 
 class OnsetWindows:
@@ -197,7 +209,7 @@ class OnsetWindows:
         self.source, self.w, self.onset, self.jitter = source, window_samples, onset_sample, jitter
 
     def __call__(self, rng, batch):
-        x, p, s = self.source(rng, batch)
+        x, p, s = self.source(rng, batch, compressed=False)
         t = x.shape[-1]
         cls = rng.integers(0, 3, batch)
         target = np.where(cls == 1, p, np.where(cls == 2, s, np.nan))
@@ -214,7 +226,7 @@ class OnsetWindows:
         start = (onset - self.onset).astype(np.int64)
         idx = start[:, None] + np.arange(self.w)[None, :]
         out = np.take_along_axis(x, np.broadcast_to(idx[:, None, :], (batch, 3, self.w)), -1)
-        return normalise(out), cls.astype(np.int64)
+        return normalise(out, self.source.norm), cls.astype(np.int64)
 
     def __str__(self):
         return "OnsetWindows(W=%d, onset at %d, jitter %d, from %s)" % (self.w, self.onset, self.jitter, self.source)
@@ -241,7 +253,7 @@ class Task:
         """Raw (N, 3, T) windows -> the model's card outputs (N, C, L) as numpy, in eval mode."""
         import torch
 
-        x = normalise(waves)
+        x = normalise(waves, self.model.card().input.normalisation)
         with torch.no_grad():
             return np.concatenate([self.model(torch.from_numpy(x[i:i + chunk])).numpy()
                                    for i in range(0, len(x), chunk)])
@@ -575,8 +587,8 @@ def station_split(stations, fraction, seed):
 _SYNTHETIC = {}  # (windows, seed, samples) -> the generated event and noise windows, this process only
 
 
-def synthetic_source(cfg, window_samples):
-    """Synthetic training windows from ``fieldpick.edge.synthetic`` (pre-training)."""
+def synthetic_source(cfg, window_samples, norm=None):
+    """Synthetic training windows from ``fieldpick.edge.synthetic`` (pre-training), normalised by ``norm``."""
     try:
         from fieldpick.edge import synthetic
     except ImportError:
@@ -595,12 +607,13 @@ def synthetic_source(cfg, window_samples):
     noise = WindowSet(nz["waveforms"].astype(np.float32), nz["p_idx"].astype(float), nz["s_idx"].astype(float),
                       np.array(["SYN"] * len(nz["waveforms"])))
     return RandomWindows(events, noise, window_samples, cfg.p_range, cfg.noise_fraction,
-                         cfg.noise_add_fraction, cfg.vertical_only_fraction)
+                         cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm)
 
 
-def real_source(cfg, data: RealData, window_samples):
+def real_source(cfg, data: RealData, window_samples, norm=None):
+    """Random crops of the real traces (:class:`RandomWindows`), normalised by ``norm`` (the model card's)."""
     return RandomWindows(data.events, data.noise, window_samples, cfg.p_range, cfg.noise_fraction,
-                         cfg.noise_add_fraction, cfg.vertical_only_fraction)
+                         cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm)
 
 
 def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=None, model=None, select="best"):
@@ -615,11 +628,12 @@ def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=No
     out_dir = out_dir or cfg.out_dir
     model = model if model is not None else build(cfg.architecture, cfg.model)
     t_train = record_samples(model, cfg)
+    norm = model.card().input.normalisation
     history = []
     if cfg.pretrain_windows:
-        history += fit(model, cfg, synthetic_source(cfg, t_train), val_data, out_dir,
+        history += fit(model, cfg, synthetic_source(cfg, t_train, norm), val_data, out_dir,
                        epochs=cfg.pretrain_epochs, stage="pretrain", select=select)
-    history += fit(model, cfg, real_source(cfg, train_data, t_train), val_data, out_dir, stage="train",
+    history += fit(model, cfg, real_source(cfg, train_data, t_train, norm), val_data, out_dir, stage="train",
                    select=select)
     if cfg.tune_thresholds and select == "best":
         tune_thresholds(model, val_data, cfg)

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError, DataError, FieldpickError
+from fieldpick.edge.stream.windows import normalise
 
 __all__ = ["Annotation", "annotate", "load_record", "plot_window", "plot_overview", "main"]
 
@@ -66,11 +67,6 @@ class Annotation:
     def trace(self, label):
         """(positions, values) of one label's probability trace."""
         return self.positions, self.probs[:, self.labels.index(label)]
-
-
-def _normalise(x, epsilon=1e-10):
-    x = x - x.mean(axis=-1, keepdims=True)
-    return (x / (x.std(axis=-1, keepdims=True) + epsilon)).astype(np.float32)
 
 
 def annotate(model, card, data, hop=None, thresholds=None, batch=16):
@@ -130,7 +126,7 @@ def annotate(model, card, data, hop=None, thresholds=None, batch=16):
     counts = np.zeros(cells)
     for first in range(0, n_win, batch):
         ks = range(first, min(first + batch, n_win))
-        x = _normalise(np.stack([padded[:, k * hop: k * hop + W] for k in ks]))
+        x = normalise(np.stack([padded[:, k * hop: k * hop + W] for k in ks]), card.input.normalisation)
         with torch.no_grad():
             out = model(torch.from_numpy(x)).numpy()  # (B, C, L) in PyTorch layout
         for k, o in zip(ks, out):

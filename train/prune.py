@@ -192,7 +192,7 @@ def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epoc
                                 epochs=epochs, select="last")
         return history
     if epochs:
-        source = real_source(cfg, train_data, record_samples(model, cfg))
+        source = real_source(cfg, train_data, record_samples(model, cfg), model.card().input.normalisation)
         history = fit(model, cfg, source, val_data, out_dir, epochs=epochs, stage="finetune", select="last")
     if cfg.tune_thresholds:
         tune_thresholds(model, val_data, cfg)

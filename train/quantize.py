@@ -126,14 +126,16 @@ def score_outputs(run, card, test, cfg):
     Returns :func:`fieldpick.train.score.score`'s dict plus, under
     ``"_raw"``, what pooling over folds needs.
     """
-    from fieldpick.train.fit import eval_windows, normalise, pad_noise
+    from fieldpick.edge.stream.windows import normalise
+    from fieldpick.train.fit import eval_windows, pad_noise
     from fieldpick.train.score import picks_from_outputs, score
 
     t = card.input.window_samples
     events = eval_windows(test, t)
-    picks = picks_from_outputs(run(normalise(events.waveforms)), card)
+    norm = card.input.normalisation
+    picks = picks_from_outputs(run(normalise(events.waveforms, norm)), card)
     noise, valid = pad_noise(test.noise, t)
-    npicks = [[pk for pk in w if pk[1] < valid] for w in picks_from_outputs(run(normalise(noise)), card)]
+    npicks = [[pk for pk in w if pk[1] < valid] for w in picks_from_outputs(run(normalise(noise, norm)), card)]
     seconds = len(noise) * valid / events.fs
     s = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
     s["_raw"] = (picks, events.p_idx, events.s_idx, npicks, seconds)
@@ -234,7 +236,7 @@ def qat_finetune(model, cfg, train_data, val_data, out_dir, epochs, calibration)
     torch.manual_seed(cfg.seed)
     fq = FakeQuant(model, calibration)
     try:
-        source = real_source(cfg, train_data, record_samples(model, cfg))
+        source = real_source(cfg, train_data, record_samples(model, cfg), model.card().input.normalisation)
         history = fit(model, cfg, source, val_data, out_dir, epochs=epochs, stage="qat", select="last")
         if cfg.tune_thresholds:
             tune_thresholds(model, val_data, cfg)

@@ -3,7 +3,10 @@
 Windows lie on a fixed grid: window ``k`` covers samples
 ``[k * hop, k * hop + window)`` of the stream (model rate), so a stream fed
 in any packet sizes meets the same windows.  Normalisation follows the model
-card (``input.normalisation``) and is applied to a copy.
+card (``input.normalisation``) and is applied to a copy.  This is the one
+implementation: training, evaluation, int8 calibration, export parity checks
+and the station all call :func:`normalise` with the model card's
+normalisation.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["hop_samples", "window_starts", "normalise", "to_layout"]
+__all__ = ["hop_samples", "window_starts", "normalise", "compress", "to_layout"]
 
 
 def hop_samples(window, overlap, multiple=1):
@@ -37,7 +40,8 @@ def normalise(windows, norm):
     """Normalise a batch ``(B, C, T)`` per the card's :class:`Normalisation`.
 
     The trend is removed in float64 (counts can carry large offsets), the
-    scaling is done in float32.  Returns a new float32 array; the input is not
+    scaling is done in float32, then the optional compression
+    (:func:`compress`).  Returns a new float32 array; the input is not
     changed.
     """
     x = np.asarray(windows, dtype=np.float64)
@@ -63,6 +67,27 @@ def normalise(windows, norm):
             if not norm.per_channel:
                 s = s.max(axis=-1, keepdims=True)
         y *= (1.0 / (s + norm.epsilon)).astype(np.float32)[..., None]
+    return _compress(y, norm)
+
+
+def compress(windows, norm):
+    """The compression step of :func:`normalise` alone, on windows already detrended and scaled.
+
+    ``'asinh'``: ``asinh(x / compress_scale)``, linear for ``|x|`` well below
+    ``compress_scale`` and ``sign(x) * log(2 |x| / compress_scale)`` far
+    above; ``'none'``: the windows as float32.  Returns a new float32 array.
+    """
+    return _compress(np.array(windows, dtype=np.float32), norm)
+
+
+def _compress(y, norm):
+    """Compress float32 ``y`` in place (it is the caller's own copy); returns it."""
+    kind = getattr(norm, "compress", "none")
+    if kind == "asinh":
+        y *= np.float32(1.0 / float(norm.compress_scale))
+        np.arcsinh(y, out=y)
+    elif kind != "none":
+        raise ConfigError("normalisation compress %r; allowed: 'none', 'asinh'" % (kind,))
     return y
 
 

@@ -8,6 +8,7 @@ from fieldpick.edge.card import (
     CARD_VERSION,
     InputSpec,
     ModelCard,
+    Normalisation,
     OutputSpec,
     Quantisation,
     TensorSpec,
@@ -95,6 +96,11 @@ def _edit(path, fn):
         (lambda d: d["input"].update(window_samples=0), "window_samples is 0; it must be > 0"),
         (lambda d: d["input"].update(channels=["Z", "X", "E"]), "channels\\[1\\] is 'X'; allowed"),
         (lambda d: d["input"]["normalisation"].update(scale="max"), "scale is 'max'; allowed: 'none', 'std', 'peak'"),
+        (lambda d: d["input"]["normalisation"].update(compress="log"),
+         "input.normalisation.compress is 'log'; allowed: 'none', 'asinh'"),
+        (lambda d: d["input"]["normalisation"].update(compress_scale=0), "compress_scale is 0.0; it must be > 0"),
+        (lambda d: d["input"]["normalisation"].update(compress_scale=-0.05), "compress_scale is -0.05; it must be > 0"),
+        (lambda d: d["input"]["normalisation"].update(compress_scale="0.05"), "compress_scale is '0.05'; expected"),
         (lambda d: d["output"].update(kind="boxes"), "kind is 'boxes'; allowed"),
         (lambda d: d["output"].update(stride_samples=4000), "stride_samples 4000 is longer than"),
         (lambda d: d["thresholds"].update(P=1.5), "thresholds\\['P'\\] is 1.5"),
@@ -126,3 +132,32 @@ def test_save_refuses_an_invalid_card(tmp_path):
     with pytest.raises(CardError, match="'S'"):
         card.save(str(tmp_path / "bad.json"))
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_compression_round_trips_and_old_cards_default_to_none(tmp_path, saved):
+    path, model, _ = saved
+    # a card written before the field existed has no 'compress': it loads as no compression
+    data = json.load(open(path))
+    data["input"]["normalisation"].pop("compress")
+    data["input"]["normalisation"].pop("compress_scale")
+    json.dump(data, open(path, "w"))
+    old = ModelCard.load(path)
+    assert (old.input.normalisation.compress, old.input.normalisation.compress_scale) == ("none", 1.0)
+    # asinh with its scale survives save and load
+    card = make_card(input=InputSpec(100.0, 3000, normalisation=Normalisation(compress="asinh", compress_scale=0.05)))
+    card.attach(str(model))
+    out = str(tmp_path / "asinh.json")
+    card.save(out)
+    back = ModelCard.load(out)
+    assert back.input.normalisation == Normalisation("demean", "std", True, 1e-10, "asinh", 0.05)
+    assert json.load(open(out))["input"]["normalisation"]["compress"] == "asinh"
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(compress="asinh", compress_scale=float("nan")), "compress_scale is nan; it must be a finite number"),
+    (dict(compress="asinh", compress_scale=True), "compress_scale is True; it must be a number > 0"),
+    (dict(compress="ASINH"), "compress is 'ASINH'; allowed: 'none', 'asinh'"),
+])
+def test_compression_is_validated_when_built_in_code(kw, message):
+    with pytest.raises(CardError, match=message):
+        make_card(input=InputSpec(100.0, 3000, normalisation=Normalisation(**kw))).validate()

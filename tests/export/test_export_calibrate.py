@@ -90,3 +90,13 @@ def test_export_ncedc_halves_share_no_station(ncedc_dir):
 
 def test_export_ncedc_absent_gives_none(tmp_path):
     assert ncedc_windows(str(tmp_path), 3000, seed=0) is None
+
+
+def test_export_windows_carry_the_cards_asinh_compression():
+    """Calibration and parity windows are normalised exactly as the station will: asinh included."""
+    plain = _card()
+    squashed = _card()
+    squashed.input.normalisation = Normalisation(compress="asinh", compress_scale=0.05)
+    x, _, _, _ = export_windows(plain, 6, seed=2)
+    y, _, _, _ = export_windows(squashed, 6, seed=2)
+    np.testing.assert_allclose(y, np.arcsinh(x.astype(np.float64) / 0.05), rtol=1e-5, atol=1e-5)

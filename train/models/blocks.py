@@ -10,7 +10,8 @@ from torch import nn
 
 from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 
-__all__ = ["ConvBN", "SeparableConv", "fit_length", "card_template", "count_parameters", "normalise"]
+__all__ = ["ConvBN", "SeparableConv", "fit_length", "card_template", "count_parameters", "model_normalisation",
+           "normalise"]
 
 
 class ConvBN(nn.Sequential):
@@ -74,7 +75,7 @@ def card_template(model, kind, labels, window_samples, sampling_rate_hz, stride_
             window_samples=int(window_samples),
             channels=["Z", "N", "E"],
             layout="NTC",
-            normalisation=Normalisation(detrend="demean", scale="std", per_channel=True, epsilon=1e-10),
+            normalisation=model_normalisation(model),
         ),
         output=OutputSpec(kind=kind, labels=list(labels), stride_samples=int(stride_samples), layout="NTC"),
         thresholds=dict(thresholds or getattr(model, "thresholds", None) or {p: 0.5 for p in phases}),
@@ -90,8 +91,33 @@ def _config_dict(model):
     return {k: v for k, v in dataclasses.asdict(model.config).items()}
 
 
-def normalise(x, epsilon=1e-10):
-    """Demean and divide by the standard deviation per channel, as the cards declare.  (B, C, T)."""
-    x = x - x.mean(dim=-1, keepdim=True)
-    return x / (x.std(dim=-1, keepdim=True, unbiased=False) + epsilon)
+def model_normalisation(model):
+    """The card's :class:`Normalisation` of a zoo model: demean, std per channel, and its config's compression."""
+    c = model.config
+    return Normalisation(detrend="demean", scale="std", per_channel=True, epsilon=1e-10,
+                         compress=getattr(c, "compress", "none"), compress_scale=float(getattr(c, "compress_scale", 1.0)))
 
+
+def normalise(x, norm=None):
+    """Torch twin of :func:`fieldpick.edge.stream.windows.normalise` for tensors (B, C, T).
+
+    Used where windows are cut inside the graph (CPIC's scan); supports the
+    zoo's normalisation (demean, std per channel, optional asinh) and
+    equals the numpy function to float32 rounding (tested).
+    """
+    import torch
+
+    norm = norm if norm is not None else Normalisation()
+    if (norm.detrend, norm.scale, norm.per_channel) != ("demean", "std", True):
+        from fieldpick.edge.errors import ConfigError
+
+        raise ConfigError("torch normalise supports detrend 'demean', scale 'std', per channel; got %r, %r, %r"
+                          % (norm.detrend, norm.scale, norm.per_channel))
+    dtype = x.dtype
+    x64 = x.double()
+    y = (x64 - x64.mean(dim=-1, keepdim=True)).to(dtype)  # demeaned in float64, as the numpy function
+    s = torch.sqrt((y.double() ** 2).mean(dim=-1, keepdim=True))
+    y = y * (1.0 / (s + norm.epsilon)).to(dtype)
+    if norm.compress == "asinh":
+        y = torch.asinh(y * (1.0 / float(norm.compress_scale)))
+    return y

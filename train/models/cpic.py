@@ -24,7 +24,7 @@ from torch import nn
 
 from fieldpick.edge.errors import ConfigError
 
-from .blocks import ConvBN, card_template, normalise
+from .blocks import ConvBN, card_template, model_normalisation, normalise
 
 __all__ = ["CPIC"]
 
@@ -38,6 +38,8 @@ class CPIC(nn.Module):
     class Config:
         window_samples: int = 400       # samples per classified window (4 s at 100 Hz)
         sampling_rate_hz: float = 100.0
+        compress: str = "none"          # input compression after demean + std: 'none' or 'asinh' (card normalisation)
+        compress_scale: float = 1.0     # window standard deviations; asinh is linear below, logarithmic above
         onset_sample: int = 200         # where in the window the candidate onset sits
         width: int = 16                 # channels of the first block (later blocks up to 2 * width)
         blocks: int = 4                 # conv + max-pool(2) blocks
@@ -84,7 +86,7 @@ class CPIC(nn.Module):
         c = self.config
         win = x.unfold(-1, c.window_samples, c.scan_hop)        # (B, 3, L, W)
         b, _, steps, _ = win.shape
-        win = normalise(win.permute(0, 2, 1, 3).reshape(b * steps, 3, c.window_samples))
+        win = normalise(win.permute(0, 2, 1, 3).reshape(b * steps, 3, c.window_samples), model_normalisation(self))
         out = torch.cat([self(win[i:i + batch]) for i in range(0, len(win), batch)])
         return out.reshape(b, steps, 3).permute(0, 2, 1)
 

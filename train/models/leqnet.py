@@ -75,6 +75,8 @@ class LEQNet(nn.Module):
     class Config:
         window_samples: int = 3000      # samples
         sampling_rate_hz: float = 100.0
+        compress: str = "none"          # input compression after demean + std: 'none' or 'asinh' (card normalisation)
+        compress_scale: float = 1.0     # window standard deviations; asinh is linear below, logarithmic above
         width: int = 12                 # channels after the stem; the encoder goes up to 2 * width
         levels: int = 3                 # stride-2 encoder stages (time / 2**levels at the bottleneck)
         kernel: int = 7                 # samples (depthwise kernels), odd

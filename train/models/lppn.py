@@ -38,6 +38,8 @@ class LPPN(nn.Module):
     class Config:
         window_samples: int = 3072      # samples; a multiple of ``stride``
         sampling_rate_hz: float = 100.0
+        compress: str = "none"          # input compression after demean + std: 'none' or 'asinh' (card normalisation)
+        compress_scale: float = 1.0     # window standard deviations; asinh is linear below, logarithmic above
         stride: int = 16                # samples per output step: 8, 16 or 32
         width: int = 16                 # n: channels of the first stage; later stages use up to 2n
         kernel: int = 7                 # samples (depthwise kernels), odd

@@ -32,6 +32,8 @@ class PhaseNet(nn.Module):
     class Config:
         window_samples: int = 3000      # samples per window
         sampling_rate_hz: float = 100.0
+        compress: str = "none"          # input compression after demean + std: 'none' or 'asinh' (card normalisation)
+        compress_scale: float = 1.0     # window standard deviations; asinh is linear below, logarithmic above
         filters: List[int] = field(default_factory=lambda: [8, 16, 32, 64, 128])  # per level
         kernel: int = 7                 # samples, odd
         stride: int = 4                 # down-sampling factor per level
