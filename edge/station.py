@@ -6,20 +6,25 @@
       -> Resampler (to the card's rate, when the input differs)
       -> RingBuffer (components aligned by time, gaps marked)
       -> Trigger (bandpass + recursive STA/LTA on one component), gated mode only
-      -> windows on a fixed grid (hop = window * (1 - overlap)), normalised per the card
+      -> windows: fitted to the triggered spans (gated, trigger.windows 'fit') or on a
+         fixed grid (hop = window * (1 - overlap)), normalised per the card
       -> runner.run(batch)  (anything with that method: the TFLite interpreter, a test double)
       -> Stacker (avg/max of overlapping windows) -> PeakFinder per phase -> Pick
 
 Every step works on absolute sample numbers of the stream and on fixed,
 aligned blocks (the trigger on blocks of ``trigger.block_s`` rounded to whole
-hops, the network on grid windows), so feeding a day in packets of any size
-gives exactly the picks of one offline pass (:meth:`Station.feed_array`).
+hops, the network on grid windows or on windows that depend only on the
+triggered spans), so feeding a day in packets of any size gives exactly the
+picks of one offline pass (:meth:`Station.feed_array`).
 
-In 'gated' mode a grid window runs only when it overlaps a triggered span
-widened by ``pre_s`` before and ``post_s`` after; its decision waits until
-the trigger has seen ``pre_s`` past the window's end.  In 'continuous' mode
-every window runs.  Windows that contain a gap never run, so no pick is made
-across one.
+In 'gated' mode each triggered span is widened by ``pre_s`` before and
+``post_s`` after; spans whose widened extents meet form a group.  With
+``trigger.windows`` 'fit' (the default) a group that fits in one window gets
+one window centred on it, a longer one windows a hop apart from its start
+until one reaches its end (see :meth:`Station._plan`); with 'grid' every grid
+window that overlaps a widened span runs, decided once the trigger has seen
+``pre_s`` past the window's end.  In 'continuous' mode every grid window runs.
+Windows that contain a gap never run, so no pick is made across one.
 """
 
 from __future__ import annotations
