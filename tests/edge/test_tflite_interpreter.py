@@ -142,3 +142,35 @@ def test_op_times_and_quantize_input(int8, rng):
     times = int8.op_times(x, runs=2)
     assert [name for _, name, _ in times] == ["RESHAPE", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "RESHAPE", "SOFTMAX"]
     assert all(t >= 0 for _, _, t in times)
+
+
+def test_interpreters_in_threads_keep_their_own_scratch(rng):
+    # The int8 kernels keep float scratch in a per-thread arena and cache views of it per
+    # (batch size, thread): interpreters run at the same time in two threads, and one
+    # interpreter handed from thread to thread, must give the single-thread answers.
+    import threading
+
+    xs = [rng.integers(-128, 128, (b, 16, 3)).astype(np.int8) for b in (1, 3, 1, 2) * 5]
+    want = [Interpreter(TINY_INT8).run(x)[0] for x in xs]
+    shared = Interpreter(TINY_INT8)
+    errors = []
+
+    def worker(it, order):
+        for k in order:
+            got = it.run(xs[k])[0]
+            if not np.array_equal(got, want[k]):
+                errors.append(k)
+
+    order = list(range(len(xs)))
+    threads = [threading.Thread(target=worker, args=(Interpreter(TINY_INT8), order * 5)),
+               threading.Thread(target=worker, args=(Interpreter(TINY_INT8), order[::-1] * 5))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(3):  # the same interpreter, one thread after another
+        t = threading.Thread(target=worker, args=(shared, order[k::3]))
+        t.start()
+        t.join()
+    worker(shared, order)
+    assert errors == []

@@ -22,6 +22,8 @@ are clamped as int16 (a float clamp costs several times more).
 
 from __future__ import annotations
 
+from threading import get_ident
+
 import numpy as np
 
 from . import register, unsupported
@@ -280,39 +282,6 @@ def _make_exact(x, w, y, act, n_out, op, bias, acc_abs_max, single_rounding=Fals
     return exact_requant(mult, shift, qparams(y)[1], lo, hi, bias, acc_abs_max, single_rounding)
 
 
-class _Scratch:
-    """Buffers reused across calls, one per (name, shape); a few batch sizes at most.
-
-    Patch matrices keep a last column of ones (set once), which carries the
-    requantiser's offset through the matrix product.
-    """
-
-    def __init__(self):
-        self._bufs = {}
-
-    def get(self, name, shape, dtype, fill=None):
-        key = (name, shape)
-        b = self._bufs.get(key)
-        if b is None:
-            b = np.empty(shape, dtype)
-            if fill is not None:
-                b[...] = fill
-            if len(self._bufs) < 48:
-                self._bufs[key] = b
-        return b
-
-    def ones_column(self, rows, k):
-        """(rows, k + 1) float64 whose last column is 1; the caller fills [:, :k]."""
-        key = ("ones", (rows, k))
-        b = self._bufs.get(key)
-        if b is None:
-            b = np.empty((rows, k + 1), np.float64)
-            b[:, k] = 1.0
-            if len(self._bufs) < 48:
-                self._bufs[key] = b
-        return b
-
-
 def _act_or_fail(op, act, y):
     r = activation_range(act, y)
     if r is None:
@@ -391,25 +360,36 @@ def _conv_int8_exact(exact, w_mat, h, w, cin, kh, kw, sh, sw, dh, dw, oh, ow, pa
     k_terms = kh * kw * cin
     w1 = exact.folded_weights(w_mat)
     cout = w1.shape[1]
-    scratch = _Scratch()
     pt, pb, pl, pr = pads
+    padded = bool(pt or pb or pl or pr)
+    plans = {}  # (batch size, thread) -> buffers and views (of that thread's arena), made once
+
+    def plan(b):
+        rows = b * oh * ow
+        buf = np.empty((rows, k_terms + 1), np.float64)
+        buf[:, k_terms] = 1.0
+        xp = np.full((b, h + pt + pb, w + pl + pr, cin), zp_in, np.int8) if padded and not pointwise else None
+        z, q = exact.buffers((rows, cout))
+        got = (buf, buf[:, :k_terms] if pointwise else buf[:, :k_terms].reshape(b, oh, ow, kh, kw, cin),
+               xp, None if xp is None else xp[:, pt:pt + h, pl:pl + w, :], z, q)
+        if len(plans) < 8:
+            plans[b, get_ident()] = got
+        return got
 
     def conv_int8(ins):
         x = ins[0]
         b = x.shape[0]
-        rows = b * oh * ow
-        buf = scratch.ones_column(rows, k_terms)
+        buf, dst, xp, inside, z, q = plans.get((b, get_ident())) or plan(b)
         if pointwise:
-            np.copyto(buf[:, :k_terms], x.reshape(rows, cin))
+            np.copyto(dst, x.reshape(-1, cin))
         else:
-            if pt or pb or pl or pr:
-                xp = scratch.get("pad", (b, h + pt + pb, w + pl + pr, cin), x.dtype, fill=zp_in)
-                xp[:, pt:pt + h, pl:pl + w, :] = x
+            if xp is not None:
+                inside[...] = x
             else:
                 xp = np.ascontiguousarray(x)
-            np.copyto(buf[:, :k_terms].reshape(b, oh, ow, kh, kw, cin), patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow))
-        z = np.matmul(buf, w1, out=arena("z", (rows, cout), np.float64))
-        return exact.finish(z).reshape(b, oh, ow, cout)
+            np.copyto(dst, patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow))
+        np.matmul(buf, w1, out=z)
+        return exact.finish(z, q).reshape(b, oh, ow, cout)
 
     conv_int8.exact = exact
     return conv_int8
@@ -507,19 +487,26 @@ def _build_depthwise(op, tensors, wk, mult):
         exact = _make_exact(x_t, w_t, y_t, act, cout, op, bias_in, amax) if amax.max() < (1 << 24) else None
         if exact is not None:
             wf32 = np.ascontiguousarray(wk, dtype=np.float32)  # integer sums below 2**24: exact in float32
-            scratch = _Scratch()
             pt, pb, pl, pr = pads
+            plans = {}  # batch size -> padded input (padding = zero point, written once), views, buffers
+
+            def plan(b):
+                xp = np.full((b, h + pt + pb, w + pl + pr, x_t.shape[3]), float(zp_in), np.float32)
+                view = patch_view(xp if mult == 1 else np.repeat(xp, mult, axis=3), kh, kw, sh, sw, dh, dw, oh, ow)
+                got = (xp, xp[:, pt:pt + h, pl:pl + w, :], view, arena("acc", (b, oh, ow, cout), np.float32),
+                       exact.buffers((b, oh, ow, cout)))
+                if len(plans) < 8:
+                    plans[b, get_ident()] = got
+                return got
 
             def dw_int8_exact(ins):
                 x = ins[0]
-                b = x.shape[0]
-                xp = scratch.get("pad", (b, h + pt + pb, w + pl + pr, x.shape[3]), np.float32, fill=float(zp_in))
-                xp[:, pt:pt + h, pl:pl + w, :] = x
+                xp, inside, view, acc, bufs = plans.get((x.shape[0], get_ident())) or plan(x.shape[0])
+                inside[...] = x
                 if mult > 1:
-                    xp = np.repeat(xp, mult, axis=3)
-                acc = np.einsum("bhwijc,ijc->bhwc", patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow), wf32,
-                                out=arena("acc", (b, oh, ow, cout), np.float32))
-                return exact(acc)
+                    view = patch_view(np.repeat(xp, mult, axis=3), kh, kw, sh, sw, dh, dw, oh, ow)
+                np.einsum("bhwijc,ijc->bhwc", view, wf32, out=acc)
+                return exact(acc, bufs)
 
             dw_int8_exact.exact = exact
             return dw_int8_exact
@@ -629,14 +616,22 @@ def build_fully_connected(op, tensors):
                             single_rounding=True)
         if exact is not None:
             w1 = exact.folded_weights(w_int.T)
-            scratch = _Scratch()
+            plans = {}
+
+            def plan(rows):
+                buf = np.empty((rows, k + 1), np.float64)
+                buf[:, k] = 1.0
+                got = (buf, buf[:, :k]) + exact.buffers((rows, cout))
+                if len(plans) < 8:
+                    plans[rows, get_ident()] = got
+                return got
 
             def fc_int8_exact(ins):
                 x = ins[0].reshape(-1, k)
-                buf = scratch.ones_column(x.shape[0], k)
-                np.copyto(buf[:, :k], x)
-                z = np.matmul(buf, w1, out=arena("z", (x.shape[0], cout), np.float64))
-                return exact.finish(z).reshape((-1,) + out_tail)
+                buf, dst, z, q = plans.get((x.shape[0], get_ident())) or plan(x.shape[0])
+                np.copyto(dst, x)
+                np.matmul(buf, w1, out=z)
+                return exact.finish(z, q).reshape((-1,) + out_tail)
 
             fc_int8_exact.exact = exact
             return fc_int8_exact

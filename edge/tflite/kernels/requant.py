@@ -194,31 +194,39 @@ class ExactRequant:
                 self._tiles[size] = got
         return got
 
-    def __call__(self, acc):
-        """Exact integer accumulators (float32 or float64, channels last, no bias) -> int8."""
+    def buffers(self, shape):
+        """(z float64, q int) scratch views of the arena for outputs of this shape (see ``finish``)."""
+        return _ARENA.take("z", shape, np.float64), _ARENA.take("q", shape, self.int_t)
+
+    def __call__(self, acc, bufs=None):
+        """Exact integer accumulators (float32 or float64, channels last, no bias) -> int8.
+
+        bufs: (z, q) from :meth:`buffers` for this shape, or None to take them here.
+        """
         scale, offset, _ = self._tile(acc.size)
         w = scale.size
-        z = _ARENA.take("z", acc.shape, np.float64)
+        z, q = self.buffers(acc.shape) if bufs is None else bufs
         z2 = z.reshape(-1, w)
         np.multiply(acc.reshape(-1, w), scale, out=z2)
         z2 += offset
-        return self.finish(z)
+        return self.finish(z, q)
 
-    def finish(self, z):
+    def finish(self, z, q=None):
         """z = x * S + offset (float64, C-contiguous, channels last) -> int8 of the same shape.
 
+        q: an int scratch array of z's shape and ``int_t`` (from :meth:`buffers`), or None.
         z is overwritten in the sign form.
         """
         if not self.floor_form:
+            h = _ARENA.take("h", z.shape, np.float64)
             if self._half_scalar is not None:
-                h = _ARENA.take("h", z.shape, np.float64)
                 np.copysign(self._half_scalar, z, out=h)
             else:
                 _, _, half = self._tile(z.size)
-                h = _ARENA.take("h", z.shape, np.float64)
                 np.copysign(half, z.reshape(-1, half.size), out=h.reshape(-1, half.size))
             z += h
-        q = _ARENA.take("q", z.shape, self.int_t)
+        if q is None:
+            q = _ARENA.take("q", z.shape, self.int_t)
         np.copyto(q, z, casting="unsafe")  # truncates towards zero
         clip_into(q, self.clip[0], self.clip[1])
         out = q.astype(np.int8)  # floor form: drops the 256 (wraps); sign form: in range
