@@ -561,15 +561,25 @@ class Station:
                 if s < 0 or s <= self._ran_upto:
                     i += 1
                     continue
-            i += 1
-            self._ran_upto = s
             _, valid = ring.view(s, s + W)
             if valid.all():
+                i += 1
+                self._ran_upto = s
                 self._pending.append(s)
                 if len(self._pending) >= self.config.batch:
                     self._run_pending()
-            else:
-                self.stats["windows_gap"] += 1
+                continue
+            ok = valid.all(axis=0)
+            bad = np.flatnonzero(~ok)
+            shifted = -(-(s + int(bad[-1]) + 1) // S) * S
+            if not ok[0] and bad[-1] < W // 2 and (not final or shifted + W <= F):
+                # it starts in a gap that ends in its first half (the trigger restarts after
+                # a gap, so a span shortly after one): start it after the gap instead
+                dec[i] = shifted
+                continue
+            i += 1
+            self._ran_upto = s
+            self.stats["windows_gap"] += 1
         del dec[:i]
         if final:
             self._run_pending()
@@ -657,10 +667,9 @@ class Station:
             else:
                 b_lb = g["b"] if g["b"] is not None else T + self.post
                 h = min(h, self._align(g["a"]), self._align((g["a"] + b_lb - W) // 2))
-        for s in self._decided:
+        for s in self._decided:  # in start order, except a window moved past a gap
             if s is not None:
                 h = min(h, s)
-                break
         if self._pending:
             h = min(h, self._pending[0])
         return max(h, self.stacker.done * S)

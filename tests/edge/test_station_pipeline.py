@@ -280,3 +280,36 @@ def test_fitted_windows_run_fewer_windows_than_the_grid_and_find_the_triggered_a
     assert found(pf, caught) == len(caught) >= found(pg, caught)
     s_times = [int(t["time_ns"]) for t in truth if t["phase"] == "S"]
     assert found(pf, s_times, "S") >= found(pg, s_times, "S") - 1
+
+
+@pytest.mark.parametrize("sizes", [[0], [500]])
+def test_a_fitted_window_starting_in_a_gap_moves_past_it(sizes):
+    """An onset 11 s after a gap: the trigger restarts at the gap's end, the fitted window
+    centred on the span would start inside the gap; it starts after the gap instead."""
+    x = _one_arrival(100.0, t_arrival=71.0, duration=140.0, seed=3)
+    gap = (3000, 6000)  # 30-60 s missing on every channel
+    x[:, gap[0]:gap[1]] = np.nan
+
+    def fed(st):
+        rng = np.random.default_rng(1)
+        out, a = [], 0
+        while a < x.shape[1]:
+            n = sizes[0] or int(rng.integers(50, 2000))
+            for c, name in enumerate("ZNE"):
+                part = x[c, a:a + n]
+                keep = ~np.isnan(part)
+                if keep.any():
+                    i0 = int(np.argmax(keep))
+                    seg = part[i0:]
+                    seg = seg[: int(np.argmin(~np.isnan(seg))) or len(seg)] if np.isnan(seg).any() else seg
+                    out += st.feed(name, T0 + (a + i0) * 10 ** 7, seg, 100.0)
+            a += n
+        return out + st.flush()
+
+    st = station("gated")
+    spans, runs = _spy(st)
+    picks = fed(st)
+    assert st.ring.stats["gap_samples"] == 3 * (gap[1] - gap[0])
+    assert runs and all(s >= gap[1] or s + st.W <= gap[0] for s in runs)
+    p = [q for q in picks if q.phase == "P"]
+    assert len(p) == 1 and abs(p[0].time_ns - (T0 + 71.0 * 10 ** 9)) < 0.5e9
