@@ -14,17 +14,21 @@ or in one call on a batch of windows: ``outputs = it.run(batch)`` with
 ``planned_bytes`` is the activation memory planned at load the way TFLite's
 arena planner does it (greedy by size over tensor lifetimes, batch of 1).
 The numpy engine frees each activation after its last reader, so its live
-tensors follow that plan; it also makes float temporaries inside kernels
-(im2col patches, accumulators), a few times the int8 plan at peak.
+tensors follow that plan; its int8 kernels also keep float buffers (patch
+matrices, padded inputs: per layer and batch size; accumulators and
+requantiser scratch: one per-thread arena for all layers), several times
+the int8 plan.  An Interpreter, like TFLite's, is for one thread at a time;
+interpreters in different threads are independent.
 
 Speed (numpy engine; measured in benchmarks/interpreter.py): the work at
-load is done once (zero points folded into int32 biases, requantisation
-multipliers as float and int arrays, per-channel vectors tiled over long
-rows, int8 lookup tables for elementwise ops and softmax reciprocals), so a
-call is a few numpy passes per operator; the Python overhead of the
-operator loop is ~20 us per window.  What remains is memory traffic: about
-ten float32 passes over each int8 activation in the requantiser.  Batches
-run in chunks of about ``CHUNK_BYTES`` of float working set.
+load is done once (zero points and requantisation folded into float64
+weights, lookup tables for elementwise ops, int8 -> int8 QUANTIZE and
+softmax), so a call is a few numpy passes per operator.  On the default
+model nearly all the time is in the convolutions: float64 BLAS, the
+depthwise einsum, and about three passes per int8 output to cast and clamp
+(see kernels/conv.py and kernels/requant.py).  Batches run in chunks of
+about ``CHUNK_BYTES``: beyond the CPU's L2 cache a bigger call costs more
+per window, not less (one window of the default model already fills it).
 
 ``backend`` picks the engine behind the same interface: ``"numpy"`` (this
 package, needs nothing but numpy), ``"litert"`` (ai-edge-litert),
