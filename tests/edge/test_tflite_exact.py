@@ -176,3 +176,26 @@ def test_a_batch_larger_than_one_chunk_equals_single_windows(onnx2tf_models, rng
     for b in range(n):
         for bo, so in zip(batched, it.run(xs[b:b + 1])):
             np.testing.assert_array_equal(bo[b:b + 1], so)
+
+
+def test_shipped_default_model_matches_reference(rng):
+    """The model the station runs (whatever its weights): every int8 output equal to BUILTIN_REF's,
+    and every float64-foldable layer on the exact path (a fall back would be slower, not wrong)."""
+    pytest.importorskip("ai_edge_litert", reason="the reference kernels come from ai-edge-litert")
+    path = os.path.join(os.path.dirname(os.path.dirname(HERE)), "edge", "models", "fieldpick-default.tflite")
+    if not os.path.exists(path):
+        pytest.skip("no shipped default model at %s" % path)
+    ours = Interpreter(path)
+    if np.dtype(ours.get_input_details()[0]["dtype"]) != np.int8:
+        pytest.skip("the shipped model is not full int8")
+    convs = [k for k, op in zip(ours._engine.kernels, ours._engine.sg.operators)
+             if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert convs and all(hasattr(k, "exact") for k in convs)
+    ref = _reference(path)
+    xs = np.concatenate(list(_inputs(ours, rng, 10)), axis=0)
+    got = ours.run(xs)
+    for b in range(len(xs)):
+        ref.set_tensor(ref.get_input_details()[0]["index"], xs[b:b + 1])
+        ref.invoke()
+        for g, d in zip(got, ref.get_output_details()):
+            np.testing.assert_array_equal(g[b:b + 1], ref.get_tensor(d["index"]))
