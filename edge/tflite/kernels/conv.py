@@ -496,7 +496,7 @@ def _build_depthwise(op, tensors, wk, mult):
         if exact is not None:
             wf32 = np.ascontiguousarray(wk, dtype=np.float32)  # integer sums below 2**24: exact in float32
             pt, pb, pl, pr = pads
-            plans = {}  # batch size -> padded input (padding = zero point, written once), views, buffers
+            plans = {}  # (batch size, thread) -> padded input (padding = zero point, written once), views, buffers
 
             def plan(b):
                 xp = np.full((b, h + pt + pb, w + pl + pr, x_t.shape[3]), float(zp_in), np.float32)
