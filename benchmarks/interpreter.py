@@ -90,6 +90,18 @@ def _before_interpreter(path):
     return importlib.import_module("fieldpick_before.edge.tflite.interpreter").Interpreter
 
 
+def _commit(path):
+    """Short commit id of a checkout (None without git)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def measure(engines, batches, repeats, batch_repeats):
     """Interleaved rounds (each round times every runtime once, in a new order) -> rows."""
     single = {name: [] for name, _, _ in engines}
@@ -366,6 +378,7 @@ def main(argv=None):
     result = {
         "benchmark": "interpreter",
         "command": "benchmarks/interpreter.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "commit": _commit(REPO), "before_commit": _commit(args.before) if args.before else None,
         "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
                  "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
@@ -409,6 +422,8 @@ def markdown(r):
              "times are noisy, ratios are measured in the same run). Ratio = time per window / ai-edge-litert int8's." % (
                  r["command"], r["host"]["machine"], r["host"]["cpus"] or 0, r["host"]["numpy"],
                  r["host"]["load_avg_1min"] or 0), "",
+             "Code: commit %s%s." % (r.get("commit"), "; \"numpy int8 (before)\" is the numpy runtime of commit %s, "
+                                     "timed in the same rounds" % r["before_commit"] if r.get("before_commit") else ""), "",
              "Runtimes are timed in interleaved rounds (each round times every runtime once, in a shuffled order): %d rounds "
              "of one window, %d rounds of each batch size. Median and best wall time per call, and the median CPU time "
              "of the calling thread (time spent waiting for a core on the loaded host left out)." % (
