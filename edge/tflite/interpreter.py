@@ -63,7 +63,7 @@ __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "litert", "tflite", "onnx")
-CHUNK_BYTES = 2 << 20  # run() splits a batch into chunks whose working set is about this (see _run_batch)
+CHUNK_BYTES = 1 << 20  # run() splits a batch into chunks whose working set is about this (see _run_batch)
 MAX_TENSOR_BYTES = 1 << 28  # 256 MiB: no picker comes near; a hostile file cannot make us allocate more
 
 
@@ -361,10 +361,11 @@ class Interpreter:
     def _run_batch(self, index, x):
         eng = self._engine
         if isinstance(eng, _NumpyEngine) and eng.batch_safe:
-            # Chunks whose float working set stays near the CPU cache (6 MiB): on a
-            # 3000-sample picker that is 5 windows (4 to 16 measured about 10 % faster
-            # per window than one at a time, one call for 128 windows slower), on the
-            # tiny test models many.
+            # Chunks whose float working set stays near the CPU's L2 cache: one window of
+            # the 3000-sample pickers (2 to 8 windows per call measured 10-25 % more CPU
+            # per window with the float64 kernels), many of the tiny test models.  Running
+            # only the short late layers on several windows at once gained nothing either:
+            # per-element work, not per-call overhead, dominates there too.
             step = max(1, CHUNK_BYTES // max(1, 8 * eng.planned_bytes))
             if x.shape[0] <= step:
                 return eng.run({index: x})
