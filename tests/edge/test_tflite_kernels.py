@@ -182,6 +182,38 @@ def test_int8_depthwise_equals_loops(rng, stride):
     np.testing.assert_array_equal(got, _ref_conv1d(x, w_full, bias, sx, zx, ws, sy, zy, stride, 1, True))
 
 
+@pytest.mark.parametrize("kind", ["CONV_2D", "DEPTHWISE_CONV_2D"])
+@pytest.mark.parametrize("sy, relu, exact", [(0.08, False, True), (0.08, True, True), (4.0, False, True),
+                                              (4.0, True, False)])
+def test_int8_conv_exact_and_fallback_paths_equal_loops(rng, kind, sy, relu, exact):
+    # sy = 4: multipliers of 2**-15..2**-12; with a RELU (the floor form, whose offset holds
+    # zp + 256) that needs more than 52 bits, so the kernel falls back to the float32 + int64
+    # requantiser; without it (the sign form) float64 still holds it.  All equal the loops.
+    c, k, n = 4, 5, 40
+    x = rng.integers(-128, 128, (1, 1, n, c)).astype(np.int8)
+    ws = rng.uniform(0.002, 0.01, c)
+    bias = rng.integers(-500, 500, c).astype(np.int32)
+    sx, zx, zy = 0.05, -3, 4
+    if kind == "CONV_2D":
+        w = rng.integers(-127, 128, (c, 1, k, c)).astype(np.int8)
+        w_full, opts, code, axis = w, {}, 3, 0
+    else:
+        w = rng.integers(-127, 128, (1, 1, k, c)).astype(np.int8)
+        w_full = np.zeros((c, 1, k, c), np.int8)
+        for ch in range(c):
+            w_full[ch, 0, :, ch] = w[0, 0, :, ch]
+        opts, code, axis = {"depth_multiplier": 1}, 4, 3
+    tensors = [_t(0, x.shape, "i1", scale=sx, zp=zx), _t(1, w.shape, "i1", w, ws, np.zeros(c), axis),
+               _t(2, bias.shape, "i4", bias, ws * sx, np.zeros(c)), _t(3, (1, 1, n, c), "i1", scale=sy, zp=zy)]
+    op = Operator(0, code, kind, 1, (0, 1, 2), (3,), dict(opts, padding=0, stride_w=1, stride_h=1,
+                                                          activation=1 if relu else 0, dilation_w=1, dilation_h=1))
+    kernel = build_kernel(op, tensors)
+    assert hasattr(kernel, "exact") == exact
+    want = _ref_conv1d(x, w_full, bias, sx, zx, ws, sy, zy, 1, 1, True, act_lo=zy if relu else -128)
+    assert len(np.unique(want)) >= 4  # small scales still leave several output values
+    np.testing.assert_array_equal(kernel([x, w, bias]), want)
+
+
 def test_int8_transpose_conv_equals_loops(rng):
     cin, cout, k, n, s = 3, 2, 4, 6, 2
     x = rng.integers(-128, 128, (1, 1, n, cin)).astype(np.int8)
