@@ -107,8 +107,8 @@ def markdown(rows, meta):
         out += ["", "**%s**" % meta["ncedc_note"]]
     if meta.get("budget"):
         out += ["", "Budget: %(synthetic_val)d synthetic validation, %(synthetic_test)d test and %(synthetic_noise)d "
-                "noise windows; a %(stream_hours)g h synthetic stream; NCEDC: all 154 windows, split by station "
-                "into halves." % meta["budget"]]
+                "noise windows; a %(stream_hours)g h synthetic stream" % meta["budget"]
+                + ("." if meta.get("ncedc_note") else "; NCEDC: all 154 windows, split by station into halves.")]
     out += ["", "Notes: pk_baer and STA/LTA pick P only (their S cells are empty). ar_pick always returns "
             "a P on a window with energy, so its false picks per hour on noise are high by design. "
             "On the stream every unmatched pick is a false pick (ar_pick and pk_baer answer once per window). "
