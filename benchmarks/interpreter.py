@@ -45,7 +45,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from fieldpick.edge.tflite.interpreter import Interpreter  # noqa: E402
+from fieldpick.edge.tflite.interpreter import CHUNK_BYTES, Interpreter  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -379,6 +379,7 @@ def main(argv=None):
         "benchmark": "interpreter",
         "command": "benchmarks/interpreter.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": _commit(REPO), "before_commit": _commit(args.before) if args.before else None,
+        "chunk_bytes": CHUNK_BYTES,
         "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
                  "cpus": os.cpu_count(), "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
@@ -447,8 +448,9 @@ def markdown(r):
         if prof:
             lines += ["#### Where the numpy runtime's time goes (default model)", "",
                       "Per operator kind, sum of median per-op wall times (`Interpreter.op_times`): one window, and one "
-                      "call of 32 windows at once (run() splits batches into chunks of about 2 MiB, here one window, "
-                      "because a 32-window call works out of L2 and costs more per window):", "",
+                      "call of 32 windows at once (run() splits batches into chunks of about %d KiB of int8 plan x 8, here "
+                      "one window, because a 32-window call works out of L2 and costs more per window):" % (
+                          r.get("chunk_bytes", 1 << 20) // 1024), "",
                       "| op | count | B=1 ms/window | share | B=32 ms/window | share |", "|---|---:|---:|---:|---:|---:|"]
             b32 = {k["op"]: k for k in prof["ops_b32"]["kinds"]}
             for k in prof["ops_b1"]["kinds"]:
