@@ -45,9 +45,15 @@ def _io(op, tensors, allowed=("float32", "int8")):
     return x, y, q
 
 
-def _lut(fn):
-    """An int8 -> int8 function as a table indexed by the input's uint8 view."""
-    table = np.array([max(-128, min(127, fn(int(v)))) for v in _INT8_VALUES], np.int8)
+def _lut(fn, vectorised=False):
+    """An int8 -> int8 function as a table indexed by the input's uint8 view.
+
+    fn takes one int (or, vectorised, the int64 array of the 256 inputs in table order).
+    """
+    if vectorised:
+        table = np.clip(fn(_INT8_VALUES.copy()), -128, 127).astype(np.int8)
+    else:
+        table = np.array([max(-128, min(127, fn(int(v)))) for v in _INT8_VALUES], np.int8)
 
     def run(ins):
         return table[ins[0].view(np.uint8)]
@@ -291,8 +297,9 @@ def build_softmax(op, tensors):
         out = np.where(d <= -diff_min, out, -128)
         return np.clip(out, -128, 127).astype(np.int8)
 
-    def tabled(d):
-        """``direct`` with the reciprocals looked up in the table of every possible row sum.
+    def tabled(d, first=False):
+        """``direct`` with the reciprocals looked up in the table of every possible row sum
+        (first=True: only each row's first output, d being (rows, n)).
 
         Both factors of the high multiply are >= 0, so it is (a * b + 2**30) >> 31, and the
         rounding shift e = over + 23 (>= 23: a row sum holds exp(0) ~ 2**19 in Q12.19) of a
@@ -300,13 +307,14 @@ def build_softmax(op, tensors):
         """
         pos = np.searchsorted(totals, acc_table[d].sum(axis=-1, keepdims=True))
         shift = t_over[pos] + (31 - 8)
-        out = exp_table[d] * t_recip[pos]
+        out = exp_table[d[:, :1] if first else d] * t_recip[pos]
         out += np.int64(1 << 30)
         out >>= np.int64(31)
         out += np.int64(1) << (shift - 1)
         out >>= shift
         np.minimum(out, np.int64(255), out=out)
-        return (out - 128).astype(np.int8)
+        out = (out - 128).astype(np.int8)
+        return out[:, 0] if first else out
 
     pair_table = pair_coef = None
     pair_base = 0
@@ -317,17 +325,21 @@ def build_softmax(op, tensors):
         # (index_i = sum_j coef[j, i] * v_j + base) and takes from the table.
         span = np.arange(-255, 256, dtype=np.int64)
         if n == 1:
-            rows = np.zeros((1, 1), np.int64)
+            blocks = [np.zeros((1, 1), np.int64)]
             pair_coef = np.zeros((1, 1))
         elif n == 2:
-            rows = np.stack([np.zeros_like(span), -span], axis=1)  # v0 - v1 = span
+            blocks = [np.stack([np.zeros_like(span), -span], axis=1)]  # v0 - v1 = span
             pair_coef = np.array([[1.0, -1.0], [-1.0, 1.0]])
         else:
-            d1, d2 = np.meshgrid(span, span, indexing="ij")  # v0 - v1, v0 - v2
-            rows = np.stack([np.zeros(d1.size, np.int64), -d1.reshape(-1), -d2.reshape(-1)], axis=1)
+            # Rows (0, -d1, -d2) for v0 - v1 = d1, v0 - v2 = d2, 32 values of d1 at a time.
+            blocks = []
+            for a in range(0, span.size, 32):
+                d1 = np.repeat(span[a:a + 32], span.size)
+                blocks.append(np.stack([np.zeros_like(d1), -d1, -np.tile(span, d1.size // span.size)], axis=1))
             pair_coef = np.array([[512.0, -511.0, -511.0], [-511.0, 512.0, -1.0], [-1.0, -1.0, 512.0]])
-        d = rows.max(axis=1, keepdims=True) - rows
-        pair_table = np.ascontiguousarray(tabled(np.minimum(d, 255))[:, 0])  # d > 255: no int8 row has it
+        # d > 255 occurs in no int8 row (|v_j - v_k| <= 255): clamped, never looked up.
+        pair_table = np.concatenate([tabled(np.minimum(r.max(axis=1, keepdims=True) - r, 255), first=True)
+                                     for r in blocks])
         pair_base = {1: 0, 2: 255, 3: 255 * 511 + 255}[n]
         pair_coef = pair_coef.astype(np.float32)
 
@@ -373,7 +385,7 @@ def build_quantize(op, tensors):
         m, s = quantize_multiplier(float(sx) / float(sy))
         if x.dtype.name == "int8" and y.dtype.name == "int8":
             # 256 possible inputs: a table filled by the exact formula below.
-            return _lut(lambda v: int(np.clip(multiply_by_quantized_multiplier(np.int64(v - zx), m, s) + zy, lo, hi)))
+            return _lut(lambda v: np.clip(multiply_by_quantized_multiplier(v - zx, m, s) + zy, lo, hi), vectorised=True)
 
         def requantize(ins):
             v = multiply_by_quantized_multiplier(ins[0].astype(np.int64) - zx, m, s) + zy
