@@ -74,16 +74,17 @@ EXPECTED = ["accuracy", "zoo", "interpreter", "export", "station", "mseed", "tel
 ORDER = ["export", "zoo", "accuracy", "finetune", "saliency", "interpreter", "station", "mseed", "telemetry"]
 
 #: Arguments per budget.  "full" is what the committed headline figures used (see each script's
-#: results/<name>.md for the command); "quick" fits make bench in ~30-45 min on 2 shared cores.
+#: results/<name>.md for the command); "quick" fits make bench in ~30 min on 2 shared cores (the zoo's
+#: 3-fold training is two thirds of it).
 #: Training benchmarks keep their checkpoints under runs/bench/ (never runs/zoo: others use that).
 BUDGETS = {
     "quick": {
         "export": ["--windows", "100", "--repeats", "10"],
-        "zoo": ["--folds", "3", "--epochs", "12", "--steps", "20", "--pretrain-windows", "500",
+        "zoo": ["--folds", "3", "--epochs", "20", "--steps", "25", "--pretrain-windows", "500",
                 "--pretrain-epochs", "3", "--models", "phasenet", "lppn", "leqnet", "cpic", "default",
                 "--work", "runs/bench/zoo"],
         "accuracy": ["--n-val", "100", "--n-test", "200", "--n-noise", "100", "--stream-hours", "0.5"],
-        "finetune": ["--folds", "2", "--labels", "25", "100", "--epochs", "10", "--steps", "15",
+        "finetune": ["--folds", "2", "--labels", "25", "100", "--epochs", "15", "--steps", "15",
                      "--pretrain-windows", "500", "--pretrain-epochs", "4", "--work", "runs/bench/finetune"],
         "saliency": ["--every", "2", "--synthetic", "20", "--controls", "2", "--zoo-work", "runs/bench/zoo"],
         "interpreter": ["--repeats", "40", "--batch", "8,32,128", "--batch-repeats", "3"],
