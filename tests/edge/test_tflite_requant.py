@@ -132,3 +132,12 @@ def test_bound_edge_is_exact(rng):
     x = _adversarial(rng, mult, shift, False, amax, levels=40)
     x[:2, 0] = [amax[0], -amax[0]]
     np.testing.assert_array_equal(rq(x.astype(np.float64)), _reference(x, mult, shift, -128, -128, 127, False))
+
+
+def test_int16_to_int8_cast_wraps():
+    # The floor form relies on numpy's integer narrowing being two's complement truncation
+    # (C casts as gcc and clang define them): a platform that saturated would fail here.
+    v = np.arange(128, 384, dtype=np.int16)
+    np.testing.assert_array_equal(v.astype(np.int8), np.arange(-128, 128, dtype=np.int8))
+    q = np.array([[-160, 200]], np.int32)
+    np.testing.assert_array_equal(q.astype(np.int8) + np.int8(32), np.array([[-128, -24]], np.int8))
