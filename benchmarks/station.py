@@ -516,9 +516,9 @@ def markdown(res):
         r = res["run_soak"]
         lines += ["", "`fieldpick run` soak: %d days of Steim-2 miniSEED (the synthetic day repeated, shifted by whole days), "
                   "gated, %d picks, %.0f s, exit %d; RSS sampled every second from outside, every tenth sample: %s MB "
-                  "(max %.1f MB; max in the first tenth %.1f MB)."
+                  "(max %s MB; max in the first tenth %s MB)."
                   % (r["days"], r["picks"], r["seconds"], r["returncode"], r["rss_mb_every_tenth"],
-                     r["rss_mb_max"] or float("nan"), r["rss_mb_first_tenth_max"] or float("nan"))]
+                     _f(r["rss_mb_max"], 1), _f(r["rss_mb_first_tenth_max"], 1))]
     sb = res.get("seisbench") or {"skipped": "not run"}
     if "skipped" in sb:
         lines += ["", "SeisBench PhaseNet `annotate`: skipped (%s)." % sb["skipped"], ""]
@@ -546,8 +546,8 @@ def _share(r):
     return "%.2f s (%.0f %%)" % (r["runner_seconds_per_day"], 100.0 * r["runner_share"])
 
 
-def _f(v):
-    return "-" if v is None or (isinstance(v, float) and v != v) else "%.2f" % v
+def _f(v, digits=2):
+    return "-" if v is None or (isinstance(v, float) and v != v) else "%.*f" % (digits, v)
 
 
 if __name__ == "__main__":
