@@ -35,6 +35,7 @@ def test_partial_config_fills_defaults():
     ({"trigger": {"on": 1.0, "off": 2.0}}, r"trigger.off is 2.0; allowed: 0 < off <= on \(1.0\)"),
     ({"trigger": {"band_hz": [20.0, 1.0]}}, r"trigger.band_hz is \[20.0, 1.0\]; allowed: \[low, high\]"),
     ({"trigger": {"band_hz": "1-20"}}, r"trigger.band_hz is '1-20'; expected a list"),
+    ({"trigger": {"windows": "sliding"}}, r"trigger.windows is 'sliding'; allowed: 'fit', 'grid'"),
     ({"buffer": {"gap_fill": "spline"}}, r"buffer.gap_fill is 'spline'; allowed: 'zero', 'hold'"),
     ({"buffer": {"max_lag_s": 0}}, r"buffer.max_lag_s is 0.0; allowed: seconds in \(0, 3600\]"),
     ({"picker": {"thresholds": {"X": 0.5}}}, r"picker.thresholds key is 'X'; allowed: 'P', 'S'"),
