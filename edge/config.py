@@ -32,7 +32,7 @@ CONFIG_FORMAT = "fieldpick-station-config"
 CONFIG_VERSION = 1
 MODES = ("gated", "continuous")
 BACKENDS = ("numpy", "litert", "tflite-runtime", "onnxruntime")
-STACKING = ("avg", "max")
+STACKING = ("auto", "avg", "max", "taper")
 GAP_FILLS = ("zero", "hold")
 OUTPUT_FORMATS = ("csv", "jsonl")
 TRIGGER_WINDOWS = ("fit", "grid")
@@ -138,8 +138,11 @@ class StationConfig:
     model: path of the model card (``.json`` beside the model), or 'default'
     for the bundled model.  backend: the interpreter back end.  mode: 'gated'
     (the network runs only around STA/LTA triggers) or 'continuous'.
-    overlap: fraction of a window shared with the next.  stacking: 'avg' or
-    'max'.  batch: windows per network call.  sources: source specs (see
+    overlap: fraction of a window shared with the next.  stacking: how
+    overlapping windows combine: 'avg', 'max', 'taper' (a Hann-weighted mean,
+    see :class:`fieldpick.edge.picker.Stacker`) or 'auto' ('taper' in
+    continuous mode, 'avg' in gated mode, where windows are fitted around each
+    trigger).  batch: windows per network call.  sources: source specs (see
     ``fieldpick.edge.sources``).  telemetry: passed to the uplink as given
     (null: none).
     """
@@ -148,7 +151,7 @@ class StationConfig:
     backend: str = "numpy"
     mode: str = "gated"
     overlap: float = 0.5
-    stacking: str = "avg"
+    stacking: str = "auto"
     batch: int = 8
     trigger: TriggerConfig = field(default_factory=TriggerConfig)
     buffer: BufferConfig = field(default_factory=BufferConfig)

@@ -11,7 +11,9 @@ Two output kinds are read, as the model card says (``output.kind``):
 
 Both become per-"cell" traces (a cell is one sample, or one stride).
 Overlapping windows are combined by :class:`Stacker` (mean or max of the
-windows covering a cell, as SeisBench's ``annotate`` stacks), and
+windows covering a cell, as SeisBench's ``annotate`` stacks, or a mean
+weighted by a Hann taper over each window, so that a cell is read mostly from
+the window that holds it nearest its middle), and
 :class:`PeakFinder` turns each phase's trace into peaks: one per run of
 cells at or above the card's threshold, refined to sub-sample time by a
 parabola through the peak and its neighbours (per-sample kind) or by the
@@ -48,7 +50,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STACKING = ("avg", "max")
+STACKING = ("avg", "max", "taper")
+#: weight of a window's first and last cells under 'taper' (never 0: a cell only
+#: one window covers keeps that window's value exactly)
+TAPER_FLOOR = 1e-3
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 
 
@@ -112,14 +117,22 @@ class Stacker:
     """Combines overlapping windows' cell traces at absolute cell positions.
 
     n_labels: K.  capacity: cells held (fixed memory).  method: 'avg' (mean
-    of the windows covering a cell) or 'max'.  Cells no window covered read 0.
-    ``add()`` a window's traces; ``finalize(upto)`` hands back cells
-    ``[done, upto)`` once no further window can touch them.
+    of the windows covering a cell), 'max', or 'taper': a mean weighted by a
+    Hann taper over each window's ``window_cells`` cells (floored at
+    ``TAPER_FLOOR``).  A picker is trained with the onset well inside its
+    window and sees little context near the window's ends, so where two
+    windows overlap the taper trusts the one holding the cell nearer its
+    middle; a cell covered by one window only keeps that window's value.
+    Cells no window covered read 0.  ``add()`` a window's traces;
+    ``finalize(upto)`` hands back cells ``[done, upto)`` once no further
+    window can touch them.
     """
 
-    def __init__(self, n_labels, capacity, method="avg"):
+    def __init__(self, n_labels, capacity, method="avg", window_cells=None):
         if method not in STACKING:
             raise ConfigError("stacking %r; allowed: %s" % (method, ", ".join(STACKING)))
+        if method == "taper" and not window_cells:
+            raise ConfigError("stacking 'taper' needs window_cells (cells per window), got %r" % (window_cells,))
         self.method = method
         self.K = int(n_labels)
         self.capacity = int(capacity)
@@ -128,6 +141,10 @@ class Stacker:
         self._n = np.zeros(self.capacity)
         self.base = 0  # absolute cell of row 0
         self.done = 0  # cells before this are handed back
+        self._w = None
+        if method == "taper":
+            n = int(window_cells)
+            self._w = np.maximum(np.hanning(n + 2)[1:-1], TAPER_FLOOR)
 
     def reset_to(self, cell):
         """Start (or restart) at absolute cell ``cell``."""
@@ -136,8 +153,13 @@ class Stacker:
         self._n[:] = 0
         self.base = self.done = int(cell)
 
-    def add(self, start, probs, offsets=None):
-        """Add one window: probs (n, K), offsets (n,) or None, from absolute cell ``start``."""
+    def add(self, start, probs, offsets=None, first=0):
+        """Add one window: probs (n, K), offsets (n,) or None, from absolute cell ``start``.
+
+        ``first``: the index within its window of ``probs[0]`` (a window whose
+        leading cells were already handed back is added from there on); only
+        'taper' uses it.
+        """
         n = len(probs)
         if start < self.done:
             raise DataError("window at cell %d is older than the stacked output (%d)" % (start, self.done))
@@ -148,14 +170,23 @@ class Stacker:
         a, b = start - self.base, start - self.base + n
         p = np.asarray(probs, dtype=np.float64)
         po = p * (np.asarray(offsets, dtype=np.float64)[:, None] if offsets is not None else 0.0)
-        if self.method == "avg":
-            self._p[a:b] += p
-            self._o[a:b] += po
-        else:
+        if self.method == "max":
             better = p > self._p[a:b]
             self._p[a:b] = np.where(better, p, self._p[a:b])
             self._o[a:b] = np.where(better, po, self._o[a:b])
-        self._n[a:b] += 1
+            self._n[a:b] += 1
+            return
+        if self.method == "taper":
+            if first < 0 or first + n > len(self._w):
+                raise DataError("window cells %d..%d outside a window of %d cells" % (first, first + n, len(self._w)))
+            w = self._w[first:first + n]
+            p = p * w[:, None]
+            po = po * w[:, None]
+        else:
+            w = 1.0
+        self._p[a:b] += p
+        self._o[a:b] += po
+        self._n[a:b] += w
 
     def _compact(self):
         shift = self.done - self.base
@@ -183,7 +214,10 @@ class Stacker:
             off = probs
         else:
             off = o / np.where(p > 0, p, 1.0)  # o is 0 wherever p is
-            probs = p / np.maximum(n, 1.0)[:, None] if self.method == "avg" else p.copy()
+            if self.method == "max":
+                probs = p.copy()
+            else:  # the (weighted) mean; a cell no window reached has p = n = 0
+                probs = p / np.where(n > 0, n, 1.0)[:, None]
         if tail:
             probs = np.concatenate([probs, np.zeros((tail, self.K))])
             off = np.concatenate([off, np.zeros((tail, self.K))])

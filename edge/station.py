@@ -255,7 +255,8 @@ class Station:
         cells = W + (cfg.batch + 2) * H + self.lookback
         if self.fit:
             cells += latency + self.block
-        self.stacker = Stacker(len(card.output.labels), cells // S + 2, cfg.stacking)
+        self.stacking = cfg.stacking if cfg.stacking != "auto" else ("avg" if self.gated else "taper")
+        self.stacker = Stacker(len(card.output.labels), cells // S + 2, self.stacking, window_cells=W // S)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
                                 tc.on, tc.off) if self.gated else None)
@@ -685,7 +686,7 @@ class Station:
         for i, s in enumerate(self._pending):
             c = s // self.S
             k = max(0, done - c)  # a window clamped to the stream's end may reach back into final cells
-            self.stacker.add(c + k, probs[i, k:], None if offsets is None else offsets[i, k:])
+            self.stacker.add(c + k, probs[i, k:], None if offsets is None else offsets[i, k:], first=k)
         self.stats["windows_run"] += len(self._pending)
         self.stats["batches"] += 1
         self._pending = []
@@ -745,7 +746,7 @@ class Station:
                 probs, offsets = output_traces(self.runner.run(x), self.card)
                 skip = self.stacker.done - s_tail // self.S
                 self.stacker.add(self.stacker.done, probs[0, skip:],
-                                 None if offsets is None else offsets[0, skip:])
+                                 None if offsets is None else offsets[0, skip:], first=skip)
                 self.stats["windows_run"] += 1
         out += self._finalize((F + self.S - 1) // self.S if F >= self.W else self.stacker.done, final=True)
         self._flushed = True

@@ -104,6 +104,38 @@ def test_stacker_hand_checked(method, expected):
         st.add(2, np.ones((2, 1)))
 
 
+def test_stacker_taper_is_a_hann_weighted_mean_by_position_in_the_window():
+    n = 8
+    w = np.maximum(np.hanning(n + 2)[1:-1], 1e-3)
+    st = Stacker(1, 32, "taper", window_cells=n)
+    a, b = np.full((n, 1), 0.2), np.full((n, 1), 0.8)
+    st.add(0, a)
+    st.add(4, b)                      # half overlap: cells 4..7 are in both
+    start, probs, _ = st.finalize(12)
+    got = probs[:, 0]
+    assert start == 0
+    np.testing.assert_allclose(got[:4], 0.2)      # one window only: its value, whatever its weight
+    np.testing.assert_allclose(got[8:], 0.8)
+    expect = (0.2 * w[4:] + 0.8 * w[:4]) / (w[4:] + w[:4])
+    np.testing.assert_allclose(got[4:8], expect)
+    assert got[4] < 0.5 < got[7]                  # each cell leans to the window it is central in
+
+
+def test_stacker_taper_weights_a_window_added_from_its_middle_by_its_own_cells():
+    n = 8
+    w = np.maximum(np.hanning(n + 2)[1:-1], 1e-3)
+    st = Stacker(1, 32, "taper", window_cells=n)
+    st.add(0, np.full((n, 1), 0.2))
+    st.add(2, np.full((6, 1), 0.8), first=2)     # the same cells as a window at 0, from its 3rd cell
+    _, probs, _ = st.finalize(8)
+    np.testing.assert_allclose(probs[:2, 0], 0.2)
+    np.testing.assert_allclose(probs[2:, 0], (0.2 * w[2:] + 0.8 * w[2:]) / (2 * w[2:]))
+    with pytest.raises(DataError, match="outside a window of 8 cells"):
+        st.add(8, np.ones((4, 1)), first=6)
+    with pytest.raises(ConfigError, match="needs window_cells"):
+        Stacker(1, 8, "taper")
+
+
 def test_stacker_averages_offsets_by_probability():
     st = Stacker(2, 8, "avg")
     st.add(0, np.array([[0.2, 0.0]]), np.array([0.1]))

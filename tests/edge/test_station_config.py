@@ -30,7 +30,7 @@ def test_partial_config_fills_defaults():
     ({"overlap": "half"}, r"overlap is 'half'; expected a number"),
     ({"batch": 2.5}, r"batch is 2.5; expected an integer"),
     ({"batch": True}, r"batch is True; expected an integer"),
-    ({"stacking": "median"}, r"stacking is 'median'; allowed: 'avg', 'max'"),
+    ({"stacking": "median"}, r"stacking is 'median'; allowed: 'auto', 'avg', 'max', 'taper'"),
     ({"trigger": {"sta_s": 20.0}}, r"trigger.sta_s is 20.0; allowed: 0 < sta_s < lta_s \(10.0 s\)"),
     ({"trigger": {"on": 1.0, "off": 2.0}}, r"trigger.off is 2.0; allowed: 0 < off <= on \(1.0\)"),
     ({"trigger": {"band_hz": [20.0, 1.0]}}, r"trigger.band_hz is \[20.0, 1.0\]; allowed: \[low, high\]"),
