@@ -17,6 +17,8 @@ Stages (each writes its own JSON under ``--work`` so a stage can be re-run):
     # 2. int8: calibrate, convert and score TFLite fp32 + full int8 for one candidate's folds
     .venv/bin/python benchmarks/pareto.py int8 --name lppn-w8-distilled \\
         --folds runs/compress/distill_w8/cv/distilled
+    # 2b. the normalisation A/B table from the int8 stage files in --work (pareto_normalisation.md)
+    .venv/bin/python benchmarks/pareto.py ab --work runs/ab/work
     # 3. the table: candidates from fieldpick distill/prune --crossval outputs + the stages above
     .venv/bin/python benchmarks/pareto.py table --distill runs/compress/distill_w8/distill_cv.json \\
         --prune runs/compress/prune_w16/prune_cv.json
@@ -230,6 +232,53 @@ def _row(name, kind, params, flops, pooled, note, int8=None):
     return r
 
 
+def stage_ab(args):
+    """The input-normalisation A/B: one row per ``int8_<name>.json`` in ``--work`` (same folds each).
+
+    Writes ``benchmarks/results/pareto_normalisation.json`` and ``.md``: per
+    candidate, the folds used, PyTorch / TFLite fp32 / full int8 P and S F1
+    pooled over those folds, the int8 - fp32 deltas and the pick parity
+    (int8 vs fp32 picks on the test folds, same phase within 2 samples).
+    """
+    rows = []
+    for fn in sorted(os.listdir(args.work)):
+        if not (fn.startswith("int8_") and fn.endswith(".json")):
+            continue
+        d = json.load(open(os.path.join(args.work, fn)))
+        pooled = d["pooled"]
+        row = {"name": d["name"] + ("+" + d["int8_variant"] if d.get("int8_variant") else ""),
+               "folds": d["folds_used"], "qat_epochs": d.get("qat_epochs", 0),
+               "pick_parity": d.get("pick_parity", {}).get("agreement"),
+               "pick_parity_counts": [d.get("pick_parity", {}).get("matched"), d.get("pick_parity", {}).get("picks")]}
+        for kind in ("torch", "fp32", "int8"):
+            for k in ("P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour"):
+                row["%s_%s" % (kind, k)] = float(pooled[kind][k]) if pooled[kind].get(k) is not None else None
+        row["dP"] = row["int8_P_f1"] - row["fp32_P_f1"]
+        row["dS"] = row["int8_S_f1"] - row["fp32_S_f1"]
+        rows.append(row)
+    meta = {"command": "benchmarks/pareto.py ab --work %s" % args.work, "host": platform.node(),
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    lines = ["# Input normalisation A/B: float32 against full int8", "",
+             "Fold models trained by `benchmarks/pareto.py folds` (configs/default.toml, seed 0, the splits of",
+             "`fieldpick train --crossval 5`), converted and scored by `benchmarks/pareto.py int8`; F1 pooled over",
+             "the folds listed (0.5 s matching, thresholds tuned on each fold's validation stations). Pick parity:",
+             "int8 picks against TFLite fp32 picks on the same test windows, same phase within 2 samples.",
+             "", "`%s` (%s)" % (meta["command"], meta["when"]), "",
+             "| candidate | folds | fp32 P F1 | fp32 S F1 | int8 P F1 | int8 S F1 | int8 - fp32 P | int8 - fp32 S "
+             "| pick parity |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pp = "-" if r["pick_parity"] is None else "%.1f %% (%d of %d)" % (100 * r["pick_parity"],
+                                                                          *r["pick_parity_counts"])
+        lines.append("| %s | %s | %.3f | %.3f | %.3f | %.3f | %+.3f | %+.3f | %s |" % (
+            r["name"], ",".join(map(str, r["folds"])), r["fp32_P_f1"], r["fp32_S_f1"], r["int8_P_f1"],
+            r["int8_S_f1"], r["dP"], r["dS"], pp))
+    md = "\n".join(lines) + "\n"
+    _write(os.path.join(RESULTS, "pareto_normalisation.json"), {"meta": meta, "rows": rows})
+    with open(os.path.join(RESULTS, "pareto_normalisation.md"), "w") as f:
+        f.write(md)
+    sys.stdout.write(md)
+
+
 def stage_table(args):
     work = args.work
     rows = []
@@ -378,7 +427,7 @@ def _plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("teacher", "folds", "int8", "table"))
+    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "table"))
     ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
     ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them)")
     ap.add_argument("--config", help="folds: recipe file (e.g. configs/default.toml)")
@@ -401,7 +450,8 @@ def main(argv=None):
         ap.error("%s needs --folds DIR" % args.stage)
     if args.stage == "int8" and not args.name:
         ap.error("int8 needs --name")
-    {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "table": stage_table}[args.stage](args)
+    {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "ab": stage_ab,
+     "table": stage_table}[args.stage](args)
     return 0
 
 
