@@ -88,7 +88,8 @@ BUDGETS = {
                      "--pretrain-windows", "500", "--pretrain-epochs", "4", "--work", "runs/bench/finetune"],
         "saliency": ["--every", "2", "--synthetic", "20", "--controls", "2", "--zoo-work", "runs/bench/zoo"],
         "interpreter": ["--repeats", "40", "--batch", "8,32,128", "--batch-repeats", "3"],
-        "station": ["--hours", "6", "--soak-days", "2", "--run-soak-days", "2"],
+        # whole days: the run soak shifts the day file by 24 h, so a shorter "day" leaves gaps between files
+        "station": ["--hours", "24", "--soak-days", "1", "--run-soak-days", "2"],
         "mseed": ["--hours", "24", "--repeat", "3"],
         "telemetry": [],  # 1 s; fewer than ~800 picks a day make a packet span more than its 4.6 h limit
         "estimator": ["--quick"],
