@@ -396,14 +396,16 @@ class Station:
                 end = i0 + len(piece)
                 if end > ring.room():
                     out += self._process()
-                if end > ring.room():
-                    ring.force(end - ring.capacity + self.lookback + self.chunk)
+                # a packet beyond the buffer (a long gap: a missing day file, a link down for
+                # hours): what lies more than the allowed lag before it is declared a gap and
+                # processed, a buffer at a time, until it fits
+                while end > ring.room():
+                    room = ring.room()
+                    ring.force(i0 - ring.max_lag)
                     out += self._process()
-                if end > ring.room():
-                    ring.force(ring.room())
-                    out += self._process()
-                if end > ring.room():
-                    raise DataError("cannot make room for a packet at %d ns" % t)
+                    if ring.room() <= room:
+                        raise DataError("cannot make room for a packet at %d ns (buffer stuck at sample %d)"
+                                        % (t, room))
             ring.write(comp, t, piece, check=False)  # feed() refused non-finite input
             self.stats["samples"] += len(piece)
             out += self._process()

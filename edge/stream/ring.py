@@ -213,8 +213,11 @@ class RingBuffer:
         self.released = index
         shift = self.released - self.base
         if shift >= self.capacity // 4:
-            keep = max(self.ends) - self.base
-            self.data[:, : keep - shift] = self.data[:, shift:keep]
-            self.have[:, : keep - shift] = self.have[:, shift:keep]
-            self.have[:, keep - shift:] = False
+            # what is held reaches the newest sample received or, after a gap was forced
+            # past every channel's newest sample, the frontier; never less than the shift
+            keep = max(max(self.ends), self.frontier) - self.base
+            n = keep - shift
+            self.data[:, :n] = self.data[:, shift:keep]
+            self.have[:, :n] = self.have[:, shift:keep]
+            self.have[:, n:] = False
             self.base += shift

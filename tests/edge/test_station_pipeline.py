@@ -313,3 +313,30 @@ def test_a_fitted_window_starting_in_a_gap_moves_past_it(sizes):
     assert runs and all(s >= gap[1] or s + st.W <= gap[0] for s in runs)
     p = [q for q in picks if q.phase == "P"]
     assert len(p) == 1 and abs(p[0].time_ns - (T0 + 71.0 * 10 ** 9)) < 0.5e9
+
+
+@pytest.mark.parametrize("mode", ["gated", "continuous"])
+@pytest.mark.parametrize("gap_h", [0.5, 23.0])
+def test_a_gap_of_hours_between_packets_picks_the_data_after_it(stream, mode, gap_h):
+    # a missing day file, or a link down for hours: the next packet lies far beyond the
+    # buffer; the gap is declared and stepped over, and the data after it picks as it
+    # would alone (it raised "cannot make room" / a broadcast error in release before)
+    data, _ = stream
+    part = data
+    alone = station(mode).feed_array(part, T0, 100.0)
+    st = station(mode)
+    first = st.feed_array(part, T0, 100.0, flush=False)
+    shift = int(round((part.shape[1] / 100.0 + gap_h * 3600.0) * 1e9))
+    second = st.feed_array(part, T0 + shift, 100.0)
+    assert st.ring.stats["gap_samples"] == 3 * int(round(gap_h * 3600.0 * 100.0))
+    before = [p for p in first + second if p.time_ns < T0 + shift]
+    after = [p for p in first + second if p.time_ns >= T0 + shift]
+    assert len(alone) > 4
+    key = [(p.time_ns, p.phase) for p in alone]
+    assert [(p.time_ns - shift, p.phase) for p in after] == key
+    # before the gap: the same picks, but for those in the last window's length, which only
+    # the end of a stream (flush) covers with a window ending at its last sample
+    end_ns = T0 + int(round(part.shape[1] / 100.0 * 1e9))
+    edge_ns = end_ns - int(round(st.W / 100.0 * 1e9))
+    assert [(p.time_ns, p.phase) for p in before if p.time_ns < edge_ns] == [k for k in key if k[0] < edge_ns]
+    assert {(p.time_ns, p.phase) for p in before} <= set(key)

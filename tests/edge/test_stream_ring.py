@@ -95,6 +95,21 @@ def test_release_compacts_and_memory_stays_fixed():
         r.read(0, 10)
 
 
+def test_release_after_a_gap_forced_past_every_channel_compacts():
+    # the frontier forced beyond the newest sample of every channel (a long outage), then
+    # released up to it: the buffer compacts (this raised a broadcast ValueError before)
+    r = ring(channels=["Z"], capacity=100, max_lag=50)
+    r.write("Z", T0, np.ones(10))
+    r.force(90)
+    r.release(90)
+    assert (r.base, r.frontier, r.released) == (90, 90, 90)
+    assert not r.have.any()
+    r.write("Z", T0 + 150 * MS10, np.full(10, 2.0))
+    r.force(160)
+    assert r.read(150, 160)[0][0].tolist() == [2.0] * 10
+    assert r.read(140, 150)[1][0].tolist() == [False] * 10
+
+
 def test_a_packet_beyond_the_buffer_is_refused_without_losing_data():
     r = ring(channels=["Z"], capacity=100, max_lag=50)
     r.write("Z", T0, np.ones(10))
