@@ -109,9 +109,10 @@ def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None):
 
     Returns a dict: ``pooled`` (scores over every window, each predicted by
     the fold model that never saw its station), ``folds`` (per-fold scores),
-    ``parameters`` and ``flops_per_30s``.
+    ``parameters`` and ``flops_per_30s``; each fold's scores carry the
+    ``best_epoch`` its validation stations chose.
     """
-    from fieldpick.train.fit import predict, station_split, train
+    from fieldpick.train.fit import best_epoch, predict, station_split, train
     from fieldpick.train.models import build
     from fieldpick.train.models.blocks import count_parameters
 
@@ -124,10 +125,11 @@ def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None):
         held = station_split(rest.station, cfg.val_fraction, cfg.seed + 1 + f)
         log.info("fold %d/%d: train %d, validation %d, test %d windows", f + 1, k, int((~held).sum()),
                  int(held.sum()), int(test.sum()))
-        model, _ = train(cfg, rest.subset(~held), rest.subset(held), out_dir=os.path.join(out_dir, "fold%d" % f))
+        model, history = train(cfg, rest.subset(~held), rest.subset(held), out_dir=os.path.join(out_dir, "fold%d" % f))
         events, picks, npicks, seconds = predict(model, data.subset(test), cfg)
         s = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
         s["windows"] = int(test.sum())
+        s["best_epoch"] = best_epoch(history)
         per_fold.append(s)
         log.info("fold %d: P F1 %.3f  S F1 %.3f  false picks/h %.1f", f + 1, s["P_f1"], s["S_f1"],
                  s["false_picks_per_hour"])

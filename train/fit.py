@@ -654,6 +654,15 @@ def _rewrite_best(model, out_dir):
     card.save(os.path.join(out_dir, "best.json"))
 
 
+def best_epoch(history):
+    """The first epoch of the real-data stage with the best validation F1 (0 when there is none)."""
+    real = [h for h in history if h.get("stage") == "train"]
+    if not real:
+        return 0
+    best_f1 = max(h["f1"] for h in real)
+    return int([h["epoch"] for h in real if h["f1"] == best_f1][0])
+
+
 # ---------------------------------------------------------------- command line
 def _metric_set(split, values):
     from fieldpick.edge.card import MetricSet
@@ -706,10 +715,18 @@ def main(argv) -> int:
         int(held.sum()), ", before the final retrain on all stations" if args.final else ""), metrics))
     card_path = os.path.join(cfg.out_dir, "best.json")
     if args.final:
-        real = [h for h in history if h["stage"] == "train"]
-        best_f1 = max(h["f1"] for h in real)
-        best_epoch = [h["epoch"] for h in real if h["f1"] == best_f1][0]
-        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(best_epoch, 1), patience=0))
+        # the epoch count of the retrain: the median of the fold models' best epochs when the
+        # recipe was cross-validated (five validation splits), else the validation run's own
+        fold_epochs = [s.get("best_epoch") for s in (cv["folds"] if args.crossval else [])]
+        fold_epochs = [e for e in fold_epochs if e]
+        if fold_epochs:
+            final_epochs = int(np.ceil(np.median(fold_epochs)))
+            epochs_rule = "median of the %d fold models' best epochs %s" % (len(fold_epochs), fold_epochs)
+        else:
+            final_epochs = best_epoch(history)
+            epochs_rule = "best epoch of the validation run"
+        log.info("final retrain on all stations: %d epochs (%s)", final_epochs, epochs_rule)
+        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(final_epochs, 1), patience=0))
         thresholds = dict(model.thresholds)
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _ = train(final_cfg, data, data.subset(held), out_dir=final_dir, select="last")
@@ -721,6 +738,8 @@ def main(argv) -> int:
     card.metrics = metric_sets
     card.provenance.update({"train_config": cfg.to_dict(), "final_retrain_epochs": final_cfg.epochs if args.final else 0,
                             "command": "fieldpick train " + " ".join(argv)})
+    if args.final:
+        card.provenance["final_retrain_epochs_rule"] = epochs_rule
     if args.final:
         save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
     card.save(card_path)

@@ -259,6 +259,31 @@ def test_train_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
     assert card.output.kind == "stride_class_offset" and card.metrics[0].data == "ncedc"
 
 
+def test_best_epoch_is_the_first_best_of_the_real_stage():
+    from fieldpick.train.fit import best_epoch
+
+    h = [{"stage": "pretrain", "epoch": 1, "f1": 0.9}, {"stage": "train", "epoch": 1, "f1": 0.2},
+         {"stage": "train", "epoch": 2, "f1": 0.5}, {"stage": "train", "epoch": 3, "f1": 0.5}]
+    assert best_epoch(h) == 2
+    assert best_epoch(h[:1]) == 0
+
+
+def test_final_retrain_runs_the_median_of_the_folds_best_epochs(tmp_path, ncedc_dir, capsys):
+    from fieldpick.train.checkpoint import load_checkpoint
+
+    rc = main(["--architecture", "lppn", "--model", "width=4", "--model", "context_blocks=1", "--epochs", "3",
+               "--steps-per-epoch", "2", "--batch-size", "4", "--out-dir", str(tmp_path), "--data-dir", ncedc_dir,
+               "--progress", "false", "--crossval", "2", "--final"])
+    assert rc == 0
+    capsys.readouterr()
+    cv = json.loads((tmp_path / "crossval.json").read_text())
+    epochs = [f["best_epoch"] for f in cv["folds"]]
+    assert all(1 <= e <= 3 for e in epochs)
+    _, card, _ = load_checkpoint(tmp_path / "final" / "final.pt")
+    assert card.provenance["final_retrain_epochs"] == int(np.ceil(np.median(epochs)))
+    assert "median of the 2 fold models' best epochs" in card.provenance["final_retrain_epochs_rule"]
+
+
 def test_synthetic_pretraining_runs_first(tmp_path):
     data = impulse_data()
     cfg = small_cfg("lppn", tmp_path, pretrain_windows=8, pretrain_epochs=1, epochs=1)
