@@ -56,8 +56,10 @@ def day_picks(n, seed=20261122):
 def profile_table(picks, entry):
     rows = []
     for name, mtu in pk.PROFILES.items():
-        cap = pk.capacity(name)
-        batch = picks[:cap]
+        # the first packet the uplink would send: full, or shorter when the picks are sparse
+        # enough to span more than a packet's 4 h 39 min of time offsets
+        batch = pk.group_picks(picks, name)[0]
+        n = len(batch)
         data = pk.encode_picks(batch, entry, 1, name)
         ew = EarthwormWriter(os.devnull)
         ew_bytes = sum(len(ew.line(p)) + 1 for p in batch)
@@ -69,10 +71,10 @@ def profile_table(picks, entry):
                         p.polarity])
         z = len(zlib.compress(buf.getvalue().encode(), 9))
         rows.append(dict(
-            profile=name, mtu=mtu, picks_per_packet=cap, packet_bytes=len(data),
-            bytes_per_pick=round(len(data) / cap, 2), record_bytes=pk.RECORD_BYTES,
-            credits_per_pick=round(-(-len(data) // 50) / cap, 3),
-            earthworm_bytes_per_pick=round(ew_bytes / cap, 1), zlib_csv_bytes_per_pick=round(z / cap, 1),
+            profile=name, mtu=mtu, picks_per_packet=n, capacity=pk.capacity(name), packet_bytes=len(data),
+            bytes_per_pick=round(len(data) / n, 2), record_bytes=pk.RECORD_BYTES,
+            credits_per_pick=round(-(-len(data) // 50) / n, 3),
+            earthworm_bytes_per_pick=round(ew_bytes / n, 1), zlib_csv_bytes_per_pick=round(z / n, 1),
             ratio_vs_earthworm=round(len(data) / ew_bytes, 3), ratio_vs_zlib_csv=round(len(data) / z, 3),
         ))
     return rows
