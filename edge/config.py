@@ -31,7 +31,7 @@ __all__ = [
 CONFIG_FORMAT = "fieldpick-station-config"
 CONFIG_VERSION = 1
 MODES = ("gated", "continuous")
-BACKENDS = ("numpy", "litert", "tflite-runtime", "onnxruntime")
+BACKENDS = ("numpy", "auto", "litert", "tflite-runtime", "onnxruntime")
 STACKING = ("auto", "avg", "max", "taper")
 GAP_FILLS = ("zero", "hold")
 OUTPUT_FORMATS = ("csv", "jsonl")
@@ -136,7 +136,8 @@ class StationConfig:
     """Everything ``fieldpick run`` needs.
 
     model: path of the model card (``.json`` beside the model), or 'default'
-    for the bundled model.  backend: the interpreter back end.  mode: 'gated'
+    for the bundled model.  backend: the interpreter back end ('auto': the
+    fastest installed, see :func:`fieldpick.edge.station.load_runner`).  mode: 'gated'
     (the network runs only around STA/LTA triggers) or 'continuous'.
     overlap: fraction of a window shared with the next.  stacking: how
     overlapping windows combine: 'avg', 'max', 'taper' (a Hann-weighted mean,

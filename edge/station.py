@@ -43,7 +43,7 @@ import numpy as np
 
 from .card import ModelCard
 from .config import StationConfig
-from .errors import ConfigError, DataError
+from .errors import BackendError, ConfigError, DataError
 from .picker import PeakFinder, Stacker, measure, output_traces, phase_columns
 from .picks import Pick
 from .stream.resample import Resampler
@@ -184,11 +184,29 @@ def default_card_path(models_dir=None):
 _BACKEND_NAMES = {"numpy": "numpy", "litert": "litert", "tflite-runtime": "tflite", "onnxruntime": "onnx"}
 
 
+#: what ``backend: "auto"`` tries, fastest first; numpy is always there
+AUTO_ORDER = ("litert", "tflite-runtime", "numpy")
+
+
 def load_runner(model, backend="numpy"):
-    """Card + interpreter from a card path (or 'default'); returns an :class:`InterpreterRunner`."""
+    """Card + interpreter from a card path (or 'default'); returns an :class:`InterpreterRunner`.
+
+    backend 'auto': ai-edge-litert where it is installed, else tflite-runtime,
+    else the numpy runtime (the choice is logged).  The optimised TFLite
+    kernels may differ from the reference (and numpy) by a few output steps.
+    """
     path = default_card_path() if model == "default" else model
     if path is None:
         raise ConfigError("model is 'default' but no model is bundled in edge/models/; give a card path")
+    if backend == "auto":
+        for name in AUTO_ORDER:
+            try:
+                runner = load_runner(path, name)
+            except BackendError as exc:
+                log.debug("backend auto: %s not available (%s)", name, exc)
+                continue
+            log.info("backend auto: using %s", name)
+            return runner
     card = ModelCard.load(path)
     model_path = card.model_path(path)
     if backend == "onnxruntime":

@@ -25,7 +25,7 @@ def test_partial_config_fills_defaults():
     ({"mdoe": "gated"}, r"unknown key mdoe; allowed: model, backend, mode"),
     ({"trigger": {"sta": 1}}, r"unknown key trigger.sta; allowed: channel, band_hz"),
     ({"mode": "always"}, r"mode is 'always'; allowed: 'gated', 'continuous'"),
-    ({"backend": "tensorrt"}, r"backend is 'tensorrt'; allowed: 'numpy', 'litert', 'tflite-runtime', 'onnxruntime'"),
+    ({"backend": "tensorrt"}, r"backend is 'tensorrt'; allowed: 'numpy', 'auto', 'litert', 'tflite-runtime', 'onnxruntime'"),
     ({"overlap": 1.0}, r"overlap is 1.0; allowed: a fraction in \[0, 1\)"),
     ({"overlap": "half"}, r"overlap is 'half'; expected a number"),
     ({"batch": 2.5}, r"batch is 2.5; expected an integer"),
@@ -59,3 +59,26 @@ def test_bad_json_and_missing_file(tmp_path):
         StationConfig.load(str(p))
     with pytest.raises(ConfigError, match="cannot read station config"):
         StationConfig.load(str(tmp_path / "missing.json"))
+
+
+def test_backend_auto_takes_the_fastest_installed_and_falls_back_to_numpy(monkeypatch, caplog):
+    import sys
+
+    from fieldpick.edge.station import default_card_path, load_runner
+
+    card = default_card_path()
+    if card is None:
+        pytest.skip("no bundled model in edge/models/")
+    assert StationConfig.from_dict({"backend": "auto"}).backend == "auto"
+    # neither optional runtime importable: numpy
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with caplog.at_level("INFO", logger="fieldpick.edge.station"):
+        runner = load_runner(card, "auto")
+    assert runner.interpreter.backend == "numpy"
+    assert "backend auto: using numpy" in caplog.text
+    monkeypatch.undo()
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is the first choice of 'auto'")
+    assert load_runner(card, "auto").interpreter.backend == "litert"
