@@ -112,7 +112,8 @@ def rss_mb():
 
 MODES = {"gated": {"mode": "gated"}, "continuous": {"mode": "continuous"},
          # the placement before fitted windows: every grid window that overlaps a span widened 10 s / 20 s
-         "gated-grid-10-20": {"mode": "gated", "trigger": {"windows": "grid", "pre_s": 10.0, "post_s": 20.0}}}
+         "gated-grid-10-20": {"mode": "gated", "stacking": "avg",
+                              "trigger": {"windows": "grid", "pre_s": 10.0, "post_s": 20.0}}}
 
 
 def pipeline(runner, data, mode, fs=100.0):
@@ -380,9 +381,9 @@ def main():
 NCEDC_CONFIGS = [
     ("continuous", {"mode": "continuous"}),
     ("continuous, stacking avg (the default before 'taper')", {"mode": "continuous", "stacking": "avg"}),
-    ("gated, grid, margins 10/20 s (the old default)", {"mode": "gated", "trigger": {
+    ("gated, grid, margins 10/20 s (the old default)", {"mode": "gated", "stacking": "avg", "trigger": {
         "windows": "grid", "pre_s": 10.0, "post_s": 20.0}}),
-    ("gated, grid, margins 8/12 s", {"mode": "gated", "trigger": {"windows": "grid"}}),
+    ("gated, grid, margins 8/12 s", {"mode": "gated", "stacking": "avg", "trigger": {"windows": "grid"}}),
     ("gated, fit, margins 10/20 s", {"mode": "gated", "trigger": {"pre_s": 10.0, "post_s": 20.0}}),
     ("gated, fit, margins 8/12 s (the default)", {"mode": "gated"}),
 ]

@@ -141,9 +141,9 @@ class StationConfig:
     (the network runs only around STA/LTA triggers) or 'continuous'.
     overlap: fraction of a window shared with the next.  stacking: how
     overlapping windows combine: 'avg', 'max', 'taper' (a Hann-weighted mean,
-    see :class:`fieldpick.edge.picker.Stacker`) or 'auto' ('taper' in
-    continuous mode, 'avg' in gated mode, where windows are fitted around each
-    trigger).  batch: windows per network call.  sources: source specs (see
+    see :class:`fieldpick.edge.picker.Stacker`) or 'auto' ('avg' for gated
+    windows fitted around each trigger, 'taper' for grid windows: continuous
+    mode or ``trigger.windows`` 'grid').  batch: windows per network call.  sources: source specs (see
     ``fieldpick.edge.sources``).  telemetry: passed to the uplink as given
     (null: none).
     """

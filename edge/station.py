@@ -273,7 +273,7 @@ class Station:
         cells = W + (cfg.batch + 2) * H + self.lookback
         if self.fit:
             cells += latency + self.block
-        self.stacking = cfg.stacking if cfg.stacking != "auto" else ("avg" if self.gated else "taper")
+        self.stacking = cfg.stacking if cfg.stacking != "auto" else ("avg" if self.fit else "taper")
         self.stacker = Stacker(len(card.output.labels), cells // S + 2, self.stacking, window_cells=W // S)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,

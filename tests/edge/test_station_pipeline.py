@@ -340,3 +340,14 @@ def test_a_gap_of_hours_between_packets_picks_the_data_after_it(stream, mode, ga
     edge_ns = end_ns - int(round(st.W / 100.0 * 1e9))
     assert [(p.time_ns, p.phase) for p in before if p.time_ns < edge_ns] == [k for k in key if k[0] < edge_ns]
     assert {(p.time_ns, p.phase) for p in before} <= set(key)
+
+
+@pytest.mark.parametrize("kw, expected", [
+    ({"mode": "gated"}, "avg"),
+    ({"mode": "gated", "trigger": {"windows": "grid"}}, "taper"),
+    ({"mode": "continuous"}, "taper"),
+    ({"mode": "continuous", "stacking": "max"}, "max"),
+])
+def test_stacking_auto_tapers_grid_windows_and_averages_fitted_ones(kw, expected):
+    st = station(**kw)
+    assert st.stacking == expected and st.stacker.method == expected
