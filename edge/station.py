@@ -480,7 +480,7 @@ class Station:
         if not n:
             return
         was = bool(self._spans and self._spans[-1][1] is None)
-        if m and not was and not act.any() or not m and not was:
+        if not was and not (m and act.any()):
             return
         if was and m * q == n and act.all():
             return
@@ -759,15 +759,9 @@ class Station:
         elif s_tail > last and s_tail >= 0 and self._window_wanted(s_tail):
             self.stats["windows_total"] += 1
             _, valid = ring.view(s_tail, s_tail + self.W)
-            if valid.all():
-                W = self.W
-                batch = ring.view(s_tail, s_tail + W)[0][None]
-                x = to_layout(normalise(batch, self.card.input.normalisation), self.card.input.layout)
-                probs, offsets = output_traces(self.runner.run(x), self.card)
-                skip = self.stacker.done - s_tail // self.S
-                self.stacker.add(self.stacker.done, probs[0, skip:],
-                                 None if offsets is None else offsets[0, skip:], first=skip)
-                self.stats["windows_run"] += 1
+            if valid.all():  # the pending batch ran in _process(final=True); this one runs alone
+                self._pending.append(s_tail)
+                self._run_pending()
         out += self._finalize((F + self.S - 1) // self.S if F >= self.W else self.stacker.done, final=True)
         self._flushed = True
         return out
