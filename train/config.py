@@ -55,6 +55,11 @@ class TrainConfig:
     noise_fraction: float = 0.2         # share of training windows that are real noise only
     noise_add_fraction: float = 0.2     # share of event windows with a real noise window added
     vertical_only_fraction: float = 0.15  # share of windows with N and E zeroed
+    # --- int8 headroom
+    logit_bound: float = 0.0            # class logits beyond +-bound pay a squared penalty; 0: off
+    logit_penalty: float = 1.0          # weight of that penalty (mean over cells and classes)
+    offset_neighbours: float = 0.0      # stride models: weight of an offset loss on the cells either side of
+                                        # an arrival (target: their edge nearest it); 0: off
     p_range: tuple = (0.1, 0.75)        # where P may land in a random training crop (fraction of T)
     # --- scoring
     tolerance_s: float = 0.5            # a pick matches an arrival within this many seconds
@@ -83,6 +88,9 @@ class TrainConfig:
         for name in ("lr", "label_width", "tolerance_s", "positive_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError("%s is %r; it must be > 0" % (name, getattr(self, name)))
+        for name in ("logit_bound", "logit_penalty", "offset_neighbours"):
+            if getattr(self, name) < 0:
+                raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
         for name in ("noise_fraction", "noise_add_fraction", "vertical_only_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError("%s is %r; it must lie in [0, 1]" % (name, getattr(self, name)))

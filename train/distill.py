@@ -297,7 +297,7 @@ class DistillTask(StrideTask):
             if target_f.shape[-1] != h.shape[-1]:
                 target_f = F.adaptive_avg_pool1d(target_f, h.shape[-1])
             total = total + d.feature_weight * ridge_residual(h, target_f.detach())
-        return total
+        return total + self.bound(logits)
 
     def close(self):
         for name in ("t_cap", "s_cap"):

@@ -249,6 +249,20 @@ class Task:
     def loss(self, x, target):
         raise NotImplementedError
 
+    def bound(self, logits):
+        """The logit-bound penalty (0 when ``cfg.logit_bound`` is 0).
+
+        Full-int8 export quantises the class logits per tensor, so their
+        calibrated range sets the probability step near the pick threshold:
+        logits spanning [-27, 15] give a step of 0.16 in logit, about 0.04 in
+        probability at 0.5.  Penalising the excess beyond +-bound keeps the
+        range, and so the step, small.
+        """
+        if not self.cfg.logit_bound:
+            return logits.new_zeros(())
+        excess = (logits.abs() - self.cfg.logit_bound).clamp(min=0)
+        return self.cfg.logit_penalty * (excess * excess).mean()
+
     def outputs(self, waves, chunk=32):
         """Raw (N, 3, T) windows -> the model's card outputs (N, C, L) as numpy, in eval mode."""
         import torch
@@ -275,8 +289,9 @@ class ProbabilityTask(Task):
     def loss(self, x, target):
         import torch
 
-        logp = torch.log_softmax(self.model.logits(x), dim=1)
-        return -(target * logp).sum(dim=1).mean()
+        logits = self.model.logits(x)
+        logp = torch.log_softmax(logits, dim=1)
+        return -(target * logp).sum(dim=1).mean() + self.bound(logits)
 
 
 class DetectionTask(ProbabilityTask):
@@ -295,7 +310,7 @@ class DetectionTask(ProbabilityTask):
         pos = torch.tensor([1.0, self.cfg.positive_weight, self.cfg.positive_weight])[None, :, None]
         bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pos)
         w = torch.tensor(self.weights)[None, :, None]
-        return 3 * (bce * w).mean()
+        return 3 * (bce * w).mean() + self.bound(logits)
 
 
 class StrideTask(Task):
@@ -321,7 +336,35 @@ class StrideTask(Task):
         ce = torch.nn.functional.cross_entropy(logits, cls, weight=w)
         mask = cls > 0
         l1 = (torch.sigmoid(offset)[mask] - off[mask]).abs().mean() if mask.any() else offset.sum() * 0
-        return ce + 2.0 * l1
+        return ce + 2.0 * l1 + self.neighbours(offset, mask) + self.bound(logits)
+
+    def neighbours(self, offset, mask):
+        """Offset loss on the noise cells next to an arrival cell (0 when ``cfg.offset_neighbours`` is 0).
+
+        The picker reads the offset of the most probable cell; near a cell
+        edge two neighbours are almost tied, and a small change (int8
+        rounding, another window's stack) can hand the peak to the
+        neighbour, whose offset was never trained.  Here the cell before an
+        arrival learns to point at its own end and the cell after at its own
+        start (half a sample inside, so the sigmoid stays finite): whichever
+        cell wins, the pick lands within a sample of that edge.
+        """
+        import torch
+
+        if not self.cfg.offset_neighbours:
+            return offset.new_zeros(())
+        before = torch.zeros_like(mask)
+        before[:, :-1] = mask[:, 1:]
+        after = torch.zeros_like(mask)
+        after[:, 1:] = mask[:, :-1]
+        before &= ~mask
+        after &= ~mask
+        if not (before.any() or after.any()):
+            return offset.new_zeros(())
+        edge = 0.5 / self.model.config.stride
+        q = torch.sigmoid(offset)
+        err = torch.cat([(q[before] - (1.0 - edge)).abs(), (q[after] - edge).abs()])
+        return self.cfg.offset_neighbours * 2.0 * err.mean()
 
 
 class WindowClassTask(Task):
@@ -340,7 +383,8 @@ class WindowClassTask(Task):
     def loss(self, x, target):
         import torch
 
-        return torch.nn.functional.cross_entropy(self.model.logits(x), target)
+        logits = self.model.logits(x)
+        return torch.nn.functional.cross_entropy(logits, target) + self.bound(logits)
 
     def outputs(self, waves, chunk=8):
         import torch

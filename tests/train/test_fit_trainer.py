@@ -190,6 +190,55 @@ def test_every_task_trains_and_evaluates(tmp_path, arch):
     assert set(model.thresholds) == {"P", "S"}
 
 
+@pytest.mark.parametrize("arch", ["phasenet", "lppn", "leqnet", "cpic"])
+def test_logit_bound_penalises_only_the_excess(tmp_path, arch):
+    cfg = small_cfg(arch, tmp_path, logit_bound=4.0, logit_penalty=0.5)
+    task = task_for(build(arch, cfg.model), cfg)
+    inside = torch.tensor([[-3.9, 0.0, 4.0]], requires_grad=True)
+    assert task.bound(inside).item() == 0.0
+    outside = torch.tensor([[-6.0, 0.0, 5.0, 3.0]], requires_grad=True)
+    penalty = task.bound(outside)
+    assert penalty.item() == pytest.approx(0.5 * (2.0 ** 2 + 1.0 ** 2) / 4)
+    penalty.backward()
+    # the gradient pulls each logit beyond the bound back towards it, and leaves the others alone
+    assert outside.grad[0].tolist() == pytest.approx([-0.5 * 2 * 2.0 / 4, 0.0, 0.5 * 2 * 1.0 / 4, 0.0])
+    off = task_for(build(arch, cfg.model), small_cfg(arch, tmp_path))
+    assert off.bound(outside).item() == 0.0
+
+
+def test_offset_neighbours_point_at_the_nearest_edge(tmp_path):
+    cfg = small_cfg("lppn", tmp_path, offset_neighbours=1.0)
+    task = task_for(build("lppn", cfg.model), cfg)
+    mask = torch.zeros(2, 8, dtype=torch.bool)
+    mask[0, 3] = True   # cells 2 (before) and 4 (after) are its neighbours
+    mask[1, 0] = True   # the first cell: only an 'after' neighbour
+    mask[1, 1] = True   # two arrival cells side by side: neither is a neighbour of the other
+    edge = 0.5 / 16
+    logit = torch.zeros(2, 8, requires_grad=True)
+    loss = task.neighbours(logit, mask)
+    # three neighbour cells (0:2, 0:4, 1:2), each at sigmoid 0.5: |0.5 - (1 - edge)|, |0.5 - edge| twice
+    assert loss.item() == pytest.approx(2.0 * (3 * (0.5 - edge)) / 3)
+    loss.backward()
+    g = logit.grad
+    assert g[0, 2] < 0 and g[0, 4] > 0 and g[1, 2] > 0  # 'before' rises towards 1, 'after' falls to 0
+    untouched = torch.ones(2, 8, dtype=torch.bool)
+    untouched[0, 2] = untouched[0, 4] = untouched[1, 2] = False
+    assert torch.all(g[untouched] == 0)
+    # at the targets the loss is zero; with the option off it is always zero
+    at = torch.zeros(2, 8)
+    at[0, 2] = torch.logit(torch.tensor(1.0 - edge))
+    at[0, 4] = at[1, 2] = torch.logit(torch.tensor(edge))
+    assert task.neighbours(at, mask).item() == pytest.approx(0.0, abs=1e-6)
+    plain = task_for(build("lppn", cfg.model), small_cfg("lppn", tmp_path))
+    assert plain.neighbours(logit, mask).item() == 0.0
+
+
+@pytest.mark.parametrize("key", ["logit_bound", "logit_penalty", "offset_neighbours"])
+def test_int8_headroom_options_refuse_negative_values(key):
+    with pytest.raises(ConfigError, match=key):
+        TrainConfig.from_dict({key: -1.0})
+
+
 def test_resume_gives_the_same_weights(tmp_path, monkeypatch):
     import fieldpick.train.fit as fitmod
 
