@@ -194,7 +194,7 @@ class FakeQuant:
         self.maxima = {}
         self.handles = [model.register_forward_pre_hook(self._input)]
         for name, m in model.named_modules():
-            if isinstance(m, torch.nn.ReLU):
+            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
                 self.handles.append(m.register_forward_hook(self._activation(name)))
 
     @staticmethod

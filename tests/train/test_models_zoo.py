@@ -189,3 +189,18 @@ def test_onnx_graph_is_edge_friendly_and_matches(tmp_path, name):
     y = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         np.testing.assert_allclose(y, model(x).numpy(), atol=1e-5)
+
+
+def test_lppn_activation_relu6_bounds_every_activation():
+    m = build("lppn", {"window_samples": 256, "width": 4, "activation": "relu6"}).eval()
+    acts = [mod for mod in m.modules() if isinstance(mod, (torch.nn.ReLU, torch.nn.ReLU6))]
+    assert acts and all(isinstance(mod, torch.nn.ReLU6) for mod in acts)
+    peaks = []
+    hooks = [mod.register_forward_hook(lambda mod, a, o: peaks.append(float(o.max()))) for mod in acts]
+    with torch.no_grad():
+        m(100.0 * torch.randn(2, 3, 256))
+    for h in hooks:
+        h.remove()
+    assert len(peaks) == len(acts) and max(peaks) <= 6.0
+    with pytest.raises(ConfigError, match="activation 'gelu'; allowed: relu, relu6"):
+        build("lppn", {"window_samples": 256, "activation": "gelu"})

@@ -9,22 +9,37 @@ from __future__ import annotations
 from torch import nn
 
 from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
+from fieldpick.edge.errors import ConfigError
 
-__all__ = ["ConvBN", "SeparableConv", "fit_length", "card_template", "count_parameters", "model_normalisation",
+__all__ = ["ACTIVATIONS", "activation_layer", "ConvBN", "SeparableConv", "fit_length", "card_template", "count_parameters", "model_normalisation",
            "normalise"]
+
+
+#: activations a block may use: ReLU, or ReLU6 (MobileNet's; Sandler et al. 2018), whose fixed range [0, 6]
+#: is also its int8 range, so one rare large activation cannot coarsen the step of a whole tensor
+ACTIVATIONS = ("relu", "relu6")
+
+
+def activation_layer(name):
+    """The activation module called ``name`` (one of :data:`ACTIVATIONS`)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "relu6":
+        return nn.ReLU6()
+    raise ConfigError("activation %r; allowed: %s" % (name, ", ".join(ACTIVATIONS)))
 
 
 class ConvBN(nn.Sequential):
     """Conv1d (no bias) -> BatchNorm1d -> ReLU; 'same' padding for odd kernels.  (B, C, T)."""
 
-    def __init__(self, cin, cout, kernel=7, stride=1, dilation=1, groups=1, relu=True):
+    def __init__(self, cin, cout, kernel=7, stride=1, dilation=1, groups=1, relu=True, activation="relu"):
         layers = [
             nn.Conv1d(cin, cout, kernel, stride=stride, padding=dilation * (kernel - 1) // 2,
                       dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm1d(cout),
         ]
         if relu:
-            layers.append(nn.ReLU())
+            layers.append(activation_layer(activation))
         super().__init__(*layers)
 
 
@@ -36,10 +51,10 @@ class SeparableConv(nn.Sequential):
     -> (B, cout, ceil(T / stride)).
     """
 
-    def __init__(self, cin, cout, kernel=7, stride=1, dilation=1):
+    def __init__(self, cin, cout, kernel=7, stride=1, dilation=1, activation="relu"):
         super().__init__(
-            ConvBN(cin, cin, kernel, stride=stride, dilation=dilation, groups=cin),
-            ConvBN(cin, cout, 1),
+            ConvBN(cin, cin, kernel, stride=stride, dilation=dilation, groups=cin, activation=activation),
+            ConvBN(cin, cout, 1, activation=activation),
         )
 
 

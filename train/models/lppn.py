@@ -22,7 +22,7 @@ from torch import nn
 
 from fieldpick.edge.errors import ConfigError
 
-from .blocks import ConvBN, SeparableConv, card_template
+from .blocks import ACTIVATIONS, ConvBN, SeparableConv, card_template
 
 __all__ = ["LPPN", "STRIDES"]
 
@@ -44,6 +44,7 @@ class LPPN(nn.Module):
         width: int = 16                 # n: channels of the first stage; later stages use up to 2n
         kernel: int = 7                 # samples (depthwise kernels), odd
         context_blocks: int = 4         # dilated separable blocks at the output rate (dilation 1, 2, 4, ...)
+        activation: str = "relu"        # 'relu' or 'relu6' (a fixed [0, 6] range: finer int8 steps)
 
     def __init__(self, config: "LPPN.Config"):
         super().__init__()
@@ -61,17 +62,20 @@ class LPPN(nn.Module):
             raise ConfigError("lppn kernel %r; it must be odd and >= 3 samples" % (c.kernel,))
         if c.context_blocks < 0:
             raise ConfigError("lppn context_blocks %r; it must be >= 0" % (c.context_blocks,))
+        if c.activation not in ACTIVATIONS:
+            raise ConfigError("lppn activation %r; allowed: %s" % (c.activation, ", ".join(ACTIVATIONS)))
         self.config = c
         n = c.width
-        self.stem = ConvBN(3, n, c.kernel)
+        act = c.activation
+        self.stem = ConvBN(3, n, c.kernel, activation=act)
         stages, cin = [], n
         for i in range(c.stride.bit_length() - 1):
             cout = n if i == 0 else 2 * n
-            stages.append(SeparableConv(cin, cout, c.kernel, stride=2))
+            stages.append(SeparableConv(cin, cout, c.kernel, stride=2, activation=act))
             cin = cout
         self.down = nn.Sequential(*stages)
         self.context = nn.ModuleList(
-            SeparableConv(cin, cin, c.kernel, dilation=2 ** i) for i in range(c.context_blocks)
+            SeparableConv(cin, cin, c.kernel, dilation=2 ** i, activation=act) for i in range(c.context_blocks)
         )
         self.head = nn.Conv1d(cin, 4, 1)
 
