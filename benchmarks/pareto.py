@@ -233,9 +233,10 @@ def _row(name, kind, params, flops, pooled, note, int8=None):
 
 
 def stage_ab(args):
-    """The input-normalisation A/B: one row per ``int8_<name>.json`` in ``--work`` (same folds each).
+    """An A/B table: one row per ``int8_<name>.json`` in ``--work`` (same folds each).
 
-    Writes ``benchmarks/results/pareto_normalisation.json`` and ``.md``: per
+    Writes ``benchmarks/results/<--out>.json`` and ``.md`` (default
+    ``pareto_normalisation``, the input-normalisation A/B): per
     candidate, the folds used, PyTorch / TFLite fp32 / full int8 P and S F1
     pooled over those folds, the int8 - fp32 deltas and the pick parity
     (int8 vs fp32 picks on the test folds, same phase within 2 samples).
@@ -256,9 +257,11 @@ def stage_ab(args):
         row["dP"] = row["int8_P_f1"] - row["fp32_P_f1"]
         row["dS"] = row["int8_S_f1"] - row["fp32_S_f1"]
         rows.append(row)
-    meta = {"command": "benchmarks/pareto.py ab --work %s" % args.work, "host": platform.node(),
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    lines = ["# Input normalisation A/B: float32 against full int8", "",
+    out = args.out or "pareto_normalisation"
+    meta = {"command": "benchmarks/pareto.py ab --work %s%s" % (args.work, " --out " + out if args.out else ""),
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    title = args.title or "Input normalisation A/B: float32 against full int8"
+    lines = ["# " + title, "",
              "Fold models trained by `benchmarks/pareto.py folds` (configs/default.toml, seed 0, the splits of",
              "`fieldpick train --crossval 5`), converted and scored by `benchmarks/pareto.py int8`; F1 pooled over",
              "the folds listed (0.5 s matching, thresholds tuned on each fold's validation stations). Pick parity:",
@@ -273,8 +276,131 @@ def stage_ab(args):
             r["name"], ",".join(map(str, r["folds"])), r["fp32_P_f1"], r["fp32_S_f1"], r["int8_P_f1"],
             r["int8_S_f1"], r["dP"], r["dS"], pp))
     md = "\n".join(lines) + "\n"
-    _write(os.path.join(RESULTS, "pareto_normalisation.json"), {"meta": meta, "rows": rows})
-    with open(os.path.join(RESULTS, "pareto_normalisation.md"), "w") as f:
+    _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
+    with open(os.path.join(RESULTS, out + ".md"), "w") as f:
+        f.write(md)
+    sys.stdout.write(md)
+
+
+def stage_noise(args):
+    """Where int8 loses: fake-quantise one activation at a time and measure what it moves.
+
+    The model (``--checkpoint``, a file) runs in float on the export parity
+    windows (:func:`fieldpick.export.calibrate.export_windows`, the export's
+    seed and NCEDC half), once exact and once with int8 rounding at one
+    place: the input (scale max|x| / 127 over the calibration windows) or
+    one ReLU / ReLU6 output (255 levels over [0, its calibration maximum]),
+    as full-int8 TFLite holds them.  Then all places at once, which is what
+    the int8 file does up to BatchNorm folding.  For each: the largest
+    probability change, the mean change near picks (cells where P or S
+    exceeds 0.3), the mean offset change there, and pick parity against the
+    exact run (the export gate's rule: same phase within 2 samples).
+    Writes ``benchmarks/results/<--out or int8_noise>.json`` and ``.md``.
+    """
+    import torch
+
+    from fieldpick.edge.picker import PeakFinder, output_traces, phase_columns
+    from fieldpick.export import calibrate
+    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
+    from fieldpick.export.pipeline import ExportSettings
+    from fieldpick.train.data.datasets import NCEDC_DIR
+
+    model, _, _ = _load(args.checkpoint)
+    model.eval()
+    card = model.card()
+    if card.output.kind != "stride_class_offset":
+        raise SystemExit("noise: %s is a %r model; this stage reads per-stride (lppn) outputs"
+                         % (args.checkpoint, card.output.kind))
+    seed = ExportSettings().seed
+    root = NCEDC_DIR if os.path.exists(os.path.join(NCEDC_DIR, "phasenet_ncedc_90s.npz")) else None
+    x, _, _, src = calibrate.export_windows(card, 200, seed, root, half=1)
+    cal, _, _, _ = calibrate.export_windows(card, 200, seed + 1000, root, half=0)
+    acts = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+    peak = {}
+
+    def keep_max(name):
+        return lambda mod, a, o: peak.__setitem__(name, max(peak.get(name, 0.0), float(o.max())))
+
+    hooks = [m.register_forward_hook(keep_max(n)) for n, m in acts]
+    with torch.no_grad():
+        model(torch.from_numpy(cal))
+    for h in hooks:
+        h.remove()
+    scale_in = float(np.abs(cal).max()) / 127.0
+
+    def rounding(scale, lo, hi):
+        return lambda mod, a, o: (o / scale).round().clamp(lo, hi) * scale
+
+    def run(places):
+        hooks = []
+        if "input" in places:
+            hooks.append(model.register_forward_pre_hook(
+                lambda mod, a: ((a[0] / scale_in).round().clamp(-128, 127) * scale_in,)))
+        hooks += [m.register_forward_hook(rounding(peak[n] / 255.0, 0, 255)) for n, m in acts if n in places]
+        try:
+            with torch.no_grad():
+                return model(torch.from_numpy(x)).numpy()
+        finally:
+            for h in hooks:
+                h.remove()
+
+    stride = card.output.stride_samples
+    sep = int(round(card.input.sampling_rate_hz / stride))  # 1 s, as extract_picks
+
+    def picks(out):
+        probs, offs = output_traces(out.transpose(0, 2, 1), card)
+        res = []
+        for i in range(len(out)):
+            for phase, col in phase_columns(card):
+                finder = PeakFinder(card.thresholds[phase], stride, sep)
+                res.append([pk.position for pk in finder.process(0, probs[i, :, col], offs[i], final=True)])
+        return res
+
+    exact = run(set())
+    ref = picks(exact)
+    rows = []
+
+    def row(name, places, maximum=None):
+        out = run(places)
+        d = np.abs(out[:, 1:3] - exact[:, 1:3])
+        near = np.maximum(out[:, 1:3], exact[:, 1:3]) > 0.3
+        cells = exact[:, 1:3].max(axis=1) > 0.3
+        m = n = 0
+        for a, b in zip(ref, picks(out)):
+            m += _match(a, b, PICK_TOLERANCE_SAMPLES)
+            n += max(len(a), len(b))
+        rows.append({"place": name, "calibration_max": maximum, "max_abs_dp": float(d.max()),
+                     "near_pick_mean_abs_dp": float(d[near].mean()) if near.any() else 0.0,
+                     "near_pick_mean_abs_doffset": float(np.abs(out[:, 3] - exact[:, 3])[cells].mean())
+                     if cells.any() else 0.0,
+                     "pick_parity": m / float(n) if n else 1.0, "picks": n})
+        log.info("%-24s parity %.3f  near-pick |dp| %.4f", name, rows[-1]["pick_parity"],
+                 rows[-1]["near_pick_mean_abs_dp"])
+
+    row("all at once", {"input"} | {n for n, _ in acts})
+    row("input", {"input"}, scale_in * 127.0)
+    for n, _ in acts:
+        row(n, {n}, peak[n])
+    out = args.out or "int8_noise"
+    meta = {"command": "benchmarks/pareto.py noise --checkpoint %s%s" % (args.checkpoint,
+                                                                       " --out " + out if args.out else ""),
+            "windows": {str(k): int(np.sum(src == k)) for k in np.unique(src)}, "thresholds": dict(card.thresholds),
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    lines = ["# Where full int8 loses: one activation rounded at a time", "",
+             "The float model on the export's parity windows (%s), exact and with int8 rounding at one place "
+             "(input: max|x| / 127 of the calibration windows; a ReLU output: 255 levels over [0, its calibration "
+             "maximum]). Parity: picks against the exact run, same phase within 2 samples." %
+             ", ".join("%d %s" % (v, k) for k, v in sorted(meta["windows"].items())), "",
+             "`%s` (%s)" % (meta["command"], meta["when"]), "",
+             "| rounded | calibration max | max abs dp | mean abs dp near picks | mean abs d offset | pick parity |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append("| %s | %s | %.3f | %.4f | %.4f | %.1f %% |" % (
+            r["place"], "-" if r["calibration_max"] is None else "%.1f" % r["calibration_max"], r["max_abs_dp"],
+            r["near_pick_mean_abs_dp"], r["near_pick_mean_abs_doffset"], 100 * r["pick_parity"]))
+    md = "\n".join(lines) + "\n"
+    _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
+    with open(os.path.join(RESULTS, out + ".md"), "w") as f:
         f.write(md)
     sys.stdout.write(md)
 
@@ -427,13 +553,16 @@ def _plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "table"))
+    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "noise", "table"))
     ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
     ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them)")
     ap.add_argument("--config", help="folds: recipe file (e.g. configs/default.toml)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="folds: override a recipe field")
     ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
-    ap.add_argument("--checkpoint", default="best.pt", help="int8: file name inside each fold folder")
+    ap.add_argument("--checkpoint", default="best.pt",
+                    help="int8: file name inside each fold folder; noise: the checkpoint file")
+    ap.add_argument("--out", help="ab/noise: results file stem under benchmarks/results")
+    ap.add_argument("--title", help="ab: the table's title")
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="folds/int8: folds to train / convert and score")
     ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
@@ -450,7 +579,7 @@ def main(argv=None):
         ap.error("%s needs --folds DIR" % args.stage)
     if args.stage == "int8" and not args.name:
         ap.error("int8 needs --name")
-    {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "ab": stage_ab,
+    {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "ab": stage_ab, "noise": stage_noise,
      "table": stage_table}[args.stage](args)
     return 0
 
