@@ -60,6 +60,8 @@ class TrainConfig:
     logit_penalty: float = 1.0          # weight of that penalty (mean over cells and classes)
     offset_neighbours: float = 0.0      # stride models: weight of an offset loss on the cells either side of
                                         # an arrival (target: their edge nearest it); 0: off
+    stability: float = 0.0              # stride models: weight of a consistency loss between each window and a
+                                        # second pass with int8-sized rounding noise at the input and every ReLU
     p_range: tuple = (0.1, 0.75)        # where P may land in a random training crop (fraction of T)
     # --- scoring
     tolerance_s: float = 0.5            # a pick matches an arrival within this many seconds
@@ -88,7 +90,7 @@ class TrainConfig:
         for name in ("lr", "label_width", "tolerance_s", "positive_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError("%s is %r; it must be > 0" % (name, getattr(self, name)))
-        for name in ("logit_bound", "logit_penalty", "offset_neighbours"):
+        for name in ("logit_bound", "logit_penalty", "offset_neighbours", "stability"):
             if getattr(self, name) < 0:
                 raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
         for name in ("noise_fraction", "noise_add_fraction", "vertical_only_fraction"):

@@ -336,7 +336,43 @@ class StrideTask(Task):
         ce = torch.nn.functional.cross_entropy(logits, cls, weight=w)
         mask = cls > 0
         l1 = (torch.sigmoid(offset)[mask] - off[mask]).abs().mean() if mask.any() else offset.sum() * 0
-        return ce + 2.0 * l1 + self.neighbours(offset, mask) + self.bound(logits)
+        total = ce + 2.0 * l1 + self.neighbours(offset, mask) + self.bound(logits)
+        if self.cfg.stability:
+            total = total + self.cfg.stability * self.consistency(x, logits, offset, mask)
+        return total
+
+    def consistency(self, x, logits, offset, mask):
+        """How far a second pass with int8-sized rounding noise moves the outputs (0 for identical passes).
+
+        The noisy pass adds uniform noise of one int8 step (``U(-q/2, q/2)``)
+        to the input (``q = max|x| / 127`` of the batch) and to every ReLU /
+        ReLU6 output (``q = max / 255``), which is the error full-int8
+        rounding makes at those places.  The loss is the mean squared change
+        of the P and S probabilities over all cells plus the mean absolute
+        change of the offset on the arrival cells: the two things that move
+        a pick.  Gradients flow through both passes.
+        """
+        import torch
+
+        def jitter(t, levels):
+            q = t.detach().abs().amax() / levels
+            return t + (torch.rand_like(t) - 0.5) * q
+
+        hooks = [self.model.register_forward_pre_hook(lambda mod, a: (jitter(a[0], 127.0),) + tuple(a[1:]))]
+        for m in self.model.modules():
+            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
+                hooks.append(m.register_forward_hook(lambda mod, a, out: jitter(out, 255.0)))
+        try:
+            logits2, offset2 = self.model.raw(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        p1 = torch.softmax(logits, dim=1)[:, 1:]
+        p2 = torch.softmax(logits2, dim=1)[:, 1:]
+        loss = ((p1 - p2) ** 2).sum(dim=1).mean()
+        if mask.any():
+            loss = loss + (torch.sigmoid(offset)[mask] - torch.sigmoid(offset2)[mask]).abs().mean()
+        return loss
 
     def neighbours(self, offset, mask):
         """Offset loss on the noise cells next to an arrival cell (0 when ``cfg.offset_neighbours`` is 0).

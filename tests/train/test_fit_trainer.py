@@ -233,7 +233,34 @@ def test_offset_neighbours_point_at_the_nearest_edge(tmp_path):
     assert plain.neighbours(logit, mask).item() == 0.0
 
 
-@pytest.mark.parametrize("key", ["logit_bound", "logit_penalty", "offset_neighbours"])
+def test_stability_compares_a_pass_with_int8_sized_noise(tmp_path):
+    cfg = small_cfg("lppn", tmp_path, stability=2.0)
+    model = build("lppn", cfg.model)
+    task = task_for(model, cfg)
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, T)
+    mask = torch.zeros(3, T // 16, dtype=torch.bool)
+    mask[0, 4] = True
+    logits, offset = model.raw(x)
+    d = task.consistency(x, logits, offset, mask)
+    # int8-sized noise moves the outputs a little, never a lot, and both passes get gradients
+    assert 0.0 < d.item() < 0.05
+    d.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # the hooks are gone: a plain pass is exact again
+    assert not model._forward_pre_hooks and not any(m._forward_hooks for m in model.modules())
+    with torch.no_grad():
+        again, _ = model.raw(x)
+    torch.testing.assert_close(again, logits.detach())
+    # the weight scales it into the loss; 0 leaves the loss as it was
+    cls, off = torch.zeros(3, T // 16, dtype=torch.long), torch.zeros(3, T // 16)
+    torch.manual_seed(1)
+    with_it = task.loss(x, (cls, off)).item()
+    plain = task_for(model, small_cfg("lppn", tmp_path)).loss(x, (cls, off)).item()
+    assert with_it > plain
+
+
+@pytest.mark.parametrize("key", ["logit_bound", "logit_penalty", "offset_neighbours", "stability"])
 def test_int8_headroom_options_refuse_negative_values(key):
     with pytest.raises(ConfigError, match=key):
         TrainConfig.from_dict({key: -1.0})
