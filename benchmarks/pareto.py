@@ -302,9 +302,8 @@ def stage_noise(args):
     """
     import torch
 
-    from fieldpick.edge.picker import PeakFinder, output_traces, phase_columns
     from fieldpick.export import calibrate
-    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
+    from fieldpick.export.parity import pick_parity
     from fieldpick.export.pipeline import ExportSettings
     from fieldpick.train.data.datasets import NCEDC_DIR
 
@@ -316,7 +315,7 @@ def stage_noise(args):
                          % (args.checkpoint, card.output.kind))
     seed = ExportSettings().seed
     root = NCEDC_DIR if os.path.exists(os.path.join(NCEDC_DIR, "phasenet_ncedc_90s.npz")) else None
-    x, _, _, src = calibrate.export_windows(card, 200, seed, root, half=1)
+    x, p_idx, s_idx, src = calibrate.export_windows(card, 200, seed, root, half=1)
     cal, _, _, _ = calibrate.export_windows(card, 200, seed + 1000, root, half=0)
     acts = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
     peak = {}
@@ -347,20 +346,7 @@ def stage_noise(args):
             for h in hooks:
                 h.remove()
 
-    stride = card.output.stride_samples
-    sep = int(round(card.input.sampling_rate_hz / stride))  # 1 s, as extract_picks
-
-    def picks(out):
-        probs, offs = output_traces(out.transpose(0, 2, 1), card)
-        res = []
-        for i in range(len(out)):
-            for phase, col in phase_columns(card):
-                finder = PeakFinder(card.thresholds[phase], stride, sep)
-                res.append([pk.position for pk in finder.process(0, probs[i, :, col], offs[i], final=True)])
-        return res
-
     exact = run(set())
-    ref = picks(exact)
     rows = []
 
     def row(name, places, maximum=None):
@@ -368,15 +354,12 @@ def stage_noise(args):
         d = np.abs(out[:, 1:3] - exact[:, 1:3])
         near = np.maximum(out[:, 1:3], exact[:, 1:3]) > 0.3
         cells = exact[:, 1:3].max(axis=1) > 0.3
-        m = n = 0
-        for a, b in zip(ref, picks(out)):
-            m += _match(a, b, PICK_TOLERANCE_SAMPLES)
-            n += max(len(a), len(b))
+        pp = pick_parity(exact.transpose(0, 2, 1), out.transpose(0, 2, 1), card, p_idx, s_idx)  # the gate's rule
         rows.append({"place": name, "calibration_max": maximum, "max_abs_dp": float(d.max()),
                      "near_pick_mean_abs_dp": float(d[near].mean()) if near.any() else 0.0,
                      "near_pick_mean_abs_doffset": float(np.abs(out[:, 3] - exact[:, 3])[cells].mean())
                      if cells.any() else 0.0,
-                     "pick_parity": m / float(n) if n else 1.0, "picks": n})
+                     "pick_parity": pp.agreement, "picks": max(pp.ref_picks, pp.test_picks), "f1_delta": pp.f1_delta})
         log.info("%-24s parity %.3f  near-pick |dp| %.4f", name, rows[-1]["pick_parity"],
                  rows[-1]["near_pick_mean_abs_dp"])
 
@@ -395,12 +378,12 @@ def stage_noise(args):
              "maximum]). Parity: picks against the exact run, same phase within 2 samples." %
              ", ".join("%d %s" % (v, k) for k, v in sorted(meta["windows"].items())), "",
              "`%s` (%s)" % (meta["command"], meta["when"]), "",
-             "| rounded | calibration max | max abs dp | mean abs dp near picks | mean abs d offset | pick parity |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| rounded | calibration max | max abs dp | mean abs dp near picks | mean abs d offset | pick parity "
+             "| F1 change |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append("| %s | %s | %.3f | %.4f | %.4f | %.1f %% |" % (
+        lines.append("| %s | %s | %.3f | %.4f | %.4f | %.1f %% | %.3f |" % (
             r["place"], "-" if r["calibration_max"] is None else "%.1f" % r["calibration_max"], r["max_abs_dp"],
-            r["near_pick_mean_abs_dp"], r["near_pick_mean_abs_doffset"], 100 * r["pick_parity"]))
+            r["near_pick_mean_abs_dp"], r["near_pick_mean_abs_doffset"], 100 * r["pick_parity"], r["f1_delta"]))
     md = "\n".join(lines) + "\n"
     _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
     with open(os.path.join(RESULTS, out + ".md"), "w") as f:
