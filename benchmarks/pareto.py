@@ -271,13 +271,14 @@ def stage_ab(args):
              "int8 picks against TFLite fp32 picks on the same test windows, same phase within 2 samples.",
              "", "`%s` (%s)" % (meta["command"], meta["when"]), "",
              "| candidate | folds | fp32 P F1 | fp32 S F1 | int8 P F1 | int8 S F1 | int8 - fp32 P | int8 - fp32 S "
-             "| pick parity |", "|---|---|---|---|---|---|---|---|---|"]
+             "| fp32 P / S MAE s | pick parity |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pp = "-" if r["pick_parity"] is None else "%.1f %% (%d of %d)" % (100 * r["pick_parity"],
                                                                           *r["pick_parity_counts"])
-        lines.append("| %s | %s | %.3f | %.3f | %.3f | %.3f | %+.3f | %+.3f | %s |" % (
+        mae = "-" if r["fp32_P_mae_s"] is None else "%.3f / %.3f" % (r["fp32_P_mae_s"], r["fp32_S_mae_s"])
+        lines.append("| %s | %s | %.3f | %.3f | %.3f | %.3f | %+.3f | %+.3f | %s | %s |" % (
             r["name"], ",".join(map(str, r["folds"])), r["fp32_P_f1"], r["fp32_S_f1"], r["int8_P_f1"],
-            r["int8_S_f1"], r["dP"], r["dS"], pp))
+            r["int8_S_f1"], r["dP"], r["dS"], mae, pp))
     md = "\n".join(lines) + "\n"
     _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
     with open(os.path.join(RESULTS, out + ".md"), "w") as f:
