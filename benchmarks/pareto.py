@@ -218,6 +218,15 @@ def _write(path, obj):
     log.info("wrote %s", path)
 
 
+def _publish(stem, meta, rows, lines):
+    """Write ``benchmarks/results/<stem>.json`` (meta + rows) and ``.md`` (the lines), and print the markdown."""
+    md = "\n".join(lines) + "\n"
+    _write(os.path.join(RESULTS, stem + ".json"), {"meta": meta, "rows": rows})
+    with open(os.path.join(RESULTS, stem + ".md"), "w") as f:
+        f.write(md)
+    sys.stdout.write(md)
+
+
 # ---------------------------------------------------------------- the table
 def _row(name, kind, params, flops, pooled, note, int8=None):
     r = {"name": name, "kind": kind, "parameters": int(params), "flops_per_30s": int(flops), "note": note}
@@ -279,11 +288,7 @@ def stage_ab(args):
         lines.append("| %s | %s | %.3f | %.3f | %.3f | %.3f | %+.3f | %+.3f | %s | %s |" % (
             r["name"], ",".join(map(str, r["folds"])), r["fp32_P_f1"], r["fp32_S_f1"], r["int8_P_f1"],
             r["int8_S_f1"], r["dP"], r["dS"], mae, pp))
-    md = "\n".join(lines) + "\n"
-    _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
-    with open(os.path.join(RESULTS, out + ".md"), "w") as f:
-        f.write(md)
-    sys.stdout.write(md)
+    _publish(out, meta, rows, lines)
 
 
 def stage_noise(args):
@@ -385,11 +390,68 @@ def stage_noise(args):
         lines.append("| %s | %s | %.3f | %.4f | %.4f | %.1f %% | %.3f |" % (
             r["place"], "-" if r["calibration_max"] is None else "%.1f" % r["calibration_max"], r["max_abs_dp"],
             r["near_pick_mean_abs_dp"], r["near_pick_mean_abs_doffset"], 100 * r["pick_parity"], r["f1_delta"]))
-    md = "\n".join(lines) + "\n"
-    _write(os.path.join(RESULTS, out + ".json"), {"meta": meta, "rows": rows})
-    with open(os.path.join(RESULTS, out + ".md"), "w") as f:
-        f.write(md)
-    sys.stdout.write(md)
+    _publish(out, meta, rows, lines)
+
+
+def stage_thresholds(args):
+    """Which rule for choosing pick thresholds on the validation stations carries over to the test stations?
+
+    Re-scores existing fold models (``--folds``: one or more comma-separated
+    folders of ``fold<i>/best.pt``, e.g. several seeds of one recipe): for
+    each rule, thresholds chosen on the fold's validation stations, then the
+    fold's test stations picked; F1 pooled over the folds, per folder.
+    Rules: the trainer's (the middle of the best F1 plateau), the same on
+    an F1 curve smoothed over three grid steps, a fixed 0.5, and the best
+    plateau after a penalty of 0.02 F1 per 0.1 away from 0.5.  Writes
+    ``benchmarks/results/<--out or thresholds>.json`` and ``.md``.
+    """
+    from fieldpick.train.config import TrainConfig
+    from fieldpick.train.fit import load_real, plateau_middle, predict, tune_thresholds
+    from fieldpick.train.score import score
+
+    def smooth3(grid, f1):
+        return plateau_middle(grid, np.convolve(np.pad(f1, 1, mode="edge"), np.ones(3) / 3.0, "valid"))
+
+    def fixed(grid, f1):
+        return 0.5
+
+    def toward_half(grid, f1):
+        return plateau_middle(grid, f1 - 0.2 * np.abs(grid - 0.5))
+
+    rules = {"plateau (trainer)": plateau_middle, "smoothed plateau": smooth3, "fixed 0.5": fixed,
+             "pulled to 0.5": toward_half}
+    cfg = TrainConfig()
+    data = load_real()
+    rows = []
+    for folder in args.folds.split(","):
+        pooled = {name: ([], [], [], [], 0.0) for name in rules}
+        for f in range(K):
+            model, _, _ = _load(os.path.join(folder, "fold%d" % f, args.checkpoint))
+            _, val, test = _fold_split(data, f)
+            for name, rule in rules.items():
+                tune_thresholds(model, val, cfg, choose=rule)
+                events, picks, npicks, seconds = predict(model, test, cfg)
+                acc = pooled[name]
+                pooled[name] = (acc[0] + picks, acc[1] + [events.p_idx], acc[2] + [events.s_idx], acc[3] + npicks,
+                                acc[4] + seconds)
+        for name, (picks, p_idx, s_idx, npicks, seconds) in pooled.items():
+            s = score(picks, np.concatenate(p_idx), np.concatenate(s_idx), data.events.fs, cfg.tolerance_s, npicks,
+                      seconds)
+            rows.append({"folds": folder, "rule": name, **{k: float(s[k]) for k in
+                         ("P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour")}})
+            log.info("%s %s: P F1 %.3f S F1 %.3f", folder, name, s["P_f1"], s["S_f1"])
+    out = args.out or "thresholds"
+    meta = {"command": "benchmarks/pareto.py thresholds --folds %s%s" % (args.folds, " --out " + out if args.out else ""),
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    lines = ["# Pick-threshold rules: chosen on the validation stations, scored on the test stations", "",
+             "Each fold model's thresholds are chosen on its fold's validation stations by each rule, then its test "
+             "stations are picked; scores pooled over the 5 folds (0.5 s matching; false picks on the pre-P noise "
+             "windows).", "", "`%s` (%s)" % (meta["command"], meta["when"]), "",
+             "| fold models | rule | P F1 | S F1 | P MAE s | S MAE s | false picks/h |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| %s | %s | %.3f | %.3f | %.3f | %.3f | %.1f |" % (
+            r["folds"], r["rule"], r["P_f1"], r["S_f1"], r["P_mae_s"], r["S_mae_s"], r["false_picks_per_hour"]))
+    _publish(out, meta, rows, lines)
 
 
 def stage_table(args):
@@ -540,9 +602,10 @@ def _plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "noise", "table"))
+    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "noise", "thresholds", "table"))
     ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
-    ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them)")
+    ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them; "
+                    "thresholds: one or more such folders, comma-separated)")
     ap.add_argument("--config", help="folds: recipe file (e.g. configs/default.toml)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="folds: override a recipe field")
     ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
@@ -564,12 +627,12 @@ def main(argv=None):
                     "(repeatable)")
     args = ap.parse_args(argv)
     _setup()
-    if args.stage in ("teacher", "folds", "int8") and not args.folds:
+    if args.stage in ("teacher", "folds", "int8", "thresholds") and not args.folds:
         ap.error("%s needs --folds DIR" % args.stage)
     if args.stage == "int8" and not args.name:
         ap.error("int8 needs --name")
     {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "ab": stage_ab, "noise": stage_noise,
-     "table": stage_table}[args.stage](args)
+     "thresholds": stage_thresholds, "table": stage_table}[args.stage](args)
     return 0
 
 

@@ -43,7 +43,7 @@ from fieldpick.train.score import picks_from_outputs, score
 
 __all__ = [
     "RealData", "load_real", "eval_windows", "pad_noise", "normalise", "linear_part", "RandomWindows",
-    "task_for", "predict", "tune_thresholds", "evaluate", "fit", "train", "main",
+    "task_for", "predict", "plateau_middle", "tune_thresholds", "evaluate", "fit", "train", "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -469,13 +469,22 @@ def predict(model, data: RealData, cfg: TrainConfig, card=None):
     return events, picks, noise_picks, len(noise) * valid / events.fs
 
 
-def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None, apply=True):
+def plateau_middle(grid, f1):
+    """The threshold in the middle of the best plateau of ``f1`` (one F1 per entry of ``grid``)."""
+    top = np.flatnonzero(f1 >= f1.max() - 1e-9)
+    return float(grid[top[len(top) // 2]])
+
+
+def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None, apply=True, choose=plateau_middle):
     """Per-phase pick thresholds that maximise F1 on ``val``, noise-window picks counted as false.
 
     The model's outputs are computed once; only the picking is repeated for
-    each threshold of ``grid``.  With ``apply``, sets ``model.thresholds``
-    (which its ``card()`` reports).  Returns ``(thresholds, scores)``, the
-    scores (:func:`score`'s dict) at the chosen thresholds.
+    each threshold of ``grid``.  ``choose(grid, f1)`` turns each phase's F1
+    curve into its threshold (:func:`plateau_middle`; other rules are
+    compared in ``benchmarks/pareto.py thresholds``).  With ``apply``, sets
+    ``model.thresholds`` (which its ``card()`` reports).  Returns
+    ``(thresholds, scores)``, the scores (:func:`score`'s dict) at the
+    chosen thresholds.
     """
     grid = np.round(np.arange(0.1, 0.91, 0.05), 2) if grid is None else np.asarray(grid)
     card = model.card()
@@ -500,11 +509,7 @@ def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None, apply=Tru
         s = score(merged, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s)
         for phase in f1:
             f1[phase].append(s[phase + "_f1"])
-    best = {}
-    for phase, values in f1.items():
-        values = np.asarray(values)
-        top = np.flatnonzero(values >= values.max() - 1e-9)
-        best[phase] = float(grid[top[len(top) // 2]])  # the middle of the best plateau
+    best = {phase: choose(grid, np.asarray(values)) for phase, values in f1.items()}
     picks, npicks = run(best)
     scores = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
     if apply:

@@ -386,3 +386,23 @@ def test_finetune_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
     start = model.state_dict()
     changed = [k for k, v in tuned.state_dict().items() if not torch.equal(v, start[k])]
     assert changed and all(k.startswith("head.") for k in changed)
+
+
+def test_threshold_rule_is_pluggable_and_the_default_takes_the_plateau_middle(tmp_path):
+    from fieldpick.train.fit import plateau_middle, tune_thresholds
+
+    grid = np.array([0.2, 0.3, 0.4, 0.5, 0.6])
+    assert plateau_middle(grid, np.array([0.5, 0.8, 0.8, 0.8, 0.6])) == 0.4
+    assert plateau_middle(grid, np.array([0.9, 0.8, 0.8, 0.8, 0.6])) == 0.2
+    data = impulse_data()
+    cfg = small_cfg("lppn", tmp_path)
+    model = build("lppn", cfg.model)
+    seen = []
+
+    def rule(g, f1):
+        seen.append((tuple(g), f1.shape))
+        return 0.35
+
+    best, scores = tune_thresholds(model, data.subset(np.arange(8, 12)), cfg, grid=grid, choose=rule)
+    assert best == {"P": 0.35, "S": 0.35} and model.thresholds == best
+    assert seen == [(tuple(grid), (5,))] * 2 and "P_f1" in scores
