@@ -312,6 +312,7 @@ def stage_noise(args):
     from fieldpick.export.parity import pick_parity
     from fieldpick.export.pipeline import ExportSettings
     from fieldpick.train.data.datasets import NCEDC_DIR
+    from fieldpick.train.quantize import fake_round
 
     model, _, _ = _load(args.checkpoint)
     model.eval()
@@ -336,15 +337,14 @@ def stage_noise(args):
         h.remove()
     scale_in = float(np.abs(cal).max()) / 127.0
 
-    def rounding(scale, lo, hi):
-        return lambda mod, a, o: (o / scale).round().clamp(lo, hi) * scale
+    def rounding(scale):
+        return lambda mod, a, o: fake_round(o, scale, 0, 255)
 
     def run(places):
         hooks = []
         if "input" in places:
-            hooks.append(model.register_forward_pre_hook(
-                lambda mod, a: ((a[0] / scale_in).round().clamp(-128, 127) * scale_in,)))
-        hooks += [m.register_forward_hook(rounding(peak[n] / 255.0, 0, 255)) for n, m in acts if n in places]
+            hooks.append(model.register_forward_pre_hook(lambda mod, a: (fake_round(a[0], scale_in, -128, 127),)))
+        hooks += [m.register_forward_hook(rounding(peak[n] / 255.0)) for n, m in acts if n in places]
         try:
             with torch.no_grad():
                 return model(torch.from_numpy(x)).numpy()
@@ -424,19 +424,17 @@ def stage_thresholds(args):
     data = load_real()
     rows = []
     for folder in args.folds.split(","):
-        pooled = {name: ([], [], [], [], 0.0) for name in rules}
+        runs = {name: [] for name in rules}  # per rule: predict()'s (events, picks, noise picks, seconds) per fold
         for f in range(K):
             model, _, _ = _load(os.path.join(folder, "fold%d" % f, args.checkpoint))
             _, val, test = _fold_split(data, f)
             for name, rule in rules.items():
                 tune_thresholds(model, val, cfg, choose=rule)
-                events, picks, npicks, seconds = predict(model, test, cfg)
-                acc = pooled[name]
-                pooled[name] = (acc[0] + picks, acc[1] + [events.p_idx], acc[2] + [events.s_idx], acc[3] + npicks,
-                                acc[4] + seconds)
-        for name, (picks, p_idx, s_idx, npicks, seconds) in pooled.items():
-            s = score(picks, np.concatenate(p_idx), np.concatenate(s_idx), data.events.fs, cfg.tolerance_s, npicks,
-                      seconds)
+                runs[name].append(predict(model, test, cfg))
+        for name, folds in runs.items():
+            s = score([pk for r in folds for pk in r[1]], np.concatenate([r[0].p_idx for r in folds]),
+                      np.concatenate([r[0].s_idx for r in folds]), data.events.fs, cfg.tolerance_s,
+                      [pk for r in folds for pk in r[2]], sum(r[3] for r in folds))
             rows.append({"folds": folder, "rule": name, **{k: float(s[k]) for k in
                          ("P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour")}})
             log.info("%s %s: P F1 %.3f S F1 %.3f", folder, name, s["P_f1"], s["S_f1"])
@@ -611,7 +609,7 @@ def main(argv=None):
     ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
     ap.add_argument("--checkpoint", default="best.pt",
                     help="int8: file name inside each fold folder; noise: the checkpoint file")
-    ap.add_argument("--out", help="ab/noise: results file stem under benchmarks/results")
+    ap.add_argument("--out", help="ab/noise/thresholds: results file stem under benchmarks/results")
     ap.add_argument("--init-seed", type=int, help="folds: seed of the weights and training windows (the folds and "
                     "validation stations stay seed 0's); measures how much a recipe's scores move between runs")
     ap.add_argument("--title", help="ab: the table's title")

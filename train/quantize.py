@@ -36,7 +36,8 @@ import numpy as np
 
 from fieldpick.edge.errors import DataError
 
-__all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outputs", "int8_scores", "FakeQuant",
+__all__ = ["calibration_windows", "export_tflite", "tflite_outputs", "score_outputs", "int8_scores", "fake_round",
+           "FakeQuant",
            "qat_finetune"]
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,15 @@ def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, se
         return {k: score_outputs(f, card, test, cfg) for k, f in runs.items()}, paths
 
 
+def fake_round(x, scale, lo, hi):
+    """``x`` (a tensor) rounded to int8 steps of ``scale`` within [lo, hi] steps, as full-int8 TFLite holds it.
+
+    The gradient passes the rounding unchanged (straight-through estimator).
+    """
+    q = (x / scale).round().clamp(lo, hi) * scale
+    return x + (q - x).detach()
+
+
 class FakeQuant:
     """Quantisation-aware fine-tuning hooks: int8 rounding of the input and of every ReLU output.
 
@@ -197,13 +207,8 @@ class FakeQuant:
             if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
                 self.handles.append(m.register_forward_hook(self._activation(name)))
 
-    @staticmethod
-    def _round(x, scale, lo, hi):
-        q = (x / scale).round().clamp(lo, hi) * scale
-        return x + (q - x).detach()
-
     def _input(self, module, args):
-        return (self._round(args[0], self.scale_in, -128, 127),) + tuple(args[1:])
+        return (fake_round(args[0], self.scale_in, -128, 127),) + tuple(args[1:])
 
     def _activation(self, name):
         def hook(module, args, out):
@@ -212,7 +217,7 @@ class FakeQuant:
                 old = self.maxima.get(name, peak)
                 self.maxima[name] = old + self.momentum * (peak - old) if name in self.maxima else peak
             scale = max(self.maxima[name], 1e-8) / 255.0
-            return self._round(out, scale, 0, 255)
+            return fake_round(out, scale, 0, 255)
         return hook
 
     def remove(self):
