@@ -104,25 +104,28 @@ def flops_per_record(model, record_samples=3000):
     return one * int(np.ceil(record_samples / c.window_samples))
 
 
-def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None):
+def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None, fold_seed=None):
     """Train and score ``cfg`` on ``k`` station folds of ``data`` (a :class:`~fieldpick.train.fit.RealData`).
 
     Returns a dict: ``pooled`` (scores over every window, each predicted by
     the fold model that never saw its station), ``folds`` (per-fold scores),
     ``parameters`` and ``flops_per_30s``; each fold's scores carry the
-    ``best_epoch`` its validation stations chose.
+    ``best_epoch`` its validation stations chose.  ``fold_seed`` (default
+    ``cfg.seed``) draws the folds and validation stations, so a second
+    ``cfg.seed`` can vary only the weights and training windows.
     """
     from fieldpick.train.fit import best_epoch, predict, station_split, train
     from fieldpick.train.models import build
     from fieldpick.train.models.blocks import count_parameters
 
     out_dir = out_dir or os.path.join(cfg.out_dir, "cv")
-    fold = station_folds(data.station, k, cfg.seed) if folds is None else np.asarray(folds)
+    fold_seed = cfg.seed if fold_seed is None else fold_seed
+    fold = station_folds(data.station, k, fold_seed) if folds is None else np.asarray(folds)
     all_picks, all_p, all_s, noise_picks, noise_seconds, per_fold = [], [], [], [], 0.0, []
     for f in range(k):
         test = fold == f
         rest = data.subset(~test)
-        held = station_split(rest.station, cfg.val_fraction, cfg.seed + 1 + f)
+        held = station_split(rest.station, cfg.val_fraction, fold_seed + 1 + f)
         log.info("fold %d/%d: train %d, validation %d, test %d windows", f + 1, k, int((~held).sum()),
                  int(held.sum()), int(test.sum()))
         model, history = train(cfg, rest.subset(~held), rest.subset(held), out_dir=os.path.join(out_dir, "fold%d" % f))
@@ -143,6 +146,7 @@ def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None):
     model = build(cfg.architecture, cfg.model)
     return {
         "architecture": cfg.architecture,
+        "fold_seed": fold_seed,
         "parameters": count_parameters(model),
         "flops_per_30s": flops_per_record(model),
         "pooled": pooled,

@@ -365,11 +365,12 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
 
 
 def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_dir, k=5, out_dir=None,
-                           scratch=True):
+                           scratch=True, fold_seed=None):
     """Station-split k-fold scores of the distilled student (and of the same student from scratch).
 
     teacher_dir: folder holding ``fold<i>/best.pt``, teacher i trained
-    without fold i's stations (same ``k`` and ``cfg.seed`` as here).  Both
+    without fold i's stations (same ``k`` and fold seed as here; ``fold_seed``
+    defaults to ``cfg.seed``, which otherwise seeds only the students).  Both
     students use the same folds, validation stations, labeled windows,
     steps and seed.  Returns ``{"distilled": cv, "scratch": cv, ...}``,
     each ``cv`` with ``pooled`` scores and ``folds``.
@@ -389,7 +390,8 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
     from fieldpick.train.score import score
 
     out_dir = out_dir or os.path.join(cfg.out_dir, "distill_cv")
-    fold = station_folds(data.station, k, cfg.seed)
+    fold_seed = cfg.seed if fold_seed is None else fold_seed
+    fold = station_folds(data.station, k, fold_seed)
     variants = ["distilled", "scratch", "teacher"] if scratch else ["distilled", "teacher"]
     acc = {v: {"picks": [], "p": [], "s": [], "npicks": [], "seconds": 0.0, "folds": []} for v in variants}
     infos = []
@@ -398,7 +400,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
         teacher, t_card, _ = load_checkpoint(path)  # thresholds: the teacher's tuned ones
         test = fold == f
         rest = data.subset(~test)
-        held = station_split(rest.station, cfg.val_fraction, cfg.seed + 1 + f)
+        held = station_split(rest.station, cfg.val_fraction, fold_seed + 1 + f)
         models = {"teacher": teacher}
         student, _, info = distill(cfg, dcfg, teacher, rest.subset(~held), rest.subset(held),
                                    os.path.join(out_dir, "distilled", "fold%d" % f))
@@ -425,7 +427,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
             a["seconds"] += seconds
             log.info("fold %d %s: P F1 %.3f  S F1 %.3f", f + 1, v, s["P_f1"], s["S_f1"])
     student = build(cfg.architecture, cfg.model)
-    out = {"k": k, "seed": cfg.seed, "teacher_dir": teacher_dir, "selection": infos,
+    out = {"k": k, "seed": cfg.seed, "fold_seed": fold_seed, "teacher_dir": teacher_dir, "selection": infos,
            "distill_config": dataclasses.asdict(dcfg), "train_config": cfg.to_dict()}
     for v in variants:
         a = acc[v]
@@ -465,11 +467,14 @@ def main(argv) -> int:
     _distill_arguments(parser)
     parser.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint (for a single run)")
     parser.add_argument("--teacher-folds", metavar="DIR",
-                        help="with --crossval: folder of fold<i>/best.pt teachers (same k and seed)")
+                        help="with --crossval: folder of fold<i>/best.pt teachers (same k and fold seed)")
     parser.add_argument("--crossval", type=int, default=0, metavar="K",
                         help="K-fold station-split scores of the distilled student and the same student "
                              "trained from scratch (same data, steps and seed)")
     parser.add_argument("--no-scratch", action="store_true", help="with --crossval: skip the scratch student")
+    parser.add_argument("--fold-seed", type=int, metavar="N",
+                        help="with --crossval: seed of the station folds and validation stations (default: the "
+                             "recipe's seed); fix it to vary only the student's weights and windows with --seed")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     dcfg = _distill_config(args)
@@ -480,7 +485,8 @@ def main(argv) -> int:
     data = load_real(cfg.data_dir or None)
     if args.crossval:
         out = cross_validate_distill(cfg, dcfg, data, args.teacher_folds, k=args.crossval,
-                                     out_dir=os.path.join(cfg.out_dir, "cv"), scratch=not args.no_scratch)
+                                     out_dir=os.path.join(cfg.out_dir, "cv"), scratch=not args.no_scratch,
+                                     fold_seed=args.fold_seed)
         os.makedirs(cfg.out_dir, exist_ok=True)
         with open(os.path.join(cfg.out_dir, "distill_cv.json"), "w") as f:
             json.dump(out, f, indent=1, default=float)

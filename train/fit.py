@@ -768,6 +768,9 @@ def main(argv) -> int:
     parser.add_argument("--crossval", type=int, default=0, metavar="K",
                         help="first score the recipe by K-fold cross-validation split by station; "
                              "the pooled scores go into the card")
+    parser.add_argument("--fold-seed", type=int, metavar="N",
+                        help="with --crossval: seed of the station folds and validation stations (default: the "
+                             "recipe's seed); fix it to vary only the weights and training windows with --seed")
     parser.add_argument("--final", action="store_true",
                         help="after choosing the epoch count on the validation split, retrain on all stations")
     parser.add_argument("--publish", metavar="PREFIX",
@@ -783,7 +786,8 @@ def main(argv) -> int:
     if args.crossval:
         from fieldpick.train.crossval import cross_validate
 
-        cv = cross_validate(cfg, data, k=args.crossval, out_dir=os.path.join(cfg.out_dir, "cv"))
+        cv = cross_validate(cfg, data, k=args.crossval, out_dir=os.path.join(cfg.out_dir, "cv"),
+                            fold_seed=args.fold_seed)
         os.makedirs(cfg.out_dir, exist_ok=True)
         with open(os.path.join(cfg.out_dir, "crossval.json"), "w") as f:
             json.dump(cv, f, indent=1, default=float)

@@ -204,3 +204,35 @@ def test_distill_end_to_end_writes_a_plain_checkpoint(tmp_path):
 def test_cli_errors(argv, message):
     with pytest.raises(ConfigError, match=message):
         main(argv)
+
+
+def test_crossval_fold_seed_meets_the_teachers_folds(tmp_path, monkeypatch):
+    """A second student seed scored against teachers trained on fold seed 0 must keep seed 0's folds."""
+    import fieldpick.train.distill as distill_mod
+    from fieldpick.train.checkpoint import save_checkpoint
+    from fieldpick.train.crossval import station_folds
+    from fieldpick.train.distill import cross_validate_distill
+
+    data = step_data()
+    assert not np.array_equal(station_folds(data.station, 2, 0), station_folds(data.station, 2, 1))
+    for f in range(2):
+        (tmp_path / "t" / ("fold%d" % f)).mkdir(parents=True)
+        save_checkpoint(str(tmp_path / "t" / ("fold%d" % f) / "best.pt"), teacher())
+    seen = []
+    real = distill_mod.distill
+
+    def spy(cfg, dcfg, t, tr, val, out_dir):
+        seen.append(sorted(set(tr.station)))
+        return real(cfg, dcfg, t, tr, val, out_dir)
+
+    monkeypatch.setattr(distill_mod, "distill", spy)
+    dcfg = DistillConfig(feature_channels=3, teacher_layer="up_same.0", unlabeled_per_batch=0, selection_windows=4)
+    runs = {}
+    for seed, fold_seed in [(0, None), (1, 0), (1, None)]:
+        seen.clear()
+        out = cross_validate_distill(small(tmp_path / str(seed), seed=seed), dcfg, data, str(tmp_path / "t"), k=2,
+                                     scratch=False, fold_seed=fold_seed)
+        assert out["seed"] == seed and out["fold_seed"] == (seed if fold_seed is None else fold_seed)
+        runs[seed, fold_seed] = list(seen)
+    assert runs[1, 0] == runs[0, None]
+    assert runs[1, None] != runs[0, None]

@@ -406,3 +406,30 @@ def test_threshold_rule_is_pluggable_and_the_default_takes_the_plateau_middle(tm
     best, scores = tune_thresholds(model, data.subset(np.arange(8, 12)), cfg, grid=grid, choose=rule)
     assert best == {"P": 0.35, "S": 0.35} and model.thresholds == best
     assert seen == [(tuple(grid), (5,))] * 2 and "P_f1" in scores
+
+
+def test_crossval_fold_seed_keeps_the_folds_while_the_seed_moves_the_weights(tmp_path, monkeypatch):
+    import fieldpick.train.fit as fit_mod
+    from fieldpick.train.crossval import cross_validate
+
+    data = impulse_data(n=12)
+    assert not np.array_equal(station_folds(data.station, 2, 0), station_folds(data.station, 2, 1))
+    real_train = fit_mod.train
+    seen = []
+
+    def spy(cfg, tr, val, out_dir=None, **kw):
+        seen.append((sorted(set(tr.station)), sorted(set(val.station))))
+        return real_train(cfg, tr, val, out_dir=out_dir, **kw)
+
+    monkeypatch.setattr(fit_mod, "train", spy)
+
+    def stations(seed, fold_seed):
+        seen.clear()
+        cfg = small_cfg("lppn", tmp_path / ("s%d_%s" % (seed, fold_seed)), seed=seed, epochs=1, steps_per_epoch=1)
+        cv = cross_validate(cfg, data, k=2, fold_seed=fold_seed)
+        assert cv["fold_seed"] == (seed if fold_seed is None else fold_seed)
+        return list(seen)
+
+    base = stations(0, None)
+    assert stations(1, 0) == base  # same train and validation stations in every fold
+    assert stations(1, None) != base  # the recipe's seed alone also redraws the folds
