@@ -158,6 +158,13 @@ class SynthConfig:
     dc_offset_prob: float = 0.3
     second_event_prob: float = 0.05
     burst_prob: float = 0.1
+    sp_ratio_median: float = 2.2
+    sp_ratio_sigma: float = 0.6
+    p_coda_ratio: float = 2.0
+    p_scatter_gain: float = 2.5
+    incidence_deg_min: float = 25.0
+    incidence_deg_max: float = 55.0
+    s_incidence_snell: bool = True
 
     def validate(self):
         pairs = [
@@ -169,13 +176,14 @@ class SynthConfig:
             ("kappa_s_min", "kappa_s_max"),
             ("noise_level_min", "noise_level_max"),
             ("sensitivity_min", "sensitivity_max"),
+            ("incidence_deg_min", "incidence_deg_max"),
         ]
         for lo, hi in pairs:
             a, b = getattr(self, lo), getattr(self, hi)
             if not (math.isfinite(a) and math.isfinite(b) and a <= b):
                 raise ConfigError("%s=%r and %s=%r: need finite numbers with %s <= %s" % (lo, a, hi, b, lo, hi))
         for name in ("distance_km_min", "depth_km_min", "stress_drop_mpa_min", "q_min", "sensitivity_min",
-                     "vp_km_s", "b_value"):
+                     "vp_km_s", "b_value", "sp_ratio_median", "p_coda_ratio"):
             if not getattr(self, name) > 0:
                 raise ConfigError("%s=%r; it must be > 0" % (name, getattr(self, name)))
         if not self.vp_vs > 1.0:
@@ -189,15 +197,33 @@ class SynthConfig:
                 v = getattr(self, f.name)
                 if not 0.0 <= v <= 1.0:
                     raise ConfigError("%s=%r; a probability must lie in [0, 1]" % (f.name, v))
+        if not (0.0 <= self.incidence_deg_min and self.incidence_deg_max <= 90.0):
+            raise ConfigError("incidence_deg_min=%r, incidence_deg_max=%r; allowed: 0 <= min <= max <= 90 degrees"
+                              % (self.incidence_deg_min, self.incidence_deg_max))
+        if not (self.sp_ratio_sigma >= 0 and self.p_scatter_gain >= 0):
+            raise ConfigError("sp_ratio_sigma=%r and p_scatter_gain=%r must be >= 0"
+                              % (self.sp_ratio_sigma, self.p_scatter_gain))
         if not (self.p_min_s >= 0 and self.s_margin_s >= 0):
             raise ConfigError("p_min_s=%r and s_margin_s=%r must be >= 0 seconds" % (self.p_min_s, self.s_margin_s))
         return self
+
+    @classmethod
+    def legacy(cls, **options):
+        """The event shapes before the NCEDC match (fieldpick <= 2026-12-05): P with a short coda, mostly
+        vertical, and S 4x P, so S rose out of near-silence on the horizontals like a first arrival."""
+        return config(cls(**LEGACY_EVENT_SHAPE), **options)
 
     @classmethod
     def clean(cls):
         """A config with every station trouble switched off (clean events, clean noise)."""
         return cls(spike_prob=0.0, gap_prob=0.0, clip_prob=0.0, dead_channel_prob=0.0,
                    vertical_only_prob=0.0, dc_offset_prob=0.0, second_event_prob=0.0, burst_prob=0.0)
+
+
+# The event-shape options before they were matched to the NCEDC windows (SynthConfig.legacy); a
+# recipe that pinned them (TrainConfig.synthetic) reproduces windows made before the change.
+LEGACY_EVENT_SHAPE = {"sp_ratio_median": 4.0, "sp_ratio_sigma": 0.35, "p_coda_ratio": 0.6, "p_scatter_gain": 1.0,
+                      "incidence_deg_min": 10.0, "incidence_deg_max": 35.0, "s_incidence_snell": False}
 
 
 def config(base=None, **options) -> SynthConfig:
@@ -335,11 +361,16 @@ def _draw_event(rng, cfg, max_sp_s=None):
         "magnitude": mag, "distance_km": dist, "depth_km": depth, "hypocentral_km": hyp,
         "back_azimuth_deg": rng.uniform(0.0, 360.0), "tp_s": tp, "sp_s": ts - tp,
         "fc_p_hz": 1.5 * fc_s, "fc_s_hz": fc_s, "tstar_p_s": tp / (1.75 * q) + 0.6 * kappa, "tstar_s_s": ts / q + kappa, "kappa_s": kappa,
-        "pgv_m_s": 10.0 ** log_pgv, "sp_ratio": math.exp(rng.normal(math.log(4.0), 0.35)),
+        # S/P peak ratio, lognormal; the S peak scales with the median so that P amplitudes, and with
+        # them the SNR distribution (measured on P), stay those of the 4.0 this relation was tuned with
+        "pgv_m_s": 10.0 ** log_pgv * cfg.sp_ratio_median / 4.0,
+        "sp_ratio": math.exp(rng.normal(math.log(cfg.sp_ratio_median), cfg.sp_ratio_sigma)),
         "coda_tau_s": duration / 5.0 * math.exp(rng.uniform(-0.35, 0.35)),
+        "p_coda_ratio": cfg.p_coda_ratio, "p_scatter_gain": cfg.p_scatter_gain,
+        "s_incidence_snell": cfg.s_incidence_snell, "vp_vs": cfg.vp_vs,
         "impulsive": bool(rng.random() < cfg.impulsive_fraction),
         "polarity": 1.0 if rng.random() < 0.5 else -1.0,
-        "incidence_deg": rng.uniform(10.0, 35.0),
+        "incidence_deg": rng.uniform(cfg.incidence_deg_min, cfg.incidence_deg_max),
     }
 
 
@@ -378,7 +409,7 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     s_sample = p_sample + ev["sp_s"] * fs
     rise_p = rng.uniform(0.01, 0.05) if ev["impulsive"] else rng.uniform(0.3, 1.5)
     rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.1, 0.4)
-    tau_p = 0.6 * ev["coda_tau_s"]
+    tau_p = ev["p_coda_ratio"] * ev["coda_tau_s"]
     tau_s = ev["coda_tau_s"]
     pulse = 3.0 * ev["polarity"] if ev["impulsive"] else 0.0
     P = _phase(rng, n_fft, fs, p_sample, ev["fc_p_hz"], ev["tstar_p_s"], rise_p, tau_p, pulse, resp, freq)[:, :n]
@@ -393,10 +424,13 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     p_dir = np.array([math.cos(inc), math.sin(inc) * rn, math.sin(inc) * re_])
     sh = rng.uniform(0.4, 1.0)
     sv = math.sqrt(max(1.0 - sh ** 2, 0.0)) + 0.2
-    s_dir = np.array([sv * math.sin(inc), sv * math.cos(inc) * rn + sh * tn, sv * math.cos(inc) * re_ + sh * te])
+    # S leaves the same ray slower, so it meets the surface steeper (Snell: sin i_S = sin i_P / (vp/vs))
+    inc_s = math.asin(math.sin(inc) / ev["vp_vs"]) if ev["s_incidence_snell"] else inc
+    s_dir = np.array([sv * math.sin(inc_s), sv * math.cos(inc_s) * rn + sh * tn,
+                      sv * math.cos(inc_s) * re_ + sh * te])
     s_dir /= np.linalg.norm(s_dir)
     scat = rng.uniform(0.15, 0.35)
-    p3 = p_dir[:, None] * P[0] + scat * P[1:]
+    p3 = p_dir[:, None] * P[0] + scat * ev["p_scatter_gain"] * P[1:]
     s3 = s_dir[:, None] * S[0] + scat * S[1:]
     a_s = ev["pgv_m_s"]
     a_p = a_s / ev["sp_ratio"]

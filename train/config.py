@@ -47,6 +47,7 @@ class TrainConfig:
     # --- synthetic pre-training (fieldpick.edge.synthetic)
     pretrain_windows: int = 0           # synthetic event windows; 0: no pre-training
     pretrain_epochs: int = 0
+    synthetic: Dict[str, Any] = field(default_factory=dict)  # fieldpick.edge.synthetic.SynthConfig overrides
     # --- data, labels and augmentation
     val_fraction: float = 0.2           # of the stations, held out for early stopping
     label_shape: str = "gaussian"       # 'gaussian' or 'triangle'
@@ -101,6 +102,10 @@ class TrainConfig:
         lo, hi = self.p_range
         if not 0.0 <= lo < hi <= 1.0:
             raise ConfigError("p_range is %r; need 0 <= low < high <= 1" % (self.p_range,))
+        if self.synthetic:
+            from fieldpick.edge import synthetic
+
+            synthetic.config(**self.synthetic)  # unknown or impossible generator options: named here
         if self.pretrain_windows and not self.pretrain_epochs:
             raise ConfigError("pretrain_windows is %d but pretrain_epochs is 0; give both" % self.pretrain_windows)
         return self
@@ -198,6 +203,10 @@ def add_arguments(parser: argparse.ArgumentParser):
         if f.name == "model":
             parser.add_argument(flag, action="append", metavar="KEY=VALUE", default=None,
                                 help="one model config key (repeatable), e.g. --model stride=16")
+        elif f.name == "synthetic":
+            parser.add_argument(flag, action="append", metavar="KEY=VALUE", default=None,
+                                help="one synthetic-generator option for pre-training (repeatable), "
+                                     "e.g. --synthetic sp_ratio_median=4.0")
         else:
             parser.add_argument(flag, dest=f.name, metavar=f.name.upper(), default=None,
                                 help="(TrainConfig.%s, default %r)" % (f.name, getattr(TrainConfig(), f.name)))
@@ -218,14 +227,14 @@ def config_from_args(args):
         value = getattr(args, f.name, None)
         if value is None:
             continue
-        if f.name == "model":
-            model = dict(base.get("model", {}))
+        if f.name in ("model", "synthetic"):
+            merged = dict(base.get(f.name, {}))
             for item in value:
                 if "=" not in item:
-                    raise ConfigError("--model %r; expected KEY=VALUE" % item)
+                    raise ConfigError("--%s %r; expected KEY=VALUE" % (f.name, item))
                 key, text = item.split("=", 1)
-                model[key.strip()] = _parse_value(text)
-            base["model"] = model
+                merged[key.strip()] = _parse_value(text)
+            base[f.name] = merged
         else:
             base[f.name] = value
     return TrainConfig.from_dict(base, where="%s and the command line" % args.config if args.config else "command line")

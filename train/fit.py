@@ -669,7 +669,7 @@ def station_split(stations, fraction, seed):
     return np.array([s in held for s in stations])
 
 
-_SYNTHETIC = {}  # (windows, seed, samples) -> the generated event and noise windows, this process only
+_SYNTHETIC = {}  # (windows, seed, samples, options) -> the generated event and noise windows, this process only
 
 
 def synthetic_source(cfg, window_samples, norm=None):
@@ -679,12 +679,14 @@ def synthetic_source(cfg, window_samples, norm=None):
     except ImportError:
         raise ConfigError("pretrain_windows needs fieldpick.edge.synthetic, which is not in this build") from None
     length = 2 * window_samples
-    key = (cfg.pretrain_windows, cfg.seed, length)
+    key = (cfg.pretrain_windows, cfg.seed, length, json.dumps(cfg.synthetic, sort_keys=True))
     if key not in _SYNTHETIC:  # generating thousands of windows takes minutes; folds share them
         _SYNTHETIC.clear()
         _SYNTHETIC[key] = (
-            synthetic.event_windows(cfg.pretrain_windows, cfg.seed, window_samples=length, fs=100.0),
-            synthetic.noise_windows(max(1, cfg.pretrain_windows // 4), cfg.seed + 1, window_samples=length, fs=100.0),
+            synthetic.event_windows(cfg.pretrain_windows, cfg.seed, window_samples=length, fs=100.0,
+                                    **cfg.synthetic),
+            synthetic.noise_windows(max(1, cfg.pretrain_windows // 4), cfg.seed + 1, window_samples=length, fs=100.0,
+                                    **cfg.synthetic),
         )
     ev, nz = _SYNTHETIC[key]
     events = WindowSet(ev["waveforms"].astype(np.float32), ev["p_idx"].astype(float), ev["s_idx"].astype(float),

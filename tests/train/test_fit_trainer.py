@@ -433,3 +433,27 @@ def test_crossval_fold_seed_keeps_the_folds_while_the_seed_moves_the_weights(tmp
     base = stations(0, None)
     assert stations(1, 0) == base  # same train and validation stations in every fold
     assert stations(1, None) != base  # the recipe's seed alone also redraws the folds
+
+
+def test_pretraining_takes_the_recipes_generator_options(tmp_path):
+    import argparse
+
+    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
+    from fieldpick.train.config import add_arguments, config_from_args
+    from fieldpick.train.fit import synthetic_source
+
+    with pytest.raises(ConfigError, match="unknown synthetic option.*bogus"):
+        TrainConfig.from_dict({"synthetic": {"bogus": 1}})
+    with pytest.raises(ConfigError, match="p_coda_ratio=-1"):
+        TrainConfig.from_dict({"synthetic": {"p_coda_ratio": -1.0}})
+    args = add_arguments(argparse.ArgumentParser()).parse_args(
+        ["--synthetic", "p_coda_ratio=0.6", "--synthetic", "s_incidence_snell=false"])
+    assert config_from_args(args).synthetic == {"p_coda_ratio": 0.6, "s_incidence_snell": False}
+
+    def first_window(**kw):
+        cfg = small_cfg("lppn", tmp_path, pretrain_windows=4, pretrain_epochs=1, **kw)
+        return synthetic_source(cfg, T).events.waveforms[0].copy()
+
+    new, legacy = first_window(), first_window(synthetic=dict(LEGACY_EVENT_SHAPE))
+    assert new.shape == legacy.shape and not np.allclose(new, legacy)
+    np.testing.assert_array_equal(legacy, first_window(synthetic=dict(LEGACY_EVENT_SHAPE)))

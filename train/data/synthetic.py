@@ -26,7 +26,7 @@ from .datasets import WindowSet
 
 __all__ = [
     "SynthConfig", "config", "event_windows", "noise_windows", "continuous", "noise_model_db", "noise_psd",
-    "TRUTH_DTYPE", "to_windowset", "synthetic_set", "SPLIT_SEEDS",
+    "TRUTH_DTYPE", "to_windowset", "synthetic_set", "SPLIT_SEEDS", "SHAPE_STATS", "shape_stats",
 ]
 
 #: seed offsets of the standard splits: a held-out set never shares a seed with training data
@@ -79,3 +79,46 @@ def synthetic_set(n, seed, split="train", noise_fraction=0.2, window_samples=300
     both = both.subset(order)
     both.station = np.array(["SY.S%02d" % k for k in rng.integers(0, n_stations, n)])
     return both
+
+
+#: what :func:`shape_stats` measures on each window, all log10 ratios of rms amplitudes (H: both horizontals)
+SHAPE_STATS = {
+    "s_over_p_h": "S over P on the horizontals (1 s after each onset; P's window ends at S)",
+    "v_over_h_p": "vertical over horizontal in the P window",
+    "v_over_h_s": "vertical over horizontal in the 1 s after S",
+    "s_over_coda": "S (1 s, 3 components) over the 0.5 s before it (P coda)",
+    "p_over_noise": "P (3 components) over the noise 2 s to 0.2 s before it",
+}
+
+
+def shape_stats(waveforms, p_idx, s_idx, fs=100.0):
+    """Per-window amplitude and polarisation ratios of P and S, to compare synthetic with real windows.
+
+    waveforms (N, 3, T) ZNE; windows without both arrivals, with S less than
+    0.6 s after P, too close to an edge, or with dead horizontals are left
+    out.  Returns {name: (M,) array of log10 ratios} for the names of
+    :data:`SHAPE_STATS`.
+    """
+    out = {k: [] for k in SHAPE_STATS}
+    sec = int(round(fs))
+
+    def rms(a):
+        return float(np.sqrt(np.mean(np.square(a)))) + 1e-30
+
+    for w, p, s in zip(waveforms, p_idx, s_idx):
+        if not (np.isfinite(p) and np.isfinite(s)):
+            continue
+        p, s = int(p), int(s)
+        if p - 2 * sec < 0 or s + sec > w.shape[1] or s - p < int(0.6 * fs):
+            continue
+        x = np.asarray(w, np.float64)
+        x = x - x[:, p - 2 * sec:p - int(0.2 * fs)].mean(axis=1, keepdims=True)
+        if not np.any(x[1:]):
+            continue  # vertical-only station
+        pw, sw = x[:, p:p + min(sec, s - p)], x[:, s:s + sec]
+        out["s_over_p_h"].append(np.log10(rms(sw[1:]) / rms(pw[1:])))
+        out["v_over_h_p"].append(np.log10(rms(pw[:1]) / rms(pw[1:])))
+        out["v_over_h_s"].append(np.log10(rms(sw[:1]) / rms(sw[1:])))
+        out["s_over_coda"].append(np.log10(rms(sw) / rms(x[:, s - sec // 2:s])))
+        out["p_over_noise"].append(np.log10(rms(pw) / rms(x[:, p - 2 * sec:p - int(0.2 * fs)])))
+    return {k: np.asarray(v) for k, v in out.items()}
