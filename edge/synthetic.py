@@ -23,9 +23,15 @@ The physics, kept simple but in the right units:
   first-motion pulse of random polarity, emergent ones ramp up over 0.3-1.5 s;
   both decay into an exponential coda whose length grows with magnitude
   (duration magnitude, Lee et al. 1972);
-- polarisation: P mostly on Z (incidence 10-35 degrees), S mostly on the
-  horizontals (SH and SV mixed), rotated to N/E by a random back azimuth,
-  plus incoherent scattered energy on every component;
+- polarisation: P leads on Z (incidence 25-55 degrees), S mostly on the
+  horizontals (SH and SV mixed, SV leaving steeper by Snell's law),
+  rotated to N/E by a random back azimuth, plus incoherent scattered energy
+  on every component (P's 2.5x S's share); the S peak is a lognormal 2.2x
+  the P peak, and P's coda decays half as fast as S's, so S rises out of
+  it.  These were matched to the NCEDC windows' amplitude and polarisation
+  ratios (``train/data/synthetic.shape_stats``); :data:`LEGACY_EVENT_SHAPE`
+  gives the older shape, whose S rose out of near-silence like a first
+  arrival and was picked as P by models trained on real data;
 - noise: Gaussian noise with an acceleration power spectral density between
   Peterson's (1993) low and high noise models (so with the ocean microseism
   peak near 0.2 Hz), plus optional cultural bands between 1 and 10 Hz and a
