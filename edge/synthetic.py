@@ -15,7 +15,7 @@ The physics, kept simple but in the right units:
   S-P grows with distance (about 0.12 s per km); anelastic attenuation
   ``exp(-pi f t*)`` with ``t* = travel_time / Q`` (Qp = 1.75 Qs) removes
   high frequencies with distance, and near-site attenuation kappa
-  (Anderson & Hough 1984; 0.02-0.06 s for S, 0.6 of that for P) removes
+  (Anderson & Hough 1984; 0.01-0.04 s for S, 0.6 of that for P) removes
   them at every distance, so S is lower-pitched than P; peak ground velocity falls as
   ``R**-1.5`` (a generic small-magnitude relation, lognormal scatter);
 - wavelets are minimum-phase (causal: no energy before the onset), so the
@@ -142,8 +142,8 @@ class SynthConfig:
     stress_drop_mpa_max: float = 10.0
     q_min: float = 150.0
     q_max: float = 600.0
-    kappa_s_min: float = 0.02
-    kappa_s_max: float = 0.06
+    kappa_s_min: float = 0.01
+    kappa_s_max: float = 0.04
     noise_level_min: float = 0.1
     noise_level_max: float = 0.45
     cultural_prob: float = 0.5
@@ -228,7 +228,7 @@ class SynthConfig:
 
 # The event-shape options before they were matched to the NCEDC windows (SynthConfig.legacy); a
 # recipe that pinned them (TrainConfig.synthetic) reproduces windows made before the change.
-LEGACY_EVENT_SHAPE = {"sp_ratio_median": 4.0, "sp_ratio_sigma": 0.35, "p_coda_ratio": 0.6, "p_scatter_gain": 1.0,
+LEGACY_EVENT_SHAPE = {"kappa_s_min": 0.02, "kappa_s_max": 0.06, "sp_ratio_median": 4.0, "sp_ratio_sigma": 0.35, "p_coda_ratio": 0.6, "p_scatter_gain": 1.0,
                       "incidence_deg_min": 10.0, "incidence_deg_max": 35.0, "s_incidence_snell": False}
 
 

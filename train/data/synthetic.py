@@ -81,13 +81,16 @@ def synthetic_set(n, seed, split="train", noise_fraction=0.2, window_samples=300
     return both
 
 
-#: what :func:`shape_stats` measures on each window, all log10 ratios of rms amplitudes (H: both horizontals)
+#: what :func:`shape_stats` measures on each window: log10 ratios of rms amplitudes (H: both horizontals)
+#: and log10 of zero-crossing frequencies
 SHAPE_STATS = {
     "s_over_p_h": "S over P on the horizontals (1 s after each onset; P's window ends at S)",
     "v_over_h_p": "vertical over horizontal in the P window",
     "v_over_h_s": "vertical over horizontal in the 1 s after S",
     "s_over_coda": "S (1 s, 3 components) over the 0.5 s before it (P coda)",
     "p_over_noise": "P (3 components) over the noise 2 s to 0.2 s before it",
+    "freq_p": "zero crossings per second / 2 of P on the horizontals (Hz)",
+    "freq_s": "the same for the 1 s after S (Hz)",
 }
 
 
@@ -96,7 +99,7 @@ def shape_stats(waveforms, p_idx, s_idx, fs=100.0):
 
     waveforms (N, 3, T) ZNE; windows without both arrivals, with S less than
     0.6 s after P, too close to an edge, or with dead horizontals are left
-    out.  Returns {name: (M,) array of log10 ratios} for the names of
+    out.  Returns {name: (M,) array of log10 values} for the names of
     :data:`SHAPE_STATS`.
     """
     out = {k: [] for k in SHAPE_STATS}
@@ -104,6 +107,9 @@ def shape_stats(waveforms, p_idx, s_idx, fs=100.0):
 
     def rms(a):
         return float(np.sqrt(np.mean(np.square(a)))) + 1e-30
+
+    def freq(a):
+        return float(np.mean(np.diff(np.signbit(a), axis=1))) * fs / 2 + 1e-30
 
     for w, p, s in zip(waveforms, p_idx, s_idx):
         if not (np.isfinite(p) and np.isfinite(s)):
@@ -121,4 +127,6 @@ def shape_stats(waveforms, p_idx, s_idx, fs=100.0):
         out["v_over_h_s"].append(np.log10(rms(sw[:1]) / rms(sw[1:])))
         out["s_over_coda"].append(np.log10(rms(sw) / rms(x[:, s - sec // 2:s])))
         out["p_over_noise"].append(np.log10(rms(pw) / rms(x[:, p - 2 * sec:p - int(0.2 * fs)])))
+        out["freq_p"].append(np.log10(freq(pw[1:])))
+        out["freq_s"].append(np.log10(freq(sw[1:])))
     return {k: np.asarray(v) for k, v in out.items()}
