@@ -52,6 +52,9 @@ def _parser():
                    help="with --install: ship the files even when an int8 parity gate is missed (the miss "
                    "is recorded in the cards; exit status 1)")
     p.add_argument("--name", default=None, help="model name for --install (default: the card's name)")
+    p.add_argument("--card-notes", metavar="FILE", default=None,
+                   help="JSON object of {name: text} written into every card's provenance under 'notes' "
+                   "(e.g. why this model is the shipped default)")
     p.add_argument("--allow-float-ops", action="store_true",
                    help="write the int8 file even when some operators stay float (it is then not full int8)")
     return p
@@ -67,6 +70,29 @@ def _ncedc_root(args):
     return NCEDC_DIR if os.path.exists(os.path.join(NCEDC_DIR, "phasenet_ncedc_90s.npz")) else None
 
 
+def _card_notes(path):
+    """The --card-notes file: a JSON object whose values are all strings."""
+    from fieldpick.edge.errors import ConfigError
+
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            notes = json.load(f)
+    except OSError as exc:
+        raise ConfigError("--card-notes %s: cannot read it: %s" % (path, exc)) from None
+    except ValueError as exc:
+        raise ConfigError("--card-notes %s is not valid JSON: %s" % (path, exc)) from None
+    if not isinstance(notes, dict):
+        raise ConfigError("--card-notes %s holds a %s; expected a JSON object of {name: text}"
+                          % (path, type(notes).__name__))
+    bad = sorted(k for k, v in notes.items() if not isinstance(v, str))
+    if bad:
+        raise ConfigError("--card-notes %s: the value of %s is not a string; every note must be text"
+                          % (path, ", ".join(repr(k) for k in bad)))
+    return notes
+
+
 def _card_name(out_dir, stem):
     with open(os.path.join(out_dir, stem + "_int8.json"), encoding="utf-8") as f:
         return json.load(f)["name"]
@@ -80,6 +106,7 @@ def main(argv):
         calibration_windows=args.calibration_windows, parity_windows=args.parity_windows, seed=args.seed,
         ncedc_root=_ncedc_root(args), opset=args.opset, timeout_s=args.timeout, stem=args.stem,
         require_int8=not args.allow_float_ops, calibration_clip=args.calibration_clip,
+        card_notes=_card_notes(args.card_notes),
     )
     command = "fieldpick export " + " ".join(argv)
     from .parity import ParityError

@@ -23,7 +23,7 @@ import platform
 import shutil
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -55,7 +55,9 @@ class ExportSettings:
     calibration windows are clipped (None or 100: not clipped).  99.9 by
     default: on the default recipe's LPPN it raised int8 pick agreement from
     81.6 % to 86.9 % and cut the F1 change from 0.025 to 0.009
-    (docs/export.md).
+    (docs/export.md).  card_notes: {name: text} written into every card's
+    provenance under ``notes`` (why the model was chosen, what its training
+    record leaves out).
     """
 
     calibration_windows: int = 200
@@ -68,6 +70,7 @@ class ExportSettings:
     require_int8: bool = True
     converter: Optional[List[str]] = None
     calibration_clip: Optional[float] = 99.9
+    card_notes: Optional[Dict[str, str]] = None
 
     def __post_init__(self):
         for name in ("calibration_windows", "parity_windows"):
@@ -147,6 +150,8 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     c, t = len(spec.channels), spec.window_samples
     provenance = {"export_command": command, "export_source": source, "export_versions": _versions(),
                   "export_seed": s.seed}
+    if s.card_notes:
+        provenance["notes"] = dict(s.card_notes)
     view, note = adapters.export_view(model)  # parity is still measured against ``model`` itself
     report["export_view"] = note or None
     if note:

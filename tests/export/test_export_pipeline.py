@@ -50,6 +50,9 @@ class TinyPicker(nn.Module):
                          OutputSpec("probabilities", ["N", "P", "S"]), {"P": 0.5, "S": 0.5})
 
 
+CARD_NOTES = {"selection": "the only tiny picker", "data": "trained on nothing"}
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """Register TinyPicker, write a checkpoint, run ``fieldpick export`` once."""
@@ -67,7 +70,10 @@ def exported(tmp_path_factory):
         ckpt = str(root / "tiny.pt")
         save_checkpoint(ckpt, model)
         out = str(root / "out")
-        argv = [ckpt, "--out", out, "--no-ncedc", "--calibration-windows", "40", "--parity-windows", "40"]
+        notes = root / "notes.json"
+        notes.write_text(json.dumps(CARD_NOTES))
+        argv = [ckpt, "--out", out, "--no-ncedc", "--calibration-windows", "40", "--parity-windows", "40",
+                "--card-notes", str(notes)]
         try:
             status, error = main(argv), None
         except parity.ParityError as exc:  # the pick-level gate may fail an untrained model
@@ -88,6 +94,7 @@ def test_export_pipeline_writes_three_models_and_cards(exported):
         # FLOPs: 2 * T * (8*3*7 + 8*8*7 + 3*8) MACs + T * (8 + 8 + 3) bias + T * 16 relu + 3 T softmax
         assert card.flops_per_window == 2 * WINDOW * (168 + 448 + 24) + WINDOW * (19 + 16 + 3 * 3)
         assert card.provenance["export_command"].startswith("fieldpick export ")
+        assert card.provenance["notes"] == CARD_NOTES
 
 
 @pytest.mark.slow
@@ -171,6 +178,15 @@ def test_export_cli_rejects_bad_options(tmp_path, capsys):
         main(["x.pt", "--out", str(tmp_path), "--parity-windows", "2"])
     with pytest.raises(ModelError, match="checkpoint .*missing.pt does not exist"):
         main([str(tmp_path / "missing.pt"), "--out", str(tmp_path), "--no-ncedc"])
+    for text, message in [("[1, 2]", "holds a list; expected a JSON object"),
+                          ('{"why": 3, "ok": "fine"}', "the value of 'why' is not a string"),
+                          ("{oops", "is not valid JSON")]:
+        bad = tmp_path / "notes.json"
+        bad.write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            main(["x.pt", "--out", str(tmp_path), "--card-notes", str(bad)])
+    with pytest.raises(ConfigError, match="cannot read it"):
+        main(["x.pt", "--out", str(tmp_path), "--card-notes", str(tmp_path / "absent.json")])
 
 
 def _trace(n, peaks, width=5.0):
