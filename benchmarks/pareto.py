@@ -452,6 +452,16 @@ def stage_thresholds(args):
     _publish(out, meta, rows, lines)
 
 
+def _flops(int8_stage):
+    """FLOPs per 30 s of the model behind an int8-stage file (its first fold's checkpoint)."""
+    from fieldpick.train.checkpoint import load_checkpoint
+    from fieldpick.train.crossval import flops_per_record
+
+    path = os.path.join(int8_stage["source"], "fold%d" % int8_stage["folds_used"][0], "best.pt")
+    model, _, _ = load_checkpoint(path)
+    return flops_per_record(model)
+
+
 def stage_table(args):
     work = args.work
     rows = []
@@ -462,7 +472,8 @@ def stage_table(args):
             d = json.load(open(os.path.join(work, fn)))
             int8[d["name"] + ("+" + d["int8_variant"] if d.get("int8_variant") else "")] = d
     rows.append(_row("phasenet-teacher", "teacher", teacher["parameters"], teacher["flops_per_30s"],
-                     teacher["pooled"], "zoo PhaseNet (U-Net), 5-fold", int8.get("phasenet-teacher")))
+                     teacher["pooled"], "PhaseNet (U-Net) fold models in %s" % teacher.get("source", "the zoo"),
+                     int8.get("phasenet-teacher")))
     for path in args.distill or []:
         d = json.load(open(path))
         tc, kd = d["train_config"], d.get("distill_config")
@@ -479,6 +490,16 @@ def stage_table(args):
                 what = "distilled from the fold's teacher; " + knobs if v == "distilled" else "from scratch"
                 rows.append(_row(name, v, d[v]["parameters"], d[v]["flops_per_30s"], d[v]["pooled"],
                                  "LPPN width %s, %s; %s" % (width, what, budget), int8.get(name)))
+    for item in args.candidate or []:
+        # a candidate scored by the int8 stage alone (e.g. fold models of `folds`): its row is the
+        # PyTorch column of that stage, its FLOPs counted on its first fold model
+        name, _, note = item.partition("=")
+        if name not in int8:
+            raise SystemExit("table --candidate %s: no int8_%s.json in %s (run the int8 stage first)"
+                             % (name, name, work))
+        d = int8[name]
+        rows.append(_row(name, "candidate", d["parameters"], _flops(d), d["pooled"]["torch"],
+                         note or "fold models in %s" % d["source"], d))
     for path in args.prune or []:
         p = json.load(open(path))
         kd = "-kd" if p.get("teacher") else ""
@@ -510,11 +531,12 @@ def stage_table(args):
                  "folds": d["folds_used"], "int8_bytes": d["int8_bytes"], "fp32_bytes": d["fp32_bytes"],
                  **{"%s_%s_f1" % (kind, ph): d["pooled"][kind][ph + "_f1"] for kind in ("torch", "fp32", "int8")
                     for ph in ("P", "S")}} for _, d in sorted(int8.items())]
-    _write(os.path.join(RESULTS, "pareto.json"), {"meta": meta, "rows": rows, "int8": variants})
+    stem = args.out or "pareto"
+    _write(os.path.join(RESULTS, stem + ".json"), {"meta": meta, "rows": rows, "int8": variants})
     md = _markdown(rows, meta, variants)
-    with open(os.path.join(RESULTS, "pareto.md"), "w") as f:
+    with open(os.path.join(RESULTS, stem + ".md"), "w") as f:
         f.write(md)
-    _plot(rows, os.path.join(RESULTS, "plots", "pareto.png"))
+    _plot(rows, os.path.join(RESULTS, "plots", stem + ".png"))
     sys.stdout.write(md)
 
 
@@ -609,7 +631,7 @@ def main(argv=None):
     ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
     ap.add_argument("--checkpoint", default="best.pt",
                     help="int8: file name inside each fold folder; noise: the checkpoint file")
-    ap.add_argument("--out", help="ab/noise/thresholds: results file stem under benchmarks/results")
+    ap.add_argument("--out", help="ab/noise/thresholds/table: results file stem under benchmarks/results")
     ap.add_argument("--init-seed", type=int, help="folds: seed of the weights and training windows (the folds and "
                     "validation stations stay seed 0's); measures how much a recipe's scores move between runs")
     ap.add_argument("--title", help="ab: the table's title")
@@ -621,6 +643,8 @@ def main(argv=None):
     ap.add_argument("--variant", default="", help="int8: label of this calibration variant (file name suffix)")
     ap.add_argument("--distill", action="append", help="table: distill_cv.json of fieldpick distill --crossval "
                     "(repeatable)")
+    ap.add_argument("--candidate", action="append", metavar="NAME[=NOTE]",
+                    help="table: a row from the int8 stage's int8_NAME.json in --work (its PyTorch scores)")
     ap.add_argument("--prune", action="append", help="table: prune_cv.json of fieldpick prune --crossval "
                     "(repeatable)")
     args = ap.parse_args(argv)
