@@ -354,8 +354,9 @@ class Interpreter:
             if scale == 0:
                 raise ModelFormatError("input %r is %s without a quantisation scale" % (d["name"], dtype.name))
             info = np.iinfo(dtype)
-            q = round_half_away(x / np.float32(scale)) + zp
-            return np.clip(q, info.min, info.max).astype(dtype)
+            q = round_half_away(x / np.float32(scale))  # float64, a new array: updated in place
+            q += zp
+            return np.clip(q, info.min, info.max, out=q).astype(dtype)
         return x.astype(dtype)
 
     def _run_batch(self, index, x):

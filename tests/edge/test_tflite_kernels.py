@@ -57,6 +57,23 @@ def test_vectorised_mbqm_equals_the_scalar_twin(xs, m, shift):
 def test_round_half_away_from_zero():
     v = np.array([0.5, -0.5, 1.5, 2.5, -2.5, 0.49999997, -0.49999997, 3.0], np.float32)
     assert round_half_away(v).tolist() == [1, -1, 2, 3, -3, 0, 0, 3]
+    assert round_half_away(v.astype(np.float64)).tolist() == [1, -1, 2, 3, -3, 0, 0, 3]
+
+
+def test_round_half_away_float32_fast_path_equals_the_exact_one():
+    # float32 takes |v| + 0.5 in float64; every float32 bit pattern must round as the trunc/frac path does
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 2 ** 32, 200_000, dtype=np.uint64).astype(np.uint32)
+    v = np.concatenate([bits.view(np.float32), (rng.integers(-600, 600, 5000) / 2).astype(np.float32),
+                        np.float32([2 ** 23 + 1, -(2 ** 23 + 1), 2 ** 24 + 2, 3.4e38, -0.0, 1e-45, np.inf, -np.inf])])
+    v = v[~np.isnan(v)]  # NaN compares unequal to itself
+    t = np.trunc(v.astype(np.float64))
+    with np.errstate(invalid="ignore"):  # inf - inf
+        frac = v - t
+    want = t + (frac >= 0.5) - (frac <= -0.5)
+    got = round_half_away(v)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
 
 
 def _exact(acc, bias, mult, shift, zp, single):

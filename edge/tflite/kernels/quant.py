@@ -108,7 +108,18 @@ def mbqm_scalar(x, multiplier, shift):
 
 
 def round_half_away(v):
-    """Elementwise C ``round`` for float arrays (exact: no ``x + 0.5`` rounding trap)."""
+    """Elementwise C ``round`` for float arrays (exact: no ``x + 0.5`` rounding trap); float64 out.
+
+    float32 input takes four in-place float64 passes: |v| + 0.5 is exact in
+    float64 for every float32 |v| that is not already an integer, so the
+    floor is the rounded magnitude.  Other input takes the exact six-pass path.
+    """
+    v = np.asarray(v)
+    if v.dtype == np.float32:
+        r = np.abs(v, dtype=np.float64)
+        r += 0.5
+        np.floor(r, out=r)
+        return np.copysign(r, v, out=r)
     t = np.trunc(v)
     frac = v - t
     return t + np.where(frac >= 0.5, 1.0, 0.0) - np.where(frac <= -0.5, 1.0, 0.0)
