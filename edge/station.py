@@ -49,7 +49,7 @@ from .picks import Pick
 from .stream.resample import Resampler
 from .stream.ring import RingBuffer
 from .stream.trigger import Trigger
-from .stream.windows import hop_samples, normalise, to_layout
+from .stream.windows import hop_samples, normalise
 
 __all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner",
            "default_card_path", "DEFAULT_CARD", "records_in_time_order", "join_seconds", "main"]
@@ -700,7 +700,7 @@ class Station:
             return
         W = self.W
         batch = np.stack([self.ring.view(s, s + W)[0] for s in self._pending])  # (B, C, T)
-        x = to_layout(normalise(batch, self.card.input.normalisation), self.card.input.layout)
+        x = normalise(batch, self.card.input.normalisation, self.card.input.layout)
         probs, offsets = output_traces(self.runner.run(x), self.card)
         done = self.stacker.done
         for i, s in enumerate(self._pending):

@@ -36,14 +36,19 @@ def window_starts(n, window, hop):
     return np.arange(0, n - window + 1, hop, dtype=np.int64)
 
 
-def normalise(windows, norm):
+def normalise(windows, norm, layout="NCT"):
     """Normalise a batch ``(B, C, T)`` per the card's :class:`Normalisation`.
 
     The trend is removed in float64 (counts can carry large offsets), the
     scaling is done in float32, then the optional compression
-    (:func:`compress`).  Returns a new float32 array; the input is not
-    changed.
+    (:func:`compress`).  Returns a new contiguous float32 array in
+    ``layout``: 'NCT' (as given) or 'NTC' (what :func:`to_layout` would
+    make, but written by the last pass instead of a transposing copy, which
+    for 3 channels costs more than the compression itself); the input is
+    not changed.
     """
+    if layout not in ("NCT", "NTC"):
+        raise ConfigError("layout %r; allowed: 'NTC', 'NCT'" % (layout,))
     x = np.asarray(windows, dtype=np.float64)
     T = x.shape[-1]
     y = np.empty(x.shape, np.float32)
@@ -67,7 +72,11 @@ def normalise(windows, norm):
             if not norm.per_channel:
                 s = s.max(axis=-1, keepdims=True)
         y *= (1.0 / (s + norm.epsilon)).astype(np.float32)[..., None]
-    return _compress(y, norm)
+    if layout == "NCT" or y.ndim < 2:
+        return _compress(y, norm)
+    out = np.empty(y.shape[:-2] + (y.shape[-1], y.shape[-2]), np.float32)
+    _compress(y, norm, out=np.swapaxes(out, -1, -2))
+    return out
 
 
 def compress(windows, norm):
@@ -80,15 +89,19 @@ def compress(windows, norm):
     return _compress(np.array(windows, dtype=np.float32), norm)
 
 
-def _compress(y, norm):
-    """Compress float32 ``y`` in place (it is the caller's own copy); returns it."""
+def _compress(y, norm, out=None):
+    """Compress float32 ``y`` in place (it is the caller's own copy), or into ``out`` (a float32 array or
+    view of ``y``'s shape); returns the result."""
     kind = getattr(norm, "compress", "none")
+    if kind not in ("asinh", "none"):
+        raise ConfigError("normalisation compress %r; allowed: 'none', 'asinh'" % (kind,))
+    out = y if out is None else out
     if kind == "asinh":
         y *= np.float32(1.0 / float(norm.compress_scale))
-        np.arcsinh(y, out=y)
-    elif kind != "none":
-        raise ConfigError("normalisation compress %r; allowed: 'none', 'asinh'" % (kind,))
-    return y
+        np.arcsinh(y, out=out)
+    elif out is not y:
+        np.copyto(out, y)
+    return out
 
 
 def to_layout(batch_bct, layout):

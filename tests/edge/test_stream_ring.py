@@ -150,6 +150,20 @@ def test_normalise_demean_std_per_channel():
     assert to_layout(y, "NTC").shape == (1, 4, 2)
 
 
+@pytest.mark.parametrize("compress", ["none", "asinh"])
+def test_normalise_writes_the_time_major_layout_directly(rng, compress):
+    from fieldpick.edge.card import Normalisation
+
+    norm = Normalisation("demean", "std", True, 1e-10, compress=compress, compress_scale=0.2)
+    x = rng.standard_normal((4, 3, 500)) * 300 + 7
+    y = normalise(x, norm, "NTC")
+    assert y.shape == (4, 500, 3) and y.dtype == np.float32 and y.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(y, to_layout(normalise(x, norm), "NTC"))
+    np.testing.assert_array_equal(normalise(x[0], norm, "NTC"), normalise(x[0], norm).T)  # one window
+    with pytest.raises(ConfigError, match="layout 'TNC'; allowed"):
+        normalise(x, norm, "TNC")
+
+
 @pytest.mark.parametrize("detrend", ["none", "demean", "linear"])
 @pytest.mark.parametrize("scale", ["none", "std", "peak"])
 @pytest.mark.parametrize("per_channel", [True, False])
