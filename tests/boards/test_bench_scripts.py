@@ -1,0 +1,44 @@
+"""Smoke tests of the standalone benchmark scripts: they run on tiny budgets and write what they say."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _script(name):
+    spec = importlib.util.spec_from_file_location("bench_" + name, os.path.join(ROOT, "benchmarks", name + ".py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_interpreter_floor_times_the_blas_calls_inside_real_runs(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    mod = _script("interpreter_floor")
+    import fieldpick.edge.tflite.kernels.conv as conv
+
+    before = conv.np
+    assert mod.main(["--rounds", "3", "--out", str(tmp_path / "floor")]) == 0
+    assert conv.np is before  # numpy is given back to the kernels
+    r = json.loads((tmp_path / "floor.json").read_text())
+    assert r["calls_per_window"] == 19  # one matmul or einsum per conv of the default model
+    assert 0 < r["floor_ms"] < r["numpy_ms"] and r["litert_ms"] > 0
+    assert "calls alone / litert" in (tmp_path / "floor.md").read_text()
+
+
+def test_synthetic_realism_counts_what_a_model_picks(tmp_path):
+    mod = _script("synthetic_realism")
+    assert mod.main(["--windows", "6", "--checkpoint", os.path.join(ROOT, "train", "artifacts", "default.pt"),
+                     "--out", str(tmp_path / "real")]) == 0
+    r = json.loads((tmp_path / "real.json").read_text())
+    assert {"now", "legacy"} <= set(r["shapes"])
+    (rows,) = r["models"].values()
+    for g in ("now", "legacy"):
+        c = rows[g]
+        assert c["P_labels"] == c["S_labels"] == 6 and 0 <= c["S_as_P"] <= 6 and 0 <= c["S"] <= 6
+    assert np.isfinite(r["shapes"]["now"]["s_over_coda"][1])
