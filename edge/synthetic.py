@@ -127,6 +127,14 @@ class SynthConfig:
 
     The defaults give an SNR distribution close to the NCEDC windows'
     (median about 23 dB, 5th percentile about -2 dB; NCEDC: 22.5 and 3.3).
+
+    Event shape: ``sp_ratio_median``/``sp_ratio_sigma`` (the S/P peak ratio,
+    lognormal; sigma in natural log), ``p_coda_ratio`` (P's coda decay time
+    over S's), ``p_scatter_gain`` (P's incoherent scattered energy relative
+    to S's), ``incidence_deg_min/max`` (P at the surface) and
+    ``s_incidence_snell`` (S steeper by Snell's law, else P's angle).  Their
+    defaults and kappa's were matched to the NCEDC windows (docs/synthetic.md);
+    :data:`LEGACY_EVENT_SHAPE` holds the earlier values.
     """
 
     magnitude_min: float = 1.0
@@ -228,8 +236,9 @@ class SynthConfig:
 
 # The event-shape options before they were matched to the NCEDC windows (SynthConfig.legacy); a
 # recipe that pinned them (TrainConfig.synthetic) reproduces windows made before the change.
-LEGACY_EVENT_SHAPE = {"kappa_s_min": 0.02, "kappa_s_max": 0.06, "sp_ratio_median": 4.0, "sp_ratio_sigma": 0.35, "p_coda_ratio": 0.6, "p_scatter_gain": 1.0,
-                      "incidence_deg_min": 10.0, "incidence_deg_max": 35.0, "s_incidence_snell": False}
+LEGACY_EVENT_SHAPE = {"kappa_s_min": 0.02, "kappa_s_max": 0.06, "sp_ratio_median": 4.0, "sp_ratio_sigma": 0.35,
+                      "p_coda_ratio": 0.6, "p_scatter_gain": 1.0, "incidence_deg_min": 10.0,
+                      "incidence_deg_max": 35.0, "s_incidence_snell": False}
 
 
 def config(base=None, **options) -> SynthConfig:

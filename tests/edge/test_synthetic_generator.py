@@ -260,3 +260,13 @@ def test_continuous_noise_is_stationary_across_chunks():
     assert np.std(d_small) == pytest.approx(np.std(d_whole), rel=0.05)
     sd = np.std(d_small[:59_000].reshape(-1, 1000), axis=1)
     assert sd.max() / sd.min() < 1.5
+
+
+def test_legacy_event_shape_reproduces_the_windows_made_before_the_ncedc_match():
+    # sha1 of event_windows(20, seed=3) as generated before the event-shape options existed
+    # (commit 2520144; the same on numpy 1.26 and 2.4): recipes that pin the legacy shape, such as
+    # configs/default.toml's pre-training, keep making the same windows
+    import hashlib
+
+    d = syn.event_windows(20, seed=3, **syn.LEGACY_EVENT_SHAPE)
+    assert hashlib.sha1(d["waveforms"].tobytes()).hexdigest() == "e28b2a827bc7560db8cc2432c6a41aeda356bbfd"
