@@ -60,7 +60,7 @@ def picked(path, n, seed):
     """What the checkpoint at ``path`` picks on ``n`` synthetic event windows of each generator."""
     import torch
 
-    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
+    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE, event_windows, noise_windows
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.data.datasets import WindowSet
@@ -71,8 +71,6 @@ def picked(path, n, seed):
     t = model.config.window_samples
     rows = {}
     for name, opts in (("now", {}), ("legacy", LEGACY_EVENT_SHAPE)):
-        from fieldpick.edge.synthetic import event_windows, noise_windows
-
         ev = event_windows(n, seed, window_samples=t, **opts)
         nz = noise_windows(1, seed + 1, window_samples=t)
         st = np.array(["SY.X"] * n)
