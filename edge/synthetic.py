@@ -372,7 +372,7 @@ def _draw_event(rng, cfg, max_sp_s=None):
     ts = tp * cfg.vp_vs
     log_pgv = 0.8 * mag - 1.5 * math.log10(hyp) - 4.0 + rng.normal(0.0, 0.25)  # m/s
     duration = 10.0 ** ((mag + 0.87) / 2.0)  # s, coda duration
-    return {
+    ev = {
         "magnitude": mag, "distance_km": dist, "depth_km": depth, "hypocentral_km": hyp,
         "back_azimuth_deg": rng.uniform(0.0, 360.0), "tp_s": tp, "sp_s": ts - tp,
         "fc_p_hz": 1.5 * fc_s, "fc_s_hz": fc_s, "tstar_p_s": tp / (1.75 * q) + 0.6 * kappa, "tstar_s_s": ts / q + kappa, "kappa_s": kappa,
@@ -381,12 +381,16 @@ def _draw_event(rng, cfg, max_sp_s=None):
         "pgv_m_s": 10.0 ** log_pgv * cfg.sp_ratio_median / 4.0,
         "sp_ratio": math.exp(rng.normal(math.log(cfg.sp_ratio_median), cfg.sp_ratio_sigma)),
         "coda_tau_s": duration / 5.0 * math.exp(rng.uniform(-0.35, 0.35)),
-        "p_coda_ratio": cfg.p_coda_ratio, "p_scatter_gain": cfg.p_scatter_gain,
-        "s_incidence_snell": cfg.s_incidence_snell, "vp_vs": cfg.vp_vs,
+        "p_scatter_gain": cfg.p_scatter_gain,
         "impulsive": bool(rng.random() < cfg.impulsive_fraction),
         "polarity": 1.0 if rng.random() < 0.5 else -1.0,
         "incidence_deg": rng.uniform(cfg.incidence_deg_min, cfg.incidence_deg_max),
     }
+    ev["coda_tau_p_s"] = cfg.p_coda_ratio * ev["coda_tau_s"]
+    # S leaves the same ray slower, so it meets the surface steeper (Snell: sin i_S = sin i_P / (vp/vs))
+    ev["incidence_s_deg"] = (math.degrees(math.asin(math.sin(math.radians(ev["incidence_deg"])) / cfg.vp_vs))
+                             if cfg.s_incidence_snell else ev["incidence_deg"])
+    return ev
 
 
 def _phase(rng, n_fft, fs, onset, fc, tstar, rise, tau, pulse, resp, freq):
@@ -424,7 +428,7 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     s_sample = p_sample + ev["sp_s"] * fs
     rise_p = rng.uniform(0.01, 0.05) if ev["impulsive"] else rng.uniform(0.3, 1.5)
     rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.1, 0.4)
-    tau_p = ev["p_coda_ratio"] * ev["coda_tau_s"]
+    tau_p = ev["coda_tau_p_s"]
     tau_s = ev["coda_tau_s"]
     pulse = 3.0 * ev["polarity"] if ev["impulsive"] else 0.0
     P = _phase(rng, n_fft, fs, p_sample, ev["fc_p_hz"], ev["tstar_p_s"], rise_p, tau_p, pulse, resp, freq)[:, :n]
@@ -439,8 +443,7 @@ def _event_ground(rng, ev, n, fs, p_sample, broadband):
     p_dir = np.array([math.cos(inc), math.sin(inc) * rn, math.sin(inc) * re_])
     sh = rng.uniform(0.4, 1.0)
     sv = math.sqrt(max(1.0 - sh ** 2, 0.0)) + 0.2
-    # S leaves the same ray slower, so it meets the surface steeper (Snell: sin i_S = sin i_P / (vp/vs))
-    inc_s = math.asin(math.sin(inc) / ev["vp_vs"]) if ev["s_incidence_snell"] else inc
+    inc_s = math.radians(ev["incidence_s_deg"])
     s_dir = np.array([sv * math.sin(inc_s), sv * math.cos(inc_s) * rn + sh * tn,
                       sv * math.cos(inc_s) * re_ + sh * te])
     s_dir /= np.linalg.norm(s_dir)
