@@ -15,6 +15,7 @@ from fieldpick.train.models import build
     [
         ("lppn", {"window_samples": 512, "width": 4, "context_blocks": 1}),
         ("lppn", {"window_samples": 512, "stride": 8, "width": 4}),
+        ("lppn", {"window_samples": 512, "width": 4, "stem_stride": 2}),
         ("phasenet", {"window_samples": 1000, "filters": [4, 8, 8]}),   # 1000 -> 250 -> 63: crops of 3 and 1
         ("phasenet", {"window_samples": 3000, "filters": [4, 4, 4, 4, 4]}),  # the default's length chain
         ("phasenet", {"window_samples": 1024, "filters": [4, 8], "kernel": 5, "stride": 2}),

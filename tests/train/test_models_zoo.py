@@ -76,15 +76,29 @@ def test_default_sizes():
     assert count_parameters(build("leqnet")) < 30_000
 
 
+@pytest.mark.parametrize("stem_stride", [1, 2])
 @pytest.mark.parametrize("stride", [8, 16, 32])
-def test_lppn_strides(stride):
-    model = build("lppn", {"stride": stride, "width": 4, "context_blocks": 1, "window_samples": 1024}).eval()
+def test_lppn_strides(stride, stem_stride):
+    model = build("lppn", {"stride": stride, "width": 4, "context_blocks": 1, "window_samples": 1024,
+                           "stem_stride": stem_stride}).eval()
     assert model(torch.zeros(1, 3, 1024)).shape == (1, 4, 1024 // stride)
+    # the strided stem replaces the first separable stage: the output rate stays 1 / stride
+    assert len(model.down) == (stride // stem_stride).bit_length() - 1
+    assert model.stem[0].stride == (stem_stride,)
+
+
+def test_lppn_strided_stem_spends_fewer_flops_at_the_same_width():
+    from fieldpick.train.crossval import flops_per_record
+
+    full, strided = (flops_per_record(build("lppn", {"width": 8, "stem_stride": s})) for s in (1, 2))
+    assert 2.6e6 < full < 2.8e6 and strided < 0.6 * full  # the full-rate stem is ~40 % of a w8's FLOPs
+    assert flops_per_record(build("lppn", {"width": 12, "stem_stride": 2})) < 3e6  # #4's student budget
 
 
 @pytest.mark.parametrize("arch, cfg, message", [
     ("lppn", {"stride": 12}, "lppn stride 12; allowed: 8, 16, 32"),
     ("lppn", {"window_samples": 3000, "stride": 16}, "not a multiple of stride 16; use e.g. 3008"),
+    ("lppn", {"stem_stride": 4}, "lppn stem_stride 4; allowed: 1, 2"),
     ("leqnet", {"recurrent": "gru"}, "leqnet recurrent 'gru'; allowed: conv, lstm"),
     ("phasenet", {"kernel": 6}, "phasenet kernel 6; it must be odd"),
     ("cpic", {"window_samples": 100, "blocks": 4}, "not a multiple of 2\\*\\*blocks = 16"),
