@@ -22,6 +22,9 @@ Stages (each writes its own JSON under ``--work`` so a stage can be re-run):
     # 3. the table: candidates from fieldpick distill/prune --crossval outputs + the stages above
     .venv/bin/python benchmarks/pareto.py table --distill runs/compress/distill_w8/distill_cv.json \\
         --prune runs/compress/prune_w16/prune_cv.json
+    # 4. what the false picks on the noise windows are: the model under study, then the models that may second
+    #    its picks (falsepicks.md, plots/falsepicks.png)
+    .venv/bin/python benchmarks/pareto.py falsepicks --folds default=runs/default_long/cv,teacher=runs/lb/pn_asinh
 
 Writes benchmarks/results/pareto.json, pareto.md and plots/pareto.png.
 """
@@ -452,6 +455,253 @@ def stage_thresholds(args):
     _publish(out, meta, rows, lines)
 
 
+STALTA_BAND_HZ = (1.0, 20.0)  # classic trigger: causal 4-pole Butterworth band, then recursive STA/LTA
+STALTA_S = (0.5, 5.0)         # STA and LTA lengths, s; the first LTA length of a window is warm-up
+STALTA_LEVELS = (2.0, 3.0, 4.0)
+SECOND_S = 0.5                # a pick is seconded by another model's pick of either phase within this
+FLAT_S = 0.5                  # a run of identical samples this long is a gap filled in the data set (zero pads)
+
+
+def flat_runs(waves, fs, min_s=FLAT_S):
+    """Per window of ``waves`` (N, C, T): the (first, last) samples of runs of identical values >= ``min_s`` long
+    on any component that is not all zeros: stretches where the data set padded a trace, not ground motion."""
+    out = []
+    for w in waves:
+        runs = set()
+        for x in w:
+            if not np.any(x):
+                continue
+            same = np.concatenate([[False], np.diff(x) == 0, [False]])
+            edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+            for a, b in zip(edges[::2], edges[1::2]):  # same[a+1 .. b] -> samples a .. b are equal
+                if b - a >= min_s * fs:
+                    runs.add((int(a), int(b)))
+        out.append(sorted(runs))
+    return out
+
+
+def stalta_traces(waves, fs):
+    """ObsPy's recursive STA/LTA of each component of ``waves`` (N, 3, T) after the classic band-pass; (N, 3, T).
+
+    A component that is all zeros (the vertical-only traces) gets a zero trace.
+    """
+    from obspy.signal.filter import bandpass
+    from obspy.signal.trigger import recursive_sta_lta
+
+    out = np.zeros(waves.shape, dtype=np.float64)
+    for i in range(waves.shape[0]):
+        for c in range(waves.shape[1]):
+            x = waves[i, c].astype(np.float64)
+            if not np.any(x):
+                continue
+            x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
+            out[i, c] = recursive_sta_lta(x, int(STALTA_S[0] * fs), int(STALTA_S[1] * fs))
+    return out
+
+
+def stalta_near(cft, sample, fs, before_s=0.5, after_s=1.0):
+    """The largest STA/LTA of any component from ``before_s`` before ``sample`` to ``after_s`` after; NaN in warm-up."""
+    if sample < STALTA_S[1] * fs:
+        return float("nan")
+    lo, hi = int(sample - before_s * fs), int(sample + after_s * fs) + 1
+    return float(cft[:, max(lo, 0):hi].max())
+
+
+def seconded(picks, others, fs, tol_s=SECOND_S):
+    """For each (phase, sample, p) of ``picks``, whether ``others`` hold a pick of either phase within ``tol_s``."""
+    at = np.array([q[1] for q in others], dtype=np.float64)
+    return [bool(at.size and np.min(np.abs(at - s)) <= tol_s * fs) for _, s, _ in picks]
+
+
+def stage_falsepicks(args):
+    """What the false picks on the NCEDC pre-P noise windows are (#9's target of at most 10 per hour).
+
+    ``--folds NAME=DIR,NAME=DIR[,...]``: fold-model folders (``fold<i>/best.pt``
+    of this script's folds); the first is the model under study, the second
+    the independent model that may second its picks (e.g. the PhaseNet
+    teacher: another architecture, trained apart).  Every noise window is
+    picked by the fold model that never saw its station, with its tuned
+    thresholds, exactly as the cross-validation counts false picks.  Each
+    pick is then checked against evidence that owes nothing to the models
+    under study's training: the other model's picks, and a classic
+    recursive STA/LTA (ObsPy; 1-20 Hz, 0.5 s / 5 s) around it, with the same
+    STA/LTA read at the labeled P of every event trace and at random instants
+    of the noise windows for scale.  Writes ``benchmarks/results/<--out or
+    falsepicks>.{json,md}`` and ``plots/<same>.png`` (the windows whose
+    picks both checks support).
+    """
+    from fieldpick.train.config import TrainConfig
+    from fieldpick.train.crossval import station_folds
+    from fieldpick.train.fit import load_real, predict
+
+    named = []
+    for item in args.folds.split(","):
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise SystemExit("falsepicks: --folds entry %r; give NAME=DIR[,NAME=DIR...]" % item)
+        named.append((name, folder))
+    if len(named) < 2:
+        raise SystemExit("falsepicks: --folds needs the model under study and at least one other (NAME=DIR,NAME=DIR)")
+    cfg = TrainConfig()
+    data = load_real()
+    fs = float(data.events.fs)
+    fold = station_folds(data.station, K, SEED)
+    picks = {}  # name -> per noise window: [(phase, sample, probability)]
+    valid_s = None
+    for name, folder in named:
+        per = [None] * len(fold)
+        for f in range(K):
+            model, _, _ = _load(os.path.join(folder, "fold%d" % f, "best.pt"))
+            _, _, test = _fold_split(data, f)
+            _, _, npicks, seconds = predict(model, test, cfg)
+            for i, w in zip(np.flatnonzero(fold == f), npicks):
+                per[i] = w
+            valid_s = seconds / len(npicks)
+        picks[name] = per
+        log.info("%s: %d picks on %d noise windows", name, sum(len(w) for w in per), len(per))
+    noise_cft = stalta_traces(data.noise.waveforms, fs)
+    event_cft = stalta_traces(data.events.waveforms, fs)
+    at_p = np.array([stalta_near(c, p, fs) for c, p in zip(event_cft, data.events.p_idx)])
+    rng = np.random.default_rng(SEED)
+    lo = int(STALTA_S[1] * fs)
+    hi = int(valid_s * fs) - int(1.0 * fs)
+    at_random = np.array([stalta_near(noise_cft[i], rng.integers(lo, hi), fs)
+                          for i in rng.integers(0, len(fold), 2000)])
+    hours = len(fold) * valid_s / 3600.0
+    flats = flat_runs(data.noise.waveforms, fs)
+    main_name = named[0][0]
+    rows = []
+    for name in [n for n, _ in named]:
+        rest = [n for n, _ in named if n != name]
+        found = []
+        for i, w in enumerate(picks[name]):
+            sec = [any(v) for v in zip(*[seconded(w, picks[o][i], fs) for o in rest])] if w else []
+            for (ph, s, p), second in zip(w, sec):
+                found.append({"window": i, "phase": ph, "sample": int(s), "probability": float(p),
+                              "seconded": bool(second), "stalta": stalta_near(noise_cft[i], s, fs),
+                              "last_3s": bool(s >= (valid_s - 3.0) * fs),
+                              "gap_edge": any(min(abs(s - a), abs(s - b)) <= fs for a, b in flats[i])})
+        n = len(found)
+        # windows that evidence independent of this model finds not empty: another model's pick with a classic
+        # trigger (STA/LTA >= 3) there, or a padded gap in the data
+        busy = {i for o in rest for i, w in enumerate(picks[o])
+                for _, s, _ in w if stalta_near(noise_cft[i], s, fs) >= 3.0} | {i for i, r in enumerate(flats) if r}
+        quiet = [i for i in range(len(fold)) if i not in busy]
+        quiet_picks = sum(len(picks[name][i]) for i in quiet)
+        gapfree = [i for i, r in enumerate(flats) if not r]
+        lt = np.array([f["stalta"] for f in found]) if found else np.zeros(0)
+        ok = np.isfinite(lt)
+        sec = np.array([f["seconded"] for f in found], dtype=bool)
+        per_window = np.bincount([f["window"] for f in found], minlength=len(fold))
+        top = np.sort(per_window)[::-1]
+        row = {"model": name, "seconders": rest, "picks": n, "per_hour": n / hours,
+               "P": sum(f["phase"] == "P" for f in found), "S": sum(f["phase"] == "S" for f in found),
+               "windows_with_picks": int((per_window > 0).sum()),
+               "windows_holding_half": int(np.searchsorted(np.cumsum(top), n / 2.0) + 1) if n else 0,
+               "seconded": int(sec.sum()), "in_last_3s": sum(f["last_3s"] for f in found),
+               "stalta_warmup": int((~ok).sum()),
+               "stalta_at_least": {str(v): int((lt[ok] >= v).sum()) for v in STALTA_LEVELS},
+               "seconded_and_stalta_3": int((sec & ok & (lt >= 3.0)).sum()),
+               "at_gap_edge": sum(f["gap_edge"] for f in found),
+               "quiet_windows": len(quiet), "quiet_picks": quiet_picks, "gapfree_windows": len(gapfree),
+               "gapfree_per_hour": sum(len(picks[name][i]) for i in gapfree) / (len(gapfree) * valid_s / 3600.0),
+               "quiet_per_hour": quiet_picks / (len(quiet) * valid_s / 3600.0) if quiet else float("nan"),
+               "picks_list": found}
+        row["unsupported_per_hour"] = (n - row["seconded_and_stalta_3"]) / hours
+        rows.append(row)
+        log.info("%s: %.1f picks/h, %d seconded, %d with STA/LTA >= 3, both %d, %d at gap edges; %.1f/h on %d quiet "
+                 "windows", name, row["per_hour"], row["seconded"], row["stalta_at_least"]["3.0"],
+                 row["seconded_and_stalta_3"], row["at_gap_edge"], row["quiet_per_hour"], len(quiet))
+    scale = {"labeled_P": {str(v): float(np.mean(at_p >= v)) for v in STALTA_LEVELS},
+             "random_noise_instant": {str(v): float(np.mean(at_random >= v)) for v in STALTA_LEVELS},
+             "median_labeled_P": float(np.median(at_p)), "median_random": float(np.median(at_random))}
+    out = args.out or "falsepicks"
+    plot = os.path.join(RESULTS, "plots", out + ".png")
+    shown = _plot_noise_windows(data, noise_cft, picks, rows[0], fs, plot)
+    meta = {"command": "benchmarks/pareto.py falsepicks --folds %s%s" % (args.folds, " --out " + out if args.out else ""),
+            "noise_windows": len(fold), "noise_hours": hours, "stalta": {"band_hz": STALTA_BAND_HZ,
+            "sta_lta_s": STALTA_S}, "second_within_s": SECOND_S, "scale": scale, "plotted_windows": shown,
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    lines = [
+        "# False picks on the NCEDC pre-P noise windows: what they are", "",
+        "%d noise windows (%.2f h: the 29 s before each P, ending 1 s before it, picked up to %.1f s), each picked by "
+        "the fold model that never saw its station, with its tuned thresholds, as the cross-validation counts "
+        "false picks. Each pick is checked against two things its model did not learn from: a pick of either "
+        "phase by the other model(s) within %.1f s (seconded), and a classic recursive STA/LTA (ObsPy; causal "
+        "%g-%g Hz, %g s / %g s; the largest on any component from 0.5 s before to 1 s after the pick; the first "
+        "%g s of a window is warm-up)." % (len(fold), hours, valid_s, SECOND_S, STALTA_BAND_HZ[0], STALTA_BAND_HZ[1],
+                                           STALTA_S[0], STALTA_S[1], STALTA_S[1]), "",
+        "`%s` (%s)" % (meta["command"], meta["when"]), "",
+        "For scale, the same STA/LTA at the labeled P of the %d event traces (median %.1f) and at 2000 random "
+        "instants of the noise windows (median %.1f):" % (len(at_p), scale["median_labeled_P"],
+                                                         scale["median_random"]), "",
+        "| STA/LTA at least | labeled P | random noise instant |", "|---|---|---|"]
+    for v in STALTA_LEVELS:
+        lines.append("| %g | %.0f %% | %.1f %% |" % (v, 100 * scale["labeled_P"][str(v)],
+                                                     100 * scale["random_noise_instant"][str(v)]))
+    lines += ["", "| model | seconded by | picks (P / S) | per hour | windows with picks | windows holding half "
+              "| seconded | STA/LTA >= 2 / 3 / 4 | in warm-up | seconded and STA/LTA >= 3 | within 1 s of a padded gap "
+              "| per hour, windows without padded gaps | per hour, quiet windows |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a = r["stalta_at_least"]
+        lines.append("| %s | %s | %d (%d / %d) | %.1f | %d | %d | %d | %d / %d / %d | %d | %d | %d | %.1f (%d windows) "
+                     "| %.1f (%d windows) |" % (
+                         r["model"], ", ".join(r["seconders"]), r["picks"], r["P"], r["S"], r["per_hour"],
+                         r["windows_with_picks"], r["windows_holding_half"], r["seconded"], a["2.0"], a["3.0"],
+                         a["4.0"], r["stalta_warmup"], r["seconded_and_stalta_3"], r["at_gap_edge"],
+                         r["gapfree_per_hour"], r["gapfree_windows"], r["quiet_per_hour"], r["quiet_windows"]))
+    lines += ["", "%d of the %d noise windows hold a padded gap: a run of identical samples of %g s or more, every one "
+              "at the start of its trace (zeros, or the first value held: the recording began after the 90 s cut). The station never runs a window that holds a gap "
+              "(edge/station.py), so it would make none of the picks on these windows. Quiet windows: no padded gap, "
+              "and no pick of the other model(s) that the classic trigger supports (STA/LTA >= 3) - windows that "
+              "evidence independent of the model in the row finds empty." % (
+                  sum(1 for r in flats if r), len(fold), FLAT_S)]
+    lines += ["", "Plot: `benchmarks/results/plots/%s.png`, the %d windows where %s has the most picks that both checks "
+              "support (traces: Z, N, E after the STA/LTA band; below: the STA/LTA)." % (out, len(shown), main_name)]
+    _publish(out, meta, [{k: v for k, v in r.items()} for r in rows], lines)
+
+
+def _plot_noise_windows(data, cft, picks, row, fs, path, n=6):
+    """Plot the ``n`` noise windows with the most doubly supported picks of ``row``'s model; returns their indices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from obspy.signal.filter import bandpass
+
+    both = [f["window"] for f in row["picks_list"]
+            if f["seconded"] and np.isfinite(f["stalta"]) and f["stalta"] >= 3.0]
+    if not both:
+        return []
+    windows = [int(w) for w in np.argsort(-np.bincount(both), kind="stable")[:n] if np.bincount(both)[w] > 0]
+    fig, axes = plt.subplots(len(windows), 1, figsize=(12, 2.1 * len(windows)), squeeze=False)
+    t = np.arange(data.noise.waveforms.shape[-1]) / fs
+    colours = {"P": "C3", "S": "C0"}
+    for ax, i in zip(axes[:, 0], windows):
+        for c in range(3):
+            x = data.noise.waveforms[i, c].astype(np.float64)
+            if np.any(x):
+                x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
+                ax.plot(t, 0.45 * x / np.abs(x).max() + 2 - c, lw=0.5, color="k")
+        ax.plot(t, -1.2 + 0.25 * cft[i].max(axis=0), lw=0.7, color="C2")
+        for k, per in enumerate(picks.values()):
+            for ph, s, _ in per[i]:
+                ax.axvline(s / fs, color=colours[ph], ls="-" if k == 0 else "--", lw=1.2 if k == 0 else 0.9)
+        ax.set_yticks([2, 1, 0, -1.2])
+        ax.set_yticklabels(["Z", "N", "E", "STA/LTA"])
+        ax.set_xlim(0, t[-1])
+        ax.set_title("noise window %d (%s): picks of %s (solid) and %s (dashed); red P, blue S" % (
+            i, data.station[i], row["model"],
+            ", ".join(row["seconders"])), fontsize=8)
+    axes[-1, 0].set_xlabel("s from the window start (the labeled P is 1 s after the end)")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return windows
+
+
 def _flops(int8_stage):
     """FLOPs per 30 s of the model behind an int8-stage file (its first fold's checkpoint)."""
     from fieldpick.train.checkpoint import load_checkpoint
@@ -622,10 +872,10 @@ def _plot(rows, path):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="benchmarks/pareto.py", allow_abbrev=False, description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "noise", "thresholds", "table"))
+    ap.add_argument("stage", choices=("teacher", "folds", "int8", "ab", "noise", "thresholds", "falsepicks", "table"))
     ap.add_argument("--work", default=WORK, help="where stage JSON files go (default runs/compress)")
     ap.add_argument("--folds", help="teacher/int8: folder of fold<i>/ checkpoints (folds: where to write them; "
-                    "thresholds: one or more such folders, comma-separated)")
+                    "thresholds: one or more such folders, comma-separated; falsepicks: NAME=DIR,NAME=DIR...)")
     ap.add_argument("--config", help="folds: recipe file (e.g. configs/default.toml)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE", help="folds: override a recipe field")
     ap.add_argument("--model", action="append", metavar="KEY=VALUE", help="folds: override a model config field")
@@ -649,12 +899,12 @@ def main(argv=None):
                     "(repeatable)")
     args = ap.parse_args(argv)
     _setup()
-    if args.stage in ("teacher", "folds", "int8", "thresholds") and not args.folds:
+    if args.stage in ("teacher", "folds", "int8", "thresholds", "falsepicks") and not args.folds:
         ap.error("%s needs --folds DIR" % args.stage)
     if args.stage == "int8" and not args.name:
         ap.error("int8 needs --name")
     {"teacher": stage_teacher, "folds": stage_folds, "int8": stage_int8, "ab": stage_ab, "noise": stage_noise,
-     "thresholds": stage_thresholds, "table": stage_table}[args.stage](args)
+     "thresholds": stage_thresholds, "falsepicks": stage_falsepicks, "table": stage_table}[args.stage](args)
     return 0
 
 

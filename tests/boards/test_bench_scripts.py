@@ -42,3 +42,22 @@ def test_synthetic_realism_counts_what_a_model_picks(tmp_path):
         c = rows[g]
         assert c["P_labels"] == c["S_labels"] == 6 and 0 <= c["S_as_P"] <= 6 and 0 <= c["S"] <= 6
     assert np.isfinite(r["shapes"]["now"]["s_over_coda"][1])
+
+
+def test_falsepicks_finds_padded_gaps_seconds_picks_and_reads_the_trigger():
+    mod = _script("pareto")
+    fs = 100.0
+    rng = np.random.default_rng(0)
+    waves = rng.standard_normal((3, 3, 3000)).astype(np.float32)
+    waves[0, :, :700] = 0.0            # a trace that began 7 s into the window, zero-padded
+    waves[1, 1:, :] = 0.0              # vertical-only: the empty horizontals are no gap
+    waves[1, 0, 2000:2040] = waves[1, 0, 2000]  # 0.4 s held: shorter than a gap
+    waves[2, 2, 100:200] = 5.0         # 1 s held mid-trace
+    assert mod.flat_runs(waves, fs) == [[(0, 699)], [], [(100, 199)]]
+    assert mod.seconded([("P", 1000, 0.9), ("S", 2000, 0.7)], [("S", 1040, 0.6)], fs) == [True, False]
+    assert mod.seconded([("P", 1000, 0.9)], [], fs) == [False]
+    quake = rng.standard_normal((1, 3, 3000)) * 0.1
+    quake[0, :, 1500:1700] += 5.0 * rng.standard_normal((3, 200))
+    cft = mod.stalta_traces(quake, fs)[0]
+    assert mod.stalta_near(cft, 1500, fs) > 5.0 > mod.stalta_near(cft, 2600, fs)
+    assert np.isnan(mod.stalta_near(cft, 300, fs))  # inside the LTA's warm-up: no reading
