@@ -44,6 +44,8 @@ class TrainConfig:
     schedule: str = "cosine"            # 'cosine' (with warm-up), 'onecycle' or 'constant'
     warmup_epochs: float = 1.0
     patience: int = 8                   # epochs without a better validation F1 before stopping
+    ema_decay: float = 0.0              # validate, keep and ship an exponential moving average of the weights
+                                        # (per step; 0.99: about the last 100 steps); 0: the weights themselves
     # --- synthetic pre-training (fieldpick.edge.synthetic)
     pretrain_windows: int = 0           # synthetic event windows; 0: no pre-training
     pretrain_epochs: int = 0
@@ -97,6 +99,8 @@ class TrainConfig:
         for name in ("noise_fraction", "noise_add_fraction", "vertical_only_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError("%s is %r; it must lie in [0, 1]" % (name, getattr(self, name)))
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError("ema_decay is %r; it must lie in [0, 1) (0: off)" % (self.ema_decay,))
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError("val_fraction is %r; it must lie in (0, 1)" % (self.val_fraction,))
         lo, hi = self.p_range

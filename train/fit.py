@@ -563,6 +563,11 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     (resumable: optimiser, schedule, generators, history) every epoch.
     ``select='last'`` keeps the last epoch's weights instead (a final run
     whose validation windows are part of its training data).
+    With ``cfg.ema_decay``, an exponential moving average of the weights
+    (BatchNorm statistics included) is updated after every step, and it is
+    what is validated, saved as ``best.pt`` and left in ``model``: on a few
+    hundred windows it smooths out the last steps' noise, which otherwise
+    decides which epoch early stopping keeps.
     ``task``: a :class:`Task` to train with instead of ``task_for(model, cfg)``
     (distillation passes one whose loss adds the teacher's terms; evaluation
     always uses the model's own task).
@@ -587,6 +592,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     history, best, start_epoch, stale = [], None, 0, 0
+    ema = _weights(model) if cfg.ema_decay else None
     last_path, best_path = os.path.join(out_dir, "last.pt"), os.path.join(out_dir, "best.pt")
     if cfg.resume and os.path.exists(last_path):
         saved, _, extra = load_checkpoint(last_path)
@@ -597,6 +603,8 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             rng.bit_generator.state = extra["numpy_rng"]
             torch.set_rng_state(extra["torch_rng"])
             history, best, stale = extra["history"], extra["best"], extra["stale"]
+            if ema is not None:
+                ema = extra.get("ema") or _weights(model)
             start_epoch = len(history)
             log.info("resuming %s stage %r at epoch %d", out_dir, stage, start_epoch)
         else:
@@ -618,8 +626,14 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                _ema_step(ema, model, cfg.ema_decay)
             losses.append(float(loss.detach()))
             bar.set_postfix(loss="%.4f" % np.mean(losses[-20:]))
+        live = None
+        if ema is not None:  # validate and keep the average; train on from the live weights
+            live = _weights(model)
+            model.load_state_dict(ema)
         thresholds, metrics = tune_thresholds(model, val, cfg, VAL_GRID, apply=False)
         row = {"stage": stage, "epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "seconds": time.time() - t0}
@@ -640,6 +654,8 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
             card.save(os.path.join(out_dir, "best.json"))
         else:
             stale += 1
+        if live is not None:
+            model.load_state_dict(live)
         msg = "%s epoch %d/%d loss %.4f val F1 %.3f (P %.3f S %.3f)%s" % (
             stage, epoch + 1, epochs, row["loss"], row["f1"], row["P_f1"], row["S_f1"], " *" if improved else "")
         if cfg.progress:
@@ -648,7 +664,7 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
         save_checkpoint(last_path, model, extra={
             "stage": stage, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "history": history, "best": best, "stale": stale, "config": cfg.to_dict()})
+            "history": history, "best": best, "stale": stale, "config": cfg.to_dict(), "ema": ema})
         if cfg.patience and stale >= cfg.patience:
             log.info("%s: no better validation F1 for %d epochs; stopping", stage, stale)
             break
@@ -656,9 +672,25 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
         saved, best_card, _ = load_checkpoint(best_path)
         model.load_state_dict(saved.state_dict())
         model.thresholds = dict(best_card.thresholds)
+    elif ema is not None:
+        model.load_state_dict(ema)
     with open(os.path.join(out_dir, "history_%s.json" % stage), "w") as f:
         json.dump(history, f, indent=1)
     return history
+
+
+def _weights(model):
+    """A detached copy of ``model``'s state (parameters and buffers)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _ema_step(ema, model, decay):
+    """ema <- decay * ema + (1 - decay) * weights, for every float tensor; integer buffers are copied."""
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v.detach(), alpha=1.0 - decay)
+        else:
+            ema[k].copy_(v)
 
 
 def station_split(stations, fraction, seed):

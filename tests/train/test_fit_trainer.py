@@ -266,12 +266,13 @@ def test_int8_headroom_options_refuse_negative_values(key):
         TrainConfig.from_dict({key: -1.0})
 
 
-def test_resume_gives_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resume_gives_the_same_weights(tmp_path, monkeypatch, ema_decay):
     import fieldpick.train.fit as fitmod
 
     data = impulse_data()
     tr, va = data.subset(np.arange(8)), data.subset(np.arange(8, 12))
-    straight = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "a"), tune_thresholds=False)
+    straight = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "a"), tune_thresholds=False, ema_decay=ema_decay)
     model_a, _ = train(straight, tr, va, select="last")
 
     calls = {"n": 0}
@@ -283,12 +284,13 @@ def test_resume_gives_the_same_weights(tmp_path, monkeypatch):
             raise KeyboardInterrupt("power cut")
         return real(*args, **kw)
 
-    cut = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "b"), tune_thresholds=False)
+    cut = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "b"), tune_thresholds=False, ema_decay=ema_decay)
     monkeypatch.setattr(fitmod, "tune_thresholds", crash_in_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         train(cut, tr, va, select="last")
     monkeypatch.setattr(fitmod, "tune_thresholds", real)
-    resumed = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "b"), tune_thresholds=False, resume=True)
+    resumed = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / "b"), tune_thresholds=False, resume=True,
+                        ema_decay=ema_decay)
     model_b, history = train(resumed, tr, va, select="last")
     assert [h["epoch"] for h in history] == [1, 2]
     for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
@@ -309,6 +311,31 @@ def test_finetune_head_only_leaves_the_backbone(tmp_path):
         assert torch.equal(after[k], v), k
     assert any(not torch.equal(after[k], v) for k, v in head.items())
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again afterwards
+
+
+@pytest.mark.parametrize("select", ["last", "best"])
+def test_ema_weights_are_what_is_validated_and_kept(tmp_path, select):
+    from fieldpick.train.checkpoint import load_checkpoint
+
+    data = impulse_data()
+    tr, va = data.subset(np.arange(8)), data.subset(np.arange(8, 12))
+    kept = {}
+    for decay in (0.0, 0.999999):  # an average that barely moves stays at the initial weights
+        cfg = small_cfg("lppn", tmp_path, out_dir=str(tmp_path / str(decay)), ema_decay=decay)
+        torch.manual_seed(5)
+        model = build("lppn", cfg.model)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        fit(model, cfg, real_source(cfg, tr, T), va, cfg.out_dir, select=select)
+        kept[decay] = model.state_dict()
+        moved = max(float((kept[decay][k].float() - start[k].float()).abs().max()) for k in start
+                    if start[k].dtype.is_floating_point)
+        assert (moved < 1e-3) if decay else (moved > 1e-2), (decay, moved)
+        saved, _, _ = load_checkpoint(str(tmp_path / str(decay) / "best.pt"))
+        if select == "best":  # the checkpoint holds what was validated: the average
+            for k, v in saved.state_dict().items():
+                assert torch.equal(v, kept[decay][k]), k
+    with pytest.raises(ConfigError, match="ema_decay is 1.0; it must lie in \\[0, 1\\)"):
+        small_cfg("lppn", tmp_path, ema_decay=1.0)
 
 
 def test_fit_refuses_a_fully_frozen_model(tmp_path):
