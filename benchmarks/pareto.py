@@ -547,21 +547,42 @@ def stage_falsepicks(args):
     fs = float(data.events.fs)
     fold = station_folds(data.station, K, SEED)
     picks = {}  # name -> per noise window: [(phase, sample, probability)]
+    missed = {}  # name -> {phase: set of traces whose labeled arrival it did not pick within the tolerance}
     valid_s = None
     for name, folder in named:
         per = [None] * len(fold)
+        missed[name] = {"P": set(), "S": set()}
         for f in range(K):
             model, _, _ = _load(os.path.join(folder, "fold%d" % f, "best.pt"))
             _, _, test = _fold_split(data, f)
-            _, _, npicks, seconds = predict(model, test, cfg)
+            events, epicks, npicks, seconds = predict(model, test, cfg)
             for i, w in zip(np.flatnonzero(fold == f), npicks):
                 per[i] = w
+            for i, w, p, s in zip(np.flatnonzero(fold == f), epicks, events.p_idx, events.s_idx):
+                for ph, truth in (("P", p), ("S", s)):
+                    if np.isfinite(truth) and not any(q == ph and abs(x - truth) <= cfg.tolerance_s * fs
+                                                      for q, x, _ in w):
+                        missed[name][ph].add(int(i))
             valid_s = seconds / len(npicks)
         picks[name] = per
         log.info("%s: %d picks on %d noise windows", name, sum(len(w) for w in per), len(per))
     noise_cft = stalta_traces(data.noise.waveforms, fs)
     event_cft = stalta_traces(data.events.waveforms, fs)
     at_p = np.array([stalta_near(c, p, fs) for c, p in zip(event_cft, data.events.p_idx)])
+    at_s = np.array([stalta_near(c, s, fs) if np.isfinite(s) else np.nan for c, s in zip(event_cft, data.events.s_idx)])
+    snr = np.asarray(data.events.meta["snr_db"], dtype=float)
+    vertical = np.asarray(data.events.meta["n_components"]) == 1
+    misses = {}
+    for ph, at in (("P", at_p), ("S", at_s)):
+        labeled = np.flatnonzero(np.isfinite(data.events.p_idx if ph == "P" else data.events.s_idx))
+        every = sorted(set.intersection(*[missed[n][ph] for n, _ in named]))
+        misses[ph] = {"labeled": len(labeled), "by_model": {n: len(missed[n][ph]) for n, _ in named},
+                      "by_every_model": len(every), "traces": every,
+                      "snr_db_median": [float(np.median(snr[every])) if every else float("nan"),
+                                        float(np.median(snr[labeled]))],
+                      "vertical_only": [int(vertical[every].sum()), int(vertical[labeled].sum())],
+                      "stalta_median": [float(np.nanmedian(at[every])) if every else float("nan"),
+                                        float(np.nanmedian(at[labeled]))]}
     rng = np.random.default_rng(SEED)
     lo = int(STALTA_S[1] * fs)
     hi = int(valid_s * fs) - int(1.0 * fs)
@@ -618,8 +639,9 @@ def stage_falsepicks(args):
     out = args.out or "falsepicks"
     plot = os.path.join(RESULTS, "plots", out + ".png")
     shown = _plot_noise_windows(data, noise_cft, picks, rows[0], fs, plot)
+    _plot_misses(data, misses["P"]["traces"], fs, os.path.join(RESULTS, "plots", out + "_missed_p.png"))
     meta = {"command": "benchmarks/pareto.py falsepicks --folds %s%s" % (args.folds, " --out " + out if args.out else ""),
-            "noise_windows": len(fold), "noise_hours": hours, "stalta": {"band_hz": STALTA_BAND_HZ,
+            "noise_windows": len(fold), "noise_hours": hours, "misses": misses, "stalta": {"band_hz": STALTA_BAND_HZ,
             "sta_lta_s": STALTA_S}, "second_within_s": SECOND_S, "scale": scale, "plotted_windows": shown,
             "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     lines = [
@@ -657,9 +679,55 @@ def stage_falsepicks(args):
               "and no pick of the other model(s) that the classic trigger supports (STA/LTA >= 3) - windows that "
               "evidence independent of the model in the row finds empty." % (
                   sum(1 for r in flats if r), len(fold), FLAT_S)]
+    lines += ["", "## Arrivals that every model misses", "",
+              "The event windows (the published 30 s crops), picked by the same fold models: arrivals no pick of "
+              "their phase comes within %.1f s of. The signal-to-noise ratio is the data set's estimate on Z "
+              "(`snr_db`); the STA/LTA is the classic trigger's largest value near the arrival." % cfg.tolerance_s, "",
+              "| phase | labeled | missed, per model | missed by every model | their median SNR (all) "
+              "| vertical-only among them (all) | their median STA/LTA (all) |", "|---|---|---|---|---|---|---|"]
+    for ph, m in misses.items():
+        lines.append("| %s | %d | %s | %d | %.1f dB (%.1f dB) | %d (%d) | %.1f (%.1f) |" % (
+            ph, m["labeled"], ", ".join("%s %d" % kv for kv in m["by_model"].items()), m["by_every_model"],
+            m["snr_db_median"][0], m["snr_db_median"][1], m["vertical_only"][0], m["vertical_only"][1],
+            m["stalta_median"][0], m["stalta_median"][1]))
+    lines += ["", "The P arrivals every model misses, 5 s either side of the label: "
+              "`benchmarks/results/plots/%s_missed_p.png`." % out]
     lines += ["", "Plot: `benchmarks/results/plots/%s.png`, the %d windows where %s has the most picks that both checks "
               "support (traces: Z, N, E after the STA/LTA band; below: the STA/LTA)." % (out, len(shown), main_name)]
     _publish(out, meta, [{k: v for k, v in r.items()} for r in rows], lines)
+
+
+def _plot_misses(data, traces, fs, path, half_s=5.0):
+    """Plot each trace of ``traces`` (90 s event traces) ``half_s`` either side of its labeled P, in the STA/LTA band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from obspy.signal.filter import bandpass
+
+    if not traces:
+        return
+    fig, axes = plt.subplots(len(traces), 1, figsize=(10, 1.5 * len(traces)), squeeze=False)
+    for ax, i in zip(axes[:, 0], traces):
+        p = int(round(data.events.p_idx[i]))
+        lo, hi = p - int(half_s * fs), p + int(half_s * fs)
+        t = (np.arange(lo, hi) - p) / fs
+        for c in range(3):
+            x = data.events.waveforms[i, c].astype(np.float64)
+            if np.any(x):
+                x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
+                seg = x[lo:hi]
+                ax.plot(t, 0.45 * seg / np.abs(seg).max() + 2 - c, lw=0.5, color="k")
+        ax.axvline(0.0, color="C3", lw=1)
+        ax.set_yticks([2, 1, 0])
+        ax.set_yticklabels(["Z", "N", "E"])
+        ax.set_xlim(-half_s, half_s)
+        ax.set_title("trace %d (%s, SNR %.1f dB): labeled P at 0, missed by every model" % (
+            i, data.station[i], float(data.events.meta["snr_db"][i])), fontsize=8)
+    axes[-1, 0].set_xlabel("s from the labeled P")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _plot_noise_windows(data, cft, picks, row, fs, path, n=6):
