@@ -56,6 +56,9 @@ __all__ = ["DistillConfig", "stride_targets", "select_channels", "DistillTask", 
 log = logging.getLogger(__name__)
 
 
+TEACHER_OFFSETS = ("all", "unlabeled")
+
+
 @dataclass
 class DistillConfig:
     """The distillation knobs (the student's own recipe is a :class:`TrainConfig`)."""
@@ -68,6 +71,9 @@ class DistillConfig:
     unlabeled_per_batch: int = 4      # synthetic windows per batch, learned from the teacher only
     unlabeled_windows: int = 400      # size of the synthetic pool they are drawn from
     selection_windows: int = 64       # windows used to rank the teacher channels
+    teacher_offsets: str = "all"      # windows whose in-stride offsets the teacher teaches: 'all', or
+                                      # 'unlabeled' (labeled windows learn offsets from their picks alone:
+                                      # the teacher's centroid inside a stride leans toward its middle)
 
     def validate(self):
         if not self.temperature > 0:
@@ -83,6 +89,8 @@ class DistillConfig:
         for name in ("unlabeled_per_batch", "unlabeled_windows"):
             if getattr(self, name) < 0:
                 raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
+        if self.teacher_offsets not in TEACHER_OFFSETS:
+            raise ConfigError("teacher_offsets %r; allowed: %s" % (self.teacher_offsets, ", ".join(TEACHER_OFFSETS)))
         if self.unlabeled_per_batch and not self.unlabeled_windows:
             raise ConfigError("unlabeled_per_batch is %d but unlabeled_windows is 0" % self.unlabeled_per_batch)
         return self
@@ -289,6 +297,8 @@ class DistillTask(StrideTask):
             logp = torch.log_softmax(logits / d.temperature, dim=1)
             wq = soft * w[None, :, None]
             kd = -(wq * logp).sum(1).sum() / wq.sum().clamp_min(1e-6)
+            if d.teacher_offsets == "unlabeled":
+                t_w = t_w * (~labeled).to(t_w.dtype)[:, None]
             off_l1 = (t_w * (torch.sigmoid(offset) - t_off).abs()).sum() / t_w.sum().clamp_min(1e-6)
             total = total + d.soft_weight * (d.temperature ** 2 * kd + 2.0 * off_l1)
         if d.feature_weight > 0:

@@ -134,6 +134,7 @@ def test_select_channels_errors(layer, k, message):
     ("soft_weight", 1.5, "soft_weight is 1.5; it must lie in \\[0, 1\\]"),
     ("feature_channels", 0, "feature_channels is 0; it must be >= 1"),
     ("unlabeled_windows", 0, "unlabeled_per_batch is 4 but unlabeled_windows is 0"),
+    ("teacher_offsets", "labeled", "teacher_offsets 'labeled'; allowed: all, unlabeled"),
 ])
 def test_distill_config_errors(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -173,6 +174,27 @@ def test_distill_task_without_teacher_terms_is_the_student_loss(tmp_path):
     full = DistillTask(student, cfg, teacher(), DistillConfig(soft_weight=0.5, feature_weight=0.0,
                                                               unlabeled_per_batch=0))
     assert full.loss(x, target).item() != pytest.approx(expected.item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("unlabeled, mode, taught", [
+    (0, "all", True), (0, "unlabeled", False), (2, "unlabeled", True),
+])
+def test_teacher_offsets_reach_only_the_windows_asked_for(tmp_path, unlabeled, mode, taught):
+    cfg = small(tmp_path)
+    torch.manual_seed(0)
+    student = build("lppn", cfg.model)
+    data = step_data()
+    pool = RandomWindows(step_data(seed=5).events, None, T) if unlabeled else None
+    source = UnlabeledMix(RandomWindows(data.events, data.noise, T), pool, unlabeled)
+    # soft targets only (the labeled loss weighs 0): the offset head learns from the teacher's offsets or not at all
+    task = DistillTask(student, cfg, teacher(), DistillConfig(soft_weight=1.0, feature_weight=0.0,
+                                                              unlabeled_per_batch=unlabeled, teacher_offsets=mode))
+    x, target = task.batch(source, np.random.default_rng(0), 4)
+    student.zero_grad()
+    task.loss(x, target).backward()
+    offset_grad = float(student.head.weight.grad[3].abs().sum())
+    assert (offset_grad > 0) == taught
+    assert float(student.head.weight.grad[:3].abs().sum()) > 0  # the class soft targets teach either way
 
 
 def test_distill_task_rejects_wrong_models(tmp_path):
