@@ -388,6 +388,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.crossval import flops_per_record, station_folds
     from fieldpick.train.fit import (
+        best_epoch,
         fit,
         predict,
         real_source,
@@ -412,8 +413,8 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
         rest = data.subset(~test)
         held = station_split(rest.station, cfg.val_fraction, fold_seed + 1 + f)
         models = {"teacher": teacher}
-        student, _, info = distill(cfg, dcfg, teacher, rest.subset(~held), rest.subset(held),
-                                   os.path.join(out_dir, "distilled", "fold%d" % f))
+        student, history, info = distill(cfg, dcfg, teacher, rest.subset(~held), rest.subset(held),
+                                         os.path.join(out_dir, "distilled", "fold%d" % f))
         models["distilled"] = student
         infos.append(info)
         if scratch:
@@ -428,6 +429,8 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
             events, picks, npicks, seconds = predict(models[v], data.subset(test), cfg)
             s = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
             s["windows"] = int(test.sum())
+            if v == "distilled":
+                s["best_epoch"] = best_epoch(history, "distill")
             a = acc[v]
             a["folds"].append(s)
             a["picks"] += picks
@@ -466,7 +469,7 @@ def _distill_config(args):
 def main(argv) -> int:
     """``fieldpick distill``: train a small student from a teacher checkpoint, or cross-validate it."""
     from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-    from fieldpick.train.fit import evaluate, load_real, station_split
+    from fieldpick.train.fit import _metric_set, evaluate, final_epochs, load_real, station_split
 
     parser = argparse.ArgumentParser(
         prog="fieldpick distill", allow_abbrev=False,
@@ -475,24 +478,40 @@ def main(argv) -> int:
                     "feature channels.  The student's recipe is a train config (--config, --field VALUE).")
     add_arguments(parser)
     _distill_arguments(parser)
-    parser.add_argument("--teacher", metavar="CKPT", help="teacher checkpoint (for a single run)")
+    parser.add_argument("--teacher", metavar="CKPT",
+                        help="teacher checkpoint of the single run (with --final: one trained without the "
+                             "validation stations, e.g. fieldpick train's best.pt)")
     parser.add_argument("--teacher-folds", metavar="DIR",
                         help="with --crossval: folder of fold<i>/best.pt teachers (same k and fold seed)")
     parser.add_argument("--crossval", type=int, default=0, metavar="K",
                         help="K-fold station-split scores of the distilled student and the same student "
-                             "trained from scratch (same data, steps and seed)")
+                             "trained from scratch (same data, steps and seed); alone, only these scores")
     parser.add_argument("--no-scratch", action="store_true", help="with --crossval: skip the scratch student")
     parser.add_argument("--fold-seed", type=int, metavar="N",
                         help="with --crossval: seed of the station folds and validation stations (default: the "
                              "recipe's seed); fix it to vary only the student's weights and windows with --seed")
+    parser.add_argument("--final", action="store_true",
+                        help="after the single run chose thresholds and (with --crossval) the folds chose the "
+                             "epoch count, distil again on all stations from --final-teacher")
+    parser.add_argument("--final-teacher", metavar="CKPT",
+                        help="with --final: the teacher trained on all stations (e.g. fieldpick train's "
+                             "final/final.pt)")
+    parser.add_argument("--publish", metavar="PREFIX",
+                        help="also write the student as PREFIX.pt and its card (scores, recipe) as PREFIX.json")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
     dcfg = _distill_config(args)
     if args.crossval and not args.teacher_folds:
         raise ConfigError("--crossval needs --teacher-folds DIR (one teacher per fold)")
+    single = args.teacher or args.final or args.publish
     if not args.crossval and not args.teacher:
         raise ConfigError("give --teacher CKPT (or --crossval K --teacher-folds DIR)")
+    if single and not args.teacher:
+        raise ConfigError("--final and --publish distil a student: give --teacher CKPT")
+    if args.final and not args.final_teacher:
+        raise ConfigError("--final needs --final-teacher CKPT (the teacher trained on all stations)")
     data = load_real(cfg.data_dir or None)
+    metric_sets, fold_epochs = [], []
     if args.crossval:
         out = cross_validate_distill(cfg, dcfg, data, args.teacher_folds, k=args.crossval,
                                      out_dir=os.path.join(cfg.out_dir, "cv"), scratch=not args.no_scratch,
@@ -502,19 +521,48 @@ def main(argv) -> int:
             json.dump(out, f, indent=1, default=float)
         brief = {v: {key: out[v]["pooled"][key] for key in ("P_f1", "S_f1", "f1")} for v in out
                  if isinstance(out[v], dict) and "pooled" in out[v]}
-        sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
-        return 0
-    teacher, t_card, _ = load_checkpoint(args.teacher)
+        if not single:
+            sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
+            return 0
+        metric_sets.append(_metric_set(
+            "%d-fold cross-validation split by station, pooled over %d event and %d noise windows (each scored "
+            "by a student distilled from a teacher that never saw its station)"
+            % (args.crossval, len(data.events), len(data.noise)), out["distilled"]["pooled"]))
+        fold_epochs = [s.get("best_epoch") for s in out["distilled"]["folds"]]
+    teacher, _, _ = load_checkpoint(args.teacher)
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history, info = distill(cfg, dcfg, teacher, data.subset(~held), data.subset(held), cfg.out_dir)
     metrics = evaluate(model, data.subset(held), cfg)
+    metric_sets.append(_metric_set("validation stations (%d windows)%s" % (
+        int(held.sum()), ", before the final distillation on all stations" if args.final else ""), metrics))
+    result = {"validation": metrics}
+    provenance = {"train_config": cfg.to_dict(), "distill_config": dataclasses.asdict(dcfg),
+                  "teacher": args.teacher, "selection": info, "command": "fieldpick distill " + " ".join(argv)}
+    path = os.path.join(cfg.out_dir, "student.pt")
+    if args.final:
+        epochs, rule = final_epochs(fold_epochs, history, "distill")
+        log.info("final distillation on all stations: %d epochs (%s)", epochs, rule)
+        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
+        thresholds = dict(model.thresholds)
+        final_teacher, _, _ = load_checkpoint(args.final_teacher)
+        final_dir = os.path.join(cfg.out_dir, "final")
+        model, _, info = distill(final_cfg, dcfg, final_teacher, data, data.subset(held), final_dir, select="last")
+        model.thresholds = thresholds  # chosen on the validation stations before the final run
+        provenance.update({"final_teacher": args.final_teacher, "final_epochs": final_cfg.epochs,
+                           "final_epochs_rule": rule, "final_selection": info})
+        path = os.path.join(final_dir, "final.pt")
+        result["final"] = final_dir
     card = model.card()
     card.name = cfg.name
-    card.provenance.update({"train_config": cfg.to_dict(), "distill_config": dataclasses.asdict(dcfg),
-                            "teacher": args.teacher, "selection": info,
-                            "command": "fieldpick distill " + " ".join(argv)})
-    path = os.path.join(cfg.out_dir, "student.pt")
+    card.metrics = metric_sets
+    card.provenance.update(provenance)
     save_checkpoint(path, model, card)
-    card.save(os.path.join(cfg.out_dir, "student.json"))
-    sys.stdout.write(json.dumps({"checkpoint": path, "validation": metrics}, indent=1, default=float) + "\n")
+    card.save(path[:-3] + ".json")
+    result["checkpoint"] = path
+    if args.publish:
+        os.makedirs(os.path.dirname(os.path.abspath(args.publish)), exist_ok=True)
+        save_checkpoint(args.publish + ".pt", model, card)
+        card.save(args.publish + ".json")
+        result["published"] = args.publish
+    sys.stdout.write(json.dumps(result, indent=1, default=float) + "\n")
     return 0

@@ -773,9 +773,9 @@ def _rewrite_best(model, out_dir):
     card.save(os.path.join(out_dir, "best.json"))
 
 
-def best_epoch(history):
-    """The first epoch of the real-data stage with the best validation F1 (0 when there is none)."""
-    real = [h for h in history if h.get("stage") == "train"]
+def best_epoch(history, stage="train"):
+    """The first epoch of the real-data ``stage`` with the best validation F1 (0 when there is none)."""
+    real = [h for h in history if h.get("stage") == stage]
     if not real:
         return 0
     best_f1 = max(h["f1"] for h in real)
@@ -783,6 +783,19 @@ def best_epoch(history):
 
 
 # ---------------------------------------------------------------- command line
+def final_epochs(fold_epochs, history, stage="train"):
+    """The epoch count of a final retrain on all stations, and the rule that chose it.
+
+    The median of the fold models' best epochs when the recipe was
+    cross-validated (five validation splits), else the validation run's own.
+    """
+    fold_epochs = [e for e in fold_epochs if e]
+    if fold_epochs:
+        return int(np.ceil(np.median(fold_epochs))), "median of the %d fold models' best epochs %s" % (
+            len(fold_epochs), fold_epochs)
+    return best_epoch(history, stage), "best epoch of the validation run"
+
+
 def _metric_set(split, values):
     from fieldpick.edge.card import MetricSet
 
@@ -838,18 +851,10 @@ def main(argv) -> int:
         int(held.sum()), ", before the final retrain on all stations" if args.final else ""), metrics))
     card_path = os.path.join(cfg.out_dir, "best.json")
     if args.final:
-        # the epoch count of the retrain: the median of the fold models' best epochs when the
-        # recipe was cross-validated (five validation splits), else the validation run's own
-        fold_epochs = [s.get("best_epoch") for s in (cv["folds"] if args.crossval else [])]
-        fold_epochs = [e for e in fold_epochs if e]
-        if fold_epochs:
-            final_epochs = int(np.ceil(np.median(fold_epochs)))
-            epochs_rule = "median of the %d fold models' best epochs %s" % (len(fold_epochs), fold_epochs)
-        else:
-            final_epochs = best_epoch(history)
-            epochs_rule = "best epoch of the validation run"
-        log.info("final retrain on all stations: %d epochs (%s)", final_epochs, epochs_rule)
-        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(final_epochs, 1), patience=0))
+        epochs, epochs_rule = final_epochs([s.get("best_epoch") for s in (cv["folds"] if args.crossval else [])],
+                                           history)
+        log.info("final retrain on all stations: %d epochs (%s)", epochs, epochs_rule)
+        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
         thresholds = dict(model.thresholds)
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _ = train(final_cfg, data, data.subset(held), out_dir=final_dir, select="last")

@@ -1,5 +1,7 @@
 """Distillation: per-stride soft targets, the closed-form adapter, channel selection, the task and the verb."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -258,3 +260,46 @@ def test_crossval_fold_seed_meets_the_teachers_folds(tmp_path, monkeypatch):
         runs[seed, fold_seed] = list(seen)
     assert runs[1, 0] == runs[0, None]
     assert runs[1, None] != runs[0, None]
+
+
+@pytest.mark.slow
+def test_distill_final_publishes_the_student_with_its_scores(tmp_path, ncedc_dir, capsys):
+    from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    tch = build("phasenet", {"window_samples": 3072, "filters": [4, 6, 8]}).eval()
+    for f in range(2):
+        (tmp_path / "t" / ("fold%d" % f)).mkdir(parents=True)
+        save_checkpoint(str(tmp_path / "t" / ("fold%d" % f) / "best.pt"), tch)
+    save_checkpoint(str(tmp_path / "t" / "best.pt"), tch)
+    save_checkpoint(str(tmp_path / "t" / "final.pt"), tch)
+    prefix = str(tmp_path / "pub" / "student")
+    rc = main(["--architecture", "lppn", "--model", "width=4", "--model", "context_blocks=1", "--epochs", "2",
+               "--steps-per-epoch", "2", "--batch-size", "4", "--out-dir", str(tmp_path / "s"), "--data-dir",
+               ncedc_dir, "--progress", "false", "--feature-channels", "3", "--teacher-layer", "up_same.0",
+               "--unlabeled-per-batch", "0", "--selection-windows", "4", "--crossval", "2", "--no-scratch",
+               "--teacher-folds", str(tmp_path / "t"), "--teacher", str(tmp_path / "t" / "best.pt"), "--final",
+               "--final-teacher", str(tmp_path / "t" / "final.pt"), "--publish", prefix])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["published"] == prefix and out["final"] == str(tmp_path / "s" / "final")
+    cv = json.loads((tmp_path / "s" / "distill_cv.json").read_text())
+    epochs = [s["best_epoch"] for s in cv["distilled"]["folds"]]
+    assert all(1 <= e <= 2 for e in epochs)
+    model, card, _ = load_checkpoint(prefix + ".pt")
+    assert [m.split.split(",")[0] for m in card.metrics] == [
+        "2-fold cross-validation split by station", "validation stations (29 windows)"]
+    assert card.metrics[0].values["P_f1"] == pytest.approx(cv["distilled"]["pooled"]["P_f1"])
+    assert card.provenance["final_epochs"] == int(np.ceil(np.median(epochs)))
+    assert card.provenance["final_teacher"].endswith("final.pt") and card.provenance["teacher"].endswith("best.pt")
+    assert model.thresholds == card.thresholds  # chosen on the validation stations, kept through the final run
+    assert json.loads(open(prefix + ".json").read())["name"] == "model"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--teacher", "x.pt", "--final"], "--final needs --final-teacher CKPT"),
+    (["--crossval", "2", "--teacher-folds", "t", "--publish", "p"], "--final and --publish distil a student: give"),
+])
+def test_cli_final_errors(argv, message):
+    with pytest.raises(ConfigError, match=message):
+        main(argv)
