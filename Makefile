@@ -6,7 +6,7 @@ VENV   := .venv
 EDGE   := .venv-edge
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: demo test test-edge lint bench bench-full clean
+.PHONY: demo test test-edge lint bench bench-full default-model clean
 
 demo: $(EDGE)/.installed
 	$(EDGE)/bin/fieldpick demo
@@ -22,6 +22,15 @@ test-edge: $(EDGE)/.installed-tests
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge
+
+# The shipped default model from the data (train/artifacts/default.pt + .json; then `fieldpick export`,
+# README): the PhaseNet teacher cross-validated and trained (configs/teacher.toml), then the student
+# distilled from it (configs/student.toml).  About 40 min on one core.
+default-model: $(VENV)/.installed
+	$(VENV)/bin/fieldpick -v train --config configs/teacher.toml --crossval 5 --final --progress false
+	$(VENV)/bin/fieldpick -v distill --config configs/student.toml --crossval 5 --no-scratch \
+		--teacher-folds runs/teacher/cv --teacher runs/teacher/best.pt --final \
+		--final-teacher runs/teacher/final/final.pt --publish train/artifacts/default --progress false
 
 # The benchmark report from nothing: every benchmark, then benchmarks/REPORT.md.  `make bench` runs
 # the quick budget (~30-45 min on 2 cores); `make bench-full` (or BUDGET=full) the budget of the
