@@ -532,7 +532,7 @@ def stage_falsepicks(args):
     """
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.crossval import station_folds
-    from fieldpick.train.fit import load_real, predict
+    from fieldpick.train.fit import load_real, predict, tune_thresholds
 
     named = []
     for item in args.folds.split(","):
@@ -554,7 +554,8 @@ def stage_falsepicks(args):
         missed[name] = {"P": set(), "S": set()}
         for f in range(K):
             model, _, _ = _load(os.path.join(folder, "fold%d" % f, "best.pt"))
-            _, _, test = _fold_split(data, f)
+            _, val, test = _fold_split(data, f)
+            tune_thresholds(model, val, cfg)  # the fold's own validation stations, as the cross-validation did
             events, epicks, npicks, seconds = predict(model, test, cfg)
             for i, w in zip(np.flatnonzero(fold == f), npicks):
                 per[i] = w
@@ -647,7 +648,7 @@ def stage_falsepicks(args):
     lines = [
         "# False picks on the NCEDC pre-P noise windows: what they are", "",
         "%d noise windows (%.2f h: the 29 s before each P, ending 1 s before it, picked up to %.1f s), each picked by "
-        "the fold model that never saw its station, with its tuned thresholds, as the cross-validation counts "
+        "the fold model that never saw its station, with thresholds tuned on its fold's validation stations, as the cross-validation counts "
         "false picks. Each pick is checked against two things its model did not learn from: a pick of either "
         "phase by the other model(s) within %.1f s (seconded), and a classic recursive STA/LTA (ObsPy; causal "
         "%g-%g Hz, %g s / %g s; the largest on any component from 0.5 s before to 1 s after the pick; the first "

@@ -339,7 +339,7 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
     """
     import torch
 
-    from fieldpick.train.fit import fit, real_source, record_samples, tune_thresholds
+    from fieldpick.train.fit import _rewrite_best, fit, real_source, record_samples, tune_thresholds
     from fieldpick.train.models import build
 
     cfg.validate()
@@ -371,6 +371,8 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
         task.close()
     if cfg.tune_thresholds:
         tune_thresholds(model, val_data, cfg)
+        if select == "best":  # best.pt carries the thresholds its scores were made with, as fieldpick train's does
+            _rewrite_best(model, out_dir)
     return model, history, info
 
 

@@ -216,8 +216,9 @@ def test_distill_end_to_end_writes_a_plain_checkpoint(tmp_path):
     model, history, info = distill(cfg, dcfg, teacher(), data.subset(~held), data.subset(held), cfg.out_dir)
     assert [h["stage"] for h in history] == ["distill"]
     assert len(info["channels"]) == 3 and len(info["importance"]) == 6
-    saved, _, _ = load_checkpoint(str(tmp_path / "s" / "best.pt"))  # no adapter weights in the file
+    saved, card, _ = load_checkpoint(str(tmp_path / "s" / "best.pt"))  # no adapter weights in the file
     assert set(saved.state_dict()) == set(build("lppn", cfg.model).state_dict())
+    assert card.thresholds == model.thresholds  # the tuned ones, which the scores were made with
 
 
 @pytest.mark.parametrize("argv, message", [
