@@ -133,6 +133,7 @@ def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None, fold_s
         s = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
         s["windows"] = int(test.sum())
         s["best_epoch"] = best_epoch(history)
+        s["thresholds"] = dict(model.thresholds)
         per_fold.append(s)
         log.info("fold %d: P F1 %.3f  S F1 %.3f  false picks/h %.1f", f + 1, s["P_f1"], s["S_f1"],
                  s["false_picks_per_hour"])

@@ -433,6 +433,7 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
             s["windows"] = int(test.sum())
             if v == "distilled":
                 s["best_epoch"] = best_epoch(history, "distill")
+                s["thresholds"] = dict(student.thresholds)
             a = acc[v]
             a["folds"].append(s)
             a["picks"] += picks
@@ -471,7 +472,14 @@ def _distill_config(args):
 def main(argv) -> int:
     """``fieldpick distill``: train a small student from a teacher checkpoint, or cross-validate it."""
     from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-    from fieldpick.train.fit import _metric_set, evaluate, final_epochs, load_real, station_split
+    from fieldpick.train.fit import (
+        _metric_set,
+        evaluate,
+        final_epochs,
+        final_thresholds,
+        load_real,
+        station_split,
+    )
 
     parser = argparse.ArgumentParser(
         prog="fieldpick distill", allow_abbrev=False,
@@ -513,7 +521,7 @@ def main(argv) -> int:
     if args.final and not args.final_teacher:
         raise ConfigError("--final needs --final-teacher CKPT (the teacher trained on all stations)")
     data = load_real(cfg.data_dir or None)
-    metric_sets, fold_epochs = [], []
+    metric_sets, fold_epochs, fold_thresholds = [], [], []
     if args.crossval:
         out = cross_validate_distill(cfg, dcfg, data, args.teacher_folds, k=args.crossval,
                                      out_dir=os.path.join(cfg.out_dir, "cv"), scratch=not args.no_scratch,
@@ -531,6 +539,7 @@ def main(argv) -> int:
             "by a student distilled from a teacher that never saw its station)"
             % (args.crossval, len(data.events), len(data.noise)), out["distilled"]["pooled"]))
         fold_epochs = [s.get("best_epoch") for s in out["distilled"]["folds"]]
+        fold_thresholds = [s.get("thresholds") for s in out["distilled"]["folds"]]
     teacher, _, _ = load_checkpoint(args.teacher)
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history, info = distill(cfg, dcfg, teacher, data.subset(~held), data.subset(held), cfg.out_dir)
@@ -545,13 +554,14 @@ def main(argv) -> int:
         epochs, rule = final_epochs(fold_epochs, history, "distill")
         log.info("final distillation on all stations: %d epochs (%s)", epochs, rule)
         final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
-        thresholds = dict(model.thresholds)
+        thresholds, thresholds_rule = final_thresholds(fold_thresholds, model.thresholds)
         final_teacher, _, _ = load_checkpoint(args.final_teacher)
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _, info = distill(final_cfg, dcfg, final_teacher, data, data.subset(held), final_dir, select="last")
-        model.thresholds = thresholds  # chosen on the validation stations before the final run
+        model.thresholds = thresholds  # chosen on validation stations, before the final run
         provenance.update({"final_teacher": args.final_teacher, "final_epochs": final_cfg.epochs,
-                           "final_epochs_rule": rule, "final_selection": info})
+                           "final_epochs_rule": rule, "final_thresholds_rule": thresholds_rule,
+                           "final_selection": info})
         path = os.path.join(final_dir, "final.pt")
         result["final"] = final_dir
     card = model.card()

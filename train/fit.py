@@ -796,6 +796,20 @@ def final_epochs(fold_epochs, history, stage="train"):
     return best_epoch(history, stage), "best epoch of the validation run"
 
 
+def final_thresholds(fold_thresholds, own):
+    """The pick thresholds of a final model, and the rule that chose them.
+
+    Per phase, the median of the fold models' tuned thresholds when the
+    recipe was cross-validated (five validation splits of ~25 windows each,
+    whose choices scatter by 0.3), else ``own``, the validation run's.
+    """
+    fold_thresholds = [t for t in fold_thresholds if t]
+    if not fold_thresholds:
+        return dict(own), "tuned on the validation stations"
+    out = {ph: float(np.median([t[ph] for t in fold_thresholds])) for ph in sorted(fold_thresholds[0])}
+    return out, "median of the %d fold models' tuned thresholds %s" % (len(fold_thresholds), fold_thresholds)
+
+
 def _metric_set(split, values):
     from fieldpick.edge.card import MetricSet
 
@@ -855,10 +869,11 @@ def main(argv) -> int:
                                            history)
         log.info("final retrain on all stations: %d epochs (%s)", epochs, epochs_rule)
         final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
-        thresholds = dict(model.thresholds)
+        thresholds, thresholds_rule = final_thresholds(
+            [f.get("thresholds") for f in (cv["folds"] if args.crossval else [])], model.thresholds)
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _ = train(final_cfg, data, data.subset(held), out_dir=final_dir, select="last")
-        model.thresholds = thresholds  # chosen on the validation stations before the retrain
+        model.thresholds = thresholds  # chosen on validation stations, before the retrain
         card_path = os.path.join(final_dir, "final.json")
         out["final"] = final_dir
     card = model.card()
@@ -868,6 +883,7 @@ def main(argv) -> int:
                             "command": "fieldpick train " + " ".join(argv)})
     if args.final:
         card.provenance["final_retrain_epochs_rule"] = epochs_rule
+        card.provenance["final_thresholds_rule"] = thresholds_rule
     if args.final:
         save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
     card.save(card_path)

@@ -293,7 +293,10 @@ def test_distill_final_publishes_the_student_with_its_scores(tmp_path, ncedc_dir
     assert card.metrics[0].values["P_f1"] == pytest.approx(cv["distilled"]["pooled"]["P_f1"])
     assert card.provenance["final_epochs"] == int(np.ceil(np.median(epochs)))
     assert card.provenance["final_teacher"].endswith("final.pt") and card.provenance["teacher"].endswith("best.pt")
-    assert model.thresholds == card.thresholds  # chosen on the validation stations, kept through the final run
+    assert model.thresholds == card.thresholds
+    folds = [f["thresholds"] for f in cv["distilled"]["folds"]]  # the final model takes their median
+    assert card.thresholds == {ph: float(np.median([t[ph] for t in folds])) for ph in ("P", "S")}
+    assert card.provenance["final_thresholds_rule"].startswith("median of the 2 fold models' tuned thresholds")
     assert json.loads(open(prefix + ".json").read())["name"] == "model"
 
 

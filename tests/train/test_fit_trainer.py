@@ -338,6 +338,16 @@ def test_ema_weights_are_what_is_validated_and_kept(tmp_path, select):
         small_cfg("lppn", tmp_path, ema_decay=1.0)
 
 
+def test_final_thresholds_are_the_folds_median_or_the_validation_runs():
+    from fieldpick.train.fit import final_thresholds
+
+    folds = [{"P": 0.85, "S": 0.5}, {"P": 0.7, "S": 0.6}, {"P": 0.6, "S": 0.55}, {"P": 0.55, "S": 0.6},
+             {"P": 0.9, "S": 0.6}]
+    thr, rule = final_thresholds(folds, {"P": 0.85, "S": 0.6})
+    assert thr == {"P": 0.7, "S": 0.6} and rule.startswith("median of the 5 fold models' tuned thresholds")
+    assert final_thresholds([], {"P": 0.85, "S": 0.6}) == ({"P": 0.85, "S": 0.6}, "tuned on the validation stations")
+
+
 def test_fit_refuses_a_fully_frozen_model(tmp_path):
     data = impulse_data()
     cfg = small_cfg("lppn", tmp_path)
