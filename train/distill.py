@@ -478,6 +478,7 @@ def main(argv) -> int:
         final_epochs,
         final_thresholds,
         load_real,
+        publish,
         station_split,
     )
 
@@ -572,9 +573,6 @@ def main(argv) -> int:
     card.save(path[:-3] + ".json")
     result["checkpoint"] = path
     if args.publish:
-        os.makedirs(os.path.dirname(os.path.abspath(args.publish)), exist_ok=True)
-        save_checkpoint(args.publish + ".pt", model, card)
-        card.save(args.publish + ".json")
-        result["published"] = args.publish
+        result["published"] = publish(model, card, args.publish)
     sys.stdout.write(json.dumps(result, indent=1, default=float) + "\n")
     return 0

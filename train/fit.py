@@ -810,6 +810,16 @@ def final_thresholds(fold_thresholds, own):
     return out, "median of the %d fold models' tuned thresholds %s" % (len(fold_thresholds), fold_thresholds)
 
 
+def publish(model, card, prefix):
+    """Write ``model`` as PREFIX.pt and its ``card`` as PREFIX.json (``--publish``); returns ``prefix``."""
+    from fieldpick.train.checkpoint import save_checkpoint
+
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    save_checkpoint(prefix + ".pt", model, card)
+    card.save(prefix + ".json")
+    return prefix
+
+
 def _metric_set(split, values):
     from fieldpick.edge.card import MetricSet
 
@@ -884,13 +894,9 @@ def main(argv) -> int:
     if args.final:
         card.provenance["final_retrain_epochs_rule"] = epochs_rule
         card.provenance["final_thresholds_rule"] = thresholds_rule
-    if args.final:
         save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
     card.save(card_path)
     if args.publish:
-        os.makedirs(os.path.dirname(os.path.abspath(args.publish)), exist_ok=True)
-        save_checkpoint(args.publish + ".pt", model, card)
-        card.save(args.publish + ".json")
-        out["published"] = args.publish
+        out["published"] = publish(model, card, args.publish)
     sys.stdout.write(json.dumps(out, indent=1, default=float) + "\n")
     return 0
