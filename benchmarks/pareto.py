@@ -482,23 +482,35 @@ def flat_runs(waves, fs, min_s=FLAT_S):
     return out
 
 
+def _band(x, fs):
+    """One component, demeaned and in the classic trigger's band (ObsPy, causal 4-pole Butterworth); float64."""
+    from obspy.signal.filter import bandpass
+
+    x = x.astype(np.float64)
+    return bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
+
+
 def stalta_traces(waves, fs):
     """ObsPy's recursive STA/LTA of each component of ``waves`` (N, 3, T) after the classic band-pass; (N, 3, T).
 
     A component that is all zeros (the vertical-only traces) gets a zero trace.
     """
-    from obspy.signal.filter import bandpass
     from obspy.signal.trigger import recursive_sta_lta
 
     out = np.zeros(waves.shape, dtype=np.float64)
     for i in range(waves.shape[0]):
         for c in range(waves.shape[1]):
-            x = waves[i, c].astype(np.float64)
-            if not np.any(x):
-                continue
-            x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
-            out[i, c] = recursive_sta_lta(x, int(STALTA_S[0] * fs), int(STALTA_S[1] * fs))
+            if np.any(waves[i, c]):
+                out[i, c] = recursive_sta_lta(_band(waves[i, c], fs), int(STALTA_S[0] * fs), int(STALTA_S[1] * fs))
     return out
+
+
+def _plot_zne(ax, t, trace, fs, lo=0, hi=None):
+    """Z, N, E of ``trace`` (3, T) in the trigger's band, samples ``lo:hi``, each scaled to its peak, at y 2, 1, 0."""
+    for c in range(3):
+        if np.any(trace[c]):
+            seg = _band(trace[c], fs)[lo:hi]
+            ax.plot(t, 0.45 * seg / np.abs(seg).max() + 2 - c, lw=0.5, color="k")
 
 
 def stalta_near(cft, sample, fs, before_s=0.5, after_s=1.0):
@@ -697,7 +709,7 @@ def stage_falsepicks(args):
               "`benchmarks/results/plots/%s_missed_p.png`." % out]
     lines += ["", "Plot: `benchmarks/results/plots/%s.png`, the %d windows where %s has the most picks that both checks "
               "support (traces: Z, N, E after the STA/LTA band; below: the STA/LTA)." % (out, len(shown), main_name)]
-    _publish(out, meta, [{k: v for k, v in r.items()} for r in rows], lines)
+    _publish(out, meta, rows, lines)
 
 
 def _plot_misses(data, traces, fs, path, half_s=5.0):
@@ -706,7 +718,6 @@ def _plot_misses(data, traces, fs, path, half_s=5.0):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from obspy.signal.filter import bandpass
 
     if not traces:
         return
@@ -715,12 +726,7 @@ def _plot_misses(data, traces, fs, path, half_s=5.0):
         p = int(round(data.events.p_idx[i]))
         lo, hi = p - int(half_s * fs), p + int(half_s * fs)
         t = (np.arange(lo, hi) - p) / fs
-        for c in range(3):
-            x = data.events.waveforms[i, c].astype(np.float64)
-            if np.any(x):
-                x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
-                seg = x[lo:hi]
-                ax.plot(t, 0.45 * seg / np.abs(seg).max() + 2 - c, lw=0.5, color="k")
+        _plot_zne(ax, t, data.events.waveforms[i], fs, lo, hi)
         ax.axvline(0.0, color="C3", lw=1)
         ax.set_yticks([2, 1, 0])
         ax.set_yticklabels(["Z", "N", "E"])
@@ -739,7 +745,6 @@ def _plot_noise_windows(data, cft, picks, row, fs, path, n=6):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from obspy.signal.filter import bandpass
 
     both = [f["window"] for f in row["picks_list"]
             if f["seconded"] and np.isfinite(f["stalta"]) and f["stalta"] >= 3.0]
@@ -750,11 +755,7 @@ def _plot_noise_windows(data, cft, picks, row, fs, path, n=6):
     t = np.arange(data.noise.waveforms.shape[-1]) / fs
     colours = {"P": "C3", "S": "C0"}
     for ax, i in zip(axes[:, 0], windows):
-        for c in range(3):
-            x = data.noise.waveforms[i, c].astype(np.float64)
-            if np.any(x):
-                x = bandpass(x - x.mean(), STALTA_BAND_HZ[0], STALTA_BAND_HZ[1], fs, corners=4, zerophase=False)
-                ax.plot(t, 0.45 * x / np.abs(x).max() + 2 - c, lw=0.5, color="k")
+        _plot_zne(ax, t, data.noise.waveforms[i], fs)
         ax.plot(t, -1.2 + 0.25 * cft[i].max(axis=0), lw=0.7, color="C2")
         for k, per in enumerate(picks.values()):
             for ph, s, _ in per[i]:
@@ -803,7 +804,8 @@ def stage_station(args):
     rows = []
     for spec_ in args.candidate or []:
         name = spec_.partition("=")[0]
-        info = json.load(open(os.path.join(args.work, "int8_%s.json" % name)))
+        with open(os.path.join(args.work, "int8_%s.json" % name)) as f:
+            info = json.load(f)
         found = {n: {"P": 0, "S": 0, "picks": 0, "windows_run": 0} for n, _ in configs}
         for f in range(K):
             _, card, _ = _load(os.path.join(info["source"], "fold%d" % f, "best.pt"))

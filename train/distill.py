@@ -514,10 +514,9 @@ def main(argv) -> int:
     dcfg = _distill_config(args)
     if args.crossval and not args.teacher_folds:
         raise ConfigError("--crossval needs --teacher-folds DIR (one teacher per fold)")
-    single = args.teacher or args.final or args.publish
     if not args.crossval and not args.teacher:
         raise ConfigError("give --teacher CKPT (or --crossval K --teacher-folds DIR)")
-    if single and not args.teacher:
+    if (args.final or args.publish) and not args.teacher:
         raise ConfigError("--final and --publish distil a student: give --teacher CKPT")
     if args.final and not args.final_teacher:
         raise ConfigError("--final needs --final-teacher CKPT (the teacher trained on all stations)")
@@ -532,7 +531,7 @@ def main(argv) -> int:
             json.dump(out, f, indent=1, default=float)
         brief = {v: {key: out[v]["pooled"][key] for key in ("P_f1", "S_f1", "f1")} for v in out
                  if isinstance(out[v], dict) and "pooled" in out[v]}
-        if not single:
+        if not args.teacher:  # the cross-validated scores alone
             sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
             return 0
         metric_sets.append(_metric_set(
