@@ -131,7 +131,8 @@ def stage_int8(args):
         tune_thresholds(model, val, cfg)  # the fold's own validation stations, as in training
         s, paths = int8_scores(model, model.card(), train, test, cfg,
                                os.path.join(args.work, "int8", args.name + args.variant, "fold%d" % f), seed=SEED + f,
-                               clip_percentile=args.clip, qat_epochs=args.qat_epochs, val_data=val)
+                               clip_percentile=args.clip, qat_epochs=args.qat_epochs, val_data=val,
+                               equalise=args.equalise)
         sizes = {"int8_bytes": paths["int8_bytes"], "fp32_bytes": paths["fp32_bytes"]}
         row = {"fold": f, "thresholds": dict(model.thresholds), **sizes}
         for kind, sc in s.items():
@@ -145,6 +146,7 @@ def stage_int8(args):
                  s["fp32"]["S_f1"], s["int8"]["S_f1"])
     out = {"name": args.name, "source": args.folds, "folds_used": folds, "seconds": time.time() - t0,
            "clip_percentile": args.clip, "int8_variant": args.variant, "qat_epochs": args.qat_epochs,
+           "equalise": args.equalise,
            "parameters": int(sum(p.numel() for p in model.parameters())), **sizes,
            "pooled": {k: _pool(v, data.events.fs, cfg.tolerance_s) for k, v in parts.items()}, "folds": rows}
     m = sum(r["pick_parity"]["matched"] for r in rows)
@@ -1028,6 +1030,8 @@ def main(argv=None):
     ap.add_argument("--name", help="int8: candidate name (as in the table)")
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="folds/int8: folds to train / convert and score")
     ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
+    ap.add_argument("--equalise", type=float, default=None, metavar="POWER",
+                    help="int8: the export's activation equalisation power (fieldpick export --equalise)")
     ap.add_argument("--qat-epochs", type=int, default=0,
                     help="int8: quantisation-aware fine-tuning epochs before conversion (0: none)")
     ap.add_argument("--variant", default="", help="int8: label of this calibration variant (file name suffix)")

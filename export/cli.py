@@ -41,6 +41,10 @@ def _parser():
     p.add_argument("--calibration-clip", type=float, default=99.9, metavar="PERCENTILE",
                    help="clip the calibration windows at this percentile of |x| so that spikes do not "
                    "set the int8 input range (default 99.9; 100: no clipping)")
+    p.add_argument("--equalise", type=float, default=None, metavar="POWER",
+                   help="rescale each activation tensor's channels towards one range before conversion "
+                   "(per-tensor int8 steps then fit small channels; LPPN), power in (0, 1] "
+                   "(docs/export.md, 'Activation equalisation'); default off")
     p.add_argument("--opset", type=int, choices=(17, 18), default=17,
                    help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
@@ -106,7 +110,7 @@ def main(argv):
         calibration_windows=args.calibration_windows, parity_windows=args.parity_windows, seed=args.seed,
         ncedc_root=_ncedc_root(args), opset=args.opset, timeout_s=args.timeout, stem=args.stem,
         require_int8=not args.allow_float_ops, calibration_clip=args.calibration_clip,
-        card_notes=_card_notes(args.card_notes),
+        card_notes=_card_notes(args.card_notes), equalise=args.equalise,
     )
     command = "fieldpick export " + " ".join(argv)
     from .parity import ParityError

@@ -30,7 +30,7 @@ import numpy as np
 from fieldpick.edge.card import MetricSet, ModelCard, Quantisation, TensorSpec
 from fieldpick.edge.errors import ConfigError, FieldpickError
 
-from . import adapters, calibrate, flops, parity
+from . import adapters, calibrate, equalise, flops, parity
 from . import onnx as onnx_step
 from . import tflite as tflite_step
 
@@ -71,6 +71,7 @@ class ExportSettings:
     converter: Optional[List[str]] = None
     calibration_clip: Optional[float] = 99.9
     card_notes: Optional[Dict[str, str]] = None
+    equalise: Optional[float] = None
 
     def __post_init__(self):
         for name in ("calibration_windows", "parity_windows"):
@@ -83,6 +84,8 @@ class ExportSettings:
             raise ConfigError("opset %r; allowed: %s" % (self.opset, ", ".join(map(str, onnx_step.OPSETS))))
         if not self.timeout_s > 0:
             raise ConfigError("timeout_s %r; it must be > 0 seconds" % (self.timeout_s,))
+        if self.equalise is not None and not 0.0 < self.equalise <= 1.0:
+            raise ConfigError("equalise %r; give a power in (0, 1] or None (off)" % (self.equalise,))
         if self.calibration_clip is not None and not 50.0 < self.calibration_clip <= 100.0:
             raise ConfigError("calibration_clip %r; give a percentile in (50, 100] or None" % (self.calibration_clip,))
 
@@ -175,6 +178,11 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         cal_x = np.clip(cal_x, -bound, bound)
         calibration += "; clipped to +-%.3g (the %g-th percentile of |x|)" % (bound, s.calibration_clip)
         report["calibration_clip"] = bound
+    if s.equalise is not None:
+        view, eq_note = equalise.equalise(view, cal_x, s.equalise)
+        if eq_note:
+            report["equalisation"] = eq_note
+            provenance["export_equalisation"] = eq_note
     ref = onnx_step.run_torch(model, par_x)
 
     # 1. ONNX

@@ -83,20 +83,24 @@ def calibration_windows(card, train_data=None, n_synthetic=200, seed=0, clip_per
     return windows, np.array(src)
 
 
-def export_tflite(model, card, calibration, out_dir, stem="model", timeout_s=900):
+def export_tflite(model, card, calibration, out_dir, stem="model", timeout_s=900, equalise=None):
     """PyTorch -> ONNX -> TFLite float32 and full int8 (calibrated on ``calibration``, (N, C, T)).
 
     Uses the export package's steps (export view, ONNX, onnx2tf); no parity
     gates here (``fieldpick export`` has them): the comparison that matters
     for this module is F1 (:func:`int8_scores`).  Returns ``{"onnx", "fp32",
-    "int8"}`` paths.
+    "int8"}`` paths.  equalise: the export's activation equalisation power
+    (:func:`fieldpick.export.equalise.equalise`), or None.
     """
     from fieldpick.export import adapters
+    from fieldpick.export import equalise as equalise_step
     from fieldpick.export import onnx as onnx_step
     from fieldpick.export import tflite as tflite_step
 
     os.makedirs(out_dir, exist_ok=True)
     view, _ = adapters.export_view(model)
+    if equalise is not None:
+        view, _ = equalise_step.equalise(view, calibration, equalise)
     spec = card.input
     onnx_path = os.path.join(out_dir, stem + ".onnx")
     onnx_step.export_onnx(view.eval(), onnx_path, len(spec.channels), spec.window_samples)
@@ -144,13 +148,14 @@ def score_outputs(run, card, test, cfg):
 
 
 def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, seed=0, clip_percentile=None,
-                qat_epochs=0, val_data=None):
+                qat_epochs=0, val_data=None, equalise=None):
     """Scores of ``model`` in PyTorch, TFLite float32 and TFLite full int8 on ``test``, same thresholds.
 
     The int8 model is calibrated on :func:`calibration_windows` of
     ``train_data``.  With ``qat_epochs``, the model is first fine-tuned
     (in place) under :class:`FakeQuant` on ``train_data`` with ``val_data``
-    for its thresholds.  Returns ``({"torch": s, "fp32": s, "int8": s}, paths)``.
+    for its thresholds.  equalise: as :func:`export_tflite`.  Returns
+    ``({"torch": s, "fp32": s, "int8": s}, paths)``.
     """
     import torch
 
@@ -162,7 +167,7 @@ def int8_scores(model, card, train_data, test, cfg, out_dir, n_synthetic=200, se
     if qat_epochs:
         qat_finetune(model, cfg, train_data, val_data, out_dir, qat_epochs, calib)
         card = model.card()  # the thresholds tuned under fake quantisation
-    paths = export_tflite(model, card, calib, out_dir)
+    paths = export_tflite(model, card, calib, out_dir, equalise=equalise)
     paths["int8_bytes"] = os.path.getsize(paths["int8"])
     paths["fp32_bytes"] = os.path.getsize(paths["fp32"])
     model.eval()
