@@ -41,10 +41,13 @@ def _parser():
     p.add_argument("--calibration-clip", type=float, default=99.9, metavar="PERCENTILE",
                    help="clip the calibration windows at this percentile of |x| so that spikes do not "
                    "set the int8 input range (default 99.9; 100: no clipping)")
-    p.add_argument("--equalise", type=float, default=None, metavar="POWER",
-                   help="rescale each activation tensor's channels towards one range before conversion "
-                   "(per-tensor int8 steps then fit small channels; LPPN), power in (0, 1] "
-                   "(docs/export.md, 'Activation equalisation'); default off")
+    p.add_argument("--equalise", type=float, default=1.0, metavar="POWER",
+                   help="rescale each activation tensor's channels towards one range before the int8 "
+                   "conversion, so that per-tensor int8 steps fit small channels too (LPPN; exact in "
+                   "float), power in (0, 1] (default 1: every channel gets the whole range; "
+                   "docs/export.md, 'Activation equalisation')")
+    p.add_argument("--no-equalise", dest="equalise", action="store_const", const=None,
+                   help="convert the model's activations as they are")
     p.add_argument("--opset", type=int, choices=(17, 18), default=17,
                    help="ONNX opset: 17 (TorchScript exporter) or 18 (dynamo exporter)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="SECONDS",
