@@ -304,10 +304,14 @@ def stage_noise(args):
     The model (``--checkpoint``, a file) runs in float on the export parity
     windows (:func:`fieldpick.export.calibrate.export_windows`, the export's
     seed and NCEDC half), once exact and once with int8 rounding at one
-    place: the input (scale max|x| / 127 over the calibration windows) or
-    one ReLU / ReLU6 output (255 levels over [0, its calibration maximum]),
-    as full-int8 TFLite holds them.  Then all places at once, which is what
-    the int8 file does up to BatchNorm folding.  For each: the largest
+    place: the input (scale max|x| / 127 over the calibration windows), one
+    ReLU / ReLU6 output, or the residual stream where a context block or the
+    head reads it (255 levels over [0, its calibration maximum]), as
+    full-int8 TFLite holds them.  Then all places at once, which is what
+    the int8 file does up to BatchNorm folding and weight rounding; the same
+    with one step per channel (each channel's own maximum: what activation
+    equalisation, :mod:`fieldpick.export.equalise`, reaches at power 1);
+    all but the stream; the stream alone.  For each: the largest
     probability change, the mean change near picks (cells where P or S
     exceeds 0.3), the mean offset change there, and pick parity against the
     exact run (the export gate's rule: same phase within 2 samples).
@@ -332,26 +336,37 @@ def stage_noise(args):
     x, p_idx, s_idx, src = calibrate.export_windows(card, 200, seed, root, half=1)
     cal, _, _, _ = calibrate.export_windows(card, 200, seed + 1000, root, half=0)
     acts = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
-    peak = {}
+    # the residual stream: what each context block reads (and adds its output to), and what the head reads;
+    # in the int8 file these are the ADD outputs, one scale each
+    stream = [("stream: context.%d in" % i, blk) for i, blk in enumerate(getattr(model, "context", []))]
+    if isinstance(getattr(model, "head", None), torch.nn.Module):
+        stream.append(("stream: head in", model.head))
+    peak, chan = {}, {}
 
-    def keep_max(name):
-        return lambda mod, a, o: peak.__setitem__(name, max(peak.get(name, 0.0), float(o.max())))
+    def keep(name, value):
+        v = value.detach().abs().amax(dim=(0, 2))
+        chan[name] = torch.maximum(chan[name], v) if name in chan else v
+        peak[name] = float(chan[name].max())
 
-    hooks = [m.register_forward_hook(keep_max(n)) for n, m in acts]
+    hooks = [m.register_forward_hook(lambda mod, a, o, n=n: keep(n, o)) for n, m in acts]
+    hooks += [m.register_forward_pre_hook(lambda mod, a, n=n: keep(n, a[0])) for n, m in stream]
     with torch.no_grad():
         model(torch.from_numpy(cal))
     for h in hooks:
         h.remove()
     scale_in = float(np.abs(cal).max()) / 127.0
 
-    def rounding(scale):
-        return lambda mod, a, o: fake_round(o, scale, 0, 255)
+    def step(name, per_channel):  # 255 levels over [0, max]: ReLU outputs and the stream are >= 0
+        return (chan[name][None, :, None] if per_channel else peak[name]) / 255.0
 
-    def run(places):
+    def run(places, per_channel=False):
         hooks = []
         if "input" in places:
             hooks.append(model.register_forward_pre_hook(lambda mod, a: (fake_round(a[0], scale_in, -128, 127),)))
-        hooks += [m.register_forward_hook(rounding(peak[n] / 255.0)) for n, m in acts if n in places]
+        hooks += [m.register_forward_hook(lambda mod, a, o, q=step(n, per_channel): fake_round(o, q, 0, 255))
+                  for n, m in acts if n in places]
+        hooks += [m.register_forward_pre_hook(lambda mod, a, q=step(n, per_channel): (fake_round(a[0], q, 0, 255),))
+                  for n, m in stream if n in places]
         try:
             with torch.no_grad():
                 return model(torch.from_numpy(x)).numpy()
@@ -362,8 +377,8 @@ def stage_noise(args):
     exact = run(set())
     rows = []
 
-    def row(name, places, maximum=None):
-        out = run(places)
+    def row(name, places, maximum=None, per_channel=False):
+        out = run(places, per_channel)
         d = np.abs(out[:, 1:3] - exact[:, 1:3])
         near = np.maximum(out[:, 1:3], exact[:, 1:3]) > 0.3
         cells = exact[:, 1:3].max(axis=1) > 0.3
@@ -376,9 +391,13 @@ def stage_noise(args):
         log.info("%-24s parity %.3f  near-pick |dp| %.4f", name, rows[-1]["pick_parity"],
                  rows[-1]["near_pick_mean_abs_dp"])
 
-    row("all at once", {"input"} | {n for n, _ in acts})
+    everything = {"input"} | {n for n, _ in acts} | {n for n, _ in stream}
+    row("all at once", everything)
+    row("all at once, one step per channel (what equalisation reaches)", everything, per_channel=True)
+    row("all but the stream", everything - {n for n, _ in stream})
+    row("the stream alone", {n for n, _ in stream})
     row("input", {"input"}, scale_in * 127.0)
-    for n, _ in acts:
+    for n, _ in acts + stream:
         row(n, {n}, peak[n])
     out = args.out or "int8_noise"
     meta = {"command": "benchmarks/pareto.py noise --checkpoint %s%s" % (args.checkpoint,
@@ -387,8 +406,9 @@ def stage_noise(args):
             "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     lines = ["# Where full int8 loses: one activation rounded at a time", "",
              "The float model on the export's parity windows (%s), exact and with int8 rounding at one place "
-             "(input: max|x| / 127 of the calibration windows; a ReLU output: 255 levels over [0, its calibration "
-             "maximum]). Parity: picks against the exact run, same phase within 2 samples." %
+             "(input: max|x| / 127 of the calibration windows; a ReLU output or the residual stream: 255 levels over "
+             "[0, its calibration maximum], or over each channel's own maximum where the row says so). Parity: picks "
+             "against the exact run, same phase within 2 samples." %
              ", ".join("%d %s" % (v, k) for k, v in sorted(meta["windows"].items())), "",
              "`%s` (%s)" % (meta["command"], meta["when"]), "",
              "| rounded | calibration max | max abs dp | mean abs dp near picks | mean abs d offset | pick parity "
