@@ -363,9 +363,9 @@ def stage_noise(args):
         hooks = []
         if "input" in places:
             hooks.append(model.register_forward_pre_hook(lambda mod, a: (fake_round(a[0], scale_in, -128, 127),)))
-        hooks += [m.register_forward_hook(lambda mod, a, o, q=step(n, per_channel): fake_round(o, q, 0, 255))
+        hooks += [m.register_forward_hook(lambda mod, a, o, n=n: fake_round(o, step(n, per_channel), 0, 255))
                   for n, m in acts if n in places]
-        hooks += [m.register_forward_pre_hook(lambda mod, a, q=step(n, per_channel): (fake_round(a[0], q, 0, 255),))
+        hooks += [m.register_forward_pre_hook(lambda mod, a, n=n: (fake_round(a[0], step(n, per_channel), 0, 255),))
                   for n, m in stream if n in places]
         try:
             with torch.no_grad():

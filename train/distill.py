@@ -50,13 +50,13 @@ from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig, add_arguments, config_from_args
 from fieldpick.train.fit import RandomWindows, StrideTask
 
-__all__ = ["DistillConfig", "stride_targets", "select_channels", "DistillTask", "UnlabeledMix",
+__all__ = ["DistillConfig", "stride_targets", "peak_offsets", "select_channels", "DistillTask", "UnlabeledMix",
            "distill", "cross_validate_distill", "main"]
 
 log = logging.getLogger(__name__)
 
 
-TEACHER_OFFSETS = ("all", "unlabeled")
+TEACHER_OFFSETS = ("all", "unlabeled", "peak")
 
 
 @dataclass
@@ -71,9 +71,11 @@ class DistillConfig:
     unlabeled_per_batch: int = 4      # synthetic windows per batch, learned from the teacher only
     unlabeled_windows: int = 400      # size of the synthetic pool they are drawn from
     selection_windows: int = 64       # windows used to rank the teacher channels
-    teacher_offsets: str = "all"      # windows whose in-stride offsets the teacher teaches: 'all', or
-                                      # 'unlabeled' (labeled windows learn offsets from their picks alone:
-                                      # the teacher's centroid inside a stride leans toward its middle)
+    teacher_offsets: str = "all"      # what the teacher teaches the offset channel: 'all' (every window,
+                                      # the centroid of its mass inside each stride), 'unlabeled' (the same on
+                                      # unlabeled windows only: labeled ones learn offsets from their picks),
+                                      # or 'peak' (every window; each stride points at the teacher's nearest
+                                      # peak, clamped into the stride: see :func:`peak_offsets`)
 
     def validate(self):
         if not self.temperature > 0:
@@ -118,6 +120,40 @@ def stride_targets(probs, stride):
     pos = torch.arange(stride, dtype=probs.dtype) / stride
     offset = (mass * pos).sum(-1) / mass.sum(-1).clamp_min(1e-6)
     return cls, offset, mass.mean(-1)
+
+
+def peak_offsets(probs, stride, smooth=9):
+    """Per-stride offset targets that point at the teacher's peak (B, T // stride).
+
+    The centroid of :func:`stride_targets` is where the teacher's mass sits
+    *inside* a stride.  For the stride that holds an arrival that is the
+    arrival; for its neighbours, whose share of the peak is the peak's tail,
+    it lies towards their middle.  An arrival near a stride edge gives two
+    almost tied strides, and the picker reads the offset of whichever wins:
+    with centroid targets the two point 10 samples apart (measured on the
+    shipped student, docs/export.md), so a 0.01 change of probability (int8
+    rounding, another window's stack) moves the pick by 10 samples.
+
+    Here every stride points at the teacher's strongest P+S peak within one
+    stride either side of it (the mass smoothed over ``smooth`` samples,
+    then its maximum), clamped into the stride half a sample from its
+    edges.  The stride holding the peak gets the peak; its neighbours get
+    the edge they share with it, so whichever of two tied strides wins, the
+    pick lands within a sample of the same time.
+    """
+    import torch.nn.functional as F
+
+    b, c, t = probs.shape
+    if t % stride:
+        raise ConfigError("teacher output has %d samples, not a multiple of the student stride %d" % (t, stride))
+    mass = probs[:, 1:].sum(dim=1, keepdim=True)
+    if smooth > 1:
+        mass = F.avg_pool1d(mass, smooth, stride=1, padding=smooth // 2, count_include_pad=False)
+    padded = F.pad(mass[:, 0], (stride, stride))
+    around = padded.unfold(-1, 3 * stride, stride)  # (B, steps, 3 strides): the stride and one each side
+    peak = around.argmax(dim=-1).to(probs.dtype) - stride  # samples from the stride's start
+    edge = 0.5 / stride
+    return (peak / stride).clamp(edge, 1.0 - edge)
 
 
 def _module(model, dotted):
@@ -283,7 +319,10 @@ class DistillTask(StrideTask):
         with torch.no_grad():
             t_logits = self.teacher.logits(x)
             soft, _, _ = stride_targets(torch.softmax(t_logits / d.temperature, dim=1), self.stride)
-            _, t_off, t_w = stride_targets(torch.softmax(t_logits, dim=1), self.stride)
+            t_probs = torch.softmax(t_logits, dim=1)
+            _, t_off, t_w = stride_targets(t_probs, self.stride)
+            if d.teacher_offsets == "peak":
+                t_off = peak_offsets(t_probs, self.stride)
         logits, offset = self.model.raw(x)
         w = torch.tensor([1.0, self.cfg.positive_weight, self.cfg.positive_weight])
         total = 0.0
