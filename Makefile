@@ -30,8 +30,7 @@ default-model: $(VENV)/.installed
 	$(VENV)/bin/fieldpick -v train --config configs/teacher.toml --crossval 5 --final --progress false
 	$(VENV)/bin/fieldpick -v distill --config configs/student.toml --crossval 5 --no-scratch \
 		--teacher-folds runs/teacher/cv --teacher runs/teacher/best.pt --final \
-		--final-teacher runs/teacher/final/final.pt --teacher-offsets peak --publish train/artifacts/default \
-		--progress false
+		--final-teacher runs/teacher/final/final.pt --publish train/artifacts/default --progress false
 
 # The benchmark report from nothing: every benchmark, then benchmarks/REPORT.md.  `make bench` runs
 # the quick budget (~30-45 min on 2 cores); `make bench-full` (or BUDGET=full) the budget of the

@@ -947,7 +947,7 @@ def stage_table(args):
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "command": "benchmarks/pareto.py " + " ".join(sys.argv[1:])}
     os.makedirs(os.path.join(RESULTS, "plots"), exist_ok=True)
     variants = [{"name": d["name"], "variant": d.get("int8_variant") or "plain", "clip_percentile": d.get("clip_percentile"),
-                 "qat_epochs": d.get("qat_epochs", 0),
+                 "qat_epochs": d.get("qat_epochs", 0), "equalise": d.get("equalise"),
                  "folds": d["folds_used"], "int8_bytes": d["int8_bytes"], "fp32_bytes": d["fp32_bytes"],
                  **{"%s_%s_f1" % (kind, ph): d["pooled"][kind][ph + "_f1"] for kind in ("torch", "fp32", "int8")
                     for ph in ("P", "S")}} for _, d in sorted(int8.items())]
@@ -995,6 +995,8 @@ def _markdown(rows, meta, variants=()):
         dp, ds = v["int8_P_f1"] - v["fp32_P_f1"], v["int8_S_f1"] - v["fp32_S_f1"]
         cal = "training stations + synthetic" + (", clipped at the %g-th percentile of |x|" % v["clip_percentile"]
                                                   if v["clip_percentile"] else "")
+        if v.get("equalise"):
+            cal += "; activations equalised (power %g)" % v["equalise"]
         if v.get("qat_epochs"):
             cal += "; after %d epochs of quantisation-aware fine-tuning (torch/fp32 columns: the fine-tuned model)" % (
                 v["qat_epochs"])
