@@ -2,7 +2,7 @@
 
 Full-integer TFLite quantises each activation tensor with ONE scale (weights
 get one per output channel).  A channel whose values span 0.5 shares the
-step of a channel spanning 37 in the same tensor, and keeps 2 of its 255
+step of a channel spanning 37 in the same tensor, and keeps 3 of its 255
 levels.  A ReLU network computes the same function when the output of a
 channel is divided by ``s`` and the weights that read it are multiplied by
 ``s`` (ReLU is positively homogeneous; Nagel et al. 2019, "Data-free
@@ -24,8 +24,7 @@ purpose: the same ``s`` is applied where it is made (the last stage's
 pointwise BatchNorm and each context block's) and where it is read (each
 block's depthwise weights and the head).  Measured on the shipped student
 (docs/export.md): the residual stream spans 37 at the head while its median
-channel spans 11, and rounding it alone was most of the int8 pick-parity
-loss.
+channel spans 11, and rounding it was the largest single int8 loss.
 
 The rescaled model computes what the original computes in float (checked:
 :func:`equalise` raises when the outputs differ by more than 1e-4); the
@@ -118,7 +117,7 @@ def _ranges(view, points, windows, batch=32):
     return peak
 
 
-def equalise(view, windows, power=0.5):
+def equalise(view, windows, power=1.0):
     """A rescaled copy of an export view (LPPN) and a note, or ``(view, "")`` when it does not apply.
 
     windows: (N, C, T) normalised calibration windows.  power: in (0, 1]

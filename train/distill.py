@@ -131,8 +131,11 @@ def peak_offsets(probs, stride, smooth=9):
     it lies towards their middle.  An arrival near a stride edge gives two
     almost tied strides, and the picker reads the offset of whichever wins:
     with centroid targets the two point 10 samples apart (measured on the
-    shipped student, docs/export.md), so a 0.01 change of probability (int8
-    rounding, another window's stack) moves the pick by 10 samples.
+    shipped student, docs/compression.md "Peak offsets"), so a 0.01 change
+    of probability (int8 rounding, another window's stack) moves the pick
+    by 10 samples.  In the station pipeline, where overlapping windows are
+    stacked, the effect is smaller: the option is measured there and not
+    the default.
 
     Here every stride points at the teacher's strongest P+S peak within one
     stride either side of it (the mass smoothed over ``smooth`` samples,
