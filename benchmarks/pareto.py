@@ -1165,7 +1165,9 @@ def main(argv=None):
     ap.add_argument("--fold-list", default="0,1,2,3,4", help="folds/int8: folds to train / convert and score")
     ap.add_argument("--clip", type=float, help="int8: clip calibration windows at this percentile of |x|")
     ap.add_argument("--equalise", type=float, default=None, metavar="POWER",
-                    help="int8: the export's activation equalisation power (fieldpick export --equalise)")
+                    help="int8: the export's activation equalisation power (fieldpick export --equalise). Off "
+                    "unless given, as in the table's rows before the sixth session; fieldpick export equalises "
+                    "by default (power 1), so give --equalise 1 to score what it ships")
     ap.add_argument("--qat-epochs", type=int, default=0,
                     help="int8: quantisation-aware fine-tuning epochs before conversion (0: none)")
     ap.add_argument("--variant", default="", help="int8: label of this calibration variant (file name suffix)")
