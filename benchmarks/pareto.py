@@ -796,6 +796,33 @@ def _plot_noise_windows(data, cft, picks, row, fs, path, n=6):
     return windows
 
 
+def _station_traces():
+    """(station benchmark module, its NCEDC configs we compare, the real data, station folds, traces float64)."""
+    import importlib.util
+
+    from fieldpick.train.crossval import station_folds
+    from fieldpick.train.fit import load_real
+
+    spec = importlib.util.spec_from_file_location("bench_station", os.path.join(HERE, "station.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    configs = [(n, c) for n, c in bench.NCEDC_CONFIGS if n == "continuous" or n.endswith("(the default)")]
+    data = load_real()
+    return bench, configs, data, station_folds(data.station, K, SEED), data.events.waveforms.astype(np.float64)
+
+
+def _fold_files(work, name):
+    """[(fold, card with the fold's tuned thresholds, folder of its .tflite files)] of an int8 stage candidate."""
+    with open(os.path.join(work, "int8_%s.json" % name)) as f:
+        info = json.load(f)
+    out = []
+    for k in range(K):
+        _, card, _ = _load(os.path.join(info["source"], "fold%d" % k, "best.pt"))
+        card.thresholds = dict(info["folds"][k]["thresholds"])
+        out.append((k, card, os.path.join(work, "int8", name, "fold%d" % k)))
+    return out
+
+
 def stage_station(args):
     """The station pipeline on the NCEDC traces, cross-validated: each trace picked by its fold's int8 model.
 
@@ -809,32 +836,17 @@ def stage_station(args):
     model trained on every trace).  Writes ``benchmarks/results/<--out or
     station_cv>.{json,md}``.
     """
-    import importlib.util
-
     from fieldpick.edge.config import StationConfig
     from fieldpick.edge.station import InterpreterRunner, Station
-    from fieldpick.train.crossval import station_folds
-    from fieldpick.train.fit import load_real
 
-    spec = importlib.util.spec_from_file_location("bench_station", os.path.join(HERE, "station.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    configs = [(n, c) for n, c in bench.NCEDC_CONFIGS if n == "continuous" or n.endswith("(the default)")]
-    data = load_real()
-    fold = station_folds(data.station, K, SEED)
-    traces = data.events.waveforms.astype(np.float64)
+    bench, configs, data, fold, traces = _station_traces()
     rows = []
     for spec_ in args.candidate or []:
         name = spec_.partition("=")[0]
-        with open(os.path.join(args.work, "int8_%s.json" % name)) as f:
-            info = json.load(f)
         found = {n: {"P": 0, "S": 0, "picks": 0, "windows_run": 0} for n, _ in configs}
         errors = {n: {"P": [], "S": []} for n, _ in configs}
-        for f in range(K):
-            _, card, _ = _load(os.path.join(info["source"], "fold%d" % f, "best.pt"))
-            card.thresholds = dict(info["folds"][f]["thresholds"])
-            runner = InterpreterRunner(os.path.join(args.work, "int8", name, "fold%d" % f, "model_int8.tflite"),
-                                       card, "numpy")
+        for f, card, folder in _fold_files(args.work, name):
+            runner = InterpreterRunner(os.path.join(folder, "model_int8.tflite"), card, "numpy")
             for i in np.flatnonzero(fold == f):
                 for cname, cfg in configs:
                     st = Station(runner, StationConfig.from_dict(cfg))
@@ -889,22 +901,12 @@ def stage_stationparity(args):
     ``model_fp32.tflite`` and ``model_int8.tflite``, the int8 card's
     thresholds).  Writes ``benchmarks/results/<--out or station_parity>``.
     """
-    import importlib.util
-
     from fieldpick.edge.card import ModelCard
     from fieldpick.edge.config import StationConfig
     from fieldpick.edge.station import InterpreterRunner, Station
     from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
-    from fieldpick.train.crossval import station_folds
-    from fieldpick.train.fit import load_real
 
-    spec = importlib.util.spec_from_file_location("bench_station", os.path.join(HERE, "station.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    configs = [(n, c) for n, c in bench.NCEDC_CONFIGS if n == "continuous" or n.endswith("(the default)")]
-    data = load_real()
-    fold = station_folds(data.station, K, SEED)
-    traces = data.events.waveforms.astype(np.float64)
+    bench, configs, data, fold, traces = _station_traces()
     fs = data.events.fs
 
     def pairs_for(name):
@@ -913,15 +915,8 @@ def stage_stationparity(args):
             d = name[len("export:"):]
             card = ModelCard.load(os.path.join(d, "model_int8.json"))
             return {None: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))}
-        with open(os.path.join(args.work, "int8_%s.json" % name)) as f:
-            info = json.load(f)
-        out = {}
-        for k in range(K):
-            _, card, _ = _load(os.path.join(info["source"], "fold%d" % k, "best.pt"))
-            card.thresholds = dict(info["folds"][k]["thresholds"])
-            d = os.path.join(args.work, "int8", name, "fold%d" % k)
-            out[k] = (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))
-        return out
+        return {k: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))
+                for k, card, d in _fold_files(args.work, name)}
 
     names = list(args.candidate or []) + ["export:" + d for d in (args.export_dir or [])]
     if not names:
