@@ -42,7 +42,7 @@ from torch import nn
 
 from fieldpick.edge.errors import ConfigError, ModelError
 
-__all__ = ["equalise", "EqualisationError"]
+__all__ = ["equalise", "channel_ranges", "EqualisationError"]
 
 log = logging.getLogger(__name__)
 
@@ -70,16 +70,10 @@ def _lppn_plan(view):
     for a module's input.  Returns None when the view is not the plain LPPN
     layout (ReLU6 or anything else: the rescaling would not be exact).
     """
-    blocks = [view.stem]
-    for stage in view.down:
-        blocks += list(stage)
-    for b in view.context:
-        blocks += list(b)
-    cbs = [_conv_bn(b) for b in blocks]
-    if any(cb is None for cb in cbs):
+    chain = [view.stem] + [m for stage in view.down for m in stage]
+    if any(_conv_bn(b) is None for b in chain + [m for block in view.context for m in block]):
         return None
     tensors = []
-    chain = [view.stem] + [m for stage in view.down for m in stage]
     for i in range(len(chain) - 1):  # stem -> dw -> pw -> dw -> ... -> last pw (the stream)
         tensors.append(("down%d" % i, [_conv_bn(chain[i])[1]], [_conv_bn(chain[i + 1])[0]], [(chain[i], "out")]))
     for k, b in enumerate(view.context):  # inside each block: depthwise -> pointwise
@@ -117,6 +111,17 @@ def _ranges(view, points, windows, batch=32):
     return peak
 
 
+def channel_ranges(view, windows, plan=None):
+    """{tensor name: per-channel calibration maximum (C,)} of an LPPN view (the max over its measure points)."""
+    plan = _lppn_plan(view) if plan is None else plan
+    peaks = _ranges(view, [p for _, _, _, pts in plan for p in pts], windows)
+    out, j = {}, 0
+    for name, _, _, pts in plan:
+        out[name] = np.max(np.stack(peaks[j:j + len(pts)]), axis=0).astype(np.float64)
+        j += len(pts)
+    return out
+
+
 def equalise(view, windows, power=1.0):
     """A rescaled copy of an export view (LPPN) and a note, or ``(view, "")`` when it does not apply.
 
@@ -132,13 +137,11 @@ def equalise(view, windows, power=1.0):
     plan = _lppn_plan(out)
     if plan is None:
         return view, ""
-    points = [p for _, _, _, pts in plan for p in pts]
-    peaks = _ranges(out, points, windows)
-    spread, j = [], 0
+    ranges = channel_ranges(out, windows, plan)
+    spread = []
     with torch.no_grad():
-        for name, producers, consumers, pts in plan:
-            r = np.max(np.stack(peaks[j:j + len(pts)]), axis=0).astype(np.float64)
-            j += len(pts)
+        for name, producers, consumers, _ in plan:
+            r = ranges[name]
             live = r > 1e-6 * r.max()
             s = np.ones_like(r)
             s[live] = (r[live] / r.max()) ** power

@@ -12,33 +12,8 @@ from fieldpick.train.models import build
 T = 512
 
 
-def _uneven_lppn(seed=1, **config):
-    """A small LPPN whose BatchNorms give channels ranges 30x apart (as training does, more or less)."""
-    torch.manual_seed(seed)
-    model = build("lppn", dict({"window_samples": T, "width": 4, "context_blocks": 2, "stem_stride": 2}, **config))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm1d):
-                m.weight.copy_(torch.exp(torch.empty(m.num_features).uniform_(-1.7, 1.7, generator=g)))
-                m.bias.copy_(torch.empty(m.num_features).uniform_(0.0, 0.5, generator=g))
-                m.running_mean.normal_(0.0, 0.3, generator=g)
-    return model.eval()
-
-
 def _windows(rng, n=24):
     return rng.standard_normal((n, 3, T)).astype(np.float32)
-
-
-def _channel_maxima(view, windows):
-    plan = eq._lppn_plan(view)
-    points = [p for _, _, _, pts in plan for p in pts]
-    peaks = eq._ranges(view, points, windows)
-    out, j = {}, 0
-    for name, _, _, pts in plan:
-        out[name] = np.max(np.stack(peaks[j:j + len(pts)]), axis=0)
-        j += len(pts)
-    return out
 
 
 def _live(before, after):
@@ -46,16 +21,16 @@ def _live(before, after):
     return {k: (b[b > 0], after[k][b > 0]) for k, b in before.items()}
 
 
-def test_equalise_keeps_the_function_and_evens_the_channels(rng):
-    model = _uneven_lppn()
+def test_equalise_keeps_the_function_and_evens_the_channels(rng, uneven_lppn):
+    model = uneven_lppn(window_samples=T)
     view, _ = export_view(model)
     kept = {k: v.clone() for k, v in model.state_dict().items()}
     x = _windows(rng)
-    before = _channel_maxima(view, x)
+    before = eq.channel_ranges(view, x)
     out, note = eq.equalise(view, x, power=1.0)
     assert out is not view and note.startswith("channels equalised for per-tensor int8 (power 1;")
     assert "stream" in note and "context1.dw" in note
-    after = _channel_maxima(out, x)
+    after = eq.channel_ranges(out, x)
     live = _live(before, after)
     assert max(b.max() / b.min() for b, _ in live.values()) > 5  # the test model is uneven, so the test can fail
     for name, (b, a) in live.items():  # power 1: every live channel reaches its tensor's maximum
@@ -67,34 +42,34 @@ def test_equalise_keeps_the_function_and_evens_the_channels(rng):
     assert all(torch.equal(v, kept[k]) for k, v in model.state_dict().items())
 
 
-def test_equalise_half_power_halves_the_spread_in_log(rng):
-    view, _ = export_view(_uneven_lppn(seed=2))
+def test_equalise_half_power_halves_the_spread_in_log(rng, uneven_lppn):
+    view, _ = export_view(uneven_lppn(seed=2, window_samples=T))
     x = _windows(rng)
-    before = _channel_maxima(view, x)
+    before = eq.channel_ranges(view, x)
     out, _ = eq.equalise(view, x, power=0.5)
-    after = _channel_maxima(out, x)
+    after = eq.channel_ranges(out, x)
     for name, (b, a) in _live(before, after).items():
         np.testing.assert_allclose(np.log(a.max() / a), 0.5 * np.log(b.max() / b), atol=1e-3, err_msg=name)
 
 
-def test_equalise_declines_what_it_cannot_rescale_exactly(rng):
+def test_equalise_declines_what_it_cannot_rescale_exactly(rng, uneven_lppn):
     x = _windows(rng, 4)
-    relu6, _ = export_view(_uneven_lppn(activation="relu6"))  # clamp at 6: not positively homogeneous
+    relu6, _ = export_view(uneven_lppn(window_samples=T, activation="relu6"))  # clamp at 6: not positively homogeneous
     assert eq.equalise(relu6, x, 1.0) == (relu6, "")
     torch.manual_seed(0)
     phasenet = build("phasenet", {"window_samples": T, "filters": [4, 6]}).eval()
     assert eq.equalise(phasenet, x, 1.0) == (phasenet, "")
 
 
-def test_equalise_raises_when_the_outputs_would_change(rng, monkeypatch):
-    view, _ = export_view(_uneven_lppn())
+def test_equalise_raises_when_the_outputs_would_change(rng, monkeypatch, uneven_lppn):
+    view, _ = export_view(uneven_lppn(window_samples=T))
     monkeypatch.setattr(eq, "TOLERANCE", -1.0)
     with pytest.raises(eq.EqualisationError, match="equalised LPPN differs from the original by .* \\(allowed -1\\)"):
         eq.equalise(view, _windows(rng, 4), 1.0)
 
 
 @pytest.mark.parametrize("power", [0.0, 1.5, -1.0])
-def test_equalise_power_is_checked(power, rng):
-    view, _ = export_view(_uneven_lppn())
+def test_equalise_power_is_checked(power, rng, uneven_lppn):
+    view, _ = export_view(uneven_lppn(window_samples=T))
     with pytest.raises(ConfigError, match="equalisation power %r; allowed: a number in \\(0, 1\\]" % power):
         eq.equalise(view, _windows(rng, 4), power)

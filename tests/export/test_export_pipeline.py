@@ -296,21 +296,13 @@ def test_export_cli_equalises_unless_told_not_to():
 
 
 @pytest.mark.slow
-def test_export_equalises_an_lppn_and_its_int8_error_drops(tmp_path):
+def test_export_equalises_an_lppn_and_its_int8_error_drops(tmp_path, uneven_lppn):
     """The rescaled LPPN passes the float gates against the ORIGINAL model, and full int8 follows fp32 closer."""
     from fieldpick.export.pipeline import ExportSettings, export_model
-    from fieldpick.train.models import build
 
-    torch.manual_seed(3)
-    model = build("lppn", {"window_samples": 512, "width": 4, "context_blocks": 2, "stem_stride": 2})
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():  # BatchNorms that give channels ranges ~100x apart, as trained models have
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm1d):
-                m.weight.copy_(torch.exp(torch.empty(m.num_features).uniform_(-2.5, 2.5, generator=g)))
-                m.bias.copy_(torch.empty(m.num_features).uniform_(0.0, 0.5, generator=g))
+    model = uneven_lppn(seed=3, spread=2.5, shift=0.0)  # channel ranges ~100x apart
+    with torch.no_grad():
         model.head.weight.mul_(4.0)  # probabilities that swing, so activation rounding shows in them
-    model.eval()
     x = np.random.default_rng(5).standard_normal((16, 512, 3)).astype(np.float32)
     errors = {}
     for power in (None, 1.0):
