@@ -57,7 +57,10 @@ class TriggerConfig:
     span plus margins, spans whose margins meet merged, covered by as few
     windows as fit it: one when it fits in a window, else windows a hop
     apart and one ending at its end) or 'grid' (every window of the
-    continuous grid that overlaps it).
+    continuous grid that overlaps it).  open_warmup: treat the first
+    ``lta_s`` seconds of a stream (and after each gap), where the STA/LTA
+    cannot yet tell an onset from the background, as triggered, so an
+    arrival there is not lost.
     """
 
     channel: str = "Z"
@@ -72,6 +75,7 @@ class TriggerConfig:
     block_s: float = 60.0
     decimate: int = 2
     windows: str = "fit"
+    open_warmup: bool = True
 
     def validate(self, w="trigger"):
         if self.band_hz is not None:

@@ -277,7 +277,7 @@ class Station:
         self.stacker = Stacker(len(card.output.labels), cells // S + 2, self.stacking, window_cells=W // S)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
-                                tc.on, tc.off) if self.gated else None)
+                                tc.on, tc.off, tc.open_warmup) if self.gated else None)
         self._trig_c = self.channels.index(tc.channel) if self.gated else 0
         self._tdone = 0          # trigger processed below this sample
         self._trig_valid = False  # previous trigger sample was valid data
@@ -751,6 +751,7 @@ class Station:
         ring.force(max(ring.ends))
         out += self._process(final=True)
         F = ring.frontier
+        short = self._short_record(F)
         # a last window ending at the last sample, when the grid left a tail
         s_tail = ((F - self.W) // self.S) * self.S
         last = (self._k - 1) * self.H
@@ -762,9 +763,40 @@ class Station:
             if valid.all():  # the pending batch ran in _process(final=True); this one runs alone
                 self._pending.append(s_tail)
                 self._run_pending()
-        out += self._finalize((F + self.S - 1) // self.S if F >= self.W else self.stacker.done, final=True)
+        out += self._finalize((F + self.S - 1) // self.S if F >= self.W or short else self.stacker.done,
+                              final=True)
         self._flushed = True
         return out
+
+    def _short_record(self, F):
+        """A stream that ended before one whole window: run one window, padded, over what there is.
+
+        The tail is filled with each channel's mean (flat after the card's
+        demeaning, as a gap the model was trained on); picks beyond the data
+        are not made.  Records under an eighth of a window, or with gaps, are
+        left alone.  Returns whether the window ran.
+        """
+        W, ring = self.W, self.ring
+        a = -(-ring.base // self.S) * self.S
+        if F >= W or F - a < W // 8:
+            return False
+        data, valid = ring.view(a, F)
+        if not valid.all():
+            log.warning("%s: a %.1f s record shorter than the model window (%.2f s) has gaps; not picked",
+                        self.station, (F - a) / self.fs, W / self.fs)
+            return False
+        log.warning("%s: a %.1f s record is shorter than the model window (%.2f s): padded to one window",
+                    self.station, (F - a) / self.fs, W / self.fs)
+        window = np.empty((1, data.shape[0], W), np.float64)
+        window[0, :, : F - a] = data
+        window[0, :, F - a:] = data.mean(axis=1, keepdims=True)
+        x = normalise(window, self.card.input.normalisation, self.card.input.layout)
+        probs, offsets = output_traces(self.runner.run(x), self.card)
+        c = a // self.S
+        self.stacker.add(c, probs[0], None if offsets is None else offsets[0])
+        self.stats["windows_run"] += 1
+        self.stats["windows_padded"] = self.stats.get("windows_padded", 0) + 1
+        return True
 
     @property
     def duty_cycle(self):

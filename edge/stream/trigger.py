@@ -410,11 +410,17 @@ class Trigger:
 
     fs: Hz.  band_hz: (low, high) corners, or None for no filter.
     sta_s, lta_s: seconds.  on, off: STA/LTA thresholds.
+    open_warmup: report the trigger active for the first ``lta_s`` seconds
+    after a (re)start, while the LTA is still filling and the STA/LTA is
+    blind (ObsPy's ``recursive_sta_lta`` is zero there): an arrival in the
+    first seconds of a record or after a gap still reaches the network.
     ``update(x)`` returns ``(cf, active)`` for the packet; ``reset()`` after a gap.
     """
 
-    def __init__(self, fs, band_hz=(1.0, 20.0), order=2, sta_s=0.5, lta_s=10.0, on=3.5, off=1.5):
+    def __init__(self, fs, band_hz=(1.0, 20.0), order=2, sta_s=0.5, lta_s=10.0, on=3.5, off=1.5,
+                 open_warmup=False):
         self.fs = float(fs)
+        self.open_warmup = bool(open_warmup)
         self.filter = SosFilter(butter_bandpass_sos(band_hz[0], band_hz[1], fs, order)) if band_hz else None
         self.stalta = RecursiveStaLta(int(round(sta_s * fs)), int(round(lta_s * fs)))
         self.state = TriggerState(on, off)
@@ -427,5 +433,9 @@ class Trigger:
 
     def update(self, x):
         y = self.filter.filter(x) if self.filter is not None else np.asarray(x, dtype=np.float64)
+        warm = self.stalta.nlta - self.stalta._seen
         cf = self.stalta.update(y)
-        return cf, self.state.update(cf)
+        active = self.state.update(cf)
+        if self.open_warmup and warm > 0:
+            active[:warm] = True
+        return cf, active

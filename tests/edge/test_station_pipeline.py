@@ -354,3 +354,52 @@ def test_a_gap_of_hours_between_packets_picks_the_data_after_it(stream, mode, ga
 def test_stacking_auto_tapers_grid_windows_and_averages_fitted_ones(kw, expected):
     st = station(**kw)
     assert st.stacking == expected and st.stacker.method == expected
+
+
+def _one_event(seconds, p_s, seed=5):
+    """(3, N) noise with one synthetic event whose P comes ``p_s`` seconds in (S 3 s later)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 100)
+    x = rng.normal(0, 1.0, (3, n))
+    t = np.arange(n) / 100.0
+    for onset, rows, amp in ((p_s, [0], 40.0), (p_s + 3.0, [1, 2], 80.0)):
+        env = np.where(t >= onset, np.exp(-(t - onset) / 1.5), 0.0)
+        for r in rows:
+            x[r] += amp * env * np.sin(2 * np.pi * 6.0 * (t - onset) + r)
+    return x
+
+
+@pytest.mark.parametrize("open_warmup, found", [(True, True), (False, False)])
+def test_gated_picks_an_arrival_in_the_first_lta_seconds(open_warmup, found):
+    """A 60 s record whose P comes 5 s in: the STA/LTA is blind there (its LTA is filling),
+    so the gate opens over the warm-up unless told not to."""
+    x = _one_event(60.0, 5.0)
+    st = station("gated", trigger={"open_warmup": open_warmup})
+    picks = st.feed_array(x, T0, 100.0)
+    near = [p for p in picks if p.phase == "P" and abs(p.time_ns - (T0 + 5 * 10**9)) < 0.5e9]
+    assert bool(near) is found
+    cont = Station(CountingRunner(card()), StationConfig.from_dict({"mode": "continuous"})).feed_array(x, T0, 100.0)
+    assert any(p.phase == "P" and abs(p.time_ns - (T0 + 5 * 10**9)) < 0.5e9 for p in cont)
+
+
+@pytest.mark.parametrize("mode", ["gated", "continuous"])
+def test_a_record_shorter_than_the_window_is_padded_and_picked(mode, caplog):
+    """20 s of data against a 30.01 s window: one padded window runs, the P and S are picked,
+    nothing is picked past the data, and a warning says so."""
+    x = _one_event(20.0, 6.0)
+    runner = CountingRunner(card())
+    st = Station(runner, StationConfig.from_dict({"mode": mode}), station="XX.STA..HHZ")
+    with caplog.at_level(logging.WARNING, logger="fieldpick"):
+        picks = st.feed_array(x, T0, 100.0)
+    assert runner.windows == 1 and st.stats["windows_padded"] == 1
+    assert "shorter than the model window" in caplog.text
+    times = {p.phase: (p.time_ns - T0) / 1e9 for p in picks}
+    assert abs(times["P"] - 6.0) < 0.5 and abs(times["S"] - 9.0) < 0.5
+    assert all(p.time_ns < T0 + 20 * 10**9 for p in picks)
+
+
+def test_a_record_under_an_eighth_of_a_window_is_left_alone():
+    x = _one_event(3.0, 1.0)
+    runner = CountingRunner(card())
+    st = Station(runner, StationConfig.from_dict({"mode": "continuous"}))
+    assert st.feed_array(x, T0, 100.0) == [] and runner.windows == 0
