@@ -20,7 +20,7 @@ from fieldpick.edge.errors import ConfigError
 __all__ = ["TrainConfig", "load_config", "add_arguments", "config_from_args", "SCHEDULES"]
 
 SCHEDULES = ("cosine", "onecycle", "constant")
-DATASETS = ("ncedc", "synthetic")
+DATASETS = ("ncedc", "synthetic", "corpus")
 
 
 @dataclass
@@ -30,7 +30,14 @@ class TrainConfig:
     name: str = "model"                 # run name; the card's name
     architecture: str = "lppn"          # one of fieldpick.train.models.REGISTRY
     model: Dict[str, Any] = field(default_factory=dict)  # the model's Config fields
-    data: str = "ncedc"                 # 'ncedc' (real windows) or 'synthetic'
+    data: str = "ncedc"                 # 'ncedc' (real windows), 'synthetic' or 'corpus' (several sets)
+    datasets: str = "ncedc"             # data='corpus': comma list of sets ('ncedc', a labelled set's name
+                                        # or an .npz path in the labelled format, e.g. teacher pseudo-labels)
+    holdout: str = ""                   # data='corpus': comma list of sets left out of training entirely
+    set_weight_power: float = 0.5       # data='corpus': sets drawn in proportion to (event traces) ** power
+    polarity_fraction: float = 0.5      # data='corpus': share of windows with their sign flipped
+    swap_fraction: float = 0.5          # data='corpus': share of windows with N and E exchanged
+    drop_one_fraction: float = 0.05     # data='corpus': share of windows with one horizontal zeroed
     data_dir: str = ""                  # NCEDC folder ('' = $FIELDPICK_NCEDC or ../shared/data/ncedc)
     out_dir: str = "runs/model"         # checkpoints, cards and history go here
     seed: int = 0
@@ -90,13 +97,16 @@ class TrainConfig:
         for name in ("steps_per_epoch", "patience", "pretrain_windows", "pretrain_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
+        if self.set_weight_power < 0:
+            raise ConfigError("set_weight_power is %r; it must be >= 0" % (self.set_weight_power,))
         for name in ("lr", "label_width", "tolerance_s", "positive_weight"):
             if not getattr(self, name) > 0:
                 raise ConfigError("%s is %r; it must be > 0" % (name, getattr(self, name)))
         for name in ("logit_bound", "logit_penalty", "offset_neighbours", "stability"):
             if getattr(self, name) < 0:
                 raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
-        for name in ("noise_fraction", "noise_add_fraction", "vertical_only_fraction"):
+        for name in ("noise_fraction", "noise_add_fraction", "vertical_only_fraction", "polarity_fraction",
+                     "swap_fraction", "drop_one_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError("%s is %r; it must lie in [0, 1]" % (name, getattr(self, name)))
         if not 0.0 <= self.ema_decay < 1.0:

@@ -269,6 +269,8 @@ class Task:
 
         x = normalise(waves, self.model.card().input.normalisation)
         with torch.no_grad():
+            if not len(x):  # no windows: the output's shape from one blank window
+                return self.model(torch.zeros((1,) + x.shape[1:])).numpy()[:0]
             return np.concatenate([self.model(torch.from_numpy(x[i:i + chunk])).numpy()
                                    for i in range(0, len(x), chunk)])
 
@@ -503,10 +505,11 @@ def tune_thresholds(model, val: RealData, cfg: TrainConfig, grid=None, apply=Tru
         return picks, npicks
 
     f1 = {"P": [], "S": []}
+    blank = np.full(len(noise), np.nan)  # noise windows join as windows without arrivals: their picks are false
+    p_all, s_all = np.concatenate([events.p_idx, blank]), np.concatenate([events.s_idx, blank])
     for thr in grid:
         picks, npicks = run({"P": float(thr), "S": float(thr)})
-        merged = [w + nw for w, nw in zip(picks, npicks)]  # picks on noise count as false picks
-        s = score(merged, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s)
+        s = score(picks + npicks, p_all, s_all, events.fs, cfg.tolerance_s)
         for phase in f1:
             f1[phase].append(s[phase + "_f1"])
     best = {phase: choose(grid, np.asarray(values)) for phase, values in f1.items()}
@@ -583,7 +586,8 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
     epochs = cfg.epochs if epochs is None else epochs
     task = task if task is not None else task_for(model, cfg)
     sampler = task.sampler(source)
-    steps = cfg.steps_per_epoch or max(1, math.ceil(len(source.events) / cfg.batch_size))
+    size = len(source.events) if hasattr(source, "events") else len(source)
+    steps = cfg.steps_per_epoch or max(1, math.ceil(size / cfg.batch_size))
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters")
@@ -637,7 +641,8 @@ def fit(model, cfg: TrainConfig, source: RandomWindows, val: RealData, out_dir, 
         thresholds, metrics = tune_thresholds(model, val, cfg, VAL_GRID, apply=False)
         row = {"stage": stage, "epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": scheduler.get_last_lr()[0],
                "seconds": time.time() - t0}
-        row.update({k: metrics[k] for k in ("f1", "P_f1", "S_f1", "P_mae_s", "S_mae_s", "false_picks_per_hour")})
+        row.update({k: metrics.get(k, float("nan")) for k in ("f1", "P_f1", "S_f1", "P_mae_s", "S_mae_s",
+                                                              "false_picks_per_hour")})
         history.append(row)
         key = (row["f1"], -np.nan_to_num(row["P_mae_s"] + row["S_mae_s"], nan=9.0))
         improved = best is None or key > tuple(best)
@@ -848,6 +853,10 @@ def main(argv) -> int:
                         help="also write the chosen model as PREFIX.pt and its card as PREFIX.json")
     args = parser.parse_args(argv)
     cfg = config_from_args(args)
+    if cfg.data == "corpus":
+        from fieldpick.train.generalise import main_corpus
+
+        return main_corpus(cfg, args, argv)
     if cfg.data != "ncedc":
         raise ConfigError("fieldpick train --data %r: only 'ncedc' trains end to end here (synthetic data "
                           "is used through pretrain_windows)" % cfg.data)

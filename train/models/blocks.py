@@ -107,9 +107,12 @@ def _config_dict(model):
 
 
 def model_normalisation(model):
-    """The card's :class:`Normalisation` of a zoo model: demean, std per channel, and its config's compression."""
+    """The card's :class:`Normalisation` of a zoo model: demean, std per channel, and its config's compression.
+
+    epsilon 1e-30 leaves data in physical units (m/s, around 1e-9 and below) intact; 1e-10 flattened it.
+    """
     c = model.config
-    return Normalisation(detrend="demean", scale="std", per_channel=True, epsilon=1e-10,
+    return Normalisation(detrend="demean", scale="std", per_channel=True, epsilon=1e-30,
                          compress=getattr(c, "compress", "none"), compress_scale=float(getattr(c, "compress_scale", 1.0)))
 
 

