@@ -38,6 +38,7 @@ _CHINA = "China national network 2009-2019"
 
 #: name -> (family, trained on, licence)
 TEACHER_FACTS = {
+    "phasenet": ("PhaseNet (Zhu & Beroza 2019)", "NCEDC, northern California", "MIT"),
     "phasenetlight": ("PhaseNetLight (SeisBench; Zhu & Beroza 2019, reduced)", "ETHZ, Switzerland", "GPL-3.0"),
     "lppnt": ("LPPN tiny (PNSN)", _CHINA, "GPL-3.0"),
     "lppnm": ("LPPN medium (PNSN)", _CHINA, "GPL-3.0"),
@@ -68,6 +69,10 @@ def load_teacher(name, root=None, threads=1):
     family, trained_on, licence = TEACHER_FACTS[name]
     root = teachers_dir(root)
     facts = dict(family=family, trained_on=trained_on, licence=licence)
+    if name == "phasenet":
+        from .phasenet import PhaseNetTeacher
+
+        return PhaseNetTeacher(name, root, threads, **facts)
     if name == "phasenetlight":
         from .phasenetlight import PhaseNetLightTeacher
 
