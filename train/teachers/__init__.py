@@ -1,0 +1,82 @@
+"""Pretrained pickers of other groups as teachers on the workstation.
+
+One interface for every family::
+
+    from fieldpick.train.teachers import load_teacher
+    t = load_teacher("lppnm")        # weights from $FIELDPICK_TEACHERS
+    probs = t.predict(waves, fs=100.0)   # (N, 3, T) Z, N, E raw units -> (N, 2, T) P, S per sample
+
+Each adapter does its model's own channel order, normalisation and
+windowing.  The weights are never part of fieldpick: point
+``FIELDPICK_TEACHERS`` at the folder that holds them (``phasenet/``,
+``phasenetlight_ethz/``, ``pnsn/``, ``gpd/``).  Heavy libraries
+(onnxruntime, torch, TensorFlow, scipy) are imported only by the adapter
+that needs them.
+"""
+
+from __future__ import annotations
+
+import os
+
+from fieldpick.edge.errors import ConfigError
+
+from .base import ENV, FixedWindowTeacher, Teacher
+from .ensemble import ENSEMBLE_NAMES, Ensemble
+
+__all__ = ["load_teacher", "teachers_dir", "TEACHER_NAMES", "TEACHERS_DIR", "TEACHER_FACTS", "Teacher",
+           "FixedWindowTeacher", "Ensemble", "ENSEMBLE_NAMES", "ENV"]
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: the teachers folder when ``FIELDPICK_TEACHERS`` is not set
+DEFAULT_DIR = os.path.normpath(os.path.join(_REPO, "..", "shared", "data", "teachers"))
+
+#: the teachers folder at import time (:func:`teachers_dir` reads the environment at each call)
+TEACHERS_DIR = os.environ.get(ENV) or DEFAULT_DIR
+
+_CHINA = "China national network 2009-2019"
+
+#: name -> (family, trained on, licence)
+TEACHER_FACTS = {
+    "phasenet": ("PhaseNet (Zhu & Beroza 2019)", "NCEDC, northern California", "MIT"),
+    "phasenetlight": ("PhaseNetLight (SeisBench; Zhu & Beroza 2019, reduced)", "ETHZ, Switzerland", "GPL-3.0"),
+    "lppnt": ("LPPN tiny (PNSN)", _CHINA, "GPL-3.0"),
+    "lppnm": ("LPPN medium (PNSN)", _CHINA, "GPL-3.0"),
+    "lppnl": ("LPPN large (PNSN)", _CHINA, "GPL-3.0"),
+    "rnn": ("BRNN (PNSN)", _CHINA, "GPL-3.0"),
+    "eqt": ("EQTransformer (PNSN)", _CHINA, "GPL-3.0"),
+    "unet": ("U-Net (PNSN)", _CHINA, "GPL-3.0"),
+}
+
+#: every teacher :func:`load_teacher` knows
+TEACHER_NAMES = tuple(TEACHER_FACTS)
+
+
+def teachers_dir(root=None):
+    """``root``, else ``$FIELDPICK_TEACHERS``, else ``<repo>/../shared/data/teachers``."""
+    return root or os.environ.get(ENV) or DEFAULT_DIR
+
+
+def load_teacher(name, root=None, threads=1):
+    """The teacher called ``name`` (one of :data:`TEACHER_NAMES`), weights read from ``root``.
+
+    threads: intra-op threads of its runtime (onnxruntime, torch, TensorFlow).
+    Raises :class:`ConfigError` for an unknown name, :class:`DataError` when
+    its files are absent.
+    """
+    if name not in TEACHER_FACTS:
+        raise ConfigError("teacher %r; allowed: %s" % (name, ", ".join(TEACHER_NAMES)))
+    family, trained_on, licence = TEACHER_FACTS[name]
+    root = teachers_dir(root)
+    facts = dict(family=family, trained_on=trained_on, licence=licence)
+    if name == "phasenet":
+        from .phasenet import PhaseNetTeacher
+
+        return PhaseNetTeacher(name, root, threads, **facts)
+    if name == "phasenetlight":
+        from .phasenetlight import PhaseNetLightTeacher
+
+        return PhaseNetLightTeacher(name, root, threads, **facts)
+    from .pnsn import PnsnTeacher
+
+    return PnsnTeacher(name, root, threads, **facts)
