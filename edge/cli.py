@@ -34,6 +34,7 @@ VERBS = OrderedDict(
         ("card", ("fieldpick.edge.card_cli:main", "show and check a model card against its model file", "station", None, 2)),
         ("train", ("fieldpick.train.fit:main", "train a picker from a config (PyTorch)", "workstation", "train", 9)),
         ("distill", ("fieldpick.train.distill:main", "distil a small student from a teacher", "workstation", "train", 4)),
+        ("pseudo", ("fieldpick.train.pseudo:main", "label real continuous data where a teacher ensemble agrees", "workstation", "train", 20)),
         ("prune", ("fieldpick.train.prune:main", "structured channel pruning with fine-tuning", "workstation", "train", 4)),
         ("finetune", ("fieldpick.train.finetune:main", "move a model to a new region by training its head", "workstation", "train", 9)),
         ("export", ("fieldpick.export.cli:main", "PyTorch -> ONNX -> TFLite fp32 and int8, with parity gates", "workstation", "export", 5)),

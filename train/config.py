@@ -34,6 +34,8 @@ class TrainConfig:
     datasets: str = "ncedc"             # data='corpus': comma list of sets ('ncedc', a labelled set's name
                                         # or an .npz path in the labelled format, e.g. teacher pseudo-labels)
     holdout: str = ""                   # data='corpus': comma list of sets left out of training entirely
+    complete_labels: str = ""           # data='corpus': comma list of teachers whose mean fills the P or S labels
+                                        # a set lacks where it peaks above 0.5 (fieldpick.train.pseudo); '' off
     set_weight_power: float = 0.5       # data='corpus': sets drawn in proportion to (event traces) ** power
     polarity_fraction: float = 0.5      # data='corpus': share of windows with their sign flipped
     swap_fraction: float = 0.5          # data='corpus': share of windows with N and E exchanged

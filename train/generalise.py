@@ -222,6 +222,16 @@ def load_corpus(cfg: TrainConfig, window_samples, root=None):
     if stray:
         raise ConfigError("holdout names %s, which datasets (%s) does not list" % (", ".join(stray), cfg.datasets))
     sets = load_sets(names, root, window_samples, cfg.seed)
+    if cfg.complete_labels:
+        from fieldpick.train.pseudo import complete_labels
+        from fieldpick.train.teachers import Ensemble
+
+        teacher = Ensemble(names_of(cfg.complete_labels), threads=cfg.threads)
+        for name, ls in list(sets.items()):
+            sets[name], report = complete_labels(ls, teacher, cache_dir=os.path.join("runs", "cache"))
+            if report["traces_missing"]:
+                log.info("%s: %d traces lacked a label; the teachers filled %d P and %d S", ls.name,
+                         report["traces_missing"], report["P_filled"], report["S_filled"])
     return ({n: s for n, s in sets.items() if n not in held}, {n: s for n, s in sets.items() if n in held})
 
 

@@ -25,7 +25,7 @@ from fieldpick.train.data.corpus import LabeledSet
 from fieldpick.train.score import score, trace_peaks
 
 __all__ = ["T0_NS", "MODES", "TorchRunner", "runner_for", "station_picks", "score_station", "score_curves",
-           "s_as_p"]
+           "score_classic", "s_as_p"]
 
 log = logging.getLogger(__name__)
 
@@ -154,3 +154,20 @@ def _thin(peaks, gap):
         if all(abs(pos - k) >= gap for k, _ in kept):
             kept.append((pos, p))
     return sorted(kept)
+
+
+def score_classic(name, ls: LabeledSet, tolerance_s=0.5, **params) -> Dict[str, float]:
+    """A classic picker (:mod:`fieldpick.train.baselines`: 'stalta', 'pkbaer', 'arpick') slid over each trace."""
+    from fieldpick.train import baselines
+
+    picker = baselines.make(name, **params)
+    fs = ls.events.fs
+
+    def run(waves):
+        out = []
+        for x in waves:
+            got = baselines.run_stream(picker, x, fs)
+            out.append([(ph, t * fs / 1e9, 1.0) for ph, ts in got.items() for t in ts])
+        return out
+
+    return _score(ls, run(ls.events.waveforms), run(ls.noise.waveforms) if len(ls.noise) else [], tolerance_s)
