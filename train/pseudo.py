@@ -19,8 +19,9 @@ The result is written in the labelled-window format
 (:func:`fieldpick.train.data.corpus.load_labeled` reads it) with a JSON
 manifest beside it (format version, teachers, thresholds, sources, counts),
 so ``fieldpick train --data corpus --datasets ...,PATH.npz`` trains on it.
-It also reports, per station, the hours scanned and the ensemble's picks: the
-"where no teacher picks anything" reference for false picks on real streams.
+It also reports, per station, the hours scanned, the ensemble's picks and the
+peaks of any member above 0.3 (times in ns): the reference for agreement
+with the teachers, and for false picks where no teacher picks anything.
 """
 
 from __future__ import annotations
@@ -174,6 +175,21 @@ def label_station(x, fs, curves, cfg: PseudoConfig, rng):
     return events, noise, counts
 
 
+#: a member's peak at least this high counts as "a teacher picked something here"
+ANY_MEMBER_THRESHOLD = 0.3
+
+
+def _record_picks(rep, curves, cfg, t0_ns, fs, own):
+    """Append the ensemble's picks and every member's peaks (ns) within the first ``own`` samples."""
+    mean = np.mean(curves, axis=0)
+    for k, ph in enumerate("PS"):
+        rep["picks"][ph] += [t0_ns + int(round(pos * 1e9 / fs)) for pos, _ in trace_peaks(mean[k], cfg.pick_threshold)
+                             if pos < own]
+    top = np.max([c.max(axis=0) for c in curves], axis=0)
+    rep["any_member"] += [t0_ns + int(round(pos * 1e9 / fs)) for pos, _ in trace_peaks(top, ANY_MEMBER_THRESHOLD)
+                          if pos < own]
+
+
 def pseudo_label(sds_root, teacher, cfg: PseudoConfig, fs=100.0, stations=None):
     """Label every station of an SDS archive; returns (arrays for the labelled format, per-station report)."""
     cfg.validate()
@@ -187,7 +203,7 @@ def pseudo_label(sds_root, teacher, cfg: PseudoConfig, fs=100.0, stations=None):
     for key, files in sorted(groups.items()):
         net_sta = ".".join(key.split(".")[:2])
         rep = report.setdefault(net_sta, {"hours": 0.0, "P_picks": 0, "S_picks": 0, "events_kept": 0,
-                                          "noise_kept": 0})
+                                          "noise_kept": 0, "picks": {"P": [], "S": []}, "any_member": []})
         for t0, x in read_station(files, fs):
             for a in range(0, x.shape[1], chunk):
                 piece = x[:, a:a + chunk + seg]  # chunks overlap by a segment: events on a border survive
@@ -195,8 +211,11 @@ def pseudo_label(sds_root, teacher, cfg: PseudoConfig, fs=100.0, stations=None):
                     continue
                 curves = [m.predict(piece[None], fs=fs)[0] for m in members]
                 ev, nz, counts = label_station(piece, fs, curves, cfg, rng)
-                for k in ("hours", "P_picks", "S_picks", "events_kept"):
+                own = chunk if a + chunk < x.shape[1] else piece.shape[1]  # the overlap belongs to the next
+                counts["hours"] = own / fs / 3600.0
+                for k in ("hours", "events_kept"):
                     rep[k] += counts[k]
+                _record_picks(rep, curves, cfg, t0 + int(round(a * 1e9 / fs)), fs, own)
                 rep["noise_kept"] += len(nz)
                 for start, p, s in ev:
                     X.append(piece[:, start:start + seg])
@@ -210,6 +229,7 @@ def pseudo_label(sds_root, teacher, cfg: PseudoConfig, fs=100.0, stations=None):
                     S.append(-1)
                     ids.append("%s.%d" % (net_sta, (t0 + int((a + start) * 1e9 / fs)) // 10**9))
                     noise_flag.append(True)
+        rep["P_picks"], rep["S_picks"] = len(rep["picks"]["P"]), len(rep["picks"]["S"])
         log.info("%s: %.2f h, %d P / %d S picks, %d events and %d noise stretches kept", net_sta, rep["hours"],
                  rep["P_picks"], rep["S_picks"], rep["events_kept"], rep["noise_kept"])
     if not X:

@@ -113,6 +113,11 @@ def test_pseudo_cli_end_to_end_on_an_obspy_sds(tmp_path, monkeypatch, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["events"] == 1 and summary["noise"] >= 1
     manifest = json.loads((tmp_path / "pl.json").read_text())
-    assert manifest["format"] == "fieldpick-pseudo-labels" and manifest["stations"]["XX.AB"]["P_picks"] == 1
+    station = manifest["stations"]["XX.AB"]
+    assert manifest["format"] == "fieldpick-pseudo-labels" and station["P_picks"] == 1
+    t0_ns = 1577836800 * 10**9
+    assert station["picks"]["P"] == [t0_ns + 200 * 10**9] and station["picks"]["S"] == [t0_ns + 208 * 10**9]
+    assert station["any_member"] == [t0_ns + 200 * 10**9, t0_ns + 208 * 10**9]
+    assert abs(station["hours"] - 0.25) < 1e-6
     ls = load_labeled(str(out), window_samples=3072)
     assert len(ls.events) == 1 and ls.events.s_idx[0] - ls.events.p_idx[0] == 800
