@@ -122,6 +122,10 @@ class InputSpec:
     sampling_rate_hz: Hz.  window_samples: samples per window and channel.
     channels: component order in the tensor, e.g. ``["Z", "N", "E"]``.
     layout: 'NTC' (batch, time, channel; TFLite) or 'NCT' (PyTorch).
+    highpass_hz, highpass_order: a causal Butterworth highpass the stream
+    goes through before windowing (:class:`fieldpick.edge.stream.trigger.HighpassInput`,
+    from the first sample of the stream and after each gap), as the model
+    was trained; 0: none (and the fields are left out of the JSON).
     """
 
     sampling_rate_hz: float
@@ -129,9 +133,15 @@ class InputSpec:
     channels: List[str] = field(default_factory=lambda: ["Z", "N", "E"])
     layout: str = "NTC"
     normalisation: Normalisation = field(default_factory=Normalisation)
+    highpass_hz: float = 0.0
+    highpass_order: int = 2
 
     def validate(self, where="input"):
         _positive(self.sampling_rate_hz, where + ".sampling_rate_hz")
+        if not (isinstance(self.highpass_hz, (int, float)) and 0.0 <= self.highpass_hz < self.sampling_rate_hz / 2):
+            raise CardError("%s.highpass_hz is %r; allowed: 0 (none) or a corner below Nyquist (%g Hz)"
+                            % (where, self.highpass_hz, self.sampling_rate_hz / 2))
+        _choice(self.highpass_order, (2, 4, 6, 8), where + ".highpass_order")
         _positive(self.window_samples, where + ".window_samples")
         if not self.channels:
             raise CardError("%s.channels is empty; give at least one of %s" % (where, CHANNEL_NAMES))
@@ -314,6 +324,9 @@ class ModelCard:
     # ------------------------------------------------------------ (de)serialising
     def to_dict(self):
         body = dataclasses.asdict(self)
+        if not self.input.highpass_hz:  # cards without an input filter read as before
+            for key in ("highpass_hz", "highpass_order"):
+                body["input"].pop(key)
         out = {"format": CARD_FORMAT, "version": CARD_VERSION}
         out.update(body)
         return out

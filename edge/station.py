@@ -48,7 +48,7 @@ from .picker import PeakFinder, Stacker, measure, output_traces, phase_columns
 from .picks import Pick
 from .stream.resample import Resampler
 from .stream.ring import RingBuffer
-from .stream.trigger import Trigger
+from .stream.trigger import HighpassInput, Trigger
 from .stream.windows import hop_samples, normalise
 
 __all__ = ["Runner", "InterpreterRunner", "EnergyRatioRunner", "Station", "StationSet", "format_pick", "load_runner",
@@ -222,6 +222,8 @@ class _Input:
     resampler: Optional[Resampler] = None
     seg_t0: int = 0        # ns of the current resampled segment's first input sample
     next_ns: Optional[int] = None
+    highpass: Optional[HighpassInput] = None  # the card's input filter, at the model rate
+    filtered_ns: Optional[int] = None         # where the next filtered sample is due (None: restart)
 
 
 class Station:
@@ -291,6 +293,9 @@ class Station:
         self._flushed = False
         self._seen_frontier = -1
         self._inputs = {c: _Input() for c in self.channels}
+        if card.input.highpass_hz:
+            for st in self._inputs.values():
+                st.highpass = HighpassInput(card.input.highpass_hz, fs, card.input.highpass_order)
         self.stats = {"windows_total": 0, "windows_run": 0, "windows_gap": 0, "batches": 0,
                       "samples": 0, "picks": 0, "rate_changes": 0}
 
@@ -404,6 +409,13 @@ class Station:
         return out
 
     def _write(self, comp, t_ns, y):
+        st = self._inputs[comp]
+        if st.highpass is not None and len(y):
+            # the card's input filter; it starts afresh after any break in the samples
+            if st.filtered_ns is None or abs(t_ns - st.filtered_ns) > 5e8 / self.fs:
+                st.highpass.reset()
+            y = st.highpass.filter(y)
+            st.filtered_ns = t_ns + int(round(len(y) * 1e9 / self.fs))
         out = []
         ring = self.ring
         for a in range(0, len(y), self.chunk):

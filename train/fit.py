@@ -132,10 +132,17 @@ class RandomWindows:
     of the event windows get a random noise window added at a random
     signal-to-noise ratio, and ``vertical_only_fraction`` of all windows
     lose their N and E components (as 39 of the NCEDC traces have).
+    ``soft``: optional (N, 2, L) teacher P/S probabilities of the traces;
+    then each call also returns their crops (zero for pure noise windows).
     """
 
     def __init__(self, events: WindowSet, noise=None, window_samples=3000, p_range=(0.1, 0.75),
-                 noise_fraction=0.2, noise_add_fraction=0.2, vertical_only_fraction=0.15, norm=None):
+                 noise_fraction=0.2, noise_add_fraction=0.2, vertical_only_fraction=0.15, norm=None, soft=None):
+        if soft is not None and soft.shape[0] != len(events) or soft is not None and soft.shape[2] != \
+                events.window_samples:
+            raise DataError("soft targets of shape %s for %d traces of %d samples"
+                            % (soft.shape, len(events), events.window_samples))
+        self.soft = soft
         if events.window_samples < window_samples:
             raise DataError("event traces have %d samples; need >= window_samples %d"
                             % (events.window_samples, window_samples))
@@ -186,7 +193,13 @@ class RandomWindows:
         x[vertical, 1:] = 0.0
         if compressed:
             x = compress(x, self.norm)
-        return x, p, s
+        if self.soft is None:
+            return x, p, s
+        soft = np.take_along_axis(self.soft[rows], np.broadcast_to(idx[:, None, :], (batch, 2, t)), -1)
+        soft = soft.astype(np.float32)
+        if self.noise is not None:
+            soft[pure] = 0.0
+        return x, p, s, soft
 
     def __str__(self):
         squash = "" if self.norm.compress == "none" else ", %s %g" % (self.norm.compress, self.norm.compress_scale)

@@ -28,8 +28,9 @@ from fieldpick.edge.stream.windows import compress
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.data.corpus import LabeledSet, MixedWindows, eval_data
 from fieldpick.train.data.datasets import WindowSet, concat
+from fieldpick.train.fit import StrideTask
 
-__all__ = ["Augment", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
+__all__ = ["Augment", "SoftStrideTask", "teacher_curves", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
            "set_weights", "load_corpus", "main_corpus", "names_of"]
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class Augment:
         return len(self.source)
 
     def __call__(self, rng, batch, compressed=True):
-        x, p, s = self.source(rng, batch, compressed=False)
+        x, p, s, *extra = self.source(rng, batch, compressed=False)
         flip = rng.random(batch) < self.polarity
         x[flip] *= -1.0
         swap = rng.random(batch) < self.swap
@@ -64,11 +65,73 @@ class Augment:
         x[drop, 1 + rng.integers(0, 2, len(drop))] = 0.0
         if compressed:
             x = compress(x, self.norm)
-        return x, p, s
+        return (x, p, s, *extra)
 
     def __str__(self):
         return "Augment(polarity %.2f, swap N/E %.2f, drop one horizontal %.2f; %s)" % (
             self.polarity, self.swap, self.drop_one, self.source)
+
+
+class SoftStrideTask(StrideTask):
+    """The LPPN loss on the labels, mixed with a soft cross-entropy on the teachers' per-stride classes.
+
+    loss = (1 - a) * (CE(labels) + 2 * L1(offsets)) + a * soft CE, with
+    a = ``cfg.soft_weight``; the soft targets are the teachers' per-sample
+    P/S probabilities averaged over each stride (noise = 1 - P - S), as in
+    :func:`fieldpick.train.distill.stride_targets`.  Arrival times are
+    learnt from the labels only: the teachers' own timing offsets (several
+    samples for some) are not taught.
+    """
+
+    def batch(self, sampler, rng, size):
+        import torch
+
+        x, p, s, soft = sampler(rng, size)
+        c, off = self.labeller(p, s, x.shape[-1])
+        return torch.from_numpy(x), (torch.from_numpy(c), torch.from_numpy(off), torch.from_numpy(soft))
+
+    def loss(self, x, target):
+        import torch
+        import torch.nn.functional as F
+
+        from fieldpick.train.distill import stride_targets
+
+        c, off, soft = target
+        logits, offset = self.model.raw(x)
+        w = torch.tensor([1.0, self.cfg.positive_weight, self.cfg.positive_weight])
+        ce = F.cross_entropy(logits, c, weight=w)
+        mask = c > 0
+        l1 = (torch.sigmoid(offset)[mask] - off[mask]).abs().mean() if mask.any() else offset.sum() * 0
+        soft = soft.clamp(0.0, 1.0)
+        noise = (1.0 - soft.sum(dim=1, keepdim=True)).clamp_min(0.0)
+        t_cls, _, _ = stride_targets(torch.cat([noise, soft], dim=1), self.model.config.stride)
+        t_cls = t_cls / t_cls.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        wq = t_cls * w[None, :, None]
+        kd = -(wq * torch.log_softmax(logits, dim=1)).sum() / wq.sum().clamp_min(1e-6)
+        a = self.cfg.soft_weight
+        return (1.0 - a) * (ce + 2.0 * l1) + a * kd + self.bound(logits)
+
+
+def counts_like(waves):
+    """Each trace scaled so its largest sample is 1e4 (a teacher normalising by peak + 1e-6 flattens m/s data)."""
+    w = np.asarray(waves, np.float32)
+    peak = np.abs(w).max(axis=(1, 2), keepdims=True)
+    return w * np.where(peak > 0, 1e4 / np.maximum(peak, 1e-30), 1.0).astype(np.float32)
+
+
+def teacher_curves(waves, teacher, fs, cache=None, batch=16):
+    """The teacher's (N, 2, L) P/S curves of (N, 3, L) traces, float16, kept in the ``cache`` file if given."""
+    if cache and os.path.exists(cache):
+        out = np.load(cache)
+        if out.shape == (len(waves), 2, waves.shape[-1]):
+            return out
+    out = np.concatenate([teacher.predict(counts_like(waves[a:a + batch]), fs=fs).astype(np.float16)
+                          for a in range(0, len(waves), batch)]) if len(waves) else np.zeros((0, 2, waves.shape[-1]),
+                                                                                             np.float16)
+    if cache:
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        np.save(cache, out)
+    return out
 
 
 def set_weights(sets: Sequence[LabeledSet], power=0.5):
@@ -87,24 +150,53 @@ def _pooled_noise(sets: Sequence[LabeledSet], extra: Sequence[WindowSet], window
                              w.fs) for w in parts])
 
 
-def corpus_source(cfg: TrainConfig, sets: Sequence[LabeledSet], window_samples, norm, extra_noise=()):
-    """Random training windows from ``sets``: each set's events with noise pooled from all sets."""
+def corpus_source(cfg: TrainConfig, sets: Sequence[LabeledSet], window_samples, norm, extra_noise=(), soft=None):
+    """Random training windows from ``sets``: each set's events with noise pooled from all sets.
+
+    soft: optional list (one per set) of (N, 2, L) teacher curves of its events.
+    """
     from fieldpick.train.fit import RandomWindows
 
     noise = _pooled_noise(sets, extra_noise, window_samples)
     sources, names = [], []
-    for ls in sets:
+    for k, ls in enumerate(sets):
         if len(ls.events) == 0:
             continue
         if ls.events.window_samples < window_samples:
             raise DataError("%s: traces of %d samples are shorter than the %d-sample window"
                             % (ls.name, ls.events.window_samples, window_samples))
         sources.append(RandomWindows(ls.events, noise, window_samples, cfg.p_range, cfg.noise_fraction,
-                                     cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm))
+                                     cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm,
+                                     soft=None if soft is None else soft[k]))
         names.append(ls.name)
     weights = set_weights([s for s in sets if len(s.events)], cfg.set_weight_power)
     return Augment(MixedWindows(sources, weights, names), cfg.polarity_fraction, cfg.swap_fraction,
                    cfg.drop_one_fraction)
+
+
+def filtered(sets: Sequence[LabeledSet], model) -> List[LabeledSet]:
+    """``sets`` through the model card's input highpass (causal, from each trace's first sample), as the
+    station filters its stream; unchanged when the card has none (or the sets are filtered already)."""
+    import dataclasses
+
+    from fieldpick.edge.stream.trigger import highpass_traces
+
+    inp = model.card().input
+    if not inp.highpass_hz:
+        return list(sets)
+    out = []
+    for ls in sets:
+        if getattr(ls, "highpass_hz", 0.0) == inp.highpass_hz:
+            out.append(ls)
+            continue
+        ev = dataclasses.replace(ls.events, waveforms=highpass_traces(ls.events.waveforms, inp.highpass_hz,
+                                                                       ls.events.fs, inp.highpass_order))
+        nz = dataclasses.replace(ls.noise, waveforms=highpass_traces(ls.noise.waveforms, inp.highpass_hz,
+                                                                      ls.noise.fs, inp.highpass_order))
+        done = dataclasses.replace(ls, events=ev, noise=nz)
+        done.highpass_hz = inp.highpass_hz
+        out.append(done)
+    return out
 
 
 def split_validation(sets: Sequence[LabeledSet], fraction, seed):
@@ -141,6 +233,7 @@ def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: S
     model = model if model is not None else build(cfg.architecture, cfg.model)
     t = record_samples(model, cfg)
     norm = model.card().input.normalisation
+    train_sets, val_sets = filtered(train_sets, model), filtered(val_sets, model)
     val = eval_data(val_sets, t)
     log.info("training sets: %s; validation: %d event and %d noise windows",
              "; ".join(str(s) for s in train_sets), len(val.events), len(val.noise))
@@ -148,14 +241,31 @@ def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: S
     if cfg.pretrain_windows:
         history += fit(model, cfg, synthetic_source(cfg, t, norm), val, out_dir, epochs=cfg.pretrain_epochs,
                        stage="pretrain", select=select)
-    source = corpus_source(cfg, train_sets, t, norm, extra_noise)
-    history += fit(model, cfg, source, val, out_dir, stage="train", select=select)
+    soft, task = None, None
+    if cfg.soft_teachers:
+        from fieldpick.train.teachers import Ensemble
+
+        teacher = Ensemble(names_of(cfg.soft_teachers), threads=cfg.threads)
+        key = "-".join(names_of(cfg.soft_teachers))
+        soft = [teacher_curves(ls.events.waveforms, teacher, ls.events.fs,
+                               os.path.join("runs", "cache", "soft-%s-%s-%s.npy" % (ls.name, key, _digest(ls))))
+                for ls in train_sets]
+        task = SoftStrideTask(model, cfg)
+    source = corpus_source(cfg, train_sets, t, norm, extra_noise, soft)
+    history += fit(model, cfg, source, val, out_dir, stage="train", select=select, task=task)
     if cfg.tune_thresholds and select == "best":
         from fieldpick.train.fit import _rewrite_best
 
         tune_thresholds(model, val, cfg)
         _rewrite_best(model, out_dir)
     return model, history
+
+
+def _digest(ls):
+    """A short hash of a set's event traces (which traces, in which order), for cache file names."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(ls.events.waveforms[:, :, ::101]).tobytes()).hexdigest()[:12]
 
 
 def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_set="ncedc", k=5, out_dir=None,
@@ -187,7 +297,7 @@ def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_se
         train_sets, val_sets = split_validation([rest] + others, cfg.val_fraction, fold_seed + 1 + f)
         model, history = train_corpus(cfg, train_sets, val_sets, os.path.join(out_dir, "fold%d" % f),
                                       extra_noise=extra_noise)
-        data = eval_data([test], model.config.window_samples)
+        data = eval_data(filtered([test], model), model.config.window_samples)
         events, picks, npicks, seconds = predict(model, data, cfg)
         sc = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
         sc.update(windows=len(events), best_epoch=best_epoch(history), thresholds=dict(model.thresholds))
@@ -270,7 +380,7 @@ def main_corpus(cfg: TrainConfig, args, argv) -> int:
                                    "always in training)" % (args.crossval, fold_set), cv["pooled"]))
     train_sets, val_sets = split_validation(list(sets.values()), cfg.val_fraction, cfg.seed)
     model, history = train_corpus(cfg, train_sets, val_sets, cfg.out_dir)
-    val = eval_data(val_sets, window)
+    val = eval_data(filtered(val_sets, model), window)
     out["validation"] = evaluate(model, val, cfg)
     metric_sets.append(_metric("+".join(out["datasets"]), "validation stations of every training set (%d windows)%s" % (
         len(val.events), ", before the final retrain" if args.final else ""), out["validation"]))
@@ -286,7 +396,7 @@ def main_corpus(cfg: TrainConfig, args, argv) -> int:
         card_path = os.path.join(final_dir, "final.json")
         out["final"] = final_dir
     for ls in held.values():  # sets the model never saw: single windows here; the station in benchmarks
-        scores = evaluate(model, eval_data([ls], window), cfg)
+        scores = evaluate(model, eval_data(filtered([ls], model), window), cfg)
         out["held_out_" + ls.name] = scores
         metric_sets.append(_metric(ls.name, "held out: no window of this dataset in training (single %d-sample "
                                    "windows)" % window, scores))

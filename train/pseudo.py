@@ -313,7 +313,10 @@ def complete_labels(ls, teacher, threshold=0.5, max_sp_s=25.0, cache_dir=None):
     if path and os.path.exists(path):
         curves = np.load(path)
     else:
-        curves = np.concatenate([teacher.predict(ev.waveforms[need[a:a + 16]], fs=fs) for a in range(0, len(need), 16)])
+        from fieldpick.train.generalise import counts_like
+
+        curves = np.concatenate([teacher.predict(counts_like(ev.waveforms[need[a:a + 16]]), fs=fs)
+                                 for a in range(0, len(need), 16)])
         if path:
             os.makedirs(cache_dir, exist_ok=True)
             np.save(path, curves.astype(np.float16))

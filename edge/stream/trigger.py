@@ -215,6 +215,29 @@ def butter_bandpass_sos(low_hz, high_hz, fs, order=2):
     return sos
 
 
+def butter_highpass_sos(corner_hz, fs, order=2):
+    """Digital Butterworth highpass of even ``order`` (2, 4, 6, 8) as second-order sections.
+
+    Each biquad is the bilinear transform (prewarped at ``corner_hz``) of
+    ``s^2 / (s^2 + s w / Q + w^2)`` with the Butterworth pole quality factors
+    ``Q_k = 1 / (2 cos((2k + 1) pi / (2 order)))``; equal in response to
+    scipy's ``butter(order, corner, 'highpass', fs=fs, output='sos')``.
+    """
+    nyq = fs / 2.0
+    if not (0 < corner_hz < nyq):
+        raise ConfigError("highpass corner %r Hz at %r Hz sampling; need 0 < corner < %r Hz (Nyquist)"
+                          % (corner_hz, fs, nyq))
+    if not isinstance(order, int) or isinstance(order, bool) or order not in (2, 4, 6, 8):
+        raise ConfigError("highpass order %r; allowed: 2, 4, 6, 8" % (order,))
+    k = math.tan(math.pi * corner_hz / fs)
+    sos = np.zeros((order // 2, 6))
+    for i in range(order // 2):
+        q = 1.0 / (2.0 * math.cos((2 * i + 1) * math.pi / (2 * order)))
+        norm = 1.0 / (1.0 + k / q + k * k)
+        sos[i] = [norm, -2.0 * norm, norm, 1.0, 2.0 * (k * k - 1.0) * norm, (1.0 - k / q + k * k) * norm]
+    return sos
+
+
 def _state_space(sos):
     """(A, B, C, D) of a biquad cascade, each section in direct form II transposed.
 
@@ -371,6 +394,46 @@ class RecursiveStaLta:
             cf[: min(warm, n)] = 0.0
         self._seen += n
         return cf
+
+
+class HighpassInput:
+    """A causal Butterworth highpass for one channel of a stream, packet by packet.
+
+    After :meth:`reset` (the start of the stream or of the data after a gap)
+    the first sample ``x0`` is taken as the level the channel has always
+    been at: the filter runs on ``x - x0`` from rest, which is the steady
+    state of a constant input, so a large DC offset (raw counts) gives no
+    step transient.  :func:`highpass_traces` is the same filter over whole
+    arrays (training, offline scoring).
+    """
+
+    def __init__(self, corner_hz, fs, order=2):
+        self.corner_hz, self.fs, self.order = float(corner_hz), float(fs), int(order)
+        self.sos = butter_highpass_sos(self.corner_hz, self.fs, self.order)
+        self._filter = SosFilter(self.sos)
+        self.reset()
+
+    def reset(self):
+        self._filter.reset()
+        self._x0 = None
+
+    def filter(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        if self._x0 is None and len(x):
+            self._x0 = float(x[0])
+        return self._filter.filter(x - (self._x0 or 0.0))
+
+
+def highpass_traces(waves, corner_hz, fs, order=2):
+    """Each channel of ``waves`` (..., T) through :class:`HighpassInput` from its first sample (float32)."""
+    w = np.asarray(waves)
+    flat = w.reshape(-1, w.shape[-1])
+    out = np.empty(flat.shape, np.float32)
+    f = HighpassInput(corner_hz, fs, order)
+    for i, x in enumerate(flat):
+        f.reset()
+        out[i] = f.filter(x)
+    return out.reshape(w.shape)
 
 
 class TriggerState:

@@ -161,3 +161,18 @@ def test_compression_round_trips_and_old_cards_default_to_none(tmp_path, saved):
 def test_compression_is_validated_when_built_in_code(kw, message):
     with pytest.raises(CardError, match=message):
         make_card(input=InputSpec(100.0, 3000, normalisation=Normalisation(**kw))).validate()
+
+
+def test_input_highpass_round_trips_and_is_left_out_when_off(tmp_path):
+    plain = make_card().to_dict()
+    assert "highpass_hz" not in plain["input"]  # cards without a filter read as before
+    card = make_card(input=InputSpec(sampling_rate_hz=100.0, window_samples=3000, highpass_hz=1.0))
+    d = card.to_dict()
+    assert d["input"]["highpass_hz"] == 1.0 and d["input"]["highpass_order"] == 2
+    assert ModelCard.from_dict(d).input.highpass_hz == 1.0
+    d["input"]["highpass_hz"] = 60.0
+    with pytest.raises(CardError, match="highpass_hz is 60.0; allowed: 0 .none. or a corner below Nyquist"):
+        ModelCard.from_dict(d)
+    d["input"]["highpass_hz"], d["input"]["highpass_order"] = 1.0, 3
+    with pytest.raises(CardError, match="highpass_order is 3"):
+        ModelCard.from_dict(d)

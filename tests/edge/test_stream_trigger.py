@@ -166,3 +166,34 @@ def test_sta_lta_block_recursion_across_block_edges(rng, sizes):
     cuts = np.cumsum([0] + sizes)
     got = np.concatenate([s.update(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])])
     assert np.allclose(got, recursive_sta_lta(x, 5, 20), rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("order", [2, 4])
+@pytest.mark.parametrize("corner", [0.5, 1.0, 5.0])
+def test_highpass_equals_scipy_butter(order, corner):
+    from fieldpick.edge.stream.trigger import butter_highpass_sos
+
+    ours = butter_highpass_sos(corner, 100.0, order)
+    ref = signal.butter(order, corner, "highpass", fs=100.0, output="sos")
+    _, h1 = signal.sosfreqz(ours, worN=1024, fs=100.0)
+    _, h2 = signal.sosfreqz(ref, worN=1024, fs=100.0)
+    assert np.allclose(np.abs(h1), np.abs(h2), atol=1e-12)
+    with pytest.raises(ConfigError, match="allowed: 2, 4, 6, 8"):
+        butter_highpass_sos(corner, 100.0, 3)
+    with pytest.raises(ConfigError, match="Nyquist"):
+        butter_highpass_sos(60.0, 100.0)
+
+
+def test_highpass_input_starts_from_the_first_sample_and_streams_like_one_pass(rng):
+    """A large DC offset gives no step transient; packets of any size give the offline answer."""
+    from fieldpick.edge.stream.trigger import HighpassInput, highpass_traces
+
+    x = 20000.0 + rng.normal(0, 1, 3000)
+    whole = highpass_traces(x[None], 1.0, 100.0)[0]
+    ref = signal.sosfilt(signal.butter(2, 1.0, "highpass", fs=100.0, output="sos"), x - x[0])
+    assert np.allclose(whole, ref, atol=1e-3) and np.abs(whole).max() < 6
+    f = HighpassInput(1.0, 100.0)
+    streamed = np.concatenate([f.filter(p) for p in _split(x, [0], rng)])
+    assert np.allclose(streamed, ref, atol=1e-9)
+    f.reset()
+    assert np.allclose(f.filter(x[:500]), ref[:500], atol=1e-9)

@@ -258,8 +258,8 @@ class MixedWindows:
     """Training windows drawn from several sources in proportion to ``weights``.
 
     Each source is called as ``source(rng, n, compressed)`` and returns
-    ``(x, p, s)`` (:class:`fieldpick.train.fit.RandomWindows`); the batch is
-    the concatenation, shuffled.
+    ``(x, p, s)`` or ``(x, p, s, soft)`` (:class:`fieldpick.train.fit.RandomWindows`),
+    all sources alike; the batch is the concatenation, shuffled.
     """
 
     def __init__(self, sources, weights=None, names=None):
@@ -279,11 +279,8 @@ class MixedWindows:
     def __call__(self, rng, batch, compressed=True):
         counts = rng.multinomial(batch, self.weights)
         parts = [src(rng, int(n), compressed) for src, n in zip(self.sources, counts) if n]
-        x = np.concatenate([q[0] for q in parts])
-        p = np.concatenate([q[1] for q in parts])
-        s = np.concatenate([q[2] for q in parts])
-        order = rng.permutation(len(x))
-        return x[order], p[order], s[order]
+        order = rng.permutation(sum(len(q[0]) for q in parts))
+        return tuple(np.concatenate([q[k] for q in parts])[order] for k in range(len(parts[0])))
 
     def __str__(self):
         return "MixedWindows(%s)" % ", ".join("%s %.2f: %s" % (n, w, s) for n, w, s in

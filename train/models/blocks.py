@@ -91,6 +91,7 @@ def card_template(model, kind, labels, window_samples, sampling_rate_hz, stride_
             channels=["Z", "N", "E"],
             layout="NTC",
             normalisation=model_normalisation(model),
+            highpass_hz=float(getattr(model.config, "highpass_hz", 0.0)),
         ),
         output=OutputSpec(kind=kind, labels=list(labels), stride_samples=int(stride_samples), layout="NTC"),
         thresholds=dict(thresholds or getattr(model, "thresholds", None) or {p: 0.5 for p in phases}),

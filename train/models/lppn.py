@@ -45,6 +45,8 @@ class LPPN(nn.Module):
         kernel: int = 7                 # samples (depthwise kernels), odd
         context_blocks: int = 4         # dilated separable blocks at the output rate (dilation 1, 2, 4, ...)
         activation: str = "relu"        # 'relu' or 'relu6' (a fixed [0, 6] range: finer int8 steps)
+        highpass_hz: float = 0.0        # causal Butterworth highpass (order 2) the stream goes through first, Hz
+                                        # (card input.highpass_hz; 0: none)
         stem_stride: int = 1            # 1, or 2: the stem convolution halves the time axis itself (one
                                         # separable stage fewer; the full-rate stem is ~40 % of a w8's FLOPs)
 
