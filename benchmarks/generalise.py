@@ -72,6 +72,10 @@ def main(argv=None):
     p.add_argument("--teachers", default="", help="comma list of teachers; 'ensemble' for the default ensemble")
     p.add_argument("--teacher-threshold", type=float, default=0.3)
     p.add_argument("--baselines", default="", help="comma list of stalta, pkbaer")
+    p.add_argument("--continuous", metavar="MANIFEST",
+                   help="also run each model (its first path) over the SDS archive of a `fieldpick pseudo` "
+                        "manifest and compare with the teacher ensemble's picks there")
+    p.add_argument("--sds", default=None, help="SDS root for --continuous (default: the manifest's)")
     p.add_argument("--out", default="generalise")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -104,7 +108,23 @@ def main(argv=None):
             t = time.time()
             s = score_classic(bname, ls)
             rows.append(_row("classic", bname, set_name, "30 s windows", s, time.time() - t))
-    result = {"command": "benchmarks/generalise.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    continuous = []
+    if args.continuous:
+        from fieldpick.train.heldout import score_continuous
+
+        with open(args.continuous) as f:
+            manifest = json.load(f)
+        seen = set()
+        for name, path, _ in _models(args.model):
+            if name in seen:
+                continue
+            seen.add(name)
+            for mode in args.modes.split(","):
+                per = score_continuous(path, args.sds or manifest["sds"], manifest, mode, args.backend)
+                for region, rows in _regions(per).items():
+                    continuous.append(dict(_sum(rows), name=name, mode=mode, region=region))
+                    log.info("%s %s %s: %s", name, mode, region, continuous[-1])
+    result = {"continuous": continuous, "command": "benchmarks/generalise.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", args.out + ".json"), "w") as f:
@@ -112,6 +132,29 @@ def main(argv=None):
     with open(os.path.join(HERE, "results", args.out + ".md"), "w") as f:
         f.write(markdown(result))
     sys.stdout.write(markdown(result))
+
+
+def _regions(per_station):
+    """{region: [rows]} of the continuous archive's stations (the data folder's README)."""
+    out = {}
+    for sta, row in per_station.items():
+        net = sta.split(".")[0]
+        region = {"CX": "northern Chile", "O2": "Oklahoma", "PB": "Ridgecrest 2019"}.get(net)
+        if region is None:
+            region = "Ridgecrest 2019" if row["hours"] > 0.5 else "southern California 2020"
+        out.setdefault(region, []).append(row)
+    return out
+
+
+def _sum(rows):
+    tot = {k: sum(r[k] for r in rows) for k in rows[0] if isinstance(rows[0][k], (int, float))}
+    tot["stations"] = len(rows)
+    tot["lone_per_hour"] = tot["lone_picks"] / tot["hours"] if tot["hours"] else float("nan")
+    for ph in ("P", "S"):
+        tot[ph + "_precision_vs_ensemble"] = tot[ph + "_agree"] / tot[ph + "_picks"] if tot[ph + "_picks"] else None
+        tot[ph + "_recall_vs_ensemble"] = (tot[ph + "_found"] / tot[ph + "_ensemble"] if tot[ph + "_ensemble"]
+                                           else None)
+    return tot
 
 
 def _f(v, digits=3):
@@ -132,6 +175,18 @@ def markdown(result):
             _f(r["P_mae_s"]), _f(r["S_precision"] if has_s else None, 2), _f(r["S_recall"] if has_s else None, 2),
             _f(r["S_f1"] if has_s else None), _f(r["S_mae_s"] if has_s else None),
             r["S_as_P"] if has_s else "–", _f(r.get("false_picks_per_hour"), 1)))
+    if result.get("continuous"):
+        lines += ["", "## Real continuous data against the teacher ensemble", "",
+                  "Each station's stream through the station; the ensemble's picks (mean of its members >= 0.5) "
+                  "as the reference. \"alone\": picks more than 1 s from every peak of every teacher (>= 0.3), "
+                  "per station-hour.", "",
+                  "| model | mode | region | stations | hours | P agree prec | P agree rec | S agree prec | "
+                  "S agree rec | picks alone / h |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in result["continuous"]:
+            lines.append("| %s | %s | %s | %d | %.1f | %s | %s | %s | %s | **%s** |" % (
+                r["name"], r["mode"], r["region"], r["stations"], r["hours"], _f(r["P_precision_vs_ensemble"], 2),
+                _f(r["P_recall_vs_ensemble"], 2), _f(r["S_precision_vs_ensemble"], 2),
+                _f(r["S_recall_vs_ensemble"], 2), _f(r["lone_per_hour"], 1)))
     return "\n".join(lines) + "\n"
 
 

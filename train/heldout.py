@@ -171,3 +171,49 @@ def score_classic(name, ls: LabeledSet, tolerance_s=0.5, **params) -> Dict[str, 
         return out
 
     return _score(ls, run(ls.events.waveforms), run(ls.noise.waveforms) if len(ls.noise) else [], tolerance_s)
+
+
+def score_continuous(model, sds_root, manifest, mode="gated", backend="numpy", tolerance_s=0.5,
+                     clear_s=1.0) -> Dict[str, Dict[str, float]]:
+    """A model over real continuous data, against the teacher ensemble's picks on the same data.
+
+    manifest: the JSON written by ``fieldpick pseudo`` (per station: hours,
+    the ensemble's P/S picks and every member's peaks, ns).  Per station:
+    the model's picks, how many of them match an ensemble pick of the same
+    phase within ``tolerance_s`` (precision and recall against the
+    ensemble: agreement), and how many lie more than ``clear_s`` from every
+    peak of every teacher: false picks where no teacher sees anything, also
+    per station-hour.
+    """
+    from fieldpick.train.pseudo import read_station, sds_stations
+
+    runner = runner_for(model, backend) if isinstance(model, str) else model
+    fs = runner.card.input.sampling_rate_hz
+    stations = manifest["stations"]
+    out = {}
+    for key, files in sorted(sds_stations(sds_root).items()):
+        net_sta = ".".join(key.split(".")[:2])
+        if net_sta not in stations:
+            continue
+        ref = stations[net_sta]
+        picks = []
+        for t0, x in read_station(files, fs):
+            from fieldpick.edge.config import StationConfig
+            from fieldpick.edge.station import Station
+
+            st = Station(runner, StationConfig.from_dict(dict(MODES[mode])))
+            picks += [(p.phase, p.time_ns) for p in st.feed_array(x.astype(np.float64), int(t0), fs)]
+        row = {"hours": ref["hours"], "picks": len(picks)}
+        anyp = np.sort(np.asarray(ref["any_member"], np.int64))
+        for ph in ("P", "S"):
+            mine = np.array([t for q, t in picks if q == ph], np.int64)
+            theirs = np.asarray(ref["picks"][ph], np.int64)
+            hit = sum(bool(len(theirs)) and np.abs(theirs - t).min() <= tolerance_s * 1e9 for t in mine)
+            found = sum(bool(len(mine)) and np.abs(mine - t).min() <= tolerance_s * 1e9 for t in theirs)
+            row.update({ph + "_picks": len(mine), ph + "_ensemble": len(theirs), ph + "_agree": int(hit),
+                        ph + "_found": int(found)})
+        lone = [t for _, t in picks if not len(anyp) or np.abs(anyp - t).min() > clear_s * 1e9]
+        row["lone_picks"] = len(lone)
+        row["lone_per_hour"] = len(lone) / ref["hours"] if ref["hours"] else float("nan")
+        out[net_sta] = row
+    return out

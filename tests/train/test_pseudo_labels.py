@@ -97,10 +97,13 @@ def test_pseudo_cli_end_to_end_on_an_obspy_sds(tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(1)
     t0 = obspy.UTCDateTime(2020, 1, 1)
     n = int(900 * FS)
+    t = np.arange(n) / FS
     for comp in "ZNE":
         d = tmp_path / "sds" / "2020" / "XX" / "AB" / ("HH%s.D" % comp)
         d.mkdir(parents=True)
-        tr = obspy.Trace(rng.integers(-500, 500, n).astype(np.int32),
+        onset = 200.0 if comp == "Z" else 208.0  # an event where the fake ensemble says P and S
+        wave = 20000 * np.where(t >= onset, np.exp(-(t - onset) / 2.0), 0.0) * np.sin(2 * np.pi * 5 * t)
+        tr = obspy.Trace((rng.integers(-500, 500, n) + wave).astype(np.int32),
                          {"network": "XX", "station": "AB", "channel": "HH" + comp, "sampling_rate": FS,
                           "starttime": t0})
         tr.write(str(d / ("XX.AB..HH%s.D.2020.001" % comp)), format="MSEED", encoding="STEIM2")
@@ -121,3 +124,15 @@ def test_pseudo_cli_end_to_end_on_an_obspy_sds(tmp_path, monkeypatch, capsys):
     assert abs(station["hours"] - 0.25) < 1e-6
     ls = load_labeled(str(out), window_samples=3072)
     assert len(ls.events) == 1 and ls.events.s_idx[0] - ls.events.p_idx[0] == 800
+
+    # a model over the same archive against the ensemble's picks: it finds the event the ensemble found
+    from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
+    from fieldpick.edge.station import EnergyRatioRunner
+    from fieldpick.train.heldout import score_continuous
+
+    card = ModelCard(name="er", architecture="energy-ratio", input=InputSpec(100.0, 3001),
+                     output=OutputSpec("probabilities", ["N", "P", "S"]), thresholds={"P": 0.3, "S": 0.3}).validate()
+    row = score_continuous(EnergyRatioRunner(card), str(tmp_path / "sds"), manifest, mode="continuous")["XX.AB"]
+    assert row["P_ensemble"] == 1 and row["P_agree"] == 1 and row["P_found"] == 1
+    assert row["lone_picks"] == row["picks"] - row["P_agree"] - row["S_agree"]
+    assert row["lone_per_hour"] == row["lone_picks"] / 0.25
