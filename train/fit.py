@@ -860,6 +860,8 @@ def main(argv) -> int:
     parser.add_argument("--fold-seed", type=int, metavar="N",
                         help="with --crossval: seed of the station folds and validation stations (default: the "
                              "recipe's seed); fix it to vary only the weights and training windows with --seed")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="with --crossval and data 'corpus': train N folds at once in separate processes")
     parser.add_argument("--final", action="store_true",
                         help="after choosing the epoch count on the validation split, retrain on all stations")
     parser.add_argument("--publish", metavar="PREFIX",

@@ -268,17 +268,34 @@ def _digest(ls):
     return hashlib.sha256(np.ascontiguousarray(ls.events.waveforms[:, :, ::101]).tobytes()).hexdigest()[:12]
 
 
+def _fold(cfg, target, others, test_st, f, fold_seed, out_dir, extra_noise):
+    """Train one fold's model and pick its test stations: (scores, picks, p, s, noise picks, noise s)."""
+    from fieldpick.train.fit import best_epoch, predict
+    from fieldpick.train.score import score
+
+    rest, test = target.split_stations(test_st)
+    train_sets, val_sets = split_validation([rest] + list(others), cfg.val_fraction, fold_seed + 1 + f)
+    model, history = train_corpus(cfg, train_sets, val_sets, os.path.join(out_dir, "fold%d" % f),
+                                  extra_noise=extra_noise)
+    data = eval_data(filtered([test], model), model.config.window_samples)
+    events, picks, npicks, seconds = predict(model, data, cfg)
+    sc = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
+    sc.update(windows=len(events), best_epoch=best_epoch(history), thresholds=dict(model.thresholds))
+    log.info("fold %d: P F1 %.3f  S F1 %.3f", f + 1, sc["P_f1"], sc["S_f1"])
+    return sc, picks, events.p_idx, events.s_idx, npicks, seconds
+
+
 def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_set="ncedc", k=5, out_dir=None,
-                          fold_seed=None, extra_noise=()):
+                          fold_seed=None, extra_noise=(), jobs=1):
     """k folds by station of ``sets[fold_set]``; the other sets always train.
 
     Each fold's model trains on the other folds' stations of ``fold_set`` and
     on every other set (a share of each set's stations held out for
-    validation), and picks the fold's windows.  Returns the same dict as
+    validation), and picks the fold's windows.  ``jobs`` folds train at once
+    in separate processes (one thread each).  Returns the same dict as
     :func:`fieldpick.train.crossval.cross_validate`.
     """
     from fieldpick.train.crossval import flops_per_record, station_folds
-    from fieldpick.train.fit import best_epoch, predict
     from fieldpick.train.models import build
     from fieldpick.train.models.blocks import count_parameters
     from fieldpick.train.score import score
@@ -290,28 +307,22 @@ def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_se
     target = sets[fold_set]
     fold = station_folds(target.events.station, k, fold_seed)
     others = [s for n, s in sets.items() if n != fold_set]
-    picks_all, p_all, s_all, npicks_all, seconds_all, per_fold = [], [], [], [], 0.0, []
-    for f in range(k):
-        test_st = set(target.events.station[fold == f])
-        rest, test = target.split_stations(test_st)
-        train_sets, val_sets = split_validation([rest] + others, cfg.val_fraction, fold_seed + 1 + f)
-        model, history = train_corpus(cfg, train_sets, val_sets, os.path.join(out_dir, "fold%d" % f),
-                                      extra_noise=extra_noise)
-        data = eval_data(filtered([test], model), model.config.window_samples)
-        events, picks, npicks, seconds = predict(model, data, cfg)
-        sc = score(picks, events.p_idx, events.s_idx, events.fs, cfg.tolerance_s, npicks, seconds)
-        sc.update(windows=len(events), best_epoch=best_epoch(history), thresholds=dict(model.thresholds))
-        per_fold.append(sc)
-        log.info("fold %d: P F1 %.3f  S F1 %.3f", f + 1, sc["P_f1"], sc["S_f1"])
-        picks_all += picks
-        p_all.append(events.p_idx)
-        s_all.append(events.s_idx)
-        npicks_all += npicks
-        seconds_all += seconds
-    pooled = score(picks_all, np.concatenate(p_all), np.concatenate(s_all), target.events.fs, cfg.tolerance_s,
-                   npicks_all, seconds_all)
+    args = [(cfg, target, others, set(target.events.station[fold == f]), f, fold_seed, out_dir, extra_noise)
+            for f in range(k)]
+    if jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_fold, *zip(*args)))
+    else:
+        results = [_fold(*a) for a in args]
+    per_fold = [r[0] for r in results]
+    pooled = score([pk for r in results for pk in r[1]], np.concatenate([r[2] for r in results]),
+                   np.concatenate([r[3] for r in results]), target.events.fs, cfg.tolerance_s,
+                   [pk for r in results for pk in r[4]], sum(r[5] for r in results))
     model = build(cfg.architecture, cfg.model)
-    return {"architecture": cfg.architecture, "fold_set": fold_set, "fold_seed": fold_seed,
+    return {"architecture": cfg.architecture, "fold_set": target.name, "fold_seed": fold_seed,
             "parameters": count_parameters(model), "flops_per_30s": flops_per_record(model), "pooled": pooled,
             "folds": per_fold, "f1_fold_mean": float(np.mean([s["f1"] for s in per_fold]))}
 
@@ -371,13 +382,13 @@ def main_corpus(cfg: TrainConfig, args, argv) -> int:
     if args.crossval:
         fold_set = "ncedc" if "ncedc" in sets else next(iter(sets))
         cv = cross_validate_corpus(cfg, sets, fold_set, args.crossval, os.path.join(cfg.out_dir, "cv"),
-                                   args.fold_seed)
+                                   args.fold_seed, jobs=getattr(args, "jobs", 1) or 1)
         os.makedirs(cfg.out_dir, exist_ok=True)
         with open(os.path.join(cfg.out_dir, "crossval.json"), "w") as f:
             json.dump(cv, f, indent=1, default=float)
         out["crossval"] = cv["pooled"]
-        metric_sets.append(_metric(fold_set, "%d-fold cross-validation split by station of %s (the other sets "
-                                   "always in training)" % (args.crossval, fold_set), cv["pooled"]))
+        metric_sets.append(_metric(cv["fold_set"], "%d-fold cross-validation split by station of %s (the other "
+                                   "sets always in training)" % (args.crossval, cv["fold_set"]), cv["pooled"]))
     train_sets, val_sets = split_validation(list(sets.values()), cfg.val_fraction, cfg.seed)
     model, history = train_corpus(cfg, train_sets, val_sets, cfg.out_dir)
     val = eval_data(filtered(val_sets, model), window)

@@ -233,3 +233,20 @@ def test_counts_like_scales_physical_units_to_counts():
     w = np.array([[[1e-14, -3e-14], [0, 0], [0, 0]], [[0, 0], [0, 0], [0, 0]]], np.float32)
     out = counts_like(w)
     assert np.isclose(np.abs(out[0]).max(), 1e4) and not out[1].any()
+
+
+def test_corpus_crossval_by_station_in_two_processes(tmp_path, capsys):
+    """--crossval 2 --jobs 2: the folds train at once; every window of the fold set is scored once."""
+    from fieldpick.train.fit import main
+
+    a = write_set(tmp_path / "a.npz", n=10, length=2048, p_at=900, stations=5)
+    b = write_set(tmp_path / "b.npz", n=6, length=2048, p_at=700, seed=4, stations=3)
+    out = tmp_path / "run"
+    rc = main(["--data", "corpus", "--datasets", "%s,%s" % (a, b), "--crossval", "2", "--jobs", "2",
+               "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4", "--model", "window_samples=512",
+               "--model", "width=4", "--out-dir", str(out), "--progress", "false"])
+    assert rc == 0
+    cv = json.loads((out / "crossval.json").read_text())
+    assert cv["fold_set"] == "a" and len(cv["folds"]) == 2
+    assert sum(f["windows"] for f in cv["folds"]) == 10 and cv["pooled"]["P_labels"] == 10
+    assert (out / "cv" / "fold0" / "best.pt").exists() and (out / "cv" / "fold1" / "best.pt").exists()
