@@ -74,12 +74,14 @@ def synthetic_windows(n, window_samples, fs, seed, noise_fraction=0.2):
     return x, p, s
 
 
-def ncedc_windows(root, window_samples, seed, half=None):
+def ncedc_windows(root, window_samples, seed, half=None, highpass=None):
     """Real NCEDC windows of ``window_samples``: crops of the 90 s traces with P at a random place.
 
     half: None for all 154 traces; 0 or 1 for the traces of every other
     station (sorted by name), so that calibration (0) and parity (1) never
-    share a station.  Returns ``(windows, p_idx, s_idx)`` (raw, not
+    share a station.  highpass: optional (corner Hz, order) of the card's
+    input filter, applied to each whole 90 s trace before cutting, as the
+    station filters its stream.  Returns ``(windows, p_idx, s_idx)`` (not
     normalised) or None when the data folder is absent.
     """
     path = os.path.join(root or "", "phasenet_ncedc_90s.npz")
@@ -94,6 +96,10 @@ def ncedc_windows(root, window_samples, seed, half=None):
         rank = {name: k for k, name in enumerate(sorted(set(names)))}
         keep = np.array([rank[name] % 2 == half for name in names])
         w, p_all, s_all = w[keep], p_all[keep], s_all[keep]
+    if highpass:
+        from fieldpick.edge.stream.trigger import highpass_traces
+
+        w = highpass_traces(w, highpass[0], 100.0, highpass[1])
     rng = np.random.default_rng(seed)
     total = w.shape[-1]
     out = np.zeros((len(w), w.shape[1], window_samples), dtype=np.float32)
@@ -122,8 +128,13 @@ def export_windows(card, n_synthetic, seed, ncedc_root=None, half=None):
     if len(spec.channels) != 3:
         raise DataError("export windows are 3-component; card %r has channels %s" % (card.name, spec.channels))
     x, p, s = synthetic_windows(n_synthetic, spec.window_samples, spec.sampling_rate_hz, seed)
+    hp = (spec.highpass_hz, spec.highpass_order) if spec.highpass_hz else None
+    if hp:  # the card's input filter, as the station applies it (each synthetic window from its start)
+        from fieldpick.edge.stream.trigger import highpass_traces
+
+        x = highpass_traces(x, hp[0], spec.sampling_rate_hz, hp[1])
     src = ["synthetic"] * len(x)
-    real = ncedc_windows(ncedc_root, spec.window_samples, seed + 1, half) if ncedc_root else None
+    real = ncedc_windows(ncedc_root, spec.window_samples, seed + 1, half, hp) if ncedc_root else None
     if real is not None:
         if spec.sampling_rate_hz != 100.0:
             raise DataError("NCEDC windows are 100 Hz; card %r expects %g Hz" % (card.name, spec.sampling_rate_hz))

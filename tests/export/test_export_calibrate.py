@@ -100,3 +100,22 @@ def test_export_windows_carry_the_cards_asinh_compression():
     x, _, _, _ = export_windows(plain, 6, seed=2)
     y, _, _, _ = export_windows(squashed, 6, seed=2)
     np.testing.assert_allclose(y, np.arcsinh(x.astype(np.float64) / 0.05), rtol=1e-5, atol=1e-5)
+
+
+def test_export_windows_go_through_the_cards_input_highpass():
+    """Calibration and parity windows are filtered as the station filters its stream."""
+    import dataclasses
+
+    from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
+    from fieldpick.edge.stream.trigger import highpass_traces
+    from fieldpick.edge.stream.windows import normalise as station_normalise
+
+    card = ModelCard(name="t", architecture="lppn", input=InputSpec(100.0, 1024),
+                     output=OutputSpec("stride_class_offset", ["N", "P", "S"], stride_samples=16),
+                     thresholds={"P": 0.5, "S": 0.5})
+    plain, _, _, _ = export_windows(card, 6, seed=3)
+    hp_card = dataclasses.replace(card, input=dataclasses.replace(card.input, highpass_hz=1.0))
+    filtered, _, _, _ = export_windows(hp_card, 6, seed=3)
+    raw, _, _ = synthetic_windows(6, 1024, 100.0, 3)
+    want = station_normalise(highpass_traces(raw, 1.0, 100.0), card.input.normalisation)
+    assert np.allclose(filtered, want, atol=1e-5) and not np.allclose(filtered, plain, atol=1e-3)
