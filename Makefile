@@ -23,14 +23,21 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge
 
-# The shipped default model from the data (train/artifacts/default.pt + .json; then `fieldpick export`,
-# README): the PhaseNet teacher cross-validated and trained (configs/teacher.toml), then the student
-# distilled from it (configs/student.toml).  About 40 min on one core.
+# The shipped default model from the data (train/artifacts/default.pt + .json, then edge/models/):
+# the teacher ensemble labels the real continuous archive (fieldpick pseudo), then the LPPN student
+# trains on the labelled sets and those labels (configs/general.toml: 5-fold station CV on NCEDC,
+# two folds at a time, then the final model), then the int8 export.  DATA is the folder holding
+# labeled/, continuous/, ncedc/ and teachers/.  About an hour on 2 cores.
+DATA ?= ../shared/data
 default-model: $(VENV)/.installed
-	$(VENV)/bin/fieldpick -v train --config configs/teacher.toml --crossval 5 --final --progress false
-	$(VENV)/bin/fieldpick -v distill --config configs/student.toml --crossval 5 --no-scratch \
-		--teacher-folds runs/teacher/cv --teacher runs/teacher/best.pt --final \
-		--final-teacher runs/teacher/final/final.pt --publish train/artifacts/default --progress false
+	FIELDPICK_TEACHERS=$(DATA)/teachers $(VENV)/bin/fieldpick -v pseudo --sds $(DATA)/continuous/sds \
+		--out runs/pseudo/continuous.npz
+	FIELDPICK_DATA=$(DATA) FIELDPICK_NCEDC=$(DATA)/ncedc FIELDPICK_TEACHERS=$(DATA)/teachers \
+		$(VENV)/bin/fieldpick -v train --config configs/general.toml --crossval 5 --jobs 2 --final \
+		--publish train/artifacts/default --progress false
+	FIELDPICK_NCEDC=$(DATA)/ncedc $(VENV)/bin/fieldpick -v export train/artifacts/default.pt \
+		--out build/export/default --install edge/models --name fieldpick-default \
+		--install-despite-parity-miss --card-notes configs/default.card-notes.json
 
 # The benchmark report from nothing: every benchmark, then benchmarks/REPORT.md.  `make bench` runs
 # the quick budget (~30-45 min on 2 cores); `make bench-full` (or BUDGET=full) the budget of the

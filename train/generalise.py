@@ -390,16 +390,20 @@ def main_corpus(cfg: TrainConfig, args, argv) -> int:
         metric_sets.append(_metric(cv["fold_set"], "%d-fold cross-validation split by station of %s (the other "
                                    "sets always in training)" % (args.crossval, cv["fold_set"]), cv["pooled"]))
     train_sets, val_sets = split_validation(list(sets.values()), cfg.val_fraction, cfg.seed)
-    model, history = train_corpus(cfg, train_sets, val_sets, cfg.out_dir)
-    val = eval_data(filtered(val_sets, model), window)
-    out["validation"] = evaluate(model, val, cfg)
-    metric_sets.append(_metric("+".join(out["datasets"]), "validation stations of every training set (%d windows)%s" % (
-        len(val.events), ", before the final retrain" if args.final else ""), out["validation"]))
+    model, history = None, []
+    if not (cv and args.final):  # with folds, the final model takes its epochs and thresholds from them
+        model, history = train_corpus(cfg, train_sets, val_sets, cfg.out_dir)
+        val = eval_data(filtered(val_sets, model), window)
+        out["validation"] = evaluate(model, val, cfg)
+        metric_sets.append(_metric("+".join(out["datasets"]), "validation stations of every training set (%d "
+                                   "windows)%s" % (len(val.events), ", before the final retrain" if args.final
+                                                   else ""), out["validation"]))
     card_path = os.path.join(cfg.out_dir, "best.json")
     if args.final:
         folds = cv["folds"] if cv else []
         epochs, epochs_rule = final_epochs([s.get("best_epoch") for s in folds], history)
-        thresholds, thresholds_rule = final_thresholds([s.get("thresholds") for s in folds], model.thresholds)
+        thresholds, thresholds_rule = final_thresholds([s.get("thresholds") for s in folds],
+                                                       model.thresholds if model is not None else {})
         final_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), epochs=max(epochs, 1), patience=0))
         final_dir = os.path.join(cfg.out_dir, "final")
         model, _ = train_corpus(final_cfg, list(sets.values()), val_sets, final_dir, select="last")
