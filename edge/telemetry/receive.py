@@ -425,6 +425,11 @@ def _parser():
     p.add_argument("--quakeml", metavar="PATH", help="write picks as QuakeML 1.2")
     p.add_argument("--earthworm", metavar="PATH", help="append Earthworm TYPE_PICK_SCNL lines")
     p.add_argument("--state", metavar="PATH", help="replay-protection state, kept across restarts")
+    p.add_argument("--db", metavar="URL", help="also store picks in a database: sqlite:///PATH or postgresql://... "
+                   "(needs fieldpick[network]); with --earthworm, sequence numbers are kept there")
+    p.add_argument("--model", metavar="CARD", help="with --db: the stations' model card (or 'default'), recorded per pick")
+    p.add_argument("--ew-module", type=int, default=0, metavar="ID", help="Earthworm module id (default 0)")
+    p.add_argument("--ew-installation", type=int, default=255, metavar="ID", help="Earthworm installation id (default 255)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     return p
@@ -460,8 +465,12 @@ def main(argv: list) -> int:
         writers.append(CsvWriter(args.csv))
     if args.quakeml:
         writers.append(QuakeMLWriter(args.quakeml))
-    if args.earthworm:
-        writers.append(EarthwormWriter(args.earthworm))
+    if args.db:  # the network side, imported only when asked for
+        from ...network.ingest import receive_writers
+
+        writers += receive_writers(args.db, args.model, args.earthworm, args.ew_module, args.ew_installation)
+    elif args.earthworm:
+        writers.append(EarthwormWriter(args.earthworm, mod_id=args.ew_module, inst_id=args.ew_installation))
     sys.stdout.flush()
     receiver = Receiver(table, writers, state_path=args.state)
     stop = []
