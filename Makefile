@@ -53,14 +53,14 @@ bench-full: $(VENV)/.installed-bench
 # The benchmarks' peers beyond the workstation stack: SeisBench (PhaseNet annotate, the station
 # benchmark's peer), pinned in constraints.txt; torch stays 2.13.0.
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[train,export,runtimes,dev,bench]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[train,export,runtimes,dev,network,bench]'
 	touch $@
 
 # Workstation: torch 2.13.0 (CPU) and the pinned onnx2tf/TensorFlow stack from constraints.txt.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[train,export,runtimes,dev]'
+	$(VENV)/bin/pip install $(PIP_FLAGS) -c constraints.txt -e '.[train,export,runtimes,dev,network]'
 	touch $@
 
 # Station: numpy and the standard library, nothing else.

@@ -91,6 +91,7 @@ BUDGETS = {
         # whole days: the run soak shifts the day file by 24 h, so a shorter "day" leaves gaps between files
         "station": ["--hours", "24", "--soak-days", "1", "--run-soak-days", "2"],
         "mseed": ["--hours", "24", "--repeat", "3"],
+        "network": ["all"],  # ~5 min: calibration, synthetic network, store throughput, Ridgecrest
         "telemetry": [],  # 1 s; fewer than ~800 picks a day make a packet span more than its 4.6 h limit
         "estimator": ["--quick"],
     },
@@ -106,6 +107,7 @@ BUDGETS = {
         "station": ["--repeat", "3"],
         "mseed": ["--repeat", "7"],
         "telemetry": [],
+        "network": ["all"],
         "estimator": [],
     },
 }

@@ -175,7 +175,6 @@ class Associator(object):
         return np.maximum(c.reject_k * sigma, np.where(is_s, c.reject_floor_s_s, c.reject_floor_p_s))
 
     def _locate_and_clean(self, chosen, start, sta, is_s, t, sigma, used, score) -> Optional[Event]:
-        c = self.cfg
         sol = start
         for _ in range(3):
             if not self._enough(chosen, sta, is_s):

@@ -71,7 +71,7 @@ def test_locator_recovers_a_known_hypocentre_with_honest_errors(tt):
     is_s = np.r_[np.zeros(12, bool), np.ones(12, bool)]
     sig = np.where(is_s, 0.1, 0.03)
     errs = []
-    for k in range(6):
+    for _ in range(6):
         truth = (rng.uniform(-20, 20), rng.uniform(-20, 20), rng.uniform(3, 18), 5.0)
         t = loc.predict(*truth[:3], sta, is_s)[0] + truth[3] + rng.normal(0, 1, 24) * sig
         s = loc.locate(sta, is_s, t, sig)
