@@ -44,7 +44,7 @@ def associate_store(store: Store, since_ns: Optional[int] = None, until_ns: Opti
     proj = Projection.around(lat, lon)
     sx, sy = proj.to_xy(lat, lon)
     extent = float(np.hypot(np.ptp(sx), np.ptp(sy)))
-    tt = TravelTimes(model, max_dist_km=extent + 150.0, max_depth_km=40.0)
+    tt = _travel_times(model, 50.0 * math.ceil((extent + 150.0) / 50.0))
     picks = [p for p in _unassociated(store, since_ns, until_ns) if p["station"] in index]
     if not picks:
         return []
@@ -61,6 +61,19 @@ def associate_store(store: Store, since_ns: Optional[int] = None, until_ns: Opti
         ids.append(_write_event(store, ev, picks, sta, proj, t_ref, coords, codes, tt.model.name, agency))
     log.info("associate: %d picks, %d events", len(picks), len(ids))
     return ids
+
+
+_TABLES = {}
+
+
+def _travel_times(model, max_dist_km):
+    """Tables are reused across calls (the receiver associates every few seconds)."""
+    key = (None if model is None else repr(model.to_dict()), max_dist_km)
+    if key not in _TABLES:
+        if len(_TABLES) > 8:
+            _TABLES.clear()
+        _TABLES[key] = TravelTimes(model, max_dist_km=max_dist_km, max_depth_km=40.0)
+    return _TABLES[key]
 
 
 def _unassociated(store, since_ns, until_ns):

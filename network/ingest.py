@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from typing import List, Optional, Sequence, Tuple
 
 from fieldpick.edge.errors import ConfigError, DataError
@@ -39,37 +40,75 @@ def model_identity(spec: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
 
 
 class DbWriter(object):
-    """The receiver's database writer: one transaction per packet, committed in ``write``."""
+    """The receiver's database writer: one transaction per packet, committed in ``write``.
 
-    def __init__(self, store: Store, model: Tuple[Optional[str], Optional[str]] = (None, None)):
+    With ``associate_s`` it also associates live: at most every ``associate_s``
+    seconds (wall clock) it runs the associator over the unassociated picks
+    between ``lookback_s`` and ``settle_s`` before the newest pick received,
+    so that slower stations' picks of an event have arrived before it is
+    formed (a pick later than that is left unassociated; ``fieldpick
+    associate`` over the span picks it up with what is left).
+    """
+
+    def __init__(self, store: Store, model: Tuple[Optional[str], Optional[str]] = (None, None),
+                 associate_s: Optional[float] = None, settle_s: float = 120.0, lookback_s: float = 900.0):
         self.store = store
         self.model = model
-        self.counts = {"packets": 0, "picks": 0, "duplicate_picks": 0}
+        self.associate_s = associate_s
+        self.settle_s, self.lookback_s = settle_s, lookback_s
+        self._last_run = time.monotonic()
+        self._newest = None
+        self.counts = {"packets": 0, "picks": 0, "duplicate_picks": 0, "events": 0}
 
     @classmethod
-    def open(cls, url: str, model: Optional[str] = None) -> "DbWriter":
-        return cls(open_store(url), model_identity(model))
+    def open(cls, url: str, model: Optional[str] = None, associate_s: Optional[float] = None) -> "DbWriter":
+        return cls(open_store(url), model_identity(model), associate_s)
 
     def write(self, entry, seq: int, picks: Sequence[Pick]) -> None:
         new = self.store.insert_picks(list(picks), station_id=entry.id, seq=seq, model=self.model)
         self.counts["packets"] += 1
         self.counts["picks"] += new
         self.counts["duplicate_picks"] += len(picks) - new
+        if picks:
+            newest = max(p.time_ns for p in picks)
+            self._newest = newest if self._newest is None else max(self._newest, newest)
+        if self.associate_s is not None and time.monotonic() - self._last_run >= self.associate_s:
+            self.associate_now()
+
+    def associate_now(self) -> int:
+        """Associate the settled picks now; the number of new events."""
+        from .events import associate_store
+
+        self._last_run = time.monotonic()
+        if self._newest is None:
+            return 0
+        until = self._newest - int(self.settle_s * 1e9)
+        try:
+            ids = associate_store(self.store, until - int(self.lookback_s * 1e9), until)
+        except Exception:  # association must never stop the receiver from storing picks
+            log.exception("live association failed; picks are stored, run fieldpick associate later")
+            return 0
+        self.counts["events"] += len(ids)
+        return len(ids)
 
     def flush(self) -> None:
         """Nothing to do: ``write`` committed (SQLite synchronous=FULL, PostgreSQL's fsync)."""
 
     def close(self) -> None:
+        if self.associate_s is not None:  # what has not settled yet: associate it now
+            self.settle_s = 0.0
+            self._newest = None if self._newest is None else self._newest + 1
+            self.associate_now()
         self.store.close()
 
 
 def receive_writers(db: Optional[str], model: Optional[str] = None, earthworm: Optional[str] = None,
-                    module_id: int = 0, installation_id: int = 255) -> List:
+                    module_id: int = 0, installation_id: int = 255, associate_s: Optional[float] = None) -> List:
     """The writers ``fieldpick receive`` adds for ``--db``: the store and, with ``--earthworm``,
     an Earthworm writer whose sequence numbers live in the same store."""
     if not db:
         return []
-    w = DbWriter.open(db, model)
+    w = DbWriter.open(db, model, associate_s)
     out = [w]
     if earthworm:
         from .earthworm import EarthwormWriter

@@ -428,6 +428,8 @@ def _parser():
     p.add_argument("--db", metavar="URL", help="also store picks in a database: sqlite:///PATH or postgresql://... "
                    "(needs fieldpick[network]); with --earthworm, sequence numbers are kept there")
     p.add_argument("--model", metavar="CARD", help="with --db: the stations' model card (or 'default'), recorded per pick")
+    p.add_argument("--associate", type=float, metavar="SECONDS", help="with --db: associate and locate live, "
+                   "at most every SECONDS (picks settle 120 s first; station coordinates from fieldpick stations)")
     p.add_argument("--ew-module", type=int, default=0, metavar="ID", help="Earthworm module id (default 0)")
     p.add_argument("--ew-installation", type=int, default=255, metavar="ID", help="Earthworm installation id (default 255)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
@@ -468,7 +470,8 @@ def main(argv: list) -> int:
     if args.db:  # the network side, imported only when asked for
         from ...network.ingest import receive_writers
 
-        writers += receive_writers(args.db, args.model, args.earthworm, args.ew_module, args.ew_installation)
+        writers += receive_writers(args.db, args.model, args.earthworm, args.ew_module, args.ew_installation,
+                                   args.associate)
     elif args.earthworm:
         writers.append(EarthwormWriter(args.earthworm, mod_id=args.ew_module, inst_id=args.ew_installation))
     sys.stdout.flush()

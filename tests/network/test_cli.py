@@ -161,3 +161,33 @@ def test_associate_verb_writes_events(tmp_path, capsys):
     assert events[0]["longitude"] == pytest.approx(float(lon), abs=0.01)
     assert main(["associate", "--db", db]) == 0
     assert "0 new events" in capsys.readouterr().err
+
+
+def test_live_association_in_the_receivers_writer(tmp_path):
+    from fieldpick.edge.picks import Pick
+    from fieldpick.network.ingest import DbWriter
+    from fieldpick.network.stations import import_stations
+    from fieldpick.network.synthetic import make_network
+    from fieldpick.network.velocity import TravelTimes
+
+    net = make_network(n_stations=8, n_events=3, size_km=50, span_s=900, missed=0.0, false=0.0, seed=6,
+                       tt=TravelTimes(max_dist_km=100, max_depth_km=30), min_gap_s=250)
+    store = open_store(_db(tmp_path))
+    import_stations(store, [{"code": c, "latitude": float(a), "longitude": float(b)}
+                            for c, a, b in zip(net.codes, net.lat, net.lon)])
+    w = DbWriter(store, associate_s=0.0)
+    t0 = 1_562_261_629 * 10**9
+    seq = 0
+    for k in range(3):  # each station sends its picks of an event in one packet, events in time order
+        for j in range(8):
+            m = (net.truth == k) & (net.sta == j)
+            picks = [Pick(t0 + int(t * 1e9), "S" if sf else "P", 0.8, 0.03, 1.0, 10.0, "?", net.codes[j] + ".HHZ")
+                     for sf, t in sorted(zip(net.is_s[m], net.t[m]), key=lambda x: x[1])]
+            seq += 1
+            w.write(type("Entry", (), {"id": j + 1})(), seq, picks)
+        if k == 1:
+            assert w.counts["events"] == 1  # the first event settled and was located; the second not yet
+    w.close()  # the rest is associated on closing
+    assert w.counts["events"] == 3
+    with open_store(_db(tmp_path)) as s:
+        assert s.count("events") == 3 and s.count("arrivals") == len(net.t)

@@ -141,3 +141,21 @@ def test_csv_and_json_lines(tmp_path, make_picks):
     write_picks(recs, f, "json")
     d = [json.loads(x) for x in f.getvalue().splitlines()]
     assert d[0]["weight"] == 0 and d[0]["sigma_s"] < d[0]["uncertainty_s"]
+
+
+def test_local_magnitude_by_hand():
+    from fieldpick.network.magnitude import event_ml, station_ml
+
+    # 1 mm Wood-Anderson at 100 km is ML 3 (Hutton & Boore): 1e-3 m / 2080 displacement at T = 0.2 s
+    v = 1e-3 / 2080.0 * 2 * np.pi / 0.2
+    assert station_ml(v * 6e8, 6e8, 100.0) == pytest.approx(3.0)
+    assert station_ml(10 * v * 6e8, 6e8, 100.0) == pytest.approx(4.0)
+    assert station_ml(1000.0, None, 10.0) is None
+    ml, n = event_ml(["A", "A", "B"], [v * 6e8, 10 * v * 6e8, v * 6e8], [6e8, 6e8, None], [100.0, 100.0, 50.0])
+    assert (ml, n) == (pytest.approx(4.0), 1)  # the larger of A's two; B has no gain
+
+
+def test_damaged_calibration_table_is_named(tmp_path):
+    (tmp_path / "x.json").write_text('{"model_sha256": "ab", "phases": {"P": {"scale": 1}}}')
+    with pytest.raises(ConfigError, match="x.json is not readable"):
+        load_tables(str(tmp_path))
