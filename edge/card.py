@@ -90,7 +90,8 @@ class Normalisation:
 
     detrend: 'none', 'demean' or 'linear' (per channel, over the window).
     scale: 'none', 'std' or 'peak'; per channel when ``per_channel`` else one
-    factor for all channels.  ``epsilon`` guards the division (dead channels).
+    factor for all channels.  ``epsilon`` guards the division (dead channels);
+    1e-30 leaves data in physical units (m/s, 1e-9 and below) intact.
     compress: 'none' or 'asinh': after scaling, ``y = asinh(y / compress_scale)``
     (linear below ``compress_scale``, logarithmic above), so that an int8
     input keeps levels for the pre-event noise and the P onset of a window
@@ -101,7 +102,7 @@ class Normalisation:
     detrend: str = "demean"
     scale: str = "std"
     per_channel: bool = True
-    epsilon: float = 1e-10
+    epsilon: float = 1e-30
     compress: str = "none"
     compress_scale: float = 1.0
 

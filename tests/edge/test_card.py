@@ -149,7 +149,7 @@ def test_compression_round_trips_and_old_cards_default_to_none(tmp_path, saved):
     out = str(tmp_path / "asinh.json")
     card.save(out)
     back = ModelCard.load(out)
-    assert back.input.normalisation == Normalisation("demean", "std", True, 1e-10, "asinh", 0.05)
+    assert back.input.normalisation == Normalisation("demean", "std", True, 1e-30, "asinh", 0.05)
     assert json.load(open(out))["input"]["normalisation"]["compress"] == "asinh"
 
 
