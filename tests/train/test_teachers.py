@@ -77,9 +77,16 @@ def brute_force(run, x, window, hop, combine):
         for s in starts:
             y = run(x[i:i + 1, :, s:s + window])[0]
             for j in range(window):
-                outs[i][s + j].append(y[:, j])
-    red = np.mean if combine == "mean" else np.max
-    return np.array([[red(np.array(v), axis=0) for v in row[:length]] for row in outs]).transpose(0, 2, 1)
+                edge = min(j, window - 1 - j)                 # taper: 1/ramp at the edge, 1 from ramp-1 in
+                w = max(1e-3, min(1.0, (edge + 1) / (window // 4))) if combine == "taper" else 1.0
+                outs[i][s + j].append((y[:, j], w))
+
+    def reduce(v):
+        if combine == "max":
+            return np.max([y for y, _ in v], axis=0)
+        return sum(y * w for y, w in v) / sum(w for _, w in v)
+
+    return np.array([[reduce(v) for v in row[:length]] for row in outs]).transpose(0, 2, 1)
 
 
 def position_model(segs):
@@ -91,7 +98,7 @@ def position_model(segs):
 
 
 @pytest.mark.parametrize("length", [1, 7, 50, 64, 65, 100, 333])
-@pytest.mark.parametrize("combine", ["mean", "max"])
+@pytest.mark.parametrize("combine", ["taper", "mean", "max"])
 def test_scan_windows_matches_brute_force_for_any_length(rng, length, combine):
     x = rng.standard_normal((2, 3, length)).astype(np.float32) * 5 + 3
     got = scan_windows(position_model, x, 64, 32, combine, batch=5)
@@ -109,7 +116,7 @@ def test_window_starts_cover_every_sample():
         assert covered.all() and starts[0] == 0 and starts[-1] == length - 64
     with pytest.raises(ConfigError, match="hop 0"):
         window_starts(100, 64, 0)
-    with pytest.raises(ConfigError, match="combine 'sum'"):
+    with pytest.raises(ConfigError, match="combine 'sum'; allowed: taper, mean, max"):
         scan_windows(position_model, np.zeros((1, 3, 10), np.float32), 8, 4, "sum")
 
 
@@ -169,13 +176,19 @@ def test_rows_to_samples_strided_rows_two_chunks_and_padding():
     p1 = np.zeros((8, 2), np.float32)
     p1[6, 1] = 1.0                                 # S at 99.5: padding, dropped
     p1[4, 1] = 0.8                                 # S at 83.5
-    out = rows_to_samples(np.r_[p0, p1], np.r_[t0, t1], 100)
+    out = rows_to_samples(np.r_[p0, p1], np.r_[t0, t1], 100, ramp=1)
     assert out.shape == (2, 100)
     assert int(np.argmax(out[0])) in (19, 20) and out[0].max() == pytest.approx(1 - 0.5 / 8, abs=1e-6)
     assert int(np.argmax(out[1])) in (83, 84) and out[1, 99] == pytest.approx(0.0, abs=1e-6)
-    # a sample in both chunks gets the mean of the two curves
-    both = rows_to_samples(np.r_[np.ones((8, 2)), np.zeros((8, 2))], np.r_[t0, t1], 100)
+    # ramp 1: a sample in both chunks gets the plain mean of the two curves
+    both = rows_to_samples(np.r_[np.ones((8, 2)), np.zeros((8, 2))], np.r_[t0, t1], 100, ramp=1)
     assert both[0, 55] == pytest.approx(0.5) and both[0, 10] == pytest.approx(1.0) and both[0, 80] == 0
+    # ramp 16: a crossfade; chunk 0 spans samples -0.5..63.5, chunk 1 47.5..111.5 (padding included)
+    fade = rows_to_samples(np.r_[np.ones((8, 2)), np.zeros((8, 2))], np.r_[t0, t1], 100, ramp=16)
+    w0, w1 = (63.5 - 50 + 1) / 16, (50 - 47.5 + 1) / 16
+    assert fade[0, 50] == pytest.approx(w0 / (w0 + w1), rel=1e-5)
+    assert fade[0, 55] == pytest.approx(9.5 / (9.5 + 8.5), rel=1e-5)   # 8.5 and 7.5 samples from the edges
+    assert fade[0, 40] == 1.0 and fade[0, 70] == 0
 
 
 def tiny_pnsn_onnx(path):
@@ -231,8 +244,10 @@ def test_pnsn_adapter_orders_channels_maps_rows_and_drops_padding(tiny_root):
     assert p.shape == (2, 2, 600) and np.isfinite(p).all()
     assert int(np.argmax(p[0, 0])) in (83, 84) and int(np.argmax(p[0, 1])) in (403, 404)
     assert p[0, 0, 83] > 0.9 and p[0, 0, 75] < 0.5
-    short = t.predict(x[:, :, :90])                # shorter than one stride block past the burst
-    assert short.shape == (2, 2, 90) and int(np.argmax(short[0, 0])) in (83, 84)
+    short = t.predict(x[:, :, :100])               # far shorter than a chunk: padded, rows past 99 dropped
+    assert short.shape == (2, 2, 100) and int(np.argmax(short[0, 0])) in (83, 84)
+    edge = t.predict(x[:, :, :90])                 # the last real row (83.5) holds to the end
+    assert edge.shape == (2, 2, 90) and edge[0, 0, 89] == pytest.approx(edge[0, 0, 84], abs=1e-3)
     assert t.predict(x[:1, :, :1]).shape == (1, 2, 1)
 
 

@@ -16,13 +16,16 @@ import numpy as np
 
 from fieldpick.edge.errors import ConfigError, DataError
 
-__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "window_starts", "scan_windows", "to_rate",
-           "from_rate", "teacher_file", "ENV"]
+__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "window_starts", "scan_windows", "edge_taper",
+           "to_rate", "from_rate", "teacher_file", "ENV", "COMBINE"]
 
 #: environment variable naming the teachers folder
 ENV = "FIELDPICK_TEACHERS"
 
 FS = 100.0  # every teacher here was trained at 100 Hz
+
+#: how overlapping window outputs are combined (see :func:`scan_windows`)
+COMBINE = ("taper", "mean", "max")
 
 
 def check_waves(waves):
@@ -132,20 +135,30 @@ def window_starts(length, window, hop):
     return np.asarray(starts, dtype=np.int64)
 
 
-def scan_windows(run, x, window, hop, combine="mean", batch=64):
+def edge_taper(distance, ramp):
+    """Weight of a window's output at ``distance`` samples from its nearer edge: rises linearly from
+    1/ramp at the edge to 1 at ``ramp - 1`` samples inside, never below 1e-3 (so a sample that only a
+    window's edge covers still gets that window's output)."""
+    return np.clip((np.asarray(distance, dtype=np.float32) + 1.0) / float(ramp), 1e-3, 1.0)
+
+
+def scan_windows(run, x, window, hop, combine="taper", batch=64):
     """Run a fixed-window model over every trace of ``x`` (N, C, T) and combine the overlaps.
 
     run: (B, C, window) float32 -> (B, K, window).  Each trace is first
     demeaned per channel (which does not change a model that demeans each
     window) and then, when shorter than the window, zero-padded at its end.
     Windows start every ``hop`` samples, the last one flush with the end, so
-    every sample is seen.  combine: 'mean' averages the outputs of every
-    window that covers a sample (the edges of a window, where a model sees
-    least context, are outvoted by the window that has that sample in its
-    middle); 'max' keeps the largest.  Returns (N, K, T) float32.
+    every sample is seen.  combine: 'taper' (the default) is the mean of
+    every window that covers a sample weighted by :func:`edge_taper` with a
+    ramp of a quarter window, so that a sample near one window's edge, where
+    the model sees least context, takes its value from the window that has
+    it in its middle (a plain mean would halve a clear P that sits on a
+    window boundary); 'mean' is the unweighted mean; 'max' keeps the largest.
+    Returns (N, K, T) float32.
     """
-    if combine not in ("mean", "max"):
-        raise ConfigError("combine %r; allowed: mean, max" % (combine,))
+    if combine not in COMBINE:
+        raise ConfigError("combine %r; allowed: %s" % (combine, ", ".join(COMBINE)))
     n, c, length = x.shape
     x = x - x.mean(axis=-1, keepdims=True)
     padded = max(length, window)
@@ -155,6 +168,8 @@ def scan_windows(run, x, window, hop, combine="mean", batch=64):
     acc = None
     count = np.zeros(padded, np.float32)
     offsets = np.arange(window)
+    weight = (edge_taper(np.minimum(offsets, window - 1 - offsets), max(1, window // 4)) if combine == "taper"
+              else np.ones(window, np.float32))
     per_block = max(1, batch // n)
     for b in range(0, len(starts), per_block):
         block = starts[b:b + per_block]
@@ -169,9 +184,9 @@ def scan_windows(run, x, window, hop, combine="mean", batch=64):
             if combine == "max":
                 np.maximum(acc[:, :, s:s + window], out[:, j], out=acc[:, :, s:s + window])
             else:
-                acc[:, :, s:s + window] += out[:, j]
-            count[s:s + window] += 1
-    if combine == "mean":
+                acc[:, :, s:s + window] += out[:, j] * weight
+            count[s:s + window] += weight
+    if combine != "max":
         acc /= count
     return acc[:, :, :length]
 
@@ -181,7 +196,7 @@ class FixedWindowTeacher(Teacher):
 
     window = 3000
     overlap = 0.5     # fraction of a window shared by neighbours
-    combine = "mean"
+    combine = "taper"
     batch = 64        # windows per model call
 
     def _predict100(self, x):
