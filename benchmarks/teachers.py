@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 from fieldpick.train.score import score, trace_peaks  # noqa: E402
 from fieldpick.train.teachers import (  # noqa: E402
     ENSEMBLE_NAMES,
+    EXTRA_TEACHERS,
     TEACHER_NAMES,
     Ensemble,
     load_teacher,
@@ -199,8 +200,8 @@ def table(result):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teachers", default=",".join(TEACHER_NAMES + ("ensemble",)),
-                    help="comma-separated teachers (default: all and the ensemble); allowed: %s, ensemble"
-                    % ", ".join(TEACHER_NAMES))
+                    help="comma-separated teachers (default: %s and the ensemble; also: %s)"
+                    % (", ".join(TEACHER_NAMES), ", ".join(EXTRA_TEACHERS)))
     ap.add_argument("--datasets", default=None, help="comma-separated set names (default: every set found)")
     ap.add_argument("--threshold", type=float, default=0.3, help="pick threshold for P and S (default 0.3)")
     ap.add_argument("--root", default=None, help="teachers folder (default: $FIELDPICK_TEACHERS or ../shared/data/teachers)")
@@ -211,9 +212,10 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     names = [n.strip() for n in a.teachers.split(",") if n.strip()]
-    bad = [n for n in names if n not in TEACHER_NAMES and n != "ensemble"]
+    allowed = TEACHER_NAMES + EXTRA_TEACHERS + ("ensemble",)
+    bad = [n for n in names if n not in allowed]
     if bad:
-        ap.error("teacher %s; allowed: %s, ensemble" % (", ".join(bad), ", ".join(TEACHER_NAMES)))
+        ap.error("teacher %s; allowed: %s" % (", ".join(bad), ", ".join(allowed)))
     root = teachers_dir(a.root)
     if not os.path.isdir(root):
         print("SKIPPED: teachers folder %s not found (set FIELDPICK_TEACHERS)" % root)

@@ -8,6 +8,7 @@ import pytest
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.train.teachers import (
     ENV,
+    EXTRA_TEACHERS,
     TEACHER_FACTS,
     TEACHER_NAMES,
     Ensemble,
@@ -29,7 +30,8 @@ NCEDC = os.environ.get("FIELDPICK_NCEDC", os.path.join(REPO, "..", "shared", "da
 def test_registry_names_and_facts():
     for name in ("phasenetlight", "lppnt", "lppnm", "lppnl", "rnn", "eqt", "unet"):
         assert name in TEACHER_NAMES
-    for name in TEACHER_NAMES:
+    assert "gpd" in EXTRA_TEACHERS and "gpd" not in TEACHER_NAMES
+    for name in TEACHER_NAMES + EXTRA_TEACHERS:
         family, trained_on, licence = TEACHER_FACTS[name]
         assert family and trained_on and licence in ("MIT", "GPL-3.0")
     assert TEACHER_FACTS["lppnm"][1] == "China national network 2009-2019"
@@ -38,13 +40,13 @@ def test_registry_names_and_facts():
 def test_unknown_teacher_lists_the_allowed_names():
     with pytest.raises(ConfigError, match="'picknet'; allowed: ") as err:
         load_teacher("picknet")
-    for name in TEACHER_NAMES:
+    for name in TEACHER_NAMES + EXTRA_TEACHERS:
         assert name in str(err.value)
 
 
 def test_missing_folder_and_missing_file_are_named(tmp_path):
     gone = str(tmp_path / "nowhere")
-    for name in TEACHER_NAMES:
+    for name in TEACHER_NAMES + EXTRA_TEACHERS:
         with pytest.raises(DataError, match="nowhere.*FIELDPICK_TEACHERS"):
             load_teacher(name, root=gone)
     with pytest.raises(DataError, match=r"pnsn.lppnm\.onnx not found.*FIELDPICK_TEACHERS"):
@@ -268,6 +270,61 @@ def test_fixed_window_vertical_only_no_nan():
     assert np.isfinite(Pointwise().predict(np.zeros((1, 3, 100), np.float32))).all()
 
 
+# ---- GPD: Keras weights into the PyTorch module ---------------------------------------------------
+
+def keras_gpd_reference(x, w):
+    """GPD's Keras Sequential in numpy, channels last: x (B, 400, 3) -> (B, 3)."""
+    def bn(h, name):
+        return (h - w[name]["moving_mean"]) / np.sqrt(w[name]["moving_variance"] + 1e-3) * w[name]["gamma"] \
+            + w[name]["beta"]
+
+    h = x
+    for i in range(1, 5):
+        kernel, bias = w["conv1d_%d" % i]["kernel"], w["conv1d_%d" % i]["bias"]
+        k = kernel.shape[0]
+        padded = np.pad(h, ((0, 0), (k // 2, k // 2), (0, 0)))
+        h = sum(np.einsum("bti,io->bto", padded[:, j:j + h.shape[1]], kernel[j]) for j in range(k)) + bias
+        h = np.maximum(bn(h, "batch_normalization_%d" % i), 0)
+        h = h.reshape(h.shape[0], h.shape[1] // 2, 2, h.shape[2]).max(axis=2)
+    h = h.reshape(h.shape[0], -1)
+    for i in (1, 2):
+        h = np.maximum(bn(h @ w["dense_%d" % i]["kernel"] + w["dense_%d" % i]["bias"],
+                          "batch_normalization_%d" % (i + 4)), 0)
+    z = h @ w["dense_3"]["kernel"] + w["dense_3"]["bias"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_gpd_keras_weights_map_onto_the_module(tmp_path, rng):
+    torch = pytest.importorskip("torch")
+    h5py = pytest.importorskip("h5py")
+    from fieldpick.train.teachers.gpd import build_gpd, load_keras_weights
+
+    shapes = {"conv1d_1": (21, 3, 32), "conv1d_2": (15, 32, 64), "conv1d_3": (11, 64, 128),
+              "conv1d_4": (9, 128, 256), "dense_1": (6400, 200), "dense_2": (200, 200), "dense_3": (200, 3)}
+    w = {}
+    for name, shape in shapes.items():
+        fan_in = int(np.prod(shape[:-1]))
+        w[name] = {"kernel": rng.standard_normal(shape) / np.sqrt(fan_in), "bias": rng.standard_normal(shape[-1]) * 0.1}
+    for i, n in enumerate([32, 64, 128, 256, 200, 200], start=1):
+        w["batch_normalization_%d" % i] = {"gamma": 1 + 0.1 * rng.standard_normal(n), "beta": 0.1 * rng.standard_normal(n),
+                                           "moving_mean": 0.1 * rng.standard_normal(n),
+                                           "moving_variance": rng.uniform(0.5, 2.0, n)}
+    path = str(tmp_path / "model_pol_best.hdf5")
+    with h5py.File(path, "w") as f:
+        seq = f.create_group("model_weights").create_group("sequential_1")
+        for layer, arrays in w.items():
+            g = seq.create_group(layer + "_1")
+            for what, value in arrays.items():
+                g.create_dataset(what + ":0", data=value.astype(np.float32))
+        f["model_weights"].create_group("lambda_1")
+    model = load_keras_weights(build_gpd(), path).eval()
+    x = rng.standard_normal((2, 400, 3)).astype(np.float32)
+    with torch.no_grad():
+        got = model(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1)))).numpy()
+    np.testing.assert_allclose(got, keras_gpd_reference(x.astype(np.float64), w), atol=1e-4)
+
+
 # ---- ensemble ------------------------------------------------------------------------------------
 
 class Constant(Teacher):
@@ -320,7 +377,7 @@ def ncedc_three():
 
 @pytest.mark.needs_data
 @pytest.mark.slow
-@pytest.mark.parametrize("name", TEACHER_NAMES)
+@pytest.mark.parametrize("name", TEACHER_NAMES + EXTRA_TEACHERS)
 def test_real_teacher_finds_p_on_ncedc(name):
     t = load_teacher(name, root=real_root())
     x, p_idx = ncedc_three()

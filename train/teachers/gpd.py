@@ -14,8 +14,9 @@ causal 4-pole Butterworth, as ObsPy's ``bandpass`` does by default, started
 in its steady state so that the trace start has no step transient); a
 window every 10 samples, each divided by its largest absolute sample over
 all three components.  The per-sample curve is the windows' probabilities
-placed at their centres and interpolated linearly; the trace is zero-padded
-by half a window at both ends so that every sample is some window's centre.
+placed at their centres and interpolated linearly; the trace is mirrored
+by half a window at both ends so that every sample is some window's centre
+(zero padding made the step from zeros to data look like a P at sample 0).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class GpdTeacher(Teacher):
 
         n, _, length = x.shape
         half = WINDOW // 2
-        y = np.pad(preprocess(x), ((0, 0), (0, 0), (half, half)))
+        y = np.pad(preprocess(x), ((0, 0), (0, 0), (half, half)), mode="reflect")
         centres = np.arange(0, length + HOP - 1, HOP)
         centres[-1] = min(centres[-1], length - 1)
         offsets = np.arange(WINDOW) - half
