@@ -209,6 +209,7 @@ def main(argv=None):
                                                     "phasenet_ncedc_90s.npz"))
     ap.add_argument("--labeled", default=os.environ.get("FIELDPICK_LABELED", os.path.join(DATA, "labeled")))
     ap.add_argument("--name", default="teachers", help="results/<name>.json and .md")
+    ap.add_argument("--out", default=RESULTS, help="folder of the results (default benchmarks/results)")
     a = ap.parse_args(argv)
 
     names = [n.strip() for n in a.teachers.split(",") if n.strip()]
@@ -279,11 +280,11 @@ def main(argv=None):
         "ensemble": {"members": list(ENSEMBLE_NAMES), "check_max_abs_diff": check, "check_traces": 2},
         "rows": rows, "timing": timing,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, a.name + ".json"), "w") as f:
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, a.name + ".json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
     md = table(result)
-    with open(os.path.join(RESULTS, a.name + ".md"), "w") as f:
+    with open(os.path.join(a.out, a.name + ".md"), "w") as f:
         f.write(md)
     print(md)
     return 0

@@ -1,5 +1,6 @@
 """Teachers: the registry, their errors, fixed-window scanning, PNSN row mapping, the ensemble, real weights."""
 
+import json
 import os
 
 import numpy as np
@@ -136,9 +137,25 @@ class Pointwise(FixedWindowTeacher):
 def test_fixed_window_teacher_any_length(rng, length):
     x = rng.standard_normal((3, 3, length)).astype(np.float32)
     p = Pointwise().predict(x)
-    z = x[:, 0] - x[:, 0].mean(axis=-1, keepdims=True)
+    scale = x.astype(np.float64).std(axis=-1).max(axis=-1)[:, None]      # one factor per trace
+    z = (x[:, 0] - x[:, 0].mean(axis=-1, keepdims=True)) / np.where(scale > 0, scale, 1)
     assert p.shape == (3, 2, length) and p.dtype == np.float32
-    np.testing.assert_allclose(p[:, 0], 1 / (1 + np.exp(-z)), atol=1e-6)
+    np.testing.assert_allclose(p[:, 0], 1 / (1 + np.exp(-z)), atol=1e-5)
+
+
+class PeakNormalised(Pointwise):
+    """Like PhaseNetLight: each window divided by its peak + 1e-10, then P = sigmoid(4 Z)."""
+
+    def _run(self, segs):
+        segs = segs / (np.abs(segs).max(axis=-1, keepdims=True) + 1e-10)
+        return super()._run(segs * 4)
+
+
+def test_units_do_not_matter(rng):
+    x = rng.standard_normal((2, 3, 90)).astype(np.float32)
+    want = PeakNormalised().predict(x)
+    for factor in (1e-13, 1e-6, 1e6):          # m/s peaking near 1e-13 .. counts
+        np.testing.assert_allclose(PeakNormalised().predict(x * np.float32(factor)), want, atol=1e-4)
 
 
 def test_predict_resamples_and_maps_back(rng):
@@ -268,6 +285,45 @@ def test_fixed_window_vertical_only_no_nan():
     x[0, 0, 50] = 1.0
     assert np.isfinite(Pointwise().predict(x)).all()
     assert np.isfinite(Pointwise().predict(np.zeros((1, 3, 100), np.float32))).all()
+
+
+# ---- the scoring table, on the tiny graph -------------------------------------------------------
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_teachers", os.path.join(REPO, "benchmarks", "teachers.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_scoring_table_on_a_tiny_set(tiny_root, tmp_path, capsys):
+    x = np.zeros((4, 3, 600), np.float32)
+    for i in range(3):
+        x[i, 1, 80 + 8 * i] = 30.0                 # N burst -> P at 83.5 + 8 i (the tiny graph's rows)
+        x[i, 0, 400] = 30.0                        # Z burst -> S at 403.5
+    p_idx = np.array([83, 91, -1, -1])             # window 2: P not labelled (not scored), window 3: noise
+    s_idx = np.array([403, 403, 403, -1])
+    labeled = tmp_path / "labeled"
+    labeled.mkdir()
+    np.savez(labeled / "tiny_set.npz", X=x, p_idx=p_idx, s_idx=s_idx, fs=np.float32(100.0),
+             noise=np.array([False, False, False, True]), ids=np.array(["a", "b", "c", "d"]))
+    bench = _bench()
+    out = str(tmp_path / "out")
+    rc = bench.main(["--teachers", "lppnt", "--root", tiny_root, "--labeled", str(labeled), "--ncedc",
+                     str(tmp_path / "none.npz"), "--threshold", "0.5", "--out", out, "--name", "t"])
+    assert rc == 0
+    r = json.load(open(os.path.join(out, "t.json")))
+    (row,) = r["rows"]
+    assert row["dataset"] == "tiny_set" and row["P_labels"] == 2 and row["S_labels"] == 3
+    assert row["P_f1"] == 1.0 and row["S_f1"] == 1.0 and row["S_as_P"] == 0
+    assert row["false_picks_per_hour"] == 0.0 and row["P_best"][1] == 1.0
+    assert r["timing"]["lppnt"]["cpu_s_per_station_hour"] > 0
+    md = open(os.path.join(out, "t.md")).read()
+    assert "| lppnt | tiny_set (4) | 1.000 |" in md and "tuned-on-test" in md
+    assert bench.main(["--root", str(tmp_path / "absent"), "--out", out]) == bench.SKIPPED_RC
+    assert "SKIPPED: teachers folder" in capsys.readouterr().out
 
 
 # ---- GPD: Keras weights into the PyTorch module ---------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 
 from fieldpick.edge.errors import ConfigError, DataError
 
-__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "window_starts", "scan_windows", "edge_taper",
+__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "unitless", "window_starts", "scan_windows", "edge_taper",
            "to_rate", "from_rate", "teacher_file", "ENV", "COMBINE"]
 
 #: environment variable naming the teachers folder
@@ -43,6 +43,16 @@ def check_waves(waves):
         raise DataError("waves hold %d NaN or infinite samples (first in trace %d); fill or drop the gaps first"
                         % (int(bad.sum()), int(np.argwhere(bad)[0][0])))
     return x
+
+
+def unitless(x):
+    """Each trace divided by the largest per-channel standard deviation of its samples (traces of zeros
+    unchanged).  Every teacher normalises each window itself, so one factor per trace changes nothing
+    but the small constants those normalisations add (1e-10, 1e-6): recordings in m/s peak near 1e-13
+    to 1e-6, where such a constant would swamp the signal."""
+    scale = x.astype(np.float64).std(axis=-1).max(axis=-1)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (x / scale[:, None, None]).astype(np.float32)
 
 
 def _ratio(fs):
@@ -104,14 +114,15 @@ class Teacher:
     def predict(self, waves, fs=100.0):
         """Per-sample probabilities of P (row 0) and S (row 1), (N, 2, T) float32, on the input's samples.
 
-        waves: (N, 3, T), channel order Z, N, E, raw units, any T >= 1;
-        resampled to 100 Hz for the model and mapped back when ``fs`` differs.
+        waves: (N, 3, T), channel order Z, N, E, raw units (counts, m/s: see
+        :func:`unitless`), any T >= 1; resampled to 100 Hz for the model and
+        mapped back when ``fs`` differs.
         """
         x = check_waves(waves)
         n, _, length = x.shape
         if n == 0:
             return np.zeros((0, 2, length), np.float32)
-        x100 = to_rate(x, fs)
+        x100 = to_rate(unitless(x), fs)
         p = self._predict100(x100)
         p = from_rate(p, fs, length)
         return np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0).astype(np.float32)
