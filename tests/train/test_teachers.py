@@ -322,6 +322,10 @@ def test_scoring_table_on_a_tiny_set(tiny_root, tmp_path, capsys):
     assert r["timing"]["lppnt"]["cpu_s_per_station_hour"] > 0
     md = open(os.path.join(out, "t.md")).read()
     assert "| lppnt | tiny_set (4) | 1.000 |" in md and "tuned-on-test" in md
+    assert "tiny_set: P lppnt 1.000, S lppnt 1.000" in md
+    os.remove(os.path.join(out, "t.md"))
+    assert bench.main(["--render", "--out", out, "--name", "t"]) == 0
+    assert open(os.path.join(out, "t.md")).read() == md
     assert bench.main(["--root", str(tmp_path / "absent"), "--out", out]) == bench.SKIPPED_RC
     assert "SKIPPED: teachers folder" in capsys.readouterr().out
 

@@ -23,10 +23,14 @@ from fieldpick.edge.errors import ConfigError
 from .base import ENV, FixedWindowTeacher, Teacher
 from .ensemble import ENSEMBLE_NAMES, Ensemble
 
-__all__ = ["load_teacher", "teachers_dir", "TEACHER_NAMES", "EXTRA_TEACHERS", "TEACHERS_DIR", "TEACHER_FACTS",
+__all__ = ["load_teacher", "teachers_dir", "ADAPTER_VERSION", "TEACHER_NAMES", "EXTRA_TEACHERS", "TEACHERS_DIR", "TEACHER_FACTS",
            "Teacher", "FixedWindowTeacher", "Ensemble", "ENSEMBLE_NAMES", "ENV"]
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: changes whenever an adapter's output changes (window combining, padding, units): put it in the key of
+#: any cache of teacher curves
+ADAPTER_VERSION = 2
 
 #: the teachers folder when ``FIELDPICK_TEACHERS`` is not set
 DEFAULT_DIR = os.path.normpath(os.path.join(_REPO, "..", "shared", "data", "teachers"))
