@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/teachers.py                                  # all teachers, all sets
     .venv/bin/python benchmarks/teachers.py --teachers lppnt,rnn --datasets pnw_cascadia_test1
+    .venv/bin/python benchmarks/teachers.py --teachers gpd --name teachers_gpd   # GPD (slow), its own table
+    .venv/bin/python benchmarks/teachers.py --render                             # the .md again from the .json
 
 Each teacher (``fieldpick.train.teachers``; weights from ``FIELDPICK_TEACHERS``)
 runs on each whole trace of each set (the labelled sets ``labeled/*.npz`` and
@@ -42,6 +44,7 @@ import numpy as np  # noqa: E402
 from fieldpick.train.score import score, trace_peaks  # noqa: E402
 from fieldpick.train.teachers import (  # noqa: E402
     ENSEMBLE_NAMES,
+    EXTRA_TEACHERS,
     TEACHER_NAMES,
     Ensemble,
     load_teacher,
@@ -150,6 +153,21 @@ def fmt(v, spec="%.3f"):
     return "–" if v is None or (isinstance(v, float) and np.isnan(v)) else spec % v
 
 
+def best_single(rows):
+    """{dataset: {"P": (teacher, F1), "S": ...}}: the best single teacher per phase, PhaseNet left out
+    on the NCEDC sets (probably in its training data)."""
+    out = {}
+    for r in rows:
+        if r["teacher"] == "ensemble" or (r["teacher"] == "phasenet" and r["dataset"] in NCEDC_SETS):
+            continue
+        for ph in ("P", "S"):
+            if r.get(ph + "_labels"):
+                cur = out.setdefault(r["dataset"], {}).get(ph)
+                if cur is None or r[ph + "_f1"] > cur[1]:
+                    out[r["dataset"]][ph] = (r["teacher"], r[ph + "_f1"])
+    return out
+
+
 def table(result):
     thr = result["threshold"]
     lines = [
@@ -162,7 +180,7 @@ def table(result):
         "The ensemble is the mean of %s." % (thr, TOLERANCE_S, TOLERANCE_S, "/".join("%g" % g for g in GRID),
                                              ", ".join(result["ensemble"]["members"])),
         "",
-        "`%s` (%s)" % (result["command"], result["date_utc"]),
+        "`%s` (%s)" % (result["command"].strip(), result["date_utc"]),
         "",
         "| teacher | dataset | P prec | P rec | P F1 | P MAE s | S prec | S rec | S F1 | S MAE s | S as P "
         "| false picks/h | P F1 tuned-on-test (thr) | S F1 tuned-on-test (thr) |",
@@ -182,6 +200,11 @@ def table(result):
             b = r.get(ph + "_best")
             cells.append("%.3f (%.1f)" % (b[1], b[0]) if b else "–")
         lines.append("| " + " | ".join(cells) + " |")
+    best = best_single(result["rows"])
+    if best:
+        lines += ["", "Best single teacher per set at %.2f (the ensemble and PhaseNet on NCEDC sets left out): %s."
+                  % (thr, "; ".join("%s: P %s %.3f, S %s" % (d, b["P"][0], b["P"][1], "%s %.3f" % tuple(b["S"])
+                                                                if b.get("S") else "–") for d, b in best.items()))]
     lines += ["", "Inference time, one thread, per station-hour of 3-component 100 Hz data (all sets of this run; "
               "the ensemble: the sum of its members):", "",
               "| teacher | family | trained on | licence | CPU s / station-hour | wall s / station-hour |",
@@ -199,21 +222,36 @@ def table(result):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--teachers", default=",".join(TEACHER_NAMES + ("ensemble",)),
-                    help="comma-separated teachers (default: all and the ensemble); allowed: %s, ensemble"
-                    % ", ".join(TEACHER_NAMES))
+                    help="comma-separated teachers (default: %s and the ensemble; also: %s)"
+                    % (", ".join(TEACHER_NAMES), ", ".join(EXTRA_TEACHERS)))
     ap.add_argument("--datasets", default=None, help="comma-separated set names (default: every set found)")
+    ap.add_argument("--ensemble", default=",".join(ENSEMBLE_NAMES),
+                    help="comma-separated members of the 'ensemble' row (default: %(default)s)")
     ap.add_argument("--threshold", type=float, default=0.3, help="pick threshold for P and S (default 0.3)")
     ap.add_argument("--root", default=None, help="teachers folder (default: $FIELDPICK_TEACHERS or ../shared/data/teachers)")
     ap.add_argument("--ncedc", default=os.path.join(os.environ.get("FIELDPICK_NCEDC", os.path.join(DATA, "ncedc")),
                                                     "phasenet_ncedc_90s.npz"))
     ap.add_argument("--labeled", default=os.environ.get("FIELDPICK_LABELED", os.path.join(DATA, "labeled")))
     ap.add_argument("--name", default="teachers", help="results/<name>.json and .md")
+    ap.add_argument("--out", default=RESULTS, help="folder of the results (default benchmarks/results)")
+    ap.add_argument("--render", action="store_true", help="only write results/<name>.md again from its .json")
     a = ap.parse_args(argv)
+    if a.render:
+        with open(os.path.join(a.out, a.name + ".json")) as f:
+            md = table(json.load(f))
+        with open(os.path.join(a.out, a.name + ".md"), "w") as f:
+            f.write(md)
+        return 0
 
     names = [n.strip() for n in a.teachers.split(",") if n.strip()]
-    bad = [n for n in names if n not in TEACHER_NAMES and n != "ensemble"]
+    allowed = TEACHER_NAMES + EXTRA_TEACHERS + ("ensemble",)
+    bad = [n for n in names if n not in allowed]
     if bad:
-        ap.error("teacher %s; allowed: %s, ensemble" % (", ".join(bad), ", ".join(TEACHER_NAMES)))
+        ap.error("teacher %s; allowed: %s" % (", ".join(bad), ", ".join(allowed)))
+    members = [m.strip() for m in a.ensemble.split(",") if m.strip()]
+    bad = [m for m in members if m not in TEACHER_NAMES + EXTRA_TEACHERS]
+    if bad or not members:
+        ap.error("--ensemble %s; allowed members: %s" % (a.ensemble, ", ".join(TEACHER_NAMES + EXTRA_TEACHERS)))
     root = teachers_dir(a.root)
     if not os.path.isdir(root):
         print("SKIPPED: teachers folder %s not found (set FIELDPICK_TEACHERS)" % root)
@@ -231,7 +269,7 @@ def main(argv=None):
 
     single = [n for n in names if n != "ensemble"]
     if "ensemble" in names:
-        single += [m for m in ENSEMBLE_NAMES if m not in single]
+        single += [m for m in members if m not in single]
     teachers = {n: load_teacher(n, root=root, threads=1) for n in single}
     rows, seconds, hours = [], {n: [0.0, 0.0] for n in names}, 0.0
     check = None
@@ -246,9 +284,9 @@ def main(argv=None):
             seconds[n][1] += wall
             print("%-14s %-28s %6.1f s CPU" % (n, key, cpu), flush=True)
         if "ensemble" in names:
-            probs["ensemble"] = np.mean([probs[m] for m in ENSEMBLE_NAMES], axis=0)
+            probs["ensemble"] = np.mean([probs[m] for m in members], axis=0)
             if check is None:
-                ens = Ensemble([teachers[m] for m in ENSEMBLE_NAMES])
+                ens = Ensemble([teachers[m] for m in members])
                 got = ens.predict(ds["X"][:2], fs=ds["fs"])
                 check = float(np.abs(got - probs["ensemble"][:2]).max())
         for n in names:
@@ -260,9 +298,9 @@ def main(argv=None):
     timing = {}
     for n in names:
         if n == "ensemble":
-            cpu = sum(seconds[m][0] for m in ENSEMBLE_NAMES)
-            wall = sum(seconds[m][1] for m in ENSEMBLE_NAMES)
-            fam, trained, lic = "mean of %d teachers" % len(ENSEMBLE_NAMES), "as its members", "as its members"
+            cpu = sum(seconds[m][0] for m in members)
+            wall = sum(seconds[m][1] for m in members)
+            fam, trained, lic = "mean of %d teachers" % len(members), "as its members", "as its members"
         else:
             cpu, wall = seconds[n]
             t = teachers[n]
@@ -270,18 +308,18 @@ def main(argv=None):
         timing[n] = {"family": fam, "trained_on": trained, "licence": lic,
                      "cpu_s_per_station_hour": cpu / hours, "wall_s_per_station_hour": wall / hours}
     result = {
-        "command": "benchmarks/teachers.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(["benchmarks/teachers.py"] + list(sys.argv[1:] if argv is None else argv)),
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "threshold": a.threshold, "tolerance_s": TOLERANCE_S, "grid": list(GRID), "station_hours": hours,
         "datasets": {k: os.path.basename(v) for k, v in sets.items()},
-        "ensemble": {"members": list(ENSEMBLE_NAMES), "check_max_abs_diff": check, "check_traces": 2},
+        "ensemble": {"members": members, "check_max_abs_diff": check, "check_traces": 2},
         "rows": rows, "timing": timing,
     }
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, a.name + ".json"), "w") as f:
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, a.name + ".json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
     md = table(result)
-    with open(os.path.join(RESULTS, a.name + ".md"), "w") as f:
+    with open(os.path.join(a.out, a.name + ".md"), "w") as f:
         f.write(md)
     print(md)
     return 0

@@ -16,13 +16,16 @@ import numpy as np
 
 from fieldpick.edge.errors import ConfigError, DataError
 
-__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "window_starts", "scan_windows", "to_rate",
-           "from_rate", "teacher_file", "ENV"]
+__all__ = ["Teacher", "FixedWindowTeacher", "check_waves", "unitless", "window_starts", "scan_windows", "edge_taper",
+           "to_rate", "from_rate", "teacher_file", "ENV", "COMBINE"]
 
 #: environment variable naming the teachers folder
 ENV = "FIELDPICK_TEACHERS"
 
 FS = 100.0  # every teacher here was trained at 100 Hz
+
+#: how overlapping window outputs are combined (see :func:`scan_windows`)
+COMBINE = ("taper", "mean", "max")
 
 
 def check_waves(waves):
@@ -40,6 +43,16 @@ def check_waves(waves):
         raise DataError("waves hold %d NaN or infinite samples (first in trace %d); fill or drop the gaps first"
                         % (int(bad.sum()), int(np.argwhere(bad)[0][0])))
     return x
+
+
+def unitless(x):
+    """Each trace divided by the largest per-channel standard deviation of its samples (traces of zeros
+    unchanged).  Every teacher normalises each window itself, so one factor per trace changes nothing
+    but the small constants those normalisations add (1e-10, 1e-6): recordings in m/s peak near 1e-13
+    to 1e-6, where such a constant would swamp the signal."""
+    scale = x.astype(np.float64).std(axis=-1).max(axis=-1)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (x / scale[:, None, None]).astype(np.float32)
 
 
 def _ratio(fs):
@@ -101,14 +114,15 @@ class Teacher:
     def predict(self, waves, fs=100.0):
         """Per-sample probabilities of P (row 0) and S (row 1), (N, 2, T) float32, on the input's samples.
 
-        waves: (N, 3, T), channel order Z, N, E, raw units, any T >= 1;
-        resampled to 100 Hz for the model and mapped back when ``fs`` differs.
+        waves: (N, 3, T), channel order Z, N, E, raw units (counts, m/s: see
+        :func:`unitless`), any T >= 1; resampled to 100 Hz for the model and
+        mapped back when ``fs`` differs.
         """
         x = check_waves(waves)
         n, _, length = x.shape
         if n == 0:
             return np.zeros((0, 2, length), np.float32)
-        x100 = to_rate(x, fs)
+        x100 = to_rate(unitless(x), fs)
         p = self._predict100(x100)
         p = from_rate(p, fs, length)
         return np.clip(np.nan_to_num(p, nan=0.0), 0.0, 1.0).astype(np.float32)
@@ -132,20 +146,30 @@ def window_starts(length, window, hop):
     return np.asarray(starts, dtype=np.int64)
 
 
-def scan_windows(run, x, window, hop, combine="mean", batch=64):
+def edge_taper(distance, ramp):
+    """Weight of a window's output at ``distance`` samples from its nearer edge: rises linearly from
+    1/ramp at the edge to 1 at ``ramp - 1`` samples inside, never below 1e-3 (so a sample that only a
+    window's edge covers still gets that window's output)."""
+    return np.clip((np.asarray(distance, dtype=np.float32) + 1.0) / float(ramp), 1e-3, 1.0)
+
+
+def scan_windows(run, x, window, hop, combine="taper", batch=64):
     """Run a fixed-window model over every trace of ``x`` (N, C, T) and combine the overlaps.
 
     run: (B, C, window) float32 -> (B, K, window).  Each trace is first
     demeaned per channel (which does not change a model that demeans each
     window) and then, when shorter than the window, zero-padded at its end.
     Windows start every ``hop`` samples, the last one flush with the end, so
-    every sample is seen.  combine: 'mean' averages the outputs of every
-    window that covers a sample (the edges of a window, where a model sees
-    least context, are outvoted by the window that has that sample in its
-    middle); 'max' keeps the largest.  Returns (N, K, T) float32.
+    every sample is seen.  combine: 'taper' (the default) is the mean of
+    every window that covers a sample weighted by :func:`edge_taper` with a
+    ramp of a quarter window, so that a sample near one window's edge, where
+    the model sees least context, takes its value from the window that has
+    it in its middle (a plain mean would halve a clear P that sits on a
+    window boundary); 'mean' is the unweighted mean; 'max' keeps the largest.
+    Returns (N, K, T) float32.
     """
-    if combine not in ("mean", "max"):
-        raise ConfigError("combine %r; allowed: mean, max" % (combine,))
+    if combine not in COMBINE:
+        raise ConfigError("combine %r; allowed: %s" % (combine, ", ".join(COMBINE)))
     n, c, length = x.shape
     x = x - x.mean(axis=-1, keepdims=True)
     padded = max(length, window)
@@ -155,6 +179,8 @@ def scan_windows(run, x, window, hop, combine="mean", batch=64):
     acc = None
     count = np.zeros(padded, np.float32)
     offsets = np.arange(window)
+    weight = (edge_taper(np.minimum(offsets, window - 1 - offsets), max(1, window // 4)) if combine == "taper"
+              else np.ones(window, np.float32))
     per_block = max(1, batch // n)
     for b in range(0, len(starts), per_block):
         block = starts[b:b + per_block]
@@ -169,9 +195,9 @@ def scan_windows(run, x, window, hop, combine="mean", batch=64):
             if combine == "max":
                 np.maximum(acc[:, :, s:s + window], out[:, j], out=acc[:, :, s:s + window])
             else:
-                acc[:, :, s:s + window] += out[:, j]
-            count[s:s + window] += 1
-    if combine == "mean":
+                acc[:, :, s:s + window] += out[:, j] * weight
+            count[s:s + window] += weight
+    if combine != "max":
         acc /= count
     return acc[:, :, :length]
 
@@ -181,7 +207,7 @@ class FixedWindowTeacher(Teacher):
 
     window = 3000
     overlap = 0.5     # fraction of a window shared by neighbours
-    combine = "mean"
+    combine = "taper"
     batch = 64        # windows per model call
 
     def _predict100(self, x):

@@ -63,7 +63,7 @@ def _frozen_graph(meta_path, prefix):
 
 
 class PhaseNetTeacher(FixedWindowTeacher):
-    """PhaseNet NCEDC on 3000-sample windows at 50 % overlap, overlapping outputs averaged."""
+    """PhaseNet NCEDC on 3000-sample windows at 50 % overlap, overlaps combined by an edge taper."""
 
     window = WINDOW
 

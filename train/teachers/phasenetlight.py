@@ -79,7 +79,7 @@ def normalise(segs):
 
 
 class PhaseNetLightTeacher(FixedWindowTeacher):
-    """PhaseNetLight ETHZ on 3001-sample windows at 50 % overlap, overlapping outputs averaged."""
+    """PhaseNetLight ETHZ on 3001-sample windows at 50 % overlap, overlaps combined by an edge taper."""
 
     window = WINDOW
 

@@ -17,8 +17,21 @@ into the graph's chunks (runs of rising time); within each chunk each row's
 probability sits at its time and the curve between rows is linear (for the
 per-sample models this is the rows themselves; for LPPN the peak of the
 curve is the row with the largest probability, at its offset time, to the
-nearest sample).  Rows whose time rounds to a sample past the input's end come from padding
-and are dropped.  Where two chunks overlap, their curves are averaged.
+nearest sample).  Rows whose time rounds to a sample outside the input
+come from padding and are dropped (the curve holds the last real row's
+value up to the input's end).  Where chunks overlap, their curves are
+averaged with :func:`~fieldpick.train.teachers.base.edge_taper` weights
+(a crossfade that trusts each chunk least at its edges).
+
+The graph's chunks share only 256 samples, so an arrival near a seam is
+seen by both chunks at their edges, with little context (a labelled set
+with every P at sample 6000 has all of them inside the first seam).  Each trace
+longer than one chunk step therefore runs twice: as it is, and from its
+sample 2944 (half a chunk step) on, so that every seam of one pass lies in
+the middle of a chunk of the other; the edge-taper weights (ramp of a
+quarter chunk) let the pass that has a sample in a chunk's middle decide
+it.  (Padding the second pass in front instead made the step from padding
+to data look like an onset.)
 """
 
 from __future__ import annotations
@@ -27,42 +40,53 @@ import numpy as np
 
 from fieldpick.edge.errors import ModelError
 
-from .base import Teacher, teacher_file
+from .base import Teacher, edge_taper, teacher_file
 
-__all__ = ["PnsnTeacher", "rows_to_samples", "CHUNK_HOP"]
+__all__ = ["PnsnTeacher", "rows_to_samples", "CHUNK_HOP", "CHUNK"]
 
 #: samples between the starts of the graph's chunks; one chunk alone breaks the graph
 CHUNK_HOP = 5888
+#: samples per chunk of the graph
+CHUNK = 6144
+#: edge-taper ramp (samples) when chunks are combined
+RAMP = CHUNK // 4
 
 
-def rows_to_samples(prob, time, length):
-    """Map model rows ``prob`` (M, C) at sample times ``time`` (M,) onto ``length`` samples: (C, length).
-
-    See the module docstring.  Samples that no row covers get 0.
-    """
+def _accumulate(prob, time, length, acc, wsum, offset=0, ramp=RAMP):
+    """Add the tapered per-sample curves of rows ``prob`` (M, C) at ``time + offset`` into acc (C, L), wsum (L,)."""
     prob = np.asarray(prob, dtype=np.float32)
     time = np.asarray(time, dtype=np.float64)
     if prob.ndim != 2 or time.shape != (prob.shape[0],):
         raise ModelError("model rows %r with times %r; expected (M, C) and (M,)" % (prob.shape, time.shape))
-    acc = np.zeros((prob.shape[1], length), np.float32)
-    count = np.zeros(length, np.float32)
     breaks = np.flatnonzero(np.diff(time) < 0) + 1
     for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(time)]):
-        t, p = time[lo:hi], prob[lo:hi]
-        keep = t < length - 0.5                      # nearest sample inside the input
-        t, p = t[keep], p[keep]
+        t, p = time[lo:hi] + offset, prob[lo:hi]
         if len(t) == 0:
             continue
         half = 0.5 * (float(np.median(np.diff(t))) if len(t) > 1 else 1.0)
-        first = max(0, int(np.ceil(t[0] - half)))
-        last = min(length - 1, int(np.floor(t[-1] + half)))
-        if last < first:
+        edges = (t[0] - half, t[-1] + half)          # the chunk's own extent, padding included
+        keep = (t > -0.5) & (t < length - 0.5)       # rows whose nearest sample is inside the input
+        t, p = t[keep], p[keep]
+        first = max(0, int(np.ceil(edges[0])))
+        last = min(length - 1, int(np.floor(edges[1])))
+        if len(t) == 0 or last < first:
             continue
         samples = np.arange(first, last + 1, dtype=np.float64)
+        w = edge_taper(np.minimum(samples - edges[0], edges[1] - samples), ramp)
         for k in range(p.shape[1]):
-            acc[k, first:last + 1] += np.interp(samples, t, p[:, k])
-        count[first:last + 1] += 1
-    return acc / np.maximum(count, 1)
+            acc[k, first:last + 1] += np.interp(samples, t, p[:, k]) * w
+        wsum[first:last + 1] += w
+
+
+def rows_to_samples(prob, time, length, ramp=RAMP):
+    """Map model rows ``prob`` (M, C) at sample times ``time`` (M,) onto ``length`` samples: (C, length).
+
+    See the module docstring.  Samples that no row covers get 0.
+    """
+    acc = np.zeros((np.shape(prob)[1] if np.ndim(prob) == 2 else 1, length), np.float32)
+    wsum = np.zeros(length, np.float32)
+    _accumulate(prob, time, length, acc, wsum, ramp=ramp)
+    return acc / np.where(wsum > 0, wsum, 1.0)
 
 
 class PnsnTeacher(Teacher):
@@ -92,9 +116,17 @@ class PnsnTeacher(Teacher):
         scale = tr.std(axis=-1, keepdims=True)
         tr = tr / np.where(scale > 0, scale, 1.0)
         wave = np.ascontiguousarray(tr[::-1].T, dtype=np.float32)      # (T, 3) E, N, Z
-        if length <= CHUNK_HOP:
-            wave = np.concatenate([wave, np.repeat(wave[-1:], CHUNK_HOP + 1 - length, axis=0)])
-        prob, time = self.session.run(["prob", "time"], {"wave": wave})
-        if prob.ndim != 2 or prob.shape[1] < 3:
-            raise ModelError("%s returned prob of shape %r; expected (M, >= 3) noise, P, S" % (self.path, prob.shape))
-        return rows_to_samples(prob[:, 1:3], time, length)
+        acc = np.zeros((2, length), np.float32)
+        wsum = np.zeros(length, np.float32)
+        # the second pass starts half a chunk step in: each seam of the first lies in one of its chunks' middle
+        offsets = (0, CHUNK_HOP // 2) if length > CHUNK_HOP else (0,)
+        for offset in offsets:
+            w = wave[offset:]
+            if len(w) <= CHUNK_HOP:
+                w = np.concatenate([w, np.repeat(w[-1:], CHUNK_HOP + 1 - len(w), axis=0)])
+            prob, time = self.session.run(["prob", "time"], {"wave": w})
+            if prob.ndim != 2 or prob.shape[1] < 3:
+                raise ModelError("%s returned prob of shape %r; expected (M, >= 3) noise, P, S"
+                                 % (self.path, prob.shape))
+            _accumulate(prob[:, 1:3], time, length, acc, wsum, offset=offset)
+        return acc / np.where(wsum > 0, wsum, 1.0)
