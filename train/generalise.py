@@ -30,7 +30,7 @@ from fieldpick.train.data.corpus import LabeledSet, MixedWindows, eval_data
 from fieldpick.train.data.datasets import WindowSet, concat
 from fieldpick.train.fit import StrideTask
 
-__all__ = ["Augment", "SoftStrideTask", "teacher_curves", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
+__all__ = ["Augment", "SoftStrideTask", "without_stations", "teacher_curves", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
            "set_weights", "load_corpus", "main_corpus", "names_of"]
 
 log = logging.getLogger(__name__)
@@ -268,11 +268,21 @@ def _digest(ls):
     return hashlib.sha256(np.ascontiguousarray(ls.events.waveforms[:, :, ::101]).tobytes()).hexdigest()[:12]
 
 
+def without_stations(sets: Sequence[LabeledSet], stations) -> List[LabeledSet]:
+    """``sets`` less every window of ``stations`` (held out by station across datasets: the NCEDC sets
+    share stations)."""
+    stations = set(stations)
+    return [ls.split_stations(stations)[0] for ls in sets]
+
+
 def _fold(cfg, target, others, test_st, f, fold_seed, out_dir, extra_noise):
-    """Train one fold's model and pick its test stations: (scores, picks, p, s, noise picks, noise s)."""
+    """Train one fold's model and pick its test stations: (scores, picks, p, s, noise picks, noise s).
+
+    The fold's stations are taken out of every other set too."""
     from fieldpick.train.fit import best_epoch, predict
     from fieldpick.train.score import score
 
+    others = without_stations(others, test_st)
     rest, test = target.split_stations(test_st)
     train_sets, val_sets = split_validation([rest] + list(others), cfg.val_fraction, fold_seed + 1 + f)
     model, history = train_corpus(cfg, train_sets, val_sets, os.path.join(out_dir, "fold%d" % f),
@@ -343,6 +353,16 @@ def load_corpus(cfg: TrainConfig, window_samples, root=None):
     if stray:
         raise ConfigError("holdout names %s, which datasets (%s) does not list" % (", ".join(stray), cfg.datasets))
     sets = load_sets(names, root, window_samples, cfg.seed)
+    gone = set()
+    for name in held:  # held out by dataset and by station: no window of its stations in training either
+        gone |= set(sets[name].events.station) | set(sets[name].noise.station)
+    if gone:
+        for name in [n for n in names if n not in held]:
+            before = len(sets[name].events)
+            sets[name] = without_stations([sets[name]], gone)[0]
+            if len(sets[name].events) < before:
+                log.info("%s: %d event traces of held-out stations left out", sets[name].name,
+                         before - len(sets[name].events))
     if cfg.complete_labels:
         from fieldpick.train.pseudo import complete_labels
         from fieldpick.train.teachers import Ensemble

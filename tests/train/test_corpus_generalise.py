@@ -250,3 +250,17 @@ def test_corpus_crossval_by_station_in_two_processes(tmp_path, capsys):
     assert cv["fold_set"] == "a" and len(cv["folds"]) == 2
     assert sum(f["windows"] for f in cv["folds"]) == 10 and cv["pooled"]["P_labels"] == 10
     assert (out / "cv" / "fold0" / "best.pt").exists() and (out / "cv" / "fold1" / "best.pt").exists()
+
+
+def test_held_out_sets_take_their_stations_out_of_every_training_set(tmp_path):
+    """Held out by dataset and by station: sets that share stations (the NCEDC sets do) lose them."""
+    from fieldpick.train.generalise import load_corpus, without_stations
+
+    a = write_set(tmp_path / "a.npz", n=10, stations=5)           # stations XX.S0 .. XX.S4
+    b = write_set(tmp_path / "b.npz", n=6, stations=2, seed=3)    # XX.S0, XX.S1: shared with a
+    cfg = TrainConfig(data="corpus", datasets="%s,%s" % (a, b), holdout=str(b))
+    sets, held = load_corpus(cfg, 512)
+    train_st = set(sets[str(a)].events.station) | set(sets[str(a)].noise.station)
+    assert train_st == {"XX.S2", "XX.S3", "XX.S4"} and set(held[str(b)].events.station) == {"XX.S0", "XX.S1"}
+    (kept,) = without_stations([held[str(b)]], {"XX.S0"})
+    assert set(kept.events.station) == {"XX.S1"}
