@@ -73,9 +73,14 @@ def main(argv=None):
     p.add_argument("--teacher-threshold", type=float, default=0.3)
     p.add_argument("--baselines", default="", help="comma list of stalta, pkbaer")
     p.add_argument("--continuous", metavar="MANIFEST",
-                   help="also run each model (its first path) over the SDS archive of a `fieldpick pseudo` "
+                   help="also run each model given without @SETS over the SDS archive of a `fieldpick pseudo` "
                         "manifest and compare with the teacher ensemble's picks there")
     p.add_argument("--sds", default=None, help="SDS root for --continuous (default: the manifest's)")
+    p.add_argument("--card", metavar="CARD",
+                   help="write the gated rows of --card-model (held-out models) into this model card's metrics")
+    p.add_argument("--card-model", default="", metavar="NAME", help="the --model NAME whose rows go into --card")
+    p.add_argument("--crossval", metavar="FILE",
+                   help="a crossval.json of fieldpick train --crossval: its pooled scores go into --card too")
     p.add_argument("--out", default="generalise")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -115,8 +120,8 @@ def main(argv=None):
         with open(args.continuous) as f:
             manifest = json.load(f)
         seen = set()
-        for name, path, _ in _models(args.model):
-            if name in seen:
+        for name, path, only in _models(args.model):
+            if name in seen or only is not None:  # held-out models are scored on their own set only
                 continue
             seen.add(name)
             for mode in args.modes.split(","):
@@ -126,12 +131,38 @@ def main(argv=None):
                     log.info("%s %s %s: %s", name, mode, region, continuous[-1])
     result = {"continuous": continuous, "command": "benchmarks/generalise.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
+    if args.card:
+        write_card(args.card, [r for r in rows if r["name"] == args.card_model and r["mode"] == "gated"],
+                   args.crossval, result["when"])
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", args.out + ".json"), "w") as f:
         json.dump(result, f, indent=1, default=float)
     with open(os.path.join(HERE, "results", args.out + ".md"), "w") as f:
         f.write(markdown(result))
     sys.stdout.write(markdown(result))
+
+
+def write_card(path, rows, crossval, when):
+    """Replace ``path``'s metrics by the held-out rows (and the cross-validation), keeping its other fields."""
+    from fieldpick.edge.card import MetricSet, ModelCard
+
+    card = ModelCard.load(path, verify=False)
+    sets = []
+    if crossval:
+        with open(crossval) as f:
+            cv = json.load(f)
+        sets.append(MetricSet(data=cv["fold_set"], split="%d-fold cross-validation split by station, pooled: each "
+                              "window picked by a model that never saw its station (in any dataset), single "
+                              "windows" % len(cv["folds"]),
+                              values={k: float(v) for k, v in cv["pooled"].items()
+                                      if isinstance(v, (int, float)) and np.isfinite(v)}))
+    for r in rows:
+        sets.append(MetricSet(data=r["set"], split="held out: the recipe trained without this dataset and its "
+                              "stations; %d whole traces through the station (gated), int8 (%s)" % (r["traces"], when),
+                              values={k: float(v) for k, v in r.items() if k not in ("traces", "seconds") and
+                                      isinstance(v, (int, float)) and np.isfinite(v)}))
+    card.metrics = sets
+    card.save(path)
 
 
 def _regions(per_station):
