@@ -65,6 +65,9 @@ SECTIONS = [
      "how much of the time the STA/LTA gate runs the network, and what recall it keeps"),
     ("The estimator for every board", ["estimator"],
      "latency per window, memory, CPU duty cycle and energy per day on each board; its error on this machine"),
+    ("Generalisation: held out by dataset, whole traces through the station", ["generalise", "teachers"],
+     "the recipe trained without each labelled set, picking it; the teachers and classic pickers on the same "
+     "traces; agreement with the teachers on real continuous data"),
     ("Size against accuracy (Pareto)", ["zoo", "pareto", "export"],
      "parameters or bytes against F1: the zoo's models, then the compression table (its own plot)"),
 ]
@@ -115,6 +118,8 @@ BUDGETS = {
 TIMEOUTS = {"quick": 1800, "full": 8 * 3600}  # full: the zoo alone is ~2.5 h on an idle core
 #: scripts make bench does not run: why, and how their result is made
 EXTERNAL = {
+    "generalise": "its held-out models come from make generalise (one training and export per left-out "
+                  "set, about 30 min of CPU, and the team's data), outside both budgets of make bench",
     "pareto": "its inputs are distillation and pruning cross-validation runs (hours of CPU; "
               "docs/compression.md says how to make them), outside both budgets of make bench",
 }

@@ -112,20 +112,13 @@ class SoftStrideTask(StrideTask):
         return (1.0 - a) * (ce + 2.0 * l1) + a * kd + self.bound(logits)
 
 
-def counts_like(waves):
-    """Each trace scaled so its largest sample is 1e4 (a teacher normalising by peak + 1e-6 flattens m/s data)."""
-    w = np.asarray(waves, np.float32)
-    peak = np.abs(w).max(axis=(1, 2), keepdims=True)
-    return w * np.where(peak > 0, 1e4 / np.maximum(peak, 1e-30), 1.0).astype(np.float32)
-
-
 def teacher_curves(waves, teacher, fs, cache=None, batch=16):
     """The teacher's (N, 2, L) P/S curves of (N, 3, L) traces, float16, kept in the ``cache`` file if given."""
     if cache and os.path.exists(cache):
         out = np.load(cache)
         if out.shape == (len(waves), 2, waves.shape[-1]):
             return out
-    out = np.concatenate([teacher.predict(counts_like(waves[a:a + batch]), fs=fs).astype(np.float16)
+    out = np.concatenate([teacher.predict(waves[a:a + batch], fs=fs).astype(np.float16)
                           for a in range(0, len(waves), batch)]) if len(waves) else np.zeros((0, 2, waves.shape[-1]),
                                                                                              np.float16)
     if cache:
@@ -246,7 +239,9 @@ def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: S
         from fieldpick.train.teachers import Ensemble
 
         teacher = Ensemble(names_of(cfg.soft_teachers), threads=cfg.threads)
-        key = "-".join(names_of(cfg.soft_teachers))
+        from fieldpick.train.teachers import ADAPTER_VERSION
+
+        key = "-".join(names_of(cfg.soft_teachers)) + "-v%d" % ADAPTER_VERSION
         soft = [teacher_curves(ls.events.waveforms, teacher, ls.events.fs,
                                os.path.join("runs", "cache", "soft-%s-%s-%s.npy" % (ls.name, key, _digest(ls))))
                 for ls in train_sets]

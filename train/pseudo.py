@@ -240,6 +240,12 @@ def pseudo_label(sds_root, teacher, cfg: PseudoConfig, fs=100.0, stations=None):
     return arrays, report
 
 
+def _adapter_version():
+    from fieldpick.train.teachers import ADAPTER_VERSION
+
+    return ADAPTER_VERSION
+
+
 def main(argv) -> int:
     """``fieldpick pseudo``: pseudo-label an SDS archive with a teacher ensemble."""
     p = argparse.ArgumentParser(prog="fieldpick pseudo", allow_abbrev=False,
@@ -267,7 +273,7 @@ def main(argv) -> int:
     np.savez(args.out, **arrays)
     manifest = {"format": FORMAT, "version": VERSION, "created": datetime.datetime.now(
         datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "sds": os.path.abspath(args.sds),
-        "teachers": names, "selection": asdict(cfg), "events": int((~arrays["noise"]).sum()),
+        "teachers": names, "adapter_version": _adapter_version(), "selection": asdict(cfg), "events": int((~arrays["noise"]).sum()),
         "noise": int(arrays["noise"].sum()), "stations": report,
         "command": "fieldpick pseudo " + " ".join(argv)}
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
@@ -281,7 +287,9 @@ def _cache_key(ls, names, threshold):
 
     h = hashlib.sha256()
     h.update(np.ascontiguousarray(ls.events.waveforms[:, :, ::97]).tobytes())
-    h.update(("|".join(names) + "|%g" % threshold).encode())
+    from fieldpick.train.teachers import ADAPTER_VERSION
+
+    h.update(("|".join(names) + "|%g|adapters %d" % (threshold, ADAPTER_VERSION)).encode())
     return h.hexdigest()[:16]
 
 
@@ -313,9 +321,7 @@ def complete_labels(ls, teacher, threshold=0.5, max_sp_s=25.0, cache_dir=None):
     if path and os.path.exists(path):
         curves = np.load(path)
     else:
-        from fieldpick.train.generalise import counts_like
-
-        curves = np.concatenate([teacher.predict(counts_like(ev.waveforms[need[a:a + 16]]), fs=fs)
+        curves = np.concatenate([teacher.predict(ev.waveforms[need[a:a + 16]], fs=fs)
                                  for a in range(0, len(need), 16)])
         if path:
             os.makedirs(cache_dir, exist_ok=True)
