@@ -195,12 +195,12 @@ def memory(path, x1):
     return {"after_load_bytes": loaded, "held_after_first_call_bytes": held, "peak_of_later_call_bytes": peak}
 
 
-def profile(it, xs, runs=40):
+def profile(it, xs, runs=40, cprofile=True):
     """Where the numpy runtime spends its time on one model.
 
     Per operator kind: the sum of median per-op wall times (Interpreter.op_times) for one
     window and for one call of 32 windows (run() would split it into chunks).  Per numpy
-    function: cProfile's own time over ``runs`` one-window calls.
+    function (with ``cprofile``): cProfile's own time over ``runs`` one-window calls.
     """
     import collections
     import cProfile
@@ -218,6 +218,8 @@ def profile(it, xs, runs=40):
         out["ops_b%d" % b] = {"total_ms_per_window": total * 1e3,
                               "kinds": [{"op": k, "count": counts[k], "ms_per_window": v * 1e3, "share": v / total}
                                         for k, v in kinds.most_common()]}
+    if not cprofile:
+        return out
     # numpy ufuncs (matmul, multiply, add, ...) called from Python do not show in cProfile on
     # their own (their time lands in the caller's); for the profile they are wrapped in
     # Python functions named after them, so each numpy pass gets its own row.
@@ -329,6 +331,10 @@ def main(argv=None):
         check["memory"] = memory(dpath, xs[:1])
         print("profiling the numpy runtime ...", flush=True)
         check["profile"] = profile(it, xs)
+        before = next((e for e in engines if e[0] == "numpy int8 (before)"), None)
+        if before is not None:
+            print("profiling the numpy runtime of --before ...", flush=True)
+            check["profile_before"] = profile(before[2][0], before[2][1], cprofile=False)
     sections.append({"model": os.path.relpath(dpath, REPO), "window_samples": int(np_eng[2][1].shape[1]) if np_eng else None,
                      "peer": peer["runtime"] if peer else None, "rows": rows, "numpy_runtime": check})
 
@@ -486,6 +492,22 @@ def markdown(r):
                     k["op"], k["count"], k["ms_per_window"], 100 * k["share"], o["ms_per_window"], 100 * o["share"]))
             lines.append("| total | | %.3f | | %.3f | |" % (prof["ops_b1"]["total_ms_per_window"],
                                                           prof["ops_b32"]["total_ms_per_window"]))
+            old = c.get("profile_before")
+            if old:
+                lines += ["", "The same per-operator profile, the numpy runtime of `--before` (commit %s) against this "
+                          "one, timed one after the other in this run (ms per window):" % r.get("before_commit"), "",
+                          "| op | before B=1 | now B=1 | now / before | before B=32 | now B=32 | now / before |",
+                          "|---|---:|---:|---:|---:|---:|---:|"]
+                now1 = {k["op"]: k["ms_per_window"] for k in prof["ops_b1"]["kinds"]}
+                now32 = {k["op"]: k["ms_per_window"] for k in prof["ops_b32"]["kinds"]}
+                rows = [(k["op"], k["ms_per_window"], {o["op"]: o["ms_per_window"] for o in old["ops_b32"]["kinds"]}
+                         .get(k["op"], float("nan"))) for k in old["ops_b1"]["kinds"]]
+                rows.append(("total", old["ops_b1"]["total_ms_per_window"], old["ops_b32"]["total_ms_per_window"]))
+                now1["total"], now32["total"] = prof["ops_b1"]["total_ms_per_window"], prof["ops_b32"]["total_ms_per_window"]
+                for op, b1, b32 in rows:
+                    n1, n32 = now1.get(op, float("nan")), now32.get(op, float("nan"))
+                    lines.append("| %s | %.3f | %.3f | %.2f | %.3f | %.3f | %.2f |" % (
+                        op, b1, n1, n1 / b1 if b1 else float("nan"), b32, n32, n32 / b32 if b32 else float("nan")))
             f = prof["numpy_functions"]
             lines += ["", "Per function and numpy pass (cProfile own time over one-window calls, %.3f ms/window under "
                       "the profiler, which inflates Python-level calls; numpy ufuncs wrapped so that each pass gets "

@@ -23,7 +23,9 @@ interpreters in different threads are independent.
 Speed (numpy engine; measured in benchmarks/interpreter.py): the work at
 load is done once (zero points and requantisation folded into float64
 weights, lookup tables for elementwise ops, int8 -> int8 QUANTIZE and
-softmax), so a call is a few numpy passes per operator.  On the default
+softmax; the operators compiled into a flat list of steps, with chains of
+table lookups composed, see steps.py), so a call is a few numpy passes per
+operator.  On the default
 model nearly all the time is in the convolutions: float64 BLAS, the
 depthwise einsum, and about three passes per int8 output to cast and clamp
 (see kernels/conv.py and kernels/requant.py).  Batches run in chunks of
@@ -57,6 +59,7 @@ from ..errors import (
 from .kernels import KERNELS, _load_families, build_kernel
 from .kernels.quant import round_half_away
 from .reader import read_model
+from .steps import compile_steps
 
 __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 
@@ -159,9 +162,11 @@ class _NumpyEngine:
         # model outputs are then copied before they leave run().
         self.copy_outputs = any(getattr(k, "reuses_output", False) for k in self.kernels)
         self._plan()
-        # Per operator: (kernel, [(tensor index, constant data or None)], output index, tensors to free).
-        self._steps = [(self.kernels[k], [(i, None if i < 0 else sg.tensors[i].data) for i in op.inputs],
-                        op.outputs[0], tuple(self.free_after[k])) for k, op in enumerate(sg.operators)]
+        self._steps, n_slots, constants = compile_steps(sg, self.kernels, self.free_after)
+        self._slots = [None] * n_slots  # constants placed once; activations come and go per call
+        for i, data in constants:
+            self._slots[i] = data
+        self._outs = tuple(sg.outputs)
 
     def _plan(self):
         sg = self.sg
@@ -192,24 +197,27 @@ class _NumpyEngine:
 
     def run(self, feeds):
         """feeds: {input tensor index: array with batch on axis 0} -> {output index: array}."""
-        values = dict(feeds)
-        for k, (kernel, getters, out, free) in enumerate(self._steps):
-            ins = [values[i] if d is None and i >= 0 else d for i, d in getters]
-            try:
-                values[out] = kernel(ins)
-            except (IndexError, ValueError, TypeError) as exc:
-                if isinstance(exc, FieldpickError):
-                    raise
-                # The kernels were checked at load; this is a model whose shapes contradict each other.
-                op = self.sg.operators[k]
-                raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
-                    op.index, op.name, [self.tensors[i].shape for i in op.inputs if i >= 0],
-                    type(exc).__name__, exc)) from None
-            for i in free:
-                values.pop(i, None)
+        values = list(self._slots)  # a call of its own: another thread's call keeps its list
+        for i, x in feeds.items():
+            values[i] = x
+        step = None
+        try:
+            for step in self._steps:
+                kernel, ins, out, free, _ = step
+                values[out] = kernel([values[i] for i in ins])
+                for i in free:
+                    values[i] = None
+        except (IndexError, ValueError, TypeError) as exc:
+            if isinstance(exc, FieldpickError):
+                raise
+            # The kernels were checked at load; this is a model whose shapes contradict each other.
+            op = self.sg.operators[step[4]]
+            raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
+                op.index, op.name, [self.tensors[i].shape for i in op.inputs if i >= 0],
+                type(exc).__name__, exc)) from None
         if self.copy_outputs:
-            return {o: np.array(values[o]) for o in self.sg.outputs}
-        return {o: values[o] for o in self.sg.outputs}
+            return {o: np.array(values[o]) for o in self._outs}
+        return {o: values[o] for o in self._outs}
 
 
 class Interpreter:
