@@ -481,9 +481,8 @@ def markdown(r):
         if prof:
             lines += ["#### Where the numpy runtime's time goes (default model)", "",
                       "Per operator kind, sum of median per-op wall times (`Interpreter.op_times`): one window, and one "
-                      "call of 32 windows at once (run() splits batches into chunks of about %d KiB of int8 plan x 8, here "
-                      "one window, because a 32-window call works out of L2 and costs more per window):" % (
-                          r.get("chunk_bytes", 1 << 20) // 1024), "",
+                      "call of 32 windows at once (run() itself splits batches into chunks of about %d KiB of int8 "
+                      "plan x 8):" % (r.get("chunk_bytes", 1 << 20) // 1024), "",
                       "| op | count | B=1 ms/window | share | B=32 ms/window | share |", "|---|---:|---:|---:|---:|---:|"]
             b32 = {k["op"]: k for k in prof["ops_b32"]["kinds"]}
             for k in prof["ops_b1"]["kinds"]:
