@@ -283,6 +283,7 @@ def main(argv=None):
     p.add_argument("--batch-repeats", type=int, default=5, help="timed calls per batched measurement")
     p.add_argument("--before", help="a checkout of an older version of this repository: its numpy runtime is timed "
                                     "on the default model too")
+    p.add_argument("--before-label", help="what --before is, for the report (default: its git commit)")
     p.add_argument("--skip-lppn", action="store_true", help="time the default model only")
     args = p.parse_args(argv)
     try:
@@ -404,7 +405,8 @@ def main(argv=None):
     result = {
         "benchmark": "interpreter",
         "command": "benchmarks/interpreter.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": _commit(REPO), "before_commit": _commit(args.before) if args.before else None,
+        "commit": _commit(REPO),
+        "before_commit": (args.before_label or _commit(args.before)) if args.before else None,
         "chunk_bytes": CHUNK_BYTES,
         "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
