@@ -195,12 +195,12 @@ def memory(path, x1):
     return {"after_load_bytes": loaded, "held_after_first_call_bytes": held, "peak_of_later_call_bytes": peak}
 
 
-def profile(it, xs, runs=40):
+def profile(it, xs, runs=40, cprofile=True):
     """Where the numpy runtime spends its time on one model.
 
     Per operator kind: the sum of median per-op wall times (Interpreter.op_times) for one
     window and for one call of 32 windows (run() would split it into chunks).  Per numpy
-    function: cProfile's own time over ``runs`` one-window calls.
+    function (with ``cprofile``): cProfile's own time over ``runs`` one-window calls.
     """
     import collections
     import cProfile
@@ -218,6 +218,8 @@ def profile(it, xs, runs=40):
         out["ops_b%d" % b] = {"total_ms_per_window": total * 1e3,
                               "kinds": [{"op": k, "count": counts[k], "ms_per_window": v * 1e3, "share": v / total}
                                         for k, v in kinds.most_common()]}
+    if not cprofile:
+        return out
     # numpy ufuncs (matmul, multiply, add, ...) called from Python do not show in cProfile on
     # their own (their time lands in the caller's); for the profile they are wrapped in
     # Python functions named after them, so each numpy pass gets its own row.
@@ -281,6 +283,7 @@ def main(argv=None):
     p.add_argument("--batch-repeats", type=int, default=5, help="timed calls per batched measurement")
     p.add_argument("--before", help="a checkout of an older version of this repository: its numpy runtime is timed "
                                     "on the default model too")
+    p.add_argument("--before-label", help="what --before is, for the report (default: its git commit)")
     p.add_argument("--skip-lppn", action="store_true", help="time the default model only")
     args = p.parse_args(argv)
     try:
@@ -329,6 +332,10 @@ def main(argv=None):
         check["memory"] = memory(dpath, xs[:1])
         print("profiling the numpy runtime ...", flush=True)
         check["profile"] = profile(it, xs)
+        before = next((e for e in engines if e[0] == "numpy int8 (before)"), None)
+        if before is not None:
+            print("profiling the numpy runtime of --before ...", flush=True)
+            check["profile_before"] = profile(before[2][0], before[2][1], cprofile=False)
     sections.append({"model": os.path.relpath(dpath, REPO), "window_samples": int(np_eng[2][1].shape[1]) if np_eng else None,
                      "peer": peer["runtime"] if peer else None, "rows": rows, "numpy_runtime": check})
 
@@ -398,7 +405,8 @@ def main(argv=None):
     result = {
         "benchmark": "interpreter",
         "command": "benchmarks/interpreter.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": _commit(REPO), "before_commit": _commit(args.before) if args.before else None,
+        "commit": _commit(REPO),
+        "before_commit": (args.before_label or _commit(args.before)) if args.before else None,
         "chunk_bytes": CHUNK_BYTES,
         "threads": 1, "repeats": args.repeats, "batch_repeats": args.batch_repeats, "batches": batches,
         "host": {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
@@ -475,9 +483,8 @@ def markdown(r):
         if prof:
             lines += ["#### Where the numpy runtime's time goes (default model)", "",
                       "Per operator kind, sum of median per-op wall times (`Interpreter.op_times`): one window, and one "
-                      "call of 32 windows at once (run() splits batches into chunks of about %d KiB of int8 plan x 8, here "
-                      "one window, because a 32-window call works out of L2 and costs more per window):" % (
-                          r.get("chunk_bytes", 1 << 20) // 1024), "",
+                      "call of 32 windows at once (run() itself splits batches into chunks of about %d KiB of int8 "
+                      "plan x 8):" % (r.get("chunk_bytes", 1 << 20) // 1024), "",
                       "| op | count | B=1 ms/window | share | B=32 ms/window | share |", "|---|---:|---:|---:|---:|---:|"]
             b32 = {k["op"]: k for k in prof["ops_b32"]["kinds"]}
             for k in prof["ops_b1"]["kinds"]:
@@ -486,6 +493,22 @@ def markdown(r):
                     k["op"], k["count"], k["ms_per_window"], 100 * k["share"], o["ms_per_window"], 100 * o["share"]))
             lines.append("| total | | %.3f | | %.3f | |" % (prof["ops_b1"]["total_ms_per_window"],
                                                           prof["ops_b32"]["total_ms_per_window"]))
+            old = c.get("profile_before")
+            if old:
+                lines += ["", "The same per-operator profile, the numpy runtime of `--before` (commit %s) against this "
+                          "one, timed one after the other in this run (ms per window):" % r.get("before_commit"), "",
+                          "| op | before B=1 | now B=1 | now / before | before B=32 | now B=32 | now / before |",
+                          "|---|---:|---:|---:|---:|---:|---:|"]
+                now1 = {k["op"]: k["ms_per_window"] for k in prof["ops_b1"]["kinds"]}
+                now32 = {k["op"]: k["ms_per_window"] for k in prof["ops_b32"]["kinds"]}
+                rows = [(k["op"], k["ms_per_window"], {o["op"]: o["ms_per_window"] for o in old["ops_b32"]["kinds"]}
+                         .get(k["op"], float("nan"))) for k in old["ops_b1"]["kinds"]]
+                rows.append(("total", old["ops_b1"]["total_ms_per_window"], old["ops_b32"]["total_ms_per_window"]))
+                now1["total"], now32["total"] = prof["ops_b1"]["total_ms_per_window"], prof["ops_b32"]["total_ms_per_window"]
+                for op, b1, b32 in rows:
+                    n1, n32 = now1.get(op, float("nan")), now32.get(op, float("nan"))
+                    lines.append("| %s | %.3f | %.3f | %.2f | %.3f | %.3f | %.2f |" % (
+                        op, b1, n1, n1 / b1 if b1 else float("nan"), b32, n32, n32 / b32 if b32 else float("nan")))
             f = prof["numpy_functions"]
             lines += ["", "Per function and numpy pass (cProfile own time over one-window calls, %.3f ms/window under "
                       "the profiler, which inflates Python-level calls; numpy ufuncs wrapped so that each pass gets "

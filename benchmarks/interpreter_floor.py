@@ -1,8 +1,8 @@
 """The numpy runtime's floor: how long its BLAS and einsum calls alone take, against ai-edge-litert.
 
 The numpy interpreter's int8 convolutions end in one float64 ``matmul``
-(im2col patches against scale-folded weights) or one float32 ``einsum``
-(depthwise taps) per layer.  Everything else it does (copies into the
+(im2col patches against scale-folded weights) or one ``einsum``
+(depthwise taps: float64 over contiguous rows, or float32 over patches) per layer.  Everything else it does (copies into the
 patch buffers, the truncating cast and clamp, the Python dispatch of each
 operator) comes on top.  This script times those calls inside real
 single-window runs of a model (each call wrapped with a timer, so their
@@ -62,11 +62,12 @@ class _Timed:
 
 def measure(path, rounds, seed=0):
     import fieldpick.edge.tflite.kernels.conv as conv
+    import fieldpick.edge.tflite.kernels.depthwise as depthwise
     from fieldpick.edge.tflite.interpreter import Interpreter
 
     timed = _Timed()
     real_np = conv.np
-    conv.np = timed
+    conv.np = depthwise.np = timed
     try:
         ours = Interpreter(path)
         litert = Interpreter(path, backend="litert")
@@ -89,7 +90,7 @@ def measure(path, rounds, seed=0):
             t_litert.append(time.perf_counter() - t0)
         calls = timed.calls
     finally:
-        conv.np = real_np
+        conv.np = depthwise.np = real_np
 
     def ms(a):
         return 1e3 * float(np.median(a))

@@ -23,12 +23,14 @@ interpreters in different threads are independent.
 Speed (numpy engine; measured in benchmarks/interpreter.py): the work at
 load is done once (zero points and requantisation folded into float64
 weights, lookup tables for elementwise ops, int8 -> int8 QUANTIZE and
-softmax), so a call is a few numpy passes per operator.  On the default
+softmax; the operators compiled into a flat list of steps, with chains of
+table lookups composed, see steps.py), so a call is a few numpy passes per
+operator.  On the default
 model nearly all the time is in the convolutions: float64 BLAS, the
 depthwise einsum, and about three passes per int8 output to cast and clamp
 (see kernels/conv.py and kernels/requant.py).  Batches run in chunks of
-about ``CHUNK_BYTES``: beyond the CPU's L2 cache a bigger call costs more
-per window, not less (one window of the default model already fills it).
+about ``CHUNK_BYTES`` (14 windows of the default model): up to about 8
+windows a call costs less per window, beyond that no less.
 
 ``backend`` picks the engine behind the same interface: ``"numpy"`` (this
 package, needs nothing but numpy), ``"litert"`` (ai-edge-litert),
@@ -57,13 +59,14 @@ from ..errors import (
 from .kernels import KERNELS, _load_families, build_kernel
 from .kernels.quant import round_half_away
 from .reader import read_model
+from .steps import compile_steps
 
 __all__ = ["Interpreter", "BACKENDS", "plan_memory"]
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("numpy", "litert", "tflite", "onnx")
-CHUNK_BYTES = 1 << 20  # run() splits a batch into chunks whose working set is about this (see _run_batch)
+CHUNK_BYTES = 1 << 22  # run() splits a batch into chunks whose working set is about this (see _run_batch)
 MAX_TENSOR_BYTES = 1 << 28  # 256 MiB: no picker comes near; a hostile file cannot make us allocate more
 
 
@@ -159,9 +162,11 @@ class _NumpyEngine:
         # model outputs are then copied before they leave run().
         self.copy_outputs = any(getattr(k, "reuses_output", False) for k in self.kernels)
         self._plan()
-        # Per operator: (kernel, [(tensor index, constant data or None)], output index, tensors to free).
-        self._steps = [(self.kernels[k], [(i, None if i < 0 else sg.tensors[i].data) for i in op.inputs],
-                        op.outputs[0], tuple(self.free_after[k])) for k, op in enumerate(sg.operators)]
+        self._steps, n_slots, constants = compile_steps(sg, self.kernels, self.free_after)
+        self._slots = [None] * n_slots  # constants placed once; activations come and go per call
+        for i, data in constants:
+            self._slots[i] = data
+        self._outs = tuple(sg.outputs)
 
     def _plan(self):
         sg = self.sg
@@ -192,24 +197,27 @@ class _NumpyEngine:
 
     def run(self, feeds):
         """feeds: {input tensor index: array with batch on axis 0} -> {output index: array}."""
-        values = dict(feeds)
-        for k, (kernel, getters, out, free) in enumerate(self._steps):
-            ins = [values[i] if d is None and i >= 0 else d for i, d in getters]
-            try:
-                values[out] = kernel(ins)
-            except (IndexError, ValueError, TypeError) as exc:
-                if isinstance(exc, FieldpickError):
-                    raise
-                # The kernels were checked at load; this is a model whose shapes contradict each other.
-                op = self.sg.operators[k]
-                raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
-                    op.index, op.name, [self.tensors[i].shape for i in op.inputs if i >= 0],
-                    type(exc).__name__, exc)) from None
-            for i in free:
-                values.pop(i, None)
+        values = list(self._slots)  # a call of its own: another thread's call keeps its list
+        for i, x in feeds.items():
+            values[i] = x
+        step = None
+        try:
+            for step in self._steps:
+                kernel, ins, out, free, _ = step
+                values[out] = kernel([values[i] for i in ins])
+                for i in free:
+                    values[i] = None
+        except (IndexError, ValueError, TypeError) as exc:
+            if isinstance(exc, FieldpickError):
+                raise
+            # The kernels were checked at load; this is a model whose shapes contradict each other.
+            op = self.sg.operators[step[4]]
+            raise ModelFormatError("operator %d (%s) failed on tensors %s: %s: %s" % (
+                op.index, op.name, [self.tensors[i].shape for i in op.inputs if i >= 0],
+                type(exc).__name__, exc)) from None
         if self.copy_outputs:
-            return {o: np.array(values[o]) for o in self.sg.outputs}
-        return {o: values[o] for o in self.sg.outputs}
+            return {o: np.array(values[o]) for o in self._outs}
+        return {o: values[o] for o in self._outs}
 
 
 class Interpreter:
@@ -362,11 +370,10 @@ class Interpreter:
     def _run_batch(self, index, x):
         eng = self._engine
         if isinstance(eng, _NumpyEngine) and eng.batch_safe:
-            # Chunks whose float working set stays near the CPU's L2 cache: one window of
-            # the 3000-sample pickers (2 to 8 windows per call measured 10-25 % more CPU
-            # per window with the float64 kernels), many of the tiny test models.  Running
-            # only the short late layers on several windows at once gained nothing either:
-            # per-element work, not per-call overhead, dominates there too.
+            # Chunks of about CHUNK_BYTES of float working set (8 bytes per planned int8
+            # byte): 14 windows of the default model.  On 24 windows of it (2026-12, x86_64,
+            # one thread) chunks of 1, 3, 8 and 24 windows took 1.74, 1.18, 1.00 and 0.99x
+            # the time of chunks of 8: per-call costs fall with the chunk until about 8.
             step = max(1, CHUNK_BYTES // max(1, 8 * eng.planned_bytes))
             if x.shape[0] <= step:
                 return eng.run({index: x})

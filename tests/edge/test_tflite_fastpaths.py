@@ -7,6 +7,8 @@ plain computation on seeded inputs, including the values where a shortcut
 would go wrong: rounding ties, clamp bounds, broadcasting, NaN.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -230,3 +232,72 @@ def test_float_depthwise_equals_loops(rng, stride, dilation, mult):
                         s += float(x[b, 0, t, co // mult]) * float(wd[0, 0, j, co])
                 want[b, 0, o, co] = s
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+# ---- the shipped default model: fused steps and fast conv paths against plain integer math ---
+
+DEFAULT_TFLITE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "edge", "models", "fieldpick-default.tflite")
+
+
+def _plain_int8_conv(op, tensors, x):
+    """TFLite's int8 CONV_2D / DEPTHWISE_CONV_2D on one 1-D input, in int64 numpy (no floats)."""
+    from fieldpick.edge.tflite.kernels.conv import _requant_params
+    from fieldpick.edge.tflite.kernels.quant import (
+        activation_range,
+        multiply_by_quantized_multiplier,
+        qparams,
+    )
+
+    x_t, w_t, y_t = (tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]])
+    o = op.options
+    w = w_t.data.astype(np.int64)
+    if op.name == "DEPTHWISE_CONV_2D":
+        w = w[0].transpose(2, 0, 1)[:, :, :, None]  # (C, 1, KW, 1): one input channel per filter
+    cout, _, kw, cin_w = w.shape
+    n, cin = x.shape[2], x.shape[3]
+    out_n, pb, pa = conv_geometry(n, kw, o["stride_w"], o["dilation_w"], o["padding"])
+    zx = qparams(x_t)[1]
+    xp = np.full((x.shape[0], n + pb + pa, cin), zx, np.int64)
+    xp[:, pb:pb + n] = x[:, 0]
+    idx = np.arange(out_n)[:, None] * o["stride_w"] + np.arange(kw)[None, :] * o["dilation_w"]
+    patches = xp[:, idx, :] - zx  # (B, out, KW, Cin)
+    if cin_w == 1 and cin > 1:  # depthwise: filter k sees input channel k // (cout // cin)
+        acc = np.einsum("botk,kt->bok", patches.repeat(cout // cin, axis=3), w[:, 0, :, 0])
+    else:
+        acc = np.einsum("botc,ktc->bok", patches, w[:, 0])
+    bias = tensors[op.inputs[2]].data.astype(np.int64) if len(op.inputs) > 2 and op.inputs[2] >= 0 else 0
+    mult, shift = _requant_params(x_t, w_t, y_t, cout)
+    lo, hi = activation_range(o["activation"], y_t)
+    q = multiply_by_quantized_multiplier(acc + bias, mult, shift) + qparams(y_t)[1]
+    return np.clip(q, lo, hi).astype(np.int8)[:, None]
+
+
+def test_shipped_default_fast_paths_equal_plain_integer_math(rng):
+    """Every conv of the station's model (fast einsum rows, float64 products) equals int64 TFLite
+    arithmetic on its real inputs, and the compiled steps (composed tables) equal the operators
+    run one by one: the picks cannot change."""
+    from fieldpick.edge.tflite.interpreter import Interpreter
+
+    if not os.path.exists(DEFAULT_TFLITE):
+        pytest.skip("no shipped default model at %s" % DEFAULT_TFLITE)
+    it = Interpreter(DEFAULT_TFLITE)
+    eng = it._engine
+    amp = np.array([0.05, 1.0, 3.0, 40.0])[:, None, None]  # 40: the int8 input saturates
+    xs = it.quantize_input((rng.standard_normal((4, 3072, 3)) * amp).astype(np.float32))
+    values = {eng.sg.inputs[0]: xs}
+    checked = 0
+    for k, op in enumerate(eng.sg.operators):
+        ins = [None if i < 0 else (values[i] if eng.tensors[i].data is None else eng.tensors[i].data)
+               for i in op.inputs]
+        values[op.outputs[0]] = eng.kernels[k](ins)
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D") and ins[0].ndim == 4 and ins[0].shape[1] == 1:
+            np.testing.assert_array_equal(values[op.outputs[0]], _plain_int8_conv(op, eng.tensors, ins[0]))
+            checked += 1
+    assert checked >= 15
+    assert len(eng._steps) < len(eng.sg.operators)  # some table lookups were composed
+    for b in range(len(xs)):
+        for got, o in zip(it.run(xs[b:b + 1]), eng.sg.outputs):
+            np.testing.assert_array_equal(got, values[o][b:b + 1])
+    for got, o in zip(it.run(xs), eng.sg.outputs):
+        np.testing.assert_array_equal(got, values[o])

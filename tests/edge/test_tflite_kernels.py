@@ -326,7 +326,7 @@ def test_model_outputs_never_share_a_kept_buffer(rng):
 
     it = Interpreter(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "tiny_int8.tflite"))
     eng = it._engine
-    kernel, getters, out, free = eng._steps[-1]
+    kernel, getters, out, free, k = eng._steps[-1]
     kept = {}
 
     def keeping(ins):
@@ -335,7 +335,7 @@ def test_model_outputs_never_share_a_kept_buffer(rng):
         buf[...] = y
         return buf
 
-    eng._steps[-1] = (keeping, getters, out, free)
+    eng._steps[-1] = (keeping, getters, out, free, k)
     x1, x2 = (rng.integers(-128, 128, (1, 16, 3)).astype(np.int8) for _ in range(2))
     eng.copy_outputs = True
     first = it.run(x1)[0]
@@ -344,3 +344,34 @@ def test_model_outputs_never_share_a_kept_buffer(rng):
     np.testing.assert_array_equal(first, want)
     eng.copy_outputs = False  # the check above is the copy's doing: without it the buffer leaks out
     assert np.shares_memory(it.run(x1)[0], kept[first.shape])
+
+
+@pytest.mark.parametrize("stride, dilation, same, relu, batch", [(1, 1, True, False, 1), (1, 2, True, True, 3),
+                                                                 (1, 3, False, False, 2), (2, 1, True, True, 3),
+                                                                 (2, 2, False, False, 2)])
+def test_int8_depthwise_rows_and_batches_equal_loops(rng, stride, dilation, same, relu, batch):
+    # Stride 1 runs as one einsum over contiguous rows (kernels/depthwise.py), strided ones
+    # window by window over patches; every window of a batch equals the loops.
+    c, k, n = 5, 7, 40
+    x = rng.integers(-128, 128, (batch, 1, n, c)).astype(np.int8)
+    wd = rng.integers(-127, 128, (1, 1, k, c)).astype(np.int8)
+    bias = rng.integers(-500, 500, c).astype(np.int32)
+    ws = rng.uniform(0.002, 0.01, c)
+    sx, zx, sy, zy = 0.04, 5, 0.05, -2
+    out_n = conv_geometry(n, k, stride, dilation, 0 if same else 1)[0]
+    tensors = [_t(0, (1, 1, n, c), "i1", scale=sx, zp=zx), _t(1, wd.shape, "i1", wd, ws, np.zeros(c), 3),
+               _t(2, bias.shape, "i4", bias, ws * sx, np.zeros(c)), _t(3, (1, 1, out_n, c), "i1", scale=sy, zp=zy)]
+    op = Operator(0, 4, "DEPTHWISE_CONV_2D", 1, (0, 1, 2), (3,), {
+        "padding": 0 if same else 1, "stride_w": stride, "stride_h": 1, "depth_multiplier": 1,
+        "activation": 1 if relu else 0, "dilation_w": dilation, "dilation_h": 1})
+    kernel = build_kernel(op, tensors)
+    assert hasattr(kernel, "exact")
+    w_full = np.zeros((c, 1, k, c), np.int8)
+    for ch in range(c):
+        w_full[ch, 0, :, ch] = wd[0, 0, :, ch]
+    for _ in range(2):  # the second call reuses the buffers planned by the first
+        got = kernel([x, wd, bias])
+        for b in range(batch):
+            want = _ref_conv1d(x[b:b + 1], w_full, bias, sx, zx, ws, sy, zy, stride, dilation, same,
+                               act_lo=max(-128, zy) if relu else -128)
+            np.testing.assert_array_equal(got[b:b + 1], want)

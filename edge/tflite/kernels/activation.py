@@ -59,6 +59,7 @@ def _lut(fn, vectorised=False):
         return table[ins[0].view(np.uint8)]
 
     run.table = table
+    run.unary_table = table  # int8 -> int8 by the input's uint8 view: the runtime may compose such tables
     return run
 
 

@@ -10,9 +10,12 @@ load, see kernels/requant.py) the requantisation is folded into the
 product: the patches get a column of ones, the weights are multiplied by
 each channel's scale and get a row of offsets, and one float64 matrix
 product returns z, whose truncating cast and int16 clamp give TFLite's
-MultiplyByQuantizedMultiplier result bit for bit.  A depthwise conv sums
-its taps in float32 (exact below 2**24) with one ``einsum`` over the patch
-view and then applies scale and offset.  Layers beyond the float64 bound
+MultiplyByQuantizedMultiplier result bit for bit.  A 1-D depthwise conv
+of stride 1 is one float64 ``einsum`` over long contiguous rows with the
+scales folded into its taps (kernels/depthwise.py); other depthwise convs
+sum their taps in float32 (exact below 2**24) with an ``einsum`` over the
+patch view, window by window, and then apply scale and offset.  Layers
+beyond the float64 bound
 (and TRANSPOSE_CONV) keep :class:`Requantizer`: float32 rounding, with the
 elements near a rounding tie redone in int64.
 
@@ -24,8 +27,11 @@ made once per batch size and thread (scratch from a per-thread arena shared
 by all layers), so a call is a handful of numpy passes per layer.  im2col
 patches are copied (matmul on an overlapping view falls back to a loop ~10x
 slower than BLAS); a float64 product beats float32 BLAS plus two float64
-passes up to ~40 terms per output; a float64 ``einsum`` is twice as slow as
-float32 plus the passes.
+passes up to ~40 terms per output (measured again on the default model's
+layers, 2026-12: the float32 product with its two passes was no faster at
+K = 21-24); an ``einsum`` whose inner loop is the 12 or 24 channels of a
+layer took 1.5x the time of one over rows of ~1024 values on one window,
+and over a batch of 3 windows at once 3.8x (it picks a slower loop order).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from threading import get_ident
 import numpy as np
 
 from . import register, unsupported
+from .depthwise import DepthwiseRows
 from .quant import (
     activation_range,
     float_activation,
@@ -493,6 +500,16 @@ def _build_depthwise(op, tensors, wk, mult):
         bias_in = _fold_zero_point(bias, zp_in, taps.sum(axis=0))
         amax = 128 * np.abs(taps).sum(axis=0)
         exact = _make_exact(x_t, w_t, y_t, act, cout, op, bias_in, amax) if amax.max() < (1 << 24) else None
+        if exact is not None and kh == 1 and h == 1 and mult == 1 and sw == 1:
+            rows = DepthwiseRows(wk[0], exact.scale, w, ow, dw, pads[2:], zp_in)
+
+            def dw1d_int8_exact(ins):
+                z = rows(ins[0])  # acc * S, float64
+                exact.add_offset(z)
+                return exact.finish(z, exact.buffers(z.shape)[1]).reshape(z.shape[0], 1, ow, cout)
+
+            dw1d_int8_exact.exact = exact
+            return dw1d_int8_exact
         if exact is not None:
             wf32 = np.ascontiguousarray(wk, dtype=np.float32)  # integer sums below 2**24: exact in float32
             pt, pb, pl, pr = pads
@@ -513,7 +530,11 @@ def _build_depthwise(op, tensors, wk, mult):
                 inside[...] = x
                 if mult > 1:
                     view = patch_view(np.repeat(xp, mult, axis=3), kh, kw, sh, sw, dh, dw, oh, ow)
-                np.einsum("bhwijc,ijc->bhwc", view, wf32, out=acc)
+                if x.shape[0] == 1:
+                    np.einsum("bhwijc,ijc->bhwc", view, wf32, out=acc)
+                else:  # window by window: one einsum over a batch picks a slower loop order
+                    for i in range(x.shape[0]):
+                        np.einsum("hwijc,ijc->hwc", view[i], wf32, out=acc[i])
                 return exact(acc, bufs)
 
             dw_int8_exact.exact = exact

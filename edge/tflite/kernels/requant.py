@@ -211,6 +211,13 @@ class ExactRequant:
         z2 += offset
         return self.finish(z, q)
 
+    def add_offset(self, z):
+        """z += offset in place (z: float64, C-contiguous, channels last): ``acc * S`` -> z."""
+        _, offset, _ = self._tile(z.size)
+        z2 = z.reshape(-1, offset.size)
+        np.add(z2, offset, out=z2)
+        return z
+
     def finish(self, z, q=None):
         """z = x * S + offset (float64, C-contiguous, channels last) -> int8 of the same shape.
 
