@@ -60,7 +60,10 @@ class TriggerConfig:
     continuous grid that overlaps it).  open_warmup: treat the first
     ``lta_s`` seconds of a stream (and after each gap), where the STA/LTA
     cannot yet tell an onset from the background, as triggered, so an
-    arrival there is not lost.
+    arrival there is not lost (short event records); off by default: its
+    window then overlaps the first event's, and the plain mean of fitted
+    windows halves an onset that sits at a window's edge (use
+    ``stacking: "taper"`` with it).
     """
 
     channel: str = "Z"
@@ -75,7 +78,7 @@ class TriggerConfig:
     block_s: float = 60.0
     decimate: int = 2
     windows: str = "fit"
-    open_warmup: bool = True
+    open_warmup: bool = False
 
     def validate(self, w="trigger"):
         if self.band_hz is not None:
