@@ -16,7 +16,15 @@ from fieldpick.network.store import open_store
 from fieldpick.network.synthetic import make_network
 from fieldpick.network.velocity import TravelTimes
 
-SHA = "397163f6661d65cd4f7a16652e491d3df4a7a4fecaa94de16519542d3beb2a54"  # the shipped default
+
+def _default_sha():
+    from fieldpick.edge.card import ModelCard
+    from fieldpick.edge.station import default_card_path
+
+    return ModelCard.load(default_card_path(), verify=False).sha256
+
+
+SHA = _default_sha()  # the shipped default
 
 
 def test_shipped_calibration_table_is_for_the_default_model():
