@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import CardError
+from .limits import loads_json, read_json
 
 __all__ = [
     "CARD_FORMAT",
@@ -66,6 +67,10 @@ def sha256_file(path, chunk=1 << 20):
                 break
             h.update(block)
     return h.hexdigest()
+
+
+MIN_RATE_HZ, MAX_RATE_HZ = 0.1, 1e4  # a model's input rate
+MAX_WINDOW_SAMPLES = 1 << 20
 
 
 def _choice(value, allowed, where):
@@ -144,6 +149,12 @@ class InputSpec:
                             % (where, self.highpass_hz, self.sampling_rate_hz / 2))
         _choice(self.highpass_order, (2, 4, 6, 8), where + ".highpass_order")
         _positive(self.window_samples, where + ".window_samples")
+        if not MIN_RATE_HZ <= self.sampling_rate_hz <= MAX_RATE_HZ:
+            raise CardError("%s.sampling_rate_hz is %r; allowed: %g .. %g Hz"
+                            % (where, self.sampling_rate_hz, MIN_RATE_HZ, MAX_RATE_HZ))
+        if self.window_samples > MAX_WINDOW_SAMPLES:
+            raise CardError("%s.window_samples is %r; allowed: 1 .. %d"
+                            % (where, self.window_samples, MAX_WINDOW_SAMPLES))
         if not self.channels:
             raise CardError("%s.channels is empty; give at least one of %s" % (where, CHANNEL_NAMES))
         for i, c in enumerate(self.channels):
@@ -371,24 +382,28 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text, where="card"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise CardError("%s is not valid JSON: %s" % (where, exc)) from None
-        return cls.from_dict(data, where)
+        return cls.from_dict(loads_json(text, where, CardError), where)
 
     @classmethod
     def load(cls, path, verify=True):
         """Read a card; with ``verify`` also check its model file's size and sha256."""
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise CardError("cannot read model card %s: %s" % (path, exc.strerror)) from None
-        card = cls.from_json(text, where=os.path.basename(path))
+        _not_a_model(path)
+        data = read_json(path, "model card", CardError)
+        card = cls.from_dict(data, where=os.path.basename(path))
         if verify:
             card.verify_file(card.model_path(path))
         return card
+
+
+def _not_a_model(path):
+    """CardError when ``path`` is a model file (TFLite, ONNX) given where its card is expected."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return  # read_json reports it
+    if head[4:8] == b"TFL3" or head[:2] == b"\x08\x07" or head[:2] == b"\x08\x08":
+        raise CardError("%s is a model file, not its card; give the card (the .json beside the model)" % path)
 
 
 # ---------------------------------------------------------------- strict builder

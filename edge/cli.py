@@ -6,8 +6,9 @@ that verb runs and parses the rest of the arguments itself.  So
 nothing else, while ``fieldpick train`` pulls in torch only when asked.
 
 A verb module exposes ``main(argv) -> int``.  Errors that a user caused
-(:class:`~fieldpick.edge.errors.FieldpickError`) print one clear line and
-exit with status 2; a verb whose code is not in this build says so and
+(:class:`~fieldpick.edge.errors.FieldpickError`, and OS errors on the files,
+folders and sockets they named) print one clear line and exit with status 2
+(``-v`` adds the traceback); a verb whose code is not in this build says so and
 exits with status 3.
 """
 
@@ -15,6 +16,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections import OrderedDict
 
 from .errors import FieldpickError
@@ -95,6 +97,21 @@ class _Unavailable(FieldpickError):
     pass
 
 
+def os_message(exc: OSError) -> str:
+    """One line for an OS error: what failed and on which file."""
+    why = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        where = str(exc.filename) + (" -> %s" % exc.filename2 if exc.filename2 is not None else "")
+        return "%s: %s" % (where, why)
+    return why
+
+
+def _trace(verbose):
+    """With -v, the traceback of the error being handled (to tell a bug from bad input)."""
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
+
+
 def main(argv=None):
     """Entry point of the ``fieldpick`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -119,7 +136,12 @@ def main(argv=None):
         sys.stderr.write("fieldpick: %s\n" % exc)
         return 3
     except FieldpickError as exc:
+        _trace(ns.verbose)
         sys.stderr.write("fieldpick %s: error: %s\n" % (ns.verb, exc))
+        return 2
+    except OSError as exc:  # a file, folder, device or socket the user named
+        _trace(ns.verbose)
+        sys.stderr.write("fieldpick %s: error: %s\n" % (ns.verb, os_message(exc)))
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("fieldpick %s: interrupted\n" % ns.verb)

@@ -8,13 +8,13 @@ and what is allowed.  ``docs/station.md`` is the reference of every key.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .errors import ConfigError
+from .limits import Limits, loads_json, read_json
 
 __all__ = [
     "CONFIG_FORMAT",
@@ -86,10 +86,12 @@ class TriggerConfig:
                    self.band_hz, "[low, high] with 0 < low < high (Hz), or null")
         _check(1 <= self.order <= 8, w + ".order", self.order, "an integer 1-8")
         _check(0 < self.sta_s < self.lta_s, w + ".sta_s", self.sta_s, "0 < sta_s < lta_s (%r s)" % self.lta_s)
+        _check(self.lta_s <= 3600, w + ".lta_s", self.lta_s, "seconds in (sta_s, 3600]")
         _check(0 < self.off <= self.on, w + ".off", self.off, "0 < off <= on (%r)" % self.on)
-        _check(self.pre_s >= 0, w + ".pre_s", self.pre_s, "seconds >= 0")
-        _check(self.post_s >= 0, w + ".post_s", self.post_s, "seconds >= 0")
-        _check(self.block_s > 0, w + ".block_s", self.block_s, "seconds > 0")
+        _check(self.on <= 1e6, w + ".on", self.on, "a ratio in [off, 1e6]")
+        _check(0 <= self.pre_s <= 600, w + ".pre_s", self.pre_s, "seconds in [0, 600]")
+        _check(0 <= self.post_s <= 600, w + ".post_s", self.post_s, "seconds in [0, 600]")
+        _check(0 < self.block_s <= 3600, w + ".block_s", self.block_s, "seconds in (0, 3600]")
         _check(1 <= self.decimate <= 8, w + ".decimate", self.decimate, "an integer 1-8")
         _check(self.windows in TRIGGER_WINDOWS, w + ".windows", self.windows, ", ".join(map(repr, TRIGGER_WINDOWS)))
 
@@ -122,7 +124,8 @@ class PickerConfig:
         for k, v in self.thresholds.items():
             _check(k in ("P", "S"), w + ".thresholds key", k, "'P', 'S'")
             _check(0 < v < 1, "%s.thresholds[%r]" % (w, k), v, "a probability in (0, 1)")
-        _check(self.min_separation_s >= 0, w + ".min_separation_s", self.min_separation_s, "seconds >= 0")
+        _check(0 <= self.min_separation_s <= 600, w + ".min_separation_s", self.min_separation_s,
+               "seconds in [0, 600]")
         _check(0 < self.noise_s <= 60, w + ".noise_s", self.noise_s, "seconds in (0, 60]")
         _check(0 < self.signal_s <= 60, w + ".signal_s", self.signal_s, "seconds in (0, 60]")
 
@@ -152,7 +155,8 @@ class StationConfig:
     windows fitted around each trigger, 'taper' for grid windows: continuous
     mode or ``trigger.windows`` 'grid').  batch: windows per network call.  sources: source specs (see
     ``fieldpick.edge.sources``).  telemetry: passed to the uplink as given
-    (null: none).
+    (null: none).  limits: the plausible date window and sampling rates
+    (:class:`fieldpick.edge.limits.Limits`); records outside are refused.
     """
 
     model: str = "default"
@@ -167,6 +171,7 @@ class StationConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     sources: List[str] = field(default_factory=list)
     telemetry: Optional[Dict[str, Any]] = None
+    limits: Limits = field(default_factory=Limits)
     format: str = CONFIG_FORMAT
     version: int = CONFIG_VERSION
 
@@ -195,20 +200,11 @@ class StationConfig:
 
     @classmethod
     def from_json(cls, text, where="config"):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError("%s is not valid JSON: %s" % (where, exc)) from None
-        return cls.from_dict(data)
+        return cls.from_dict(loads_json(text, where, ConfigError))
 
     @classmethod
     def load(cls, path):
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                text = f.read()
-        except OSError as exc:
-            raise ConfigError("cannot read station config %s: %s" % (path, exc.strerror)) from None
-        return cls.from_json(text, path)
+        return cls.from_dict(read_json(path, "station config", ConfigError))
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -55,6 +55,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..limits import DEFAULT as DEFAULT_LIMITS
+from ..limits import Limits
 from .base import Record, Source
 
 __all__ = [
@@ -260,6 +262,11 @@ def _parse_header(buf, off: int, avail: int, final: bool = True) -> _Header:
         if nxt and nxt <= pos:
             raise _Bad("bad blockette chain", "blockette at %d points back to %d" % (pos, nxt))
         pos = nxt
+    if reclen:
+        for pos, btype in chain:  # a chain must lie inside its record (a batch parse reads it there)
+            if pos + (8 if btype in (100, 1000, 1001) else 4) > reclen:
+                raise _Bad("bad blockette chain", "blockette %d at %d lies beyond the %d-byte record"
+                           % (btype, pos, reclen))
     if reclen and (data_off > reclen or (nsamp and data_off < _HEADER_LEN)):
         raise _Bad("bad data offset", "%d in a %d-byte record" % (data_off, reclen))
     return _Header(
@@ -274,6 +281,7 @@ def _parse_header(buf, off: int, avail: int, final: bool = True) -> _Header:
 
 _MS3_FIXED = "<2sBBIHHBBBBdIIBBHI"  # FDSN miniSEED 3 fixed header, 40 bytes, little-endian
 _MS3_LEN = 40
+_MS3_MAX_RECLEN = 1 << 20  # longer records are refused (a stream would otherwise wait for gigabytes)
 
 
 def _crc32c_table() -> List[int]:
@@ -335,6 +343,9 @@ def _parse_header3(buf, off: int, avail: int, final: bool = True) -> _Header:
     if not np.isfinite(rate):
         rate = 0.0
     data_off = _MS3_LEN + sid_len + extra_len
+    if data_off + data_len > _MS3_MAX_RECLEN:
+        raise _Bad("bad record length", "miniSEED 3 record of %d bytes; this reader takes at most %d"
+                   % (data_off + data_len, _MS3_MAX_RECLEN))
     start = btime_to_ns(year, doy, hour, minute, sec, 0) + nanos
     return _Header(offset=off, reclen=data_off + data_len, network=net, station=sta, location=loc,
                    channel=cha, start_ns=start, sampling_rate=float(rate), nsamples=nsamp,
@@ -641,6 +652,9 @@ class MseedDecoder:
     holds the counters, ``offsets`` (when ``keep_offsets``) the stream offset of
     every decoded record.  default_encoding: SEED code assumed for records
     without blockette 1000 (Steim-1, as libmseed does; None skips them).
+    limits: the plausible date window and sampling rates
+    (:data:`fieldpick.edge.limits.DEFAULT` when None); records outside are
+    skipped and counted ('implausible start time', 'implausible sampling rate').
 
     headers_only: find and check the records without decoding their samples
     (a plan of a file, at about half the cost of a decode).  ``feed`` and
@@ -651,11 +665,13 @@ class MseedDecoder:
     """
 
     def __init__(self, keep_offsets: bool = False, name: str = "stream",
-                 default_encoding: Optional[int] = 10, headers_only: bool = False):
+                 default_encoding: Optional[int] = 10, headers_only: bool = False,
+                 limits: Optional[Limits] = None):
         if default_encoding is not None and default_encoding not in ENCODINGS:
             raise ConfigError("default_encoding %r is not one of %s (or None)"
                               % (default_encoding, sorted(ENCODINGS)))
         self.default_encoding = default_encoding
+        self.limits = limits or DEFAULT_LIMITS
         self.headers_only = headers_only
         # records whose Steim frames failed to decode: (reason, record bytes, samples declared)
         self.failures: List[Tuple[str, int, int]] = []
@@ -921,6 +937,15 @@ class MseedDecoder:
         if h.nsamples == 0 or h.sampling_rate <= 0 or h.encoding == 0:
             self.stats.no_data += 1
             return False
+        lim = self.limits
+        if not lim.rate_ok(h.sampling_rate):
+            self.stats.skip("implausible sampling rate", h.reclen, self._where(h.offset),
+                            "%r Hz; allowed %g .. %g Hz" % (h.sampling_rate, lim.min_rate_hz, lim.max_rate_hz))
+            return False
+        if not lim.time_ok(h.start_ns):
+            self.stats.skip("implausible start time", h.reclen, self._where(h.offset),
+                            "%d ns; allowed the years %d .. %d" % (h.start_ns, lim.min_year, lim.max_year))
+            return False
         if h.encoding in _SIMPLE:
             size = np.dtype(_SIMPLE[h.encoding]).itemsize
             if h.data_offset + h.nsamples * size > h.reclen:
@@ -1001,7 +1026,7 @@ class MseedDecoder:
                 pos += int(n[j])
 
 
-def read_records(data, keep_offsets: bool = False):
+def read_records(data, keep_offsets: bool = False, limits: Optional[Limits] = None):
     """Decode a whole miniSEED buffer (``bytes``) or file (a path) into records.
 
     Returns the list of :class:`Record`; with ``keep_offsets`` returns
@@ -1012,7 +1037,7 @@ def read_records(data, keep_offsets: bool = False):
         name = os.fspath(data)
         with open(data, "rb") as fh:
             data = fh.read()
-    dec = MseedDecoder(keep_offsets=keep_offsets, name=name)
+    dec = MseedDecoder(keep_offsets=keep_offsets, name=name, limits=limits)
     view = memoryview(data)
     records = []
     for i in range(0, len(view), _FEED_BYTES):  # pieces: smaller working arrays, measurably faster
@@ -1035,7 +1060,7 @@ class MseedFileSource(Source):
     ``stats`` counts decoded and skipped records over all inputs.
     """
 
-    def __init__(self, paths=None, stream=None, chunk_bytes: int = 1 << 20):
+    def __init__(self, paths=None, stream=None, chunk_bytes: int = 1 << 20, limits: Optional[Limits] = None):
         if (paths is None) == (stream is None):
             raise ConfigError("MseedFileSource needs exactly one of paths= or stream=, got %s"
                               % ("both" if paths is not None else "neither"))
@@ -1043,6 +1068,7 @@ class MseedFileSource(Source):
             raise ConfigError("chunk_bytes must be >= 1, got %r" % (chunk_bytes,))
         self.stream = stream
         self.chunk_bytes = int(chunk_bytes)
+        self.limits = limits
         self.paths: List[str] = []
         if paths is not None:
             for p in [paths] if isinstance(paths, (str, os.PathLike)) else list(paths):
@@ -1066,7 +1092,7 @@ class MseedFileSource(Source):
                 yield from self._iter_stream(fh, path)
 
     def _iter_stream(self, fh, name: str) -> Iterator[Record]:
-        dec = MseedDecoder(name=name)
+        dec = MseedDecoder(name=name, limits=self.limits)
         dec.stats = self.stats
         while not self._closed:
             chunk = _read_some(fh, self.chunk_bytes)

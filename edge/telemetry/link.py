@@ -169,7 +169,11 @@ class UdpLink(Link):
     def __init__(self, host: str, port: int):
         self.address = (host, port)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.connect(self.address)
+        try:
+            self.sock.connect(self.address)
+        except OSError as exc:
+            self.sock.close()
+            raise _socket_error("send udp to", host, port, exc) from None
         self.sock.setblocking(False)
 
     def send(self, data: bytes) -> bool:
@@ -411,6 +415,15 @@ def open_link(spec: str, baudrate: int = 9600) -> Link:
 # ---------------------------------------------------------------- receiver side
 
 
+def _socket_error(what: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """One line naming the address: unresolvable host, port in use, address not on this machine."""
+    why = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror):
+        why = "cannot resolve host %r (%s)" % (host, why)
+    return ConfigError("cannot %s %s:%d: %s" % (what, host, port, why))
+
+
+
 class Endpoint(object):
     """Receiver side of a transport, driven by a selector."""
 
@@ -434,7 +447,11 @@ class UdpEndpoint(Endpoint):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((host, port))
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise _socket_error("listen on udp", host, port, exc) from None
         self.sock.setblocking(False)
         self.address = self.sock.getsockname()
 
@@ -473,8 +490,12 @@ class TcpEndpoint(Endpoint):
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(16)
+        try:
+            self.sock.bind((host, port))
+            self.sock.listen(16)
+        except OSError as exc:
+            self.sock.close()
+            raise _socket_error("listen on tcp", host, port, exc) from None
         self.sock.setblocking(False)
         self.address = self.sock.getsockname()
         self._selector = None
@@ -576,7 +597,10 @@ class FileEndpoint(Endpoint):
 
     def __init__(self, path: str = "-"):
         self.path = path
-        self._stream = sys.stdin if path == "-" else open(path, "r", encoding="ascii")
+        if path != "-" and os.path.isdir(path):
+            raise ConfigError("--file %s is a folder; give a file of hex lines" % path)
+        # undecodable bytes become U+FFFD: such a line is not hex and is counted as bad
+        self._stream = sys.stdin if path == "-" else open(path, "r", encoding="ascii", errors="replace")
         self._done = False
         self.bad_lines = 0
 

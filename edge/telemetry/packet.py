@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, DataError, PacketError
+from ..limits import DEFAULT as DEFAULT_LIMITS
+from ..limits import Limits, read_json
 from ..picks import Pick
 
 __all__ = [
@@ -63,6 +65,7 @@ __all__ = [
     "mtu_of",
     "capacity",
     "check_pick",
+    "ImplausiblePick",
     "group_picks",
     "encode_picks",
     "decode",
@@ -185,7 +188,12 @@ class StationTable:
         if d.get("version") != cls.VERSION:
             raise ConfigError("station table version %r; this fieldpick reads version %d" % (d.get("version"), cls.VERSION))
         entries = []
-        for row in d.get("stations", []):
+        rows = d.get("stations", [])
+        if not isinstance(rows, list):
+            raise ConfigError("station table: stations is a %s; expected a list" % type(rows).__name__)
+        for row in rows:
+            if not isinstance(row, dict):
+                raise ConfigError("station table row %r is not an object with id, code, key" % (row,))
             unknown = set(row) - {"id", "code", "key"}
             if unknown:
                 raise ConfigError("station table row has unknown keys %s; allowed: id, code, key" % sorted(unknown))
@@ -198,13 +206,7 @@ class StationTable:
 
     @classmethod
     def load(cls, path: str) -> "StationTable":
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                return cls.from_dict(json.load(f))
-        except (OSError, ValueError) as exc:
-            if isinstance(exc, ConfigError):
-                raise
-            raise ConfigError("cannot read station table %s: %s" % (path, exc)) from None
+        return cls.from_dict(read_json(path, "station table", ConfigError))
 
     def save(self, path: str) -> None:
         """Write the table (mode 0600: it holds keys), atomically."""
@@ -277,12 +279,17 @@ def _q_snr(s: float) -> int:
     return int(round(max(-64.0, min(63.5, s)) * 2.0))
 
 
+class ImplausiblePick(DataError):
+    """A pick whose time lies outside the plausible date window (refused before it is journaled)."""
+
+
 def check_pick(pick: Pick) -> None:
     """Raise DataError unless ``pick`` can be encoded (checked before it is journaled)."""
     if not isinstance(pick, Pick):
         raise DataError("expected a fieldpick.edge.picks.Pick, got %s" % type(pick).__name__)
-    if not (0 <= _ms(pick.time_ns) <= MAX_BASE_MS):
-        raise DataError("pick time_ns %d outside 1970 .. year 10889; cannot be sent" % pick.time_ns)
+    if isinstance(pick.time_ns, bool) or not isinstance(pick.time_ns, int) or not DEFAULT_LIMITS.time_ok(pick.time_ns):
+        raise ImplausiblePick("pick time_ns %r outside %d .. %d, the plausible years; not sent"
+                              % (pick.time_ns, DEFAULT_LIMITS.min_year, DEFAULT_LIMITS.max_year))
     for name in ("probability", "uncertainty_s", "amplitude", "snr_db"):
         v = getattr(pick, name)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
@@ -315,12 +322,18 @@ class Ack:
 class PacketRejected(PacketError):
     """A packet failed a check; ``reason`` is one of REASONS (the receiver counts them)."""
 
-    REASONS = ("truncated", "malformed", "unknown_station", "forged")
+    REASONS = ("truncated", "malformed", "unknown_station", "forged", "implausible")
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, station_id: Optional[int] = None, seq: Optional[int] = None):
         assert reason in self.REASONS, reason
         super().__init__(message)
         self.reason = reason
+        #: set when the tag checked: the packet is the station's own, its contents are bad
+        self.station_id, self.seq = station_id, seq
+
+    @property
+    def authentic(self) -> bool:
+        return self.seq is not None
 
 
 def _tag(key: bytes, body: bytes) -> bytes:
@@ -410,10 +423,14 @@ def _authenticate(data: bytes, table: StationTable, station_id: int) -> StationE
     return entry
 
 
-def decode(data: bytes, table: StationTable) -> PickPacket:
+def decode(data: bytes, table: StationTable, limits: Optional[Limits] = None) -> PickPacket:
     """Check and decode a picks packet; raise :class:`PacketRejected` otherwise.
 
-    Nothing is decoded into picks before the tag has been verified.
+    Nothing is decoded into picks before the tag has been verified.  A pick
+    dated outside the plausible window (``limits``, default
+    :data:`fieldpick.edge.limits.DEFAULT`) rejects the packet as 'implausible';
+    rejections after the tag checked carry the station id and seq
+    (``exc.authentic``).
     """
     data = bytes(data)
     kind, station_id = _kind_and_station(data)
@@ -430,15 +447,21 @@ def decode(data: bytes, table: StationTable) -> PickPacket:
     entry = _authenticate(data, table, station_id)
     _, _, seq, base6, _ = _HEADER.unpack_from(data, 0)
     base = int.from_bytes(base6, "big")
+    lim = limits or DEFAULT_LIMITS
     picks = []
     for i in range(count):
         off3, flags, prob, unc, amp, snr = _RECORD.unpack_from(data, HEADER_BYTES + i * RECORD_BYTES)
         pol = (flags >> 1) & 3
         if flags >> 3 or pol not in _POLARITY:
-            raise PacketRejected("malformed", "pick %d: flags 0x%02x; reserved bits set or polarity code 3" % (i, flags))
+            raise PacketRejected("malformed", "pick %d: flags 0x%02x; reserved bits set or polarity code 3"
+                                 % (i, flags), station_id, seq)
+        t_ns = (base + int.from_bytes(off3, "big")) * 1000000
+        if not lim.time_ok(t_ns):
+            raise PacketRejected("implausible", "pick %d: time %d ns lies outside the plausible years %d .. %d"
+                                 % (i, t_ns, lim.min_year, lim.max_year), station_id, seq)
         picks.append(
             Pick(
-                time_ns=(base + int.from_bytes(off3, "big")) * 1000000,
+                time_ns=t_ns,
                 phase="S" if flags & 1 else "P",
                 probability=prob / 255.0,
                 uncertainty_s=_dq_unc(unc),

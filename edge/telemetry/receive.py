@@ -28,18 +28,27 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Dict, List, Optional, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, FieldpickError
+from ..limits import Limits, read_json, year_start_ns
 from ..picks import Pick
 from .link import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint, parse_hostport
 from .packet import PacketRejected, StationEntry, StationTable, decode, encode_ack, onset_weight
+from .quarantine import Quarantine, write_atomic
 
 __all__ = ["ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter", "serve", "main"]
 
 log = logging.getLogger(__name__)
 
+_YEAR_10000_NS = year_start_ns(10000)
+
 
 def iso_utc(time_ns: int, digits: int = 6) -> str:
-    """'YYYY-MM-DDTHH:MM:SS.ffffffZ' for ns since the epoch (digits: 0-6 decimals, truncated)."""
+    """'YYYY-MM-DDTHH:MM:SS.ffffffZ' for ns since the epoch (digits: 0-6 decimals, truncated).
+
+    DataError for a time outside the years 1970 .. 9999.
+    """
+    if isinstance(time_ns, bool) or not isinstance(time_ns, int) or not 0 <= time_ns < _YEAR_10000_NS:
+        raise DataError("time %r ns is outside the years 1970 .. 9999; no calendar date for it" % (time_ns,))
     t = datetime.datetime(1970, 1, 1) + datetime.timedelta(microseconds=time_ns // 1000)
     text = t.strftime("%Y-%m-%dT%H:%M:%S")
     if digits:
@@ -127,13 +136,14 @@ class ReplayWindow(object):
             for k, t in self.tracks.items()}}
 
     def load(self, path: str) -> None:
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             return
-        except (OSError, ValueError) as exc:
-            raise ConfigError("cannot read receiver state %s: %s; move it away to start afresh" % (path, exc)) from None
+        if os.path.isdir(path):
+            raise ConfigError("receiver state %s is a folder; give a file path" % path)
+        try:
+            d = read_json(path, "receiver state", ConfigError)
+        except ConfigError as exc:
+            raise ConfigError("%s; move it away to start afresh" % exc) from None
         if not isinstance(d, dict) or d.get("version") != 1:
             raise ConfigError("receiver state %s: version %r, expected 1"
                               % (path, d.get("version") if isinstance(d, dict) else None))
@@ -145,12 +155,8 @@ class ReplayWindow(object):
             raise ConfigError("receiver state %s is damaged (%r); move it away to start afresh" % (path, exc)) from None
 
     def save(self, path: str) -> None:
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Write the state atomically (write, fsync, rename, fsync of the folder)."""
+        write_atomic(path, json.dumps(self.to_dict()).encode("utf-8"))
 
 
 # ---------------------------------------------------------------- writers
@@ -326,39 +332,80 @@ class Receiver(object):
     :class:`~fieldpick.edge.telemetry.packet.PacketRejected`.
     """
 
-    def __init__(self, table: StationTable, writers: Sequence = (), state_path: Optional[str] = None):
+    def __init__(self, table: StationTable, writers: Sequence = (), state_path: Optional[str] = None,
+                 quarantine: Optional[Quarantine] = None, limits: Optional[Limits] = None):
         self.table = table
         self.writers = list(writers)
         self.state_path = state_path
+        self.quarantine = quarantine
+        self.limits = limits
         self.window = ReplayWindow()
         if state_path:
             self.window.load(state_path)
-        self.counts = dict.fromkeys(("packets", "picks", "replayed") + PacketRejected.REASONS, 0)
+        self.counts = dict.fromkeys(("packets", "picks", "replayed", "quarantined", "store_failed")
+                                    + PacketRejected.REASONS, 0)
 
     def handle(self, data: bytes) -> Optional[bytes]:
-        """Process one packet; return the ack to send back, or None for a rejected packet."""
+        """Process one packet; return the ack to send back, or None for a rejected packet.
+
+        Never raises for a bad packet: an authentic packet that cannot be
+        decoded or stored is quarantined, counted and acknowledged (so the
+        station stops resending it); one that cannot even be quarantined is
+        not acknowledged (the station resends it later).
+        """
         try:
-            packet = decode(data, self.table)
+            packet = decode(data, self.table, self.limits)
         except PacketRejected as exc:
             self.counts[exc.reason] += 1
             log.info("rejected a packet (%s): %s", exc.reason, exc)
+            if exc.authentic and self.window.is_new(exc.station_id, exc.seq):
+                return self._set_aside(data, exc.reason, str(exc), exc.station_id, exc.seq)
+            if exc.authentic:  # quarantined before: the station did not get the ack
+                return encode_ack(self.table.by_id(exc.station_id), self.window.cumulative(exc.station_id),
+                                  exc.seq)
             return None
         entry = self.table.by_id(packet.station_id)
         if not self.window.is_new(packet.station_id, packet.seq):
             self.counts["replayed"] += 1
             log.debug("station %s: packet %d again; acknowledging, not writing", entry.code, packet.seq)
             return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
-        for w in self.writers:
-            w.write(entry, packet.seq, packet.picks)
-        for w in self.writers:
-            w.flush()
-        self.window.add(packet.station_id, packet.seq)
-        if self.state_path:
-            self.window.save(self.state_path)
+        try:
+            for w in self.writers:
+                w.write(entry, packet.seq, packet.picks)
+            for w in self.writers:
+                w.flush()
+        except (FieldpickError, OSError, ValueError, OverflowError) as exc:
+            self.counts["store_failed"] += 1
+            log.error("station %s: packet %d could not be stored: %s", entry.code, packet.seq, exc)
+            return self._set_aside(data, "store_failed", "%s: %s" % (type(exc).__name__, exc),
+                                   packet.station_id, packet.seq)
+        try:
+            self._done(packet.station_id, packet.seq)
+        except OSError as exc:  # the picks are stored: a resend after a restart may repeat them once
+            log.error("cannot save receiver state %s: %s", self.state_path, exc)
         self.counts["packets"] += 1
         self.counts["picks"] += len(packet.picks)
         log.debug("station %s: packet %d with %d picks", entry.code, packet.seq, len(packet.picks))
         return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
+
+    def _done(self, station_id: int, seq: int) -> None:
+        self.window.add(station_id, seq)
+        if self.state_path:
+            self.window.save(self.state_path)
+
+    def _set_aside(self, data, reason, message, station_id, seq) -> Optional[bytes]:
+        """Quarantine an authentic packet; its ack, or None when it could not be kept."""
+        if self.quarantine is not None and self.quarantine.keep(data, reason, message, station_id, seq) is None:
+            return None
+        if self.quarantine is None:
+            log.error("no quarantine folder: dropping packet %d of station %d (%s: %s)", seq, station_id,
+                      reason, message)
+        self.counts["quarantined"] += 1
+        try:
+            self._done(station_id, seq)
+        except OSError as exc:
+            log.error("cannot save receiver state %s: %s", self.state_path, exc)
+        return encode_ack(self.table.by_id(station_id), self.window.cumulative(station_id), seq)
 
     def close(self) -> None:
         for w in self.writers:
@@ -432,6 +479,9 @@ def _parser():
                    "at most every SECONDS (picks settle 120 s first; station coordinates from fieldpick stations)")
     p.add_argument("--ew-module", type=int, default=0, metavar="ID", help="Earthworm module id (default 0)")
     p.add_argument("--ew-installation", type=int, default=255, metavar="ID", help="Earthworm installation id (default 255)")
+    p.add_argument("--quarantine", metavar="DIR",
+                   help="folder for authentic packets that cannot be decoded or stored (default: 'quarantine' "
+                        "beside --state or the first output; none without either)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     return p
@@ -462,6 +512,14 @@ def main(argv: list) -> int:
         endpoints.append(FileEndpoint(path))
     if not endpoints:
         raise ConfigError("nothing to receive from; give --udp, --tcp, --serial or --file")
+    for path in (args.csv, args.quakeml, args.earthworm, args.state):
+        if path:
+            _check_output(path)
+    qdir = args.quarantine
+    if qdir is None:
+        first = args.state or args.csv or args.quakeml or args.earthworm
+        qdir = os.path.join(os.path.dirname(os.path.abspath(first)), "quarantine") if first else None
+    quarantine = Quarantine(qdir) if qdir else None
     writers = []
     if args.csv:
         writers.append(CsvWriter(args.csv))
@@ -475,7 +533,7 @@ def main(argv: list) -> int:
     elif args.earthworm:
         writers.append(EarthwormWriter(args.earthworm, mod_id=args.ew_module, inst_id=args.ew_installation))
     sys.stdout.flush()
-    receiver = Receiver(table, writers, state_path=args.state)
+    receiver = Receiver(table, writers, state_path=args.state, quarantine=quarantine)
     stop = []
     old = signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
@@ -489,7 +547,19 @@ def main(argv: list) -> int:
             ep.close()
     c = receiver.counts
     sys.stdout.write(
-        "received %d packets, %d picks; replayed %d; rejected: %s\n"
-        % (c["packets"], c["picks"], c["replayed"], ", ".join("%s %d" % (r, c[r]) for r in PacketRejected.REASONS))
+        "received %d packets, %d picks; replayed %d; rejected: %s; quarantined %d\n"
+        % (c["packets"], c["picks"], c["replayed"], ", ".join("%s %d" % (r, c[r]) for r in PacketRejected.REASONS),
+           c["quarantined"])
     )
     return 0
+
+
+def _check_output(path: str) -> None:
+    """ConfigError unless ``path`` can be written: its folder exists and is writable, it is no folder."""
+    if os.path.isdir(path):
+        raise ConfigError("output %s is a folder; give a file path" % path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError("output %s: folder %s does not exist" % (path, folder))
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise ConfigError("output %s is not writable" % path)

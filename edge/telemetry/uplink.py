@@ -36,6 +36,7 @@ from ..picks import Pick
 from .journal import Journal
 from .link import Link, open_link
 from .packet import (
+    ImplausiblePick,
     StationEntry,
     StationTable,
     capacity,
@@ -97,7 +98,7 @@ class Uplink(object):
         self._due: Dict[int, float] = {}
         self._tries: Dict[int, int] = {}
         self.stats = {"submitted": 0, "packets": 0, "sent": 0, "resent": 0, "send_failed": 0, "acked": 0,
-                      "bad_acks": 0}
+                      "bad_acks": 0, "implausible_picks": 0, "journal_errors": 0}
         self._pack(force=False)
         self._send_due()
 
@@ -108,7 +109,9 @@ class Uplink(object):
 
         Picks with an empty ``station`` get this station's code; a pick of
         another station, or one that cannot be encoded, rejects the whole
-        call before anything is journaled.  Acks already waiting are read
+        call before anything is journaled; a pick dated outside the plausible
+        date window is refused alone (logged, counted in
+        ``stats['implausible_picks']``).  Acks already waiting are read
         first (without waiting).  Returns the number journaled.
         """
         batch = self.check(picks)
@@ -139,7 +142,12 @@ class Uplink(object):
         for p in picks:
             if isinstance(p, Pick) and p.station == "":
                 p = dataclasses.replace(p, station=self.station.code)
-            check_pick(p)
+            try:
+                check_pick(p)
+            except ImplausiblePick as exc:  # a clock fault: refuse this pick, keep the others
+                self.stats["implausible_picks"] += 1
+                log.error("station %s: %s", self.station.code, exc)
+                continue
             if p.station != self.station.code:
                 raise DataError("pick of station %r submitted to the uplink of %r" % (p.station, self.station.code))
             batch.append(p)
