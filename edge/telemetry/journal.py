@@ -41,6 +41,7 @@ may pass it by at most one segment.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -65,6 +66,8 @@ _PICKS = struct.Struct("<Q")
 _PACKET = struct.Struct("<IQ")
 T_STATE, T_PICKS, T_PACKET, T_ACKS = 1, 2, 3, 4
 MAX_PAYLOAD = 1 << 20
+_MIN_PACKET_RECORD = 9 + 12 + 31  # frame, seq and pick number, the shortest packet
+_RESYNC_BUDGET = 64 << 20  # payload bytes CRC-ed while looking for the record after a damaged one
 _NAME = re.compile(r"^seg-(\d{10})\.fpj$")
 
 
@@ -78,6 +81,7 @@ class _Segment(object):
         self.seqs = set()  # packets recorded in this segment
         self.max_pick = -1  # highest pick number recorded in this segment
         self.pick_count = 0
+        self.damaged = False
 
 
 class Journal(object):
@@ -116,22 +120,41 @@ class Journal(object):
         self.next_seq = int(time.time()) & 0xFFFFFFFF if first_seq is None else int(first_seq)
         self.next_pick = 0
         self.stats = {"truncated_bytes": 0, "corrupt_segments": 0, "unreadable_records": 0, "dropped_packets": 0,
-                      "dropped_picks": 0, "deleted_segments": 0}
+                      "dropped_picks": 0, "deleted_segments": 0, "foreign_entries": 0, "skipped_seqs": 0,
+                      "write_errors": 0}
         self._segments: List[_Segment] = []
         self._file = None
+        self._closed = False
+        self._current = None
         self._unsynced = False
-        os.makedirs(directory, exist_ok=True)
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise JournalError("journal %s is a file; give a folder" % directory)
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise JournalError("cannot create journal folder %s: %s" % (directory, exc.strerror or exc)) from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise JournalError("journal folder %s is not writable" % directory)
         self._recover()
 
     # ------------------------------------------------------------ recovery
 
     def _recover(self):
-        names = sorted(n for n in os.listdir(self.directory) if _NAME.match(n))
+        try:
+            names = sorted(n for n in os.listdir(self.directory) if _NAME.match(n))
+        except OSError as exc:
+            raise JournalError("cannot list journal %s: %s" % (self.directory, exc.strerror or exc)) from None
+        self._top = max([int(_NAME.match(n).group(1)) for n in names] or [0])
+        foreign = [n for n in names if not os.path.isfile(os.path.join(self.directory, n))]
+        for n in foreign:  # e.g. a folder where a segment should be: never read, never reused
+            log.error("journal %s: %s is not a regular file; left alone", self.directory, n)
+            self.stats["foreign_entries"] += 1
+        names = [n for n in names if n not in foreign]
         picks = OrderedDict()  # type: OrderedDict[int, Pick]
         packets: Dict[int, bytes] = {}
         acked = set()
         consumed = -1
-        default_seq, self._saw_state = self.next_seq, False
+        default_seq, self._saw_state, self._lost_seqs = self.next_seq, False, 0
         if names:
             self.next_seq = 0
         for i, name in enumerate(names):
@@ -142,14 +165,18 @@ class Journal(object):
             self._segments.append(seg)
         if not self._saw_state and not packets:
             self.next_seq = default_seq
+        self.next_seq += self._lost_seqs
         self.pending = [(n, p) for n, p in picks.items() if n > consumed]
         for seq in sorted(packets):
             if seq not in acked:
                 self.unacked[seq] = packets[seq]
-        if self._segments:
-            self._open_segment(self._segments[-1])
-        else:
-            self._new_segment()
+        try:
+            if self._segments and not self._segments[-1].damaged:
+                self._open_segment(self._segments[-1])
+            else:  # a damaged segment is left as it is: new records go to a new one
+                self._new_segment()
+        except OSError as exc:
+            raise JournalError("cannot open journal %s for writing: %s" % (self.directory, exc.strerror or exc)) from None
         log.info(
             "journal %s: %d segments, %d pending picks, %d unacknowledged packets, next seq %d",
             self.directory, len(self._segments), len(self.pending), len(self.unacked), self.next_seq,
@@ -158,8 +185,11 @@ class Journal(object):
     def _scan(self, seg, last, picks, packets, acked) -> int:
         """Read one segment into the maps; return the highest pick number packed."""
         consumed = -1
-        with open(seg.path, "rb") as f:
-            data = f.read()
+        try:
+            with open(seg.path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise JournalError("cannot read journal segment %s: %s" % (seg.path, exc.strerror or exc)) from None
         if len(data) < len(MAGIC) and last and MAGIC.startswith(data):
             # created but torn before its header reached the disk
             with open(seg.path, "wb") as f:
@@ -174,10 +204,16 @@ class Journal(object):
                 % (seg.path, data[:4], MAGIC, self.directory)
             )
         pos = len(MAGIC)
+        damaged = []  # (start, end) of bytes that hold no readable record
         while pos < len(data):
             rec = _read_record(data, pos)
             if rec is None:
-                break
+                nxt = _resync(data, pos + 1)
+                damaged.append((pos, len(data) if nxt is None else nxt))
+                if nxt is None:
+                    break
+                pos = nxt
+                continue
             rtype, payload, end = rec
             try:
                 consumed = max(consumed, self._apply(seg, rtype, payload, picks, packets, acked))
@@ -187,16 +223,30 @@ class Journal(object):
                           seg.path, pos, exc)
                 self.stats["unreadable_records"] += 1
             pos = end
-        seg.size = pos
-        if pos < len(data):
-            if last:
-                log.warning("journal %s: truncating a torn tail of %d bytes at byte %d", seg.path, len(data) - pos, pos)
-                os.truncate(seg.path, pos)
-                self.stats["truncated_bytes"] += len(data) - pos
-            else:
-                log.error("journal %s: damaged record at byte %d; skipping the last %d bytes of this segment",
-                          seg.path, pos, len(data) - pos)
-                self.stats["corrupt_segments"] += 1
+        seg.size = len(data)
+        lost = sum(b - a for a, b in damaged)
+        if damaged and _partial_write(data, damaged[-1][0]) and len(damaged) == 1:
+            lost = 0  # a write cut short by a crash: never sent (packets are sent after they are journaled)
+        if lost:
+            # a lost PACKET record may have held the highest sequence number: never reuse one
+            skip = lost // _MIN_PACKET_RECORD + 1
+            self._lost_seqs += skip
+            self.stats["skipped_seqs"] += skip
+        tail = damaged[-1] if damaged and damaged[-1][1] == len(data) else None
+        if tail is not None and last and len(damaged) == 1:
+            log.warning("journal %s: truncating a torn tail of %d bytes at byte %d", seg.path, len(data) - tail[0],
+                        tail[0])
+            try:
+                os.truncate(seg.path, tail[0])
+            except OSError as exc:
+                raise JournalError("cannot truncate journal segment %s: %s" % (seg.path, exc.strerror or exc)) from None
+            self.stats["truncated_bytes"] += len(data) - tail[0]
+            seg.size = tail[0]
+        elif damaged:
+            log.error("journal %s: %d damaged bytes in %d places (first at byte %d); the records around them "
+                      "were read; the file is kept as it is", seg.path, lost, len(damaged), damaged[0][0])
+            self.stats["corrupt_segments"] += 1
+            seg.damaged = True
         return consumed
 
     def _apply(self, seg, rtype, payload, picks, packets, acked) -> int:
@@ -233,17 +283,27 @@ class Journal(object):
         self._current = seg
 
     def _new_segment(self):
-        number = self._segments[-1].number + 1 if self._segments else 1
+        self._top += 1
+        number = self._top
         seg = _Segment(number, os.path.join(self.directory, "seg-%010d.fpj" % number))
-        with open(seg.path, "xb") as f:
-            f.write(MAGIC)
-            f.flush()
-            os.fsync(f.fileno())
-        seg.size = len(MAGIC)
-        self._segments.append(seg)
-        self._fsync_dir()
-        self._open_segment(seg)
-        self._write(T_STATE, _STATE.pack(self.next_seq, self.next_pick), sync=True)
+        prev = self._current if self._segments else None
+        try:
+            with open(seg.path, "xb") as f:
+                f.write(MAGIC)
+                f.flush()
+                os.fsync(f.fileno())
+            seg.size = len(MAGIC)
+            self._segments.append(seg)
+            self._fsync_dir()
+            self._open_segment(seg)
+            self._write_frame(_frame(T_STATE, _STATE.pack(self.next_seq, self.next_pick)), sync=True)
+        except OSError:
+            if seg in self._segments:
+                self._segments.remove(seg)
+            _unlink_quietly(seg.path)
+            self._current = prev
+            self._file = None  # reopened (the previous segment) by the next write
+            raise
 
     def _fsync_dir(self):
         fd = os.open(self.directory, os.O_RDONLY)
@@ -253,28 +313,80 @@ class Journal(object):
             os.close(fd)
 
     def _write(self, rtype: int, payload: bytes, sync: bool):
-        if self._file is None:
+        """Append one record.  On an OS error (a full disk, an I/O error) the segment is cut back
+        to its last whole record, settled segments are deleted to make room (on ENOSPC) and the
+        write is tried once more; if that fails too, JournalError (``errno`` set): nothing of the
+        record is kept, the journal stays usable, and a later call tries again."""
+        if self._closed:
             raise JournalError("journal %s is closed" % self.directory)
         if len(payload) > MAX_PAYLOAD:
             raise DataError("journal record of %d bytes; at most %d" % (len(payload), MAX_PAYLOAD))
-        frame = _FRAME.pack(len(payload), zlib.crc32(bytes([rtype]) + payload) & 0xFFFFFFFF, rtype) + payload
-        fresh = len(MAGIC) + _FRAME.size + _STATE.size
-        if rtype != T_STATE and self._current.size + len(frame) > self.segment_bytes and self._current.size > fresh:
-            self._roll()
-        try:
-            self._file.write(frame)
-            self._file.flush()
-            if sync:
-                os.fsync(self._file.fileno())
-            self._unsynced = not sync
-        except OSError as exc:
-            raise JournalError("cannot write journal %s: %s" % (self._current.path, exc)) from None
+        frame = _frame(rtype, payload)
+        for attempt in (0, 1):
+            try:
+                if self._file is None:
+                    self._open_segment(self._current)
+                fresh = len(MAGIC) + _FRAME.size + _STATE.size
+                if rtype != T_STATE and self._current.size + len(frame) > self.segment_bytes \
+                        and self._current.size > fresh:
+                    self._roll()
+                self._write_frame(frame, sync)
+                return
+            except OSError as exc:
+                self.stats["write_errors"] += 1
+                self._cut_back()
+                freed = self._free_settled() if exc.errno == errno.ENOSPC and attempt == 0 else 0
+                if not freed:
+                    err = JournalError("cannot write journal %s: %s (the record was not written; "
+                                       "the journal is usable again once the fault clears)" % (self._current.path, exc.strerror or exc))
+                    err.errno = exc.errno
+                    log.error("%s", err)
+                    raise err from None
+                log.warning("journal %s: disk full; deleted %d bytes of delivered segments and trying again",
+                            self.directory, freed)
+
+    def _write_frame(self, frame: bytes, sync: bool):
+        self._file.write(frame)
+        self._file.flush()
+        if sync:
+            os.fsync(self._file.fileno())
+        self._unsynced = not sync
         self._current.size += len(frame)
+
+    def _cut_back(self):
+        """After a failed write: drop what reached the file beyond the last whole record."""
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            os.truncate(self._current.path, self._current.size)
+        except OSError as exc:
+            log.error("journal %s: cannot cut %s back to %d bytes: %s", self.directory, self._current.path,
+                      self._current.size, exc)
+
+    def _free_settled(self) -> int:
+        """Delete settled segments (all delivered), oldest first, except the current; bytes freed."""
+        freed = 0
+        for seg in list(self._segments[:-1]):
+            if seg is self._current or not self._settled(seg):
+                continue
+            try:
+                os.remove(seg.path)
+            except OSError:
+                continue
+            freed += seg.size
+            self._segments.remove(seg)
+            self.stats["deleted_segments"] += 1
+        return freed
 
     def _roll(self):
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+        self._file = None
         self._unsynced = False
         self._new_segment()
         self._enforce_budget()
@@ -313,7 +425,10 @@ class Journal(object):
         """Record acknowledgements; return the seqs that were outstanding (flushed, not fsync-ed)."""
         fresh = [s for s in seqs if s in self.unacked]
         if fresh:
-            self._write(T_ACKS, struct.pack("<%dI" % len(fresh), *fresh), sync=False)
+            try:
+                self._write(T_ACKS, struct.pack("<%dI" % len(fresh), *fresh), sync=False)
+            except JournalError:
+                pass  # not on disk: after a restart these packets are resent once, and de-duplicated
             for s in fresh:
                 del self.unacked[s]
         return fresh
@@ -347,24 +462,75 @@ class Journal(object):
                         "journal %s over its budget of %d bytes: dropping %s with %d unacknowledged packets "
                         "and %d unsent picks", self.directory, self.budget_bytes, seg.path, len(lost), len(lost_picks),
                     )
-                os.remove(seg.path)
+                try:
+                    os.remove(seg.path)
+                except OSError as exc:
+                    log.error("journal %s: cannot delete %s: %s", self.directory, seg.path, exc)
+                    continue
                 self._segments.remove(seg)
                 self.stats["deleted_segments"] += 1
                 self._fsync_dir()
 
     def close(self):
         """Flush and fsync everything; the journal can be reopened later."""
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        self._closed = True
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as exc:
+                raise JournalError("cannot flush journal %s: %s" % (self.directory, exc.strerror or exc)) from None
+            finally:
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _frame(rtype: int, payload: bytes) -> bytes:
+    return _FRAME.pack(len(payload), zlib.crc32(bytes([rtype]) + payload) & 0xFFFFFFFF, rtype) + payload
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _partial_write(data: bytes, pos: int) -> bool:
+    """Whether the bytes from ``pos`` to the end are the beginning of one record cut short."""
+    if len(data) - pos < _FRAME.size:
+        return True
+    length = int.from_bytes(data[pos:pos + 4], "little")
+    return length <= MAX_PAYLOAD and pos + _FRAME.size + length > len(data)
+
+
+def _resync(data: bytes, pos: int) -> Optional[int]:
+    """Offset of the next record at or after ``pos`` whose length and CRC check (None: none).
+
+    Only offsets whose type byte is a known type and whose length fits are
+    checked, and at most ``_RESYNC_BUDGET`` payload bytes are CRC-ed in all.
+    """
+    budget = _RESYNC_BUDGET
+    end = len(data) - _FRAME.size
+    while pos <= end and budget > 0:
+        rtype = data[pos + 8]
+        if T_STATE <= rtype <= T_ACKS:
+            length = int.from_bytes(data[pos:pos + 4], "little")
+            if length <= MAX_PAYLOAD and pos + _FRAME.size + length <= len(data):
+                budget -= length + 1
+                if _read_record(data, pos) is not None:
+                    return pos
+        pos += 1
+    return None
 
 
 def _read_record(data: bytes, pos: int):

@@ -31,7 +31,7 @@ import os
 import time
 from typing import Callable, Dict, Iterable, List, Sequence, Union
 
-from ..errors import ConfigError, DataError, PacketError
+from ..errors import ConfigError, DataError, JournalError, PacketError
 from ..picks import Pick
 from .journal import Journal
 from .link import Link, open_link
@@ -46,7 +46,11 @@ from .packet import (
     group_picks,
 )
 
-__all__ = ["Uplink", "UplinkSet", "from_config"]
+__all__ = ["Uplink", "UplinkSet", "from_config", "MAX_HELD"]
+
+#: picks kept in memory while the journal cannot be written
+MAX_HELD = 100000
+_JOURNAL_BATCH = 2000
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +101,9 @@ class Uplink(object):
         self._since = {n: float("-inf") for n, _ in self.journal.pending}  # recovered: due at once
         self._due: Dict[int, float] = {}
         self._tries: Dict[int, int] = {}
+        self._held: List[Pick] = []  # submitted, not yet journaled (the journal failed to write)
         self.stats = {"submitted": 0, "packets": 0, "sent": 0, "resent": 0, "send_failed": 0, "acked": 0,
-                      "bad_acks": 0, "implausible_picks": 0, "journal_errors": 0}
+                      "bad_acks": 0, "implausible_picks": 0, "journal_errors": 0, "dropped_held": 0}
         self._pack(force=False)
         self._send_due()
 
@@ -106,6 +111,11 @@ class Uplink(object):
 
     def submit(self, picks: Iterable[Pick]) -> int:
         """Journal picks (on disk when this returns), then pack and send what is ready.
+
+        When the journal cannot be written (a full disk, an I/O error) the
+        picks wait in memory (at most :data:`MAX_HELD`, oldest dropped first,
+        counted in ``stats['dropped_held']``) and are journaled by the next
+        call that succeeds; ``stats['journal_errors']`` counts the failures.
 
         Picks with an empty ``station`` get this station's code; a pick of
         another station, or one that cannot be encoded, rejects the whole
@@ -120,12 +130,34 @@ class Uplink(object):
                 self.handle_ack(data)
         if not batch:
             return 0
-        now = self.clock()
-        for n in self.journal.append_picks(batch):
-            self._since[n] = now
+        self._held.extend(batch)
         self.stats["submitted"] += len(batch)
         self.service()
         return len(batch)
+
+    def _journal_held(self) -> bool:
+        """Journal the picks held in memory (after a failed write); False while the journal fails."""
+        if not self._held:
+            return True
+        while self._held:
+            part = self._held[:_JOURNAL_BATCH]
+            try:
+                numbers = self.journal.append_picks(part)
+            except JournalError as exc:
+                self.stats["journal_errors"] += 1
+                if len(self._held) > MAX_HELD:
+                    drop = len(self._held) - MAX_HELD
+                    self.stats["dropped_held"] += drop
+                    del self._held[:drop]
+                    log.error("station %s: %d picks held in memory dropped (more than %d wait)",
+                              self.station.code, drop, MAX_HELD)
+                log.error("station %s: %d picks wait in memory: %s", self.station.code, len(self._held), exc)
+                return False
+            now = self.clock()
+            for n in numbers:
+                self._since[n] = now
+            del self._held[:len(part)]
+        return True
 
     def send(self, pick: Pick) -> int:
         """``submit([pick])``: for a pipeline that hands over one pick at a time."""
@@ -165,13 +197,15 @@ class Uplink(object):
         return acked
 
     def service(self) -> None:
-        """Pack picks that waited long enough and send what is due (no waiting)."""
-        self._pack(force=False)
+        """Journal held picks, pack those that waited long enough and send what is due (no waiting)."""
+        if self._journal_held():
+            self._pack(force=False)
         self._send_due()
 
     def flush(self) -> None:
         """Pack every journaled pick now, even into a part-filled packet, and send."""
-        self._pack(force=True)
+        if self._journal_held():
+            self._pack(force=True)
         self._send_due()
 
     def drain(self, timeout_s: float, step_s: float = 0.05) -> bool:
@@ -180,8 +214,9 @@ class Uplink(object):
 
     @property
     def backlog(self) -> int:
-        """Picks not yet packed plus packets not yet acknowledged."""
-        return len(self.journal.pending) + len(self.journal.unacked)
+        """Picks not yet packed (held in memory while the journal cannot be written, or journaled)
+        plus packets not yet acknowledged."""
+        return len(self._held) + len(self.journal.pending) + len(self.journal.unacked)
 
     def close(self) -> None:
         """Close the journal (fsync) and the link; unsent data stays journaled for next time."""
@@ -216,7 +251,12 @@ class Uplink(object):
                 break
             seq = self.journal.next_seq
             data = encode_picks(group, self.station, seq, self.profile)
-            self.journal.append_packet(data, last_pick=nos[-1])
+            try:
+                self.journal.append_packet(data, last_pick=nos[-1])
+            except JournalError as exc:  # not journaled, so not sent: packed again on a later call
+                self.stats["journal_errors"] += 1
+                log.error("station %s: %s", self.station.code, exc)
+                return
             for n in nos:
                 self._since.pop(n, None)
             self.stats["packets"] += 1
