@@ -46,6 +46,7 @@ from .config import StationConfig
 from .errors import BackendError, ConfigError, DataError
 from .picker import PeakFinder, Stacker, measure, output_traces, phase_columns
 from .picks import Pick
+from .limits import check_rate, check_time
 from .stream.resample import Resampler
 from .stream.ring import RingBuffer
 from .stream.trigger import HighpassInput, Trigger
@@ -327,6 +328,8 @@ class Station:
             raise DataError("start_ns %r must be an int (ns since the epoch)" % (start_ns,))
         if not (isinstance(fs, (int, float)) and fs > 0):
             raise DataError("sampling rate %r Hz must be a number > 0" % (fs,))
+        check_rate(fs, "channel %s: sampling rate" % (channel,), self.config.limits)
+        check_time(start_ns, "channel %s: packet start" % (channel,), self.config.limits)
         comp = self._component(channel)
         x = np.asarray(samples, dtype=np.float64)
         if x.ndim != 1:
@@ -355,7 +358,7 @@ class Station:
         period = 1e9 / fs
         if st.next_ns is not None:
             lag = start_ns - st.next_ns
-            if lag < -period / 2:  # overlaps what came before: keep the first
+            if -self.ring.jump_after * 1e9 / self.fs < lag < -period / 2:  # overlaps what came before: keep the first
                 skip = int(round(-lag / period))
                 if skip >= len(x):
                     log.warning("channel %s: packet at %d ns repeats or precedes data already received "
@@ -422,6 +425,7 @@ class Station:
             piece = y[a:a + self.chunk]
             t = t_ns + int(round(a * 1e9 / self.fs))
             if ring.t0_ns is not None:
+                ring.jump_if_far(t)  # a clock jump or a stream resumed after years: a gap, bounded work
                 i0, _ = ring.index_of(t)
                 end = i0 + len(piece)
                 if end > ring.room():
@@ -844,6 +848,7 @@ class StationSet:
         self.runner, self.config = runner, config
         self.stations: Dict[str, Station] = {}
         self._ignored = set()
+        self.rejected = 0  # records a station refused (logged)
 
     def feed_record(self, rec):
         key = "%s.%s.%s.%s" % (rec.network, rec.station, rec.location, rec.channel[:-1])
@@ -856,7 +861,12 @@ class StationSet:
                 self._ignored.add((key, rec.channel))
                 log.info("%s: channel %s is not a component of the model %s; ignored", key, rec.channel, st.channels)
             return []
-        return st.feed_record(rec)
+        try:
+            return st.feed_record(rec)
+        except (DataError, ConfigError) as exc:  # one bad record (a clock fault, a bad rate) stops nothing else
+            self.rejected += 1
+            log.error("%s: record refused: %s", key, exc)
+            return []
 
     def flush(self):
         out = []

@@ -29,14 +29,21 @@ __all__ = ["design_filter", "ratio", "Resampler", "resample_reference"]
 
 def ratio(fs_in, fs_out, max_den=1000):
     """(up, down) with ``fs_out / fs_in = up / down`` in lowest terms."""
-    if not (fs_in > 0 and fs_out > 0):
-        raise ConfigError("sampling rates %r -> %r Hz must be > 0" % (fs_in, fs_out))
-    fr = Fraction(fs_out / fs_in).limit_denominator(max_den)
+    if not (fs_in > 0 and fs_out > 0 and math.isfinite(fs_in) and math.isfinite(fs_out)):
+        raise ConfigError("sampling rates %r -> %r Hz must be > 0 and finite" % (fs_in, fs_out))
+    q = fs_out / fs_in
+    if not (1.0 / max_den <= q <= max_den):
+        raise ConfigError("cannot resample %r Hz to %r Hz: the ratio %.3g is outside 1/%d .. %d"
+                          % (fs_in, fs_out, q, max_den, max_den))
+    fr = Fraction(q).limit_denominator(max_den)
     if abs(float(fr) - fs_out / fs_in) > 1e-9 * fs_out / fs_in:
         raise ConfigError(
             "cannot resample %r Hz to %r Hz: the ratio is not a fraction with denominator <= %d"
             % (fs_in, fs_out, max_den)
         )
+    if fr.numerator > max_den or fr.denominator > max_den:
+        raise ConfigError("cannot resample %r Hz to %r Hz: %d/%d needs a filter longer than this reader "
+                          "allows (both terms <= %d)" % (fs_in, fs_out, fr.numerator, fr.denominator, max_den))
     return fr.numerator, fr.denominator
 
 

@@ -65,20 +65,50 @@ class RingBuffer:
         self.released = 0
         self.ends = [0] * C
         self._cend = [0] * C  # per channel: received without a hole from the frontier up to here
-        self.stats = {"late_samples": 0, "overlap_samples": 0, "gap_samples": 0, "misaligned_packets": 0}
+        self.stats = {"late_samples": 0, "overlap_samples": 0, "gap_samples": 0, "misaligned_packets": 0,
+                      "time_jumps": 0}
+        self.jump_after = max(self.capacity, int(86400 * self.fs))  # samples: see jump_if_far
+        self._breaks = []  # (index, time_ns) from which times map to indices anew (after a time jump)
 
     # ------------------------------------------------------------ time <-> index
     def index_of(self, time_ns):
-        """Nearest sample index of ``time_ns`` (and the misalignment in samples); integer arithmetic."""
-        numer = (int(time_ns) - self.t0_ns) * self._num
+        """Nearest sample index of ``time_ns`` (and the misalignment in samples); integer arithmetic.
+
+        After a time jump (:meth:`jump_if_far`) times map to indices from the jump on."""
+        b_index, b_ns = self._breaks[-1] if self._breaks else (0, self.t0_ns)
+        numer = (int(time_ns) - b_ns) * self._num
         denom = self._den * 10 ** 9
         i = (2 * numer + denom) // (2 * denom)  # round half up
-        return i, (numer - i * denom) / denom
+        return b_index + i, (numer - i * denom) / denom
 
     def time_of(self, index):
         """ns time of sample ``index`` (exact integer arithmetic, rounded to the nearest ns)."""
-        numer = int(index) * 10 ** 9 * self._den
-        return self.t0_ns + (2 * numer + self._num) // (2 * self._num)
+        b_index, b_ns = 0, self.t0_ns
+        for bi, bt in reversed(self._breaks):
+            if bi <= index:
+                b_index, b_ns = bi, bt
+                break
+        numer = (int(index) - b_index) * 10 ** 9 * self._den
+        return b_ns + (2 * numer + self._num) // (2 * self._num)
+
+    def jump_if_far(self, time_ns):
+        """Whether ``time_ns`` lies more than ``jump_after`` samples (a day, or the capacity if
+        longer) beyond the buffer, or before its oldest sample (a clock jump, a stream resumed
+        after years); if so, the stream goes on
+        at ``time_ns`` after a gap of ``max_lag`` samples, whatever the jump (bounded work),
+        and the jump is counted in ``stats['time_jumps']``."""
+        if self.t0_ns is None:
+            return False
+        i0, _ = self.index_of(time_ns)
+        newest = max(max(self.ends), self.frontier)
+        if self.base - self.jump_after <= i0 <= self.room() + self.jump_after:
+            return False
+        at = newest + self.max_lag
+        log.warning("time jump of %.0f s at %d ns (sample %d); the stream goes on after a gap",
+                    (int(time_ns) - self.time_of(newest)) / 1e9, time_ns, at)
+        self._breaks = [b for b in self._breaks if b[0] < at] + [(at, int(time_ns))]
+        self.stats["time_jumps"] += 1
+        return True
 
     # ------------------------------------------------------------ writing
     def room(self):
@@ -221,3 +251,5 @@ class RingBuffer:
             self.have[:, :n] = self.have[:, shift:keep]
             self.have[:, n:] = False
             self.base += shift
+            while len(self._breaks) > 1 and self._breaks[1][0] <= self.base:  # no sample before it is held
+                del self._breaks[0]
