@@ -15,6 +15,7 @@ __all__ = [
     "CardError",
     "ModelFormatError",
     "UnsupportedOperatorError",
+    "ModelBudgetError",
     "BackendError",
     "TelemetryError",
     "PacketError",
@@ -49,6 +50,10 @@ class ModelFormatError(ModelError, ValueError):
 
 class UnsupportedOperatorError(ModelError):
     """A model uses an operator (or operator option) this runtime does not implement."""
+
+
+class ModelBudgetError(ModelError, ValueError):
+    """A model may need more memory at run time than the station's budget allows (refused at load)."""
 
 
 class BackendError(FieldpickError):

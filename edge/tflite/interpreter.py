@@ -56,6 +56,7 @@ from ..errors import (
     ModelFormatError,
     UnsupportedOperatorError,
 )
+from .budget import DEFAULT_MEMORY_BUDGET, check_budget
 from .kernels import KERNELS, _load_families, build_kernel
 from .kernels.quant import round_half_away
 from .reader import read_model
@@ -128,7 +129,7 @@ def _details(t, index=None):
 class _NumpyEngine:
     """The numpy runtime: kernels built at load, memory planned once."""
 
-    def __init__(self, data):
+    def __init__(self, data, memory_budget=DEFAULT_MEMORY_BUDGET):
         model = read_model(data)
         sg = model.subgraphs[0]
         for t in sg.tensors:
@@ -144,6 +145,11 @@ class _NumpyEngine:
             raise UnsupportedOperatorError(
                 "the model uses operator(s) %s, which the numpy runtime does not implement; supported: %s"
                 % (", ".join(missing), ", ".join(sorted(KERNELS))))
+        for op in sg.operators:
+            if not op.outputs:
+                raise ModelFormatError("corrupt .tflite: operator %d (%s) has no output" % (op.index, op.name))
+        self._plan()  # before any kernel is built: a model over the budget allocates nothing
+        self.need_bytes = check_budget(sg, self.planned_bytes, memory_budget)
         self.kernels = [build_kernel(op, sg.tensors) for op in sg.operators]
         produced = set(sg.inputs)
         for op in sg.operators:
@@ -161,7 +167,6 @@ class _NumpyEngine:
         # Kernels that return buffers they keep (and reshapes may pass them on as views):
         # model outputs are then copied before they leave run().
         self.copy_outputs = any(getattr(k, "reuses_output", False) for k in self.kernels)
-        self._plan()
         self._steps, n_slots, constants = compile_steps(sg, self.kernels, self.free_after)
         self._slots = [None] * n_slots  # constants placed once; activations come and go per call
         for i, data in constants:
@@ -226,9 +231,12 @@ class Interpreter:
     path_or_bytes: a .tflite file (or its bytes); for backend "onnx", an
     .onnx file.  num_threads: threads for back ends that use them (numpy's
     BLAS threads are set by OMP/OPENBLAS_NUM_THREADS before numpy loads).
+    memory_budget: bytes the numpy back end may need at run time (see
+    :mod:`fieldpick.edge.tflite.budget`; None: no limit); a model that may
+    need more is refused at load with :class:`ModelBudgetError`.
     """
 
-    def __init__(self, path_or_bytes, backend="numpy", num_threads=1):
+    def __init__(self, path_or_bytes, backend="numpy", num_threads=1, memory_budget=DEFAULT_MEMORY_BUDGET):
         if backend not in BACKENDS:
             raise ConfigError("unknown backend %r; choose one of: %s" % (backend, ", ".join(BACKENDS)))
         if not isinstance(num_threads, int) or num_threads < 1:
@@ -239,7 +247,7 @@ class Interpreter:
         self._feeds = {}
         self._results = {}
         if backend == "numpy":
-            self._engine = _NumpyEngine(data)
+            self._engine = _NumpyEngine(data, memory_budget)
             sg = self._engine.sg
             self._inputs = [_details(sg.tensors[i]) for i in sg.inputs]
             self._outputs = [_details(sg.tensors[i]) for i in sg.outputs]

@@ -36,6 +36,10 @@ __all__ = [
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 MAX_RANK = 8
+READ_FACTOR = 8  # the reader visits at most this many times the file's bytes
+MAX_OPERATORS = 1024  # per subgraph; pickers have tens to hundreds (the plan is quadratic in it)
+MAX_TENSORS = 16384
+MAX_SUBGRAPHS = 64
 
 # TensorType (schema.fbs) -> numpy dtype; types this runtime cannot hold are left out.
 TENSOR_TYPES = {
@@ -191,6 +195,15 @@ class _Buf:
     def __init__(self, data):
         self.data = data
         self.n = len(data)
+        # bytes the reader may visit in all: a file whose vectors and tables share offsets
+        # (legal in a flatbuffer) could otherwise make the reading quadratic in its size
+        self.budget = READ_FACTOR * self.n + 4096
+
+    def _spend(self, nbytes, what):
+        self.budget -= nbytes
+        if self.budget < 0:
+            raise ModelFormatError("corrupt .tflite: reading it visits more than %d times its %d bytes (tables "
+                                   "or vectors shared many times, at %s); refused" % (READ_FACTOR, self.n, what))
 
     def _check(self, pos, size, what):
         if pos < 0 or size < 0 or pos + size > self.n:
@@ -234,6 +247,7 @@ class _Buf:
             raise ModelFormatError("corrupt .tflite: %s has a vtable of %d bytes (must be even and >= 4)" % (what, vsize))
         self._check(vt, vsize, what + " vtable")
         self._check(pos, tsize, what + " table")
+        self._spend(vsize + tsize, what)
         fields = list(struct.unpack_from("<%dH" % ((vsize - 4) // 2), self.data, vt + 4))
         for i, off in enumerate(fields):
             if off and off >= max(tsize, 4):
@@ -252,6 +266,7 @@ class _Buf:
         start = self.ref(pos, what)
         n = self.u32(start, what + " length")
         self._check(start + 4, n * elem_size, what + " (%d elements)" % n)
+        self._spend(4 + n * elem_size, what)
         return start + 4, n
 
 
@@ -395,21 +410,21 @@ def read_model(data) -> Model:
         raise ModelFormatError("unsupported .tflite schema version %d; this reader reads version %d"
                                % (version, SCHEMA_VERSION))
     codes = []
-    for oc in root.tables(1, "operator_codes", buf.n // 4 + 1):
+    for oc in root.tables(1, "operator_codes", min(buf.n // 4 + 1, 1024)):
         dep = oc.scalar(0, "b", 0, "deprecated_builtin_code")
         new = oc.scalar(3, "i", 0, "builtin_code")
         codes.append((max(dep, new), oc.scalar(2, "i", 1, "version"), oc.string(1, "custom_code")))
     buffers = _read_buffers(root, buf)
     subgraphs = []
-    for si, sg in enumerate(root.tables(2, "subgraphs", buf.n // 4 + 1)):
+    for si, sg in enumerate(root.tables(2, "subgraphs", MAX_SUBGRAPHS)):
         tensors = []
-        for ti, t in enumerate(sg.tables(0, "tensors", buf.n // 4 + 1)):
+        for ti, t in enumerate(sg.tables(0, "tensors", MAX_TENSORS)):
             tensors.append(_read_tensor(t, ti, buffers, buf))
         nt = len(tensors)
         inputs = _indices(sg.array(1, "<i4", "inputs"), nt, "subgraph %d inputs" % si, allow_absent=False)
         outputs = _indices(sg.array(2, "<i4", "outputs"), nt, "subgraph %d outputs" % si, allow_absent=False)
         ops = []
-        for oi, o in enumerate(sg.tables(3, "operators", buf.n // 4 + 1)):
+        for oi, o in enumerate(sg.tables(3, "operators", MAX_OPERATORS)):
             what = "operator %d" % oi
             ci = o.scalar(0, "I", 0, "opcode_index")
             if ci >= len(codes):
