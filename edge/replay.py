@@ -16,6 +16,7 @@ import time
 
 from .card import InputSpec, ModelCard, OutputSpec
 from .config import BACKENDS, MODES, OUTPUT_FORMATS, StationConfig
+from .errors import DataError
 from .station import (
     CSV_HEADER,
     EnergyRatioRunner,
@@ -111,6 +112,10 @@ def main(argv):
     except BrokenPipeError:  # the reader (e.g. `head`) has gone: stop quietly, as Unix tools do
         sys.stdout = None
         return 0
+    if stats.records == 0:
+        raise DataError("no miniSEED records in %s (%d bytes read, none decoded%s)" % (
+            ", ".join(ns.paths), stats.bytes_skipped,
+            ": " + ", ".join("%s %d" % kv for kv in sorted(stats.skipped.items())) if stats.skipped else ""))
     dt = time.perf_counter() - t0
     runs = sum(s.stats["windows_run"] for s in stations.stations.values())
     total = sum(s.stats["windows_total"] for s in stations.stations.values())
