@@ -44,9 +44,9 @@ import numpy as np
 from .card import ModelCard
 from .config import StationConfig
 from .errors import BackendError, ConfigError, DataError
+from .limits import check_rate, check_time
 from .picker import PeakFinder, Stacker, measure, output_traces, phase_columns
 from .picks import Pick
-from .limits import check_rate, check_time
 from .stream.resample import Resampler
 from .stream.ring import RingBuffer
 from .stream.trigger import HighpassInput, Trigger

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import ConfigError, DataError
+from ..limits import read_json
 from .base import Record, Source
 from .mseed import DecodeStats, MseedDecoder
 
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 PACKET_BYTES = 512  # the miniSEED record of a SeedLink 3 packet
 _HEADER = 8
 _SEQ_MOD = 1 << 24
+_MAX_LINE = 4096  # a reply line longer than this without CR LF is a protocol error
 _MODES = ("DATA", "FETCH", "TIME")
 _STATE_FORMAT, _STATE_VERSION = "fieldpick-seedlink-state", 1
 
@@ -294,6 +296,9 @@ class SeedLinkClient(Source):
     def _line(self) -> str:
         start = time.monotonic()
         while b"\r\n" not in self._buf:
+            if len(self._buf) > _MAX_LINE:
+                self.stats.protocol_errors += 1
+                raise _Dropped("a reply line longer than %d bytes without CR LF" % _MAX_LINE)
             self._fill(len(self._buf) + 1, start)
         line, _, self._buf = self._buf.partition(b"\r\n")
         return line.decode("ascii", "replace")
@@ -375,11 +380,9 @@ def save_state(path: str, server: str, seqnums: Dict[Tuple[str, str], int]) -> N
 def load_state(path: str, server: Optional[str] = None) -> Dict[Tuple[str, str], int]:
     """Read a state file written by :func:`save_state`; checks its format, version and server."""
     try:
-        with open(path) as fh:
-            doc = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise DataError("SeedLink state file %r cannot be read (%s); delete it to start afresh"
-                        % (path, exc)) from None
+        doc = read_json(path, "SeedLink state file", DataError)
+    except DataError as exc:
+        raise DataError("%s; it cannot be read: delete it to start afresh" % exc) from None
     if not isinstance(doc, dict) or doc.get("format") != _STATE_FORMAT:
         raise DataError("%r is not a SeedLink state file (format %r, expected %r)"
                         % (path, doc.get("format") if isinstance(doc, dict) else None, _STATE_FORMAT))
@@ -390,7 +393,13 @@ def load_state(path: str, server: Optional[str] = None) -> Dict[Tuple[str, str],
         raise DataError("SeedLink state file %r belongs to server %r, not %r: sequence numbers do not "
                         "carry over between servers; use another state file" % (path, doc.get("server"), server))
     out = {}
-    for name, seq in doc.get("seqnums", {}).items():
+    seqnums = doc.get("seqnums", {})
+    if not isinstance(seqnums, dict):
+        raise DataError("SeedLink state file %r: seqnums is not an object; delete it to start afresh" % path)
+    for name, seq in seqnums.items():
         net, _, sta = name.partition("_")
-        out[(net, sta)] = int(seq)
+        if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < _SEQ_MOD:
+            raise DataError("SeedLink state file %r: sequence number %r of %s is not an integer 0..%d; "
+                            "delete it to start afresh" % (path, seq, name, _SEQ_MOD - 1))
+        out[(net, sta)] = seq
     return out
