@@ -376,8 +376,8 @@ def _run_like(buf: bytes, arr: np.ndarray, h: _Header, n: int) -> List[_Header]:
     """
     size = h.reclen
     count = (n - h.offset) // size - 1
-    if count <= 0 or not h.chain:
-        return []
+    if count <= 0 or not h.chain or any(pos + 8 > size for pos, _ in h.chain):
+        return []  # (a chain beyond the record: each record is parsed, and refused, the slow way)
     q = h.offset + size * np.arange(1, count + 1, dtype=np.int64)
     sig = [44, 45, 46, 47]
     for pos, btype in h.chain:
@@ -792,6 +792,12 @@ class MseedDecoder:
                     off = end
                     continue
                 h.reclen = reclen
+                beyond = [pos for pos, _ in h.chain if pos + 4 > reclen]
+                if beyond:
+                    self.stats.skip("bad blockette chain", reclen, self._where(off),
+                                    "blockette at %d lies beyond the %d-byte record" % (beyond[0], reclen))
+                    off += reclen
+                    continue
             if off + reclen > n:
                 if final:
                     nxt = self._next_header(buf, arr, off + 1, n)

@@ -476,6 +476,7 @@ def decode(data: bytes, table: StationTable, limits: Optional[Limits] = None) ->
 
 def encode_ack(station: StationEntry, cumulative: int, seq: int) -> bytes:
     """A signed acknowledgement of ``seq``; ``cumulative`` is the receiver's contiguous floor."""
+    cumulative = min(max(int(cumulative), 0), 0xFFFFFFFF)  # the floor passes 2**32 - 1 after the last seq
     body = _ACK.pack((FORMAT_VERSION << 4) | KIND_ACK, station.id, cumulative, seq)
     return body + _tag(station.key, body)
 

@@ -249,3 +249,22 @@ def test_station_table_with_rows_of_the_wrong_kind_is_a_config_error():
         pk.StationTable.from_dict({"format": pk.StationTable.FORMAT, "version": 1, "stations": [1, 2]})
     with pytest.raises(ConfigError, match="expected a list"):
         pk.StationTable.from_dict({"format": pk.StationTable.FORMAT, "version": 1, "stations": {"a": 1}})
+
+
+def test_chain_past_the_record_without_blockette_1000_is_skipped_not_a_crash():
+    data = _ms2_records()
+    for off in range(0, len(data), 512):  # no blockette 1000: the length is found from the next header
+        struct.pack_into(">HB", data, off + 46, 1072, 0)
+        data[off + 39] = 1
+    dec = MseedDecoder()
+    dec.feed(bytes(data))
+    dec.flush()
+    assert dec.stats.skipped.get("bad blockette chain", 0) >= 1
+
+
+def test_the_ack_of_the_last_sequence_number_is_encodable(entry):
+    table = pk.StationTable([entry])
+    rx = Receiver(table)
+    good = pk.encode_picks([Pick(T0, "P", 0.5, 0.01, 1.0, 3.0, "U", CODE)], entry, 0xFFFFFFFF)
+    ack = pk.decode_ack(rx.handle(good), table)
+    assert ack.seq == 0xFFFFFFFF and ack.cumulative == 0xFFFFFFFF

@@ -1,0 +1,514 @@
+"""Mutation fuzzing of every fieldpick decoder: inputs, crashes, hangs and peak memory.
+
+A corpus of valid inputs is made at start (miniSEED 2 written by ObsPy when
+it is installed and by a small writer here, miniSEED 3 records, the bundled
+and the test .tflite models, signed packets and acks, journal segments,
+model cards, station configs, station tables, SeedLink state files).  A
+seeded mutator changes each input (bit flips, interesting values, inserted,
+deleted, repeated or spliced ranges, truncation) and hands it to the
+decoder.  A decoder passes an input when it returns or raises a
+``FieldpickError``; any other exception is a crash; an input that runs past
+``--hang-s`` (default 2 s, a SIGALRM timer) is a hang.  Each decoder runs
+in its own process, so its peak RSS (``ru_maxrss``) is its own; tracemalloc
+is not used (it slows the decoders several times).
+
+    .venv/bin/python benchmarks/fuzz.py [--inputs 100000] [--seed 1] [--only mseed2,tflite]
+                                        [--jobs 2] [--save-crashes DIR]
+
+Results go to benchmarks/results/fuzz.json and fuzz.md (per decoder: inputs,
+crashes with their first lines, hangs, slowest input, peak RSS).
+``tests/edge/test_fuzz_quick.py`` runs a few hundred inputs of each decoder
+through the same code.
+"""
+
+import argparse
+import io
+import json
+import os
+import platform
+import random
+import resource
+import shutil
+import signal
+import struct
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+T0_NS = 1_790_000_000 * 10 ** 9
+CODE = "NC.KHMB..HHZ"
+
+
+# ---------------------------------------------------------------- the mutator
+
+_INTERESTING = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF,
+                0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF, 2100, 10000, 1 << 24, 1 << 30]
+
+
+def mutate(data, rng, corpus=()):
+    """1-8 random edits of ``data`` (bytes); seeded by ``rng`` (a random.Random)."""
+    b = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        op = rng.randrange(10)
+        n = len(b)
+        if n == 0:
+            b.extend(rng.randbytes(rng.randint(1, 16)) if hasattr(rng, "randbytes")
+                     else bytes(rng.randrange(256) for _ in range(rng.randint(1, 16))))
+            continue
+        p = rng.randrange(n)
+        if op == 0:  # flip a bit
+            b[p] ^= 1 << rng.randrange(8)
+        elif op == 1:  # a random byte
+            b[p] = rng.randrange(256)
+        elif op in (2, 3):  # an interesting integer, 1/2/4/8 bytes, either order
+            size = rng.choice((1, 2, 4, 8))
+            v = rng.choice(_INTERESTING) & ((1 << (8 * size)) - 1)
+            raw = v.to_bytes(size, rng.choice(("little", "big")))
+            b[p:p + size] = raw[: max(0, min(size, n - p))]
+        elif op == 4:  # delete a range
+            del b[p:p + rng.randint(1, max(1, min(64, n - p)))]
+        elif op == 5:  # insert random bytes
+            b[p:p] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 32)))
+        elif op == 6:  # repeat a range
+            q = rng.randint(p, min(n, p + 256))
+            b[p:p] = b[p:q] * rng.randint(1, 4)
+        elif op == 7:  # truncate
+            del b[rng.randrange(n):]
+        elif op == 8 and corpus:  # splice a piece of another input
+            other = rng.choice(corpus)
+            if other:
+                a = rng.randrange(len(other))
+                piece = other[a:a + rng.randint(1, 512)]
+                b[p:p + len(piece)] = piece
+        else:  # copy a range elsewhere (overwrite)
+            q = rng.randrange(n)
+            size = rng.randint(1, 64)
+            b[q:q + size] = b[p:p + size]
+    return bytes(b)
+
+
+# ---------------------------------------------------------------- corpora
+
+
+def _ms2_ours(n, rate=100.0, start_ns=T0_NS, reclen=512, cha="HHZ", order=">"):
+    """miniSEED 2 records of int32 samples (encoding 3) with blockettes 1000 and 1001."""
+    out = bytearray()
+    per = (reclen - 64) // 4
+    seq = 1
+    for a in range(0, n, per):
+        k = min(per, n - a)
+        t = start_ns + int(round(a * 1e9 / rate))
+        secs, ns = divmod(t, 10 ** 9)
+        tm = time.gmtime(secs)
+        head = struct.pack(order + "6scc5s2s3s2sHHBBBBHHhhBBBBiHH", b"%06d" % seq, b"D", b" ", b"STA  ", b"00",
+                           cha.encode(), b"XX", tm.tm_year, tm.tm_yday, tm.tm_hour, tm.tm_min, tm.tm_sec, 0,
+                           ns // 100000, k, int(rate), 1, 0, 0, 0, 2, 0, 64, 48)
+        b1000 = struct.pack(order + "HHBBBx", 1000, 56, 3, 1 if order == ">" else 0, reclen.bit_length() - 1)
+        b1001 = struct.pack(order + "HHbbxB", 1001, 0, 0, (ns // 1000) % 100, 0)
+        data = struct.pack(order + "%di" % k, *range(a, a + k))
+        rec = head + b1000 + b1001 + data
+        out += rec + b"\x00" * (reclen - len(rec))
+        seq += 1
+    return bytes(out)
+
+
+def _ms2_obspy():
+    try:
+        import numpy as np
+        import obspy
+    except ImportError:
+        return []
+    out = []
+    rng = np.random.default_rng(3)
+    for enc, reclen in (("STEIM2", 512), ("STEIM1", 512), ("INT16", 256), ("FLOAT32", 512), ("STEIM2", 4096)):
+        dtype = np.float32 if enc == "FLOAT32" else np.int32
+        x = np.cumsum(rng.integers(-50, 50, 1500)).astype(dtype)
+        if enc == "INT16":
+            x = x.astype(np.int16)
+        tr = obspy.Trace(x)
+        tr.stats.update(dict(network="XX", station="STA", location="00", channel="HHZ", sampling_rate=100.0,
+                             starttime=obspy.UTCDateTime(2026, 11, 22, 1, 2, 3)))
+        buf = io.BytesIO()
+        tr.write(buf, format="MSEED", encoding=enc, reclen=reclen)
+        out.append(buf.getvalue())
+    return out
+
+
+def _ms3(year=2026, n=60, rate=100.0, encoding=3):
+    import numpy as np
+
+    from fieldpick.edge.sources.mseed import crc32c
+
+    sid = b"FDSN:XX_STA_00_H_H_Z"
+    data = np.arange(n, dtype="<i4").tobytes() if encoding == 3 else np.arange(n, dtype="<f4").tobytes()
+    head = struct.pack("<2sBBIHHBBBBdIIBBHI", b"MS", 3, 0, 500, year, 200, 3, 4, 5, encoding, rate, n, 0, 1,
+                       len(sid), 0, len(data))
+    rec = bytearray(head + sid + data)
+    struct.pack_into("<I", rec, 28, crc32c(rec))
+    return bytes(rec)
+
+
+def _table():
+    from fieldpick.edge.telemetry import packet as pk
+
+    return pk.StationTable([pk.StationEntry(3, CODE, b"fuzz-key-0123456789abcdef0123456")])
+
+
+def _picks(n, start=0):
+    from fieldpick.edge.picks import Pick
+
+    return [Pick(T0_NS + (start + i) * 700_000_000, "PS"[i % 2], 0.3 + 0.01 * i, 0.02 * (i + 1), 10.0 * i,
+                 3.0 * i - 5, "?UD"[i % 3], CODE) for i in range(n)]
+
+
+def _packets():
+    from fieldpick.edge.telemetry import packet as pk
+
+    entry = _table().by_id(3)
+    out = [pk.encode_picks(_picks(n), entry, 100 + n) for n in (1, 2, 5, 30)]
+    out.append(pk.encode_ack(entry, 100, 101))
+    return out
+
+
+def _journals():
+    """Journal folders as one blob each: segment files joined with a 4-byte length before each."""
+    from fieldpick.edge.telemetry import packet as pk
+    from fieldpick.edge.telemetry.journal import Journal
+
+    entry = _table().by_id(3)
+    blobs = []
+    for variant in range(3):
+        d = tempfile.mkdtemp(prefix="fpfuzz-j")
+        try:
+            with Journal(d, first_seq=50, segment_bytes=4096, budget_bytes=1 << 20) as j:
+                for k in range(4 + 6 * variant):
+                    j.append_picks(_picks(3, 3 * k))
+                    if k % 2:
+                        seq = j.next_seq
+                        j.append_packet(pk.encode_picks(_picks(3, 3 * k), entry, seq), last_pick=3 * k + 2)
+                        if variant:
+                            j.ack([seq])
+            blob = b""
+            for name in sorted(os.listdir(d)):
+                data = open(os.path.join(d, name), "rb").read()
+                blob += struct.pack("<I", len(data)) + data
+            blobs.append(blob)
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return blobs
+
+
+def _cards():
+    out = []
+    for name in sorted(os.listdir(os.path.join(REPO, "edge", "models"))):
+        if name.endswith(".json"):
+            out.append(open(os.path.join(REPO, "edge", "models", name), "rb").read())
+    return out
+
+
+def _configs():
+    docs = [
+        {"mode": "gated", "trigger": {"pre_s": 8.0, "band_hz": [1.0, 20.0]}, "sources": ["x.mseed"]},
+        {"mode": "continuous", "overlap": 0.25, "batch": 4, "buffer": {"max_lag_s": 30.0},
+         "picker": {"thresholds": {"P": 0.4}}, "limits": {"min_year": 2000, "max_year": 2050}},
+        {"output": {"path": "-", "format": "jsonl"}, "telemetry": {"table": "t.json", "station": CODE,
+                                                                   "journal": "/tmp/j", "link": "udp://h:1"}},
+    ]
+    return [json.dumps(d, indent=1).encode() for d in docs]
+
+
+def _station_tables():
+    return [json.dumps(_table().to_dict()).encode()]
+
+
+def _seedlink_states():
+    return [json.dumps({"format": "fieldpick-seedlink-state", "version": 1, "server": "h:18000",
+                        "seqnums": {"XX_STA": 12, "NC_KHMB": 0xABCDE}}).encode()]
+
+
+# ---------------------------------------------------------------- decoders
+
+
+def _run_mseed(data):
+    from fieldpick.edge.sources.mseed import MseedDecoder, read_records
+
+    read_records(data)
+    dec = MseedDecoder(headers_only=len(data) % 2 == 0)  # the streaming path, in uneven pieces
+    cut = len(data) // 3
+    dec.feed(data[:cut])
+    dec.feed(data[cut:])
+    dec.flush()
+
+
+def _run_tflite(data):
+    import numpy as np
+
+    from fieldpick.edge.tflite.interpreter import Interpreter
+
+    it = Interpreter(data)
+    for d in it.get_input_details():
+        it.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
+    it.invoke()
+
+
+_TABLE = None
+
+
+def _run_packet(data):
+    from fieldpick.edge.telemetry import packet as pk
+    from fieldpick.edge.telemetry.receive import Receiver
+
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _table()
+    for fn in (pk.decode, pk.decode_ack):
+        try:
+            fn(data, _TABLE)
+        except pk.PacketRejected:
+            pass
+    Receiver(_TABLE).handle(data)
+
+
+def _run_packet_signed(data):
+    """The body mutated, then signed again with the station's key: the paths after the tag check."""
+    from fieldpick.edge.telemetry import packet as pk
+
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _table()
+    key = _TABLE.by_id(3).key
+    body = bytearray(data[:-pk.TAG_BYTES] if len(data) > pk.TAG_BYTES else data)
+    if len(body) >= 3:
+        body[0] = (body[0] & 0x0F) | 0x10  # the format version the receiver reads
+        body[1:3] = b"\x00\x03"  # the station's id
+    _run_packet(bytes(body) + pk._tag(key, bytes(body)))
+
+
+_SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _run_journal(data):
+    from fieldpick.edge.telemetry.journal import Journal
+
+    d = tempfile.mkdtemp(prefix="fpfuzz-", dir=_SCRATCH)  # memory-backed where there is one: cheap fsyncs
+    try:
+        pos, k = 0, 1
+        while pos + 4 <= len(data) and k < 50:
+            (n,) = struct.unpack_from("<I", data, pos)
+            seg = data[pos + 4:pos + 4 + min(n, 1 << 20)]
+            path = os.path.join(d, "seg-%010d.fpj" % k)
+            if n & 0x80000000:  # now and then a folder where a segment should be
+                os.mkdir(path)
+            else:
+                with open(path, "wb") as f:
+                    f.write(seg)
+            pos += 4 + len(seg)
+            k += 1
+        j = Journal(d, segment_bytes=4096, budget_bytes=1 << 16)
+        j.append_picks(_picks(2))
+        j.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _run_card(data):
+    from fieldpick.edge.card import ModelCard
+
+    ModelCard.from_json(data)
+
+
+def _run_config(data):
+    from fieldpick.edge.config import StationConfig
+
+    StationConfig.from_json(data)
+
+
+def _run_station_table(data):
+    from fieldpick.edge.errors import ConfigError
+    from fieldpick.edge.limits import loads_json
+    from fieldpick.edge.telemetry.packet import StationTable
+
+    StationTable.from_dict(loads_json(data, "station table", ConfigError))
+
+
+def _run_seedlink_state(data):
+    from fieldpick.edge.sources.seedlink import load_state
+
+    d = tempfile.mkdtemp(prefix="fpfuzz-", dir=_SCRATCH)
+    try:
+        path = os.path.join(d, "state.json")
+        with open(path, "wb") as f:
+            f.write(data)
+        load_state(path)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _tflite_corpus():
+    out = [open(os.path.join(REPO, "edge", "models", "fieldpick-default.tflite"), "rb").read()]
+    data = os.path.join(REPO, "tests", "edge", "data")
+    for name in ("tiny_int8.tflite", "tiny_fp32.tflite"):
+        p = os.path.join(data, name)
+        if os.path.exists(p):
+            out.append(open(p, "rb").read())
+    return out
+
+
+#: decoder name -> (corpus maker, run function)
+DECODERS = {
+    "mseed2": (lambda: _ms2_obspy() + [_ms2_ours(900), _ms2_ours(700, order="<", reclen=256)], _run_mseed),
+    "mseed3": (lambda: [_ms3(), _ms3(n=10, encoding=4) + _ms3(year=2027), _ms3(rate=-10.0)], _run_mseed),
+    "tflite": (_tflite_corpus, _run_tflite),
+    "packet": (_packets, _run_packet),
+    "packet_signed": (_packets, _run_packet_signed),
+    "journal": (_journals, _run_journal),
+    "card": (_cards, _run_card),
+    "config": (_configs, _run_config),
+    "station_table": (_station_tables, _run_station_table),
+    "seedlink_state": (_seedlink_states, _run_seedlink_state),
+}
+
+
+# ---------------------------------------------------------------- the loop
+
+
+class _Hang(BaseException):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _Hang()
+
+
+def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, weights=None):
+    """Run ``inputs`` mutated inputs through decoder ``name``; returns a result dict."""
+    from fieldpick.edge.errors import FieldpickError
+
+    make, run = DECODERS[name]
+    corpus = make()
+    rng = random.Random("%s:%d" % (name, seed))
+    for c in corpus:  # the corpus itself must pass
+        run(c)
+    crashes, hangs = {}, 0
+    slowest = (0.0, None)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    t_start = time.perf_counter()
+    saved = 0
+    try:
+        for i in range(inputs):
+            base = corpus[0] if name == "tflite" and rng.random() < 0.2 else rng.choice(corpus)
+            data = mutate(base, rng, corpus)
+            t = time.perf_counter()
+            signal.setitimer(signal.ITIMER_REAL, hang_s)
+            try:
+                run(data)
+            except FieldpickError:
+                pass
+            except _Hang:
+                hangs += 1
+                _save(save_dir, name, "hang", i, data)
+            except Exception as exc:  # a crash: anything that is not a FieldpickError
+                where = traceback.extract_tb(exc.__traceback__)[-1]
+                key = "%s at %s:%d: %s" % (type(exc).__name__, os.path.basename(where.filename), where.lineno,
+                                           str(exc)[:120])
+                crashes[key] = crashes.get(key, 0) + 1
+                if saved < 20:
+                    _save(save_dir, name, "crash", i, data)
+                    saved += 1
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            dt = time.perf_counter() - t
+            if dt > slowest[0]:
+                slowest = (dt, i)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    elapsed = time.perf_counter() - t_start
+    return {"decoder": name, "inputs": inputs, "corpus": len(corpus), "seed": seed,
+            "crashes": sum(crashes.values()), "crash_kinds": crashes, "hangs": hangs, "hang_s": hang_s,
+            "slowest_s": round(slowest[0], 4), "seconds": round(elapsed, 1),
+            "inputs_per_s": round(inputs / elapsed, 1) if elapsed > 0 else None,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}
+
+
+def _save(save_dir, name, kind, i, data):
+    if not save_dir:
+        return
+    os.makedirs(save_dir, exist_ok=True)
+    with open(os.path.join(save_dir, "%s-%s-%d.bin" % (name, kind, i)), "wb") as f:
+        f.write(data)
+
+
+def _child(args):
+    name, inputs, seed, hang_s, save_dir = args
+    import logging
+
+    logging.disable(logging.CRITICAL)  # the decoders log every skipped record: millions of lines
+    return fuzz(name, inputs, seed, hang_s, save_dir)
+
+
+def write_results(results, command, path_json, path_md):
+    doc = {"date": time.strftime("%Y-%m-%d", time.gmtime()), "command": command,
+           "python": platform.python_version(), "machine": platform.machine(), "results": results}
+    with open(path_json, "w") as f:
+        json.dump(doc, f, indent=1)
+    lines = ["# Fuzzing the decoders", "",
+             "Mutation fuzzing (`benchmarks/fuzz.py`): a seeded mutator over a corpus of valid inputs made at "
+             "start; a crash is any exception other than a `FieldpickError`, a hang an input running over "
+             "the time limit; peak RSS is the decoder's own process (`ru_maxrss`).", "",
+             "Command: `%s` (%s, Python %s, %s)." % (command, doc["date"], doc["python"], doc["machine"]), "",
+             "| decoder | inputs | crashes | hangs (> %g s) | slowest input, s | inputs/s | peak RSS, MiB |"
+             % results[0]["hang_s"],
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append("| %s | %d | %d | %d | %.3f | %s | %.0f |" % (
+            r["decoder"], r["inputs"], r["crashes"], r["hangs"], r["slowest_s"], r["inputs_per_s"],
+            r["peak_rss_mib"]))
+    for r in results:
+        for k, n in sorted(r["crash_kinds"].items()):
+            lines.append("")
+            lines.append("- %s: %d x %s" % (r["decoder"], n, k))
+    with open(path_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--inputs", type=int, default=100000, help="mutated inputs per decoder (default 100000)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--only", help="comma-separated decoders (default: all): " + ", ".join(DECODERS))
+    p.add_argument("--inputs-for", action="append", default=[], metavar="NAME=N",
+                   help="a different number of inputs for one decoder")
+    p.add_argument("--hang-s", type=float, default=2.0, help="time limit per input, seconds (default 2)")
+    p.add_argument("--jobs", type=int, default=1, help="decoders fuzzed in parallel processes")
+    p.add_argument("--save-crashes", metavar="DIR", help="write crashing and hanging inputs here")
+    p.add_argument("--out", default=os.path.join(HERE, "results", "fuzz"), help="results path without extension")
+    ns = p.parse_args(argv)
+    names = ns.only.split(",") if ns.only else list(DECODERS)
+    unknown = [n for n in names if n not in DECODERS]
+    if unknown:
+        p.error("unknown decoder(s) %s; choose from %s" % (", ".join(unknown), ", ".join(DECODERS)))
+    per = {n: ns.inputs for n in names}
+    for item in ns.inputs_for:
+        k, _, v = item.partition("=")
+        per[k] = int(v)
+    jobs = [(n, per[n], ns.seed, ns.hang_s, ns.save_crashes) for n in names]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(max(1, ns.jobs), maxtasksperchild=1) as pool:
+        results = []
+        for r in pool.imap(_child, jobs):
+            results.append(r)
+            sys.stderr.write("%-15s %7d inputs  %d crashes  %d hangs  slowest %.3f s  %.0f/s  peak %.0f MiB\n" % (
+                r["decoder"], r["inputs"], r["crashes"], r["hangs"], r["slowest_s"], r["inputs_per_s"] or 0,
+                r["peak_rss_mib"]))
+    command = "benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    write_results(results, command.strip(), ns.out + ".json", ns.out + ".md")
+    return 1 if any(r["crashes"] or r["hangs"] for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
