@@ -498,14 +498,16 @@ def main(argv=None):
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
+    command = "benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:])
     with ctx.Pool(max(1, ns.jobs), maxtasksperchild=1) as pool:
         results = []
-        for r in pool.imap(_child, jobs):
+        for r in pool.imap_unordered(_child, jobs):
             results.append(r)
+            write_results(results, command.strip(), ns.out + ".json", ns.out + ".md")  # what is done so far
             sys.stderr.write("%-15s %7d inputs  %d crashes  %d hangs  slowest %.3f s  %.0f/s  peak %.0f MiB\n" % (
                 r["decoder"], r["inputs"], r["crashes"], r["hangs"], r["slowest_s"], r["inputs_per_s"] or 0,
                 r["peak_rss_mib"]))
-    command = "benchmarks/fuzz.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    results.sort(key=lambda r: names.index(r["decoder"]))
     write_results(results, command.strip(), ns.out + ".json", ns.out + ".md")
     return 1 if any(r["crashes"] or r["hangs"] for r in results) else 0
 
