@@ -79,3 +79,10 @@ def test_any_text_is_json_or_a_config_error(text):
         loads_json(text, "x")
     except FieldpickError:
         pass
+
+
+def test_the_long_run_command_writes_its_tables(harness, tmp_path):
+    out = str(tmp_path / "fuzz")
+    assert harness.main(["--inputs", "30", "--only", "packet,config", "--out", out]) == 0
+    md = open(out + ".md").read()
+    assert "| packet | 30 | 0 | 0 |" in md and "| config | 30 | 0 | 0 |" in md
