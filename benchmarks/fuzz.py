@@ -14,7 +14,7 @@ in its own process, so its peak RSS (``ru_maxrss``) is its own; tracemalloc
 is not used (it slows the decoders several times).
 
     .venv/bin/python benchmarks/fuzz.py [--inputs 100000] [--seed 1] [--only mseed2,tflite]
-                                        [--jobs 2] [--save-crashes DIR]
+                                        [--jobs 2] [--minutes 60] [--save-crashes DIR]
 
 Results go to benchmarks/results/fuzz.json and fuzz.md (per decoder: inputs,
 crashes with their first lines, hangs, slowest input, peak RSS).
@@ -384,8 +384,9 @@ def _alarm(signum, frame):
     raise _Hang()
 
 
-def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, weights=None):
-    """Run ``inputs`` mutated inputs through decoder ``name``; returns a result dict."""
+def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, deadline=None):
+    """Run ``inputs`` mutated inputs through decoder ``name`` (fewer if the wall clock passes
+    ``deadline``, a ``time.time()``); returns a result dict."""
     from fieldpick.edge.errors import FieldpickError
 
     make, run = DECODERS[name]
@@ -399,7 +400,11 @@ def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, weights=None):
     t_start = time.perf_counter()
     saved = 0
     try:
+        done = 0
         for i in range(inputs):
+            if deadline is not None and time.time() > deadline:
+                break
+            done += 1
             base = corpus[0] if name == "tflite" and rng.random() < 0.2 else rng.choice(corpus)
             data = mutate(base, rng, corpus)
             t = time.process_time()
@@ -427,6 +432,7 @@ def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, weights=None):
     finally:
         signal.signal(signal.SIGPROF, old)
     elapsed = time.perf_counter() - t_start
+    inputs = done
     return {"decoder": name, "inputs": inputs, "corpus": len(corpus), "seed": seed,
             "crashes": sum(crashes.values()), "crash_kinds": crashes, "hangs": hangs, "hang_s": hang_s,
             "slowest_s": round(slowest[0], 4), "seconds": round(elapsed, 1),
@@ -443,11 +449,11 @@ def _save(save_dir, name, kind, i, data):
 
 
 def _child(args):
-    name, inputs, seed, hang_s, save_dir = args
+    name, inputs, seed, hang_s, save_dir, deadline = args
     import logging
 
     logging.disable(logging.CRITICAL)  # the decoders log every skipped record: millions of lines
-    return fuzz(name, inputs, seed, hang_s, save_dir)
+    return fuzz(name, inputs, seed, hang_s, save_dir, deadline)
 
 
 def write_results(results, command, path_json, path_md):
@@ -485,6 +491,8 @@ def main(argv=None):
                    help="a different number of inputs for one decoder")
     p.add_argument("--hang-s", type=float, default=2.0, help="time limit per input, seconds (default 2)")
     p.add_argument("--jobs", type=int, default=1, help="decoders fuzzed in parallel processes")
+    p.add_argument("--minutes", type=float, help="stop every decoder after this many minutes of wall clock "
+                   "(each reports the inputs it ran)")
     p.add_argument("--save-crashes", metavar="DIR", help="write crashing and hanging inputs here")
     p.add_argument("--out", default=os.path.join(HERE, "results", "fuzz"), help="results path without extension")
     ns = p.parse_args(argv)
@@ -496,7 +504,8 @@ def main(argv=None):
     for item in ns.inputs_for:
         k, _, v = item.partition("=")
         per[k] = int(v)
-    jobs = [(n, per[n], ns.seed, ns.hang_s, ns.save_crashes) for n in names]
+    deadline = time.time() + 60.0 * ns.minutes if ns.minutes else None
+    jobs = [(n, per[n], ns.seed, ns.hang_s, ns.save_crashes, deadline) for n in names]
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
