@@ -7,6 +7,7 @@ FIELDPICK_FUZZ_EXAMPLES scales the number of inputs."""
 import importlib.util
 import logging
 import os
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +26,7 @@ SCALE = int(os.environ.get("FIELDPICK_FUZZ_EXAMPLES", "300")) / 300.0
 def harness():
     spec = importlib.util.spec_from_file_location("fuzz_harness", os.path.join(REPO, "benchmarks", "fuzz.py"))
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["fuzz_harness"] = mod  # its worker processes find their function by module name
     spec.loader.exec_module(mod)
     return mod
 
