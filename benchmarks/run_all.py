@@ -97,6 +97,7 @@ BUDGETS = {
         "network": ["all"],  # ~5 min: calibration, synthetic network, store throughput, Ridgecrest
         "telemetry": [],  # 1 s; fewer than ~800 picks a day make a packet span more than its 4.6 h limit
         "estimator": ["--quick"],
+        "fuzz": ["--inputs", "3000", "--jobs", "2"],  # ~5 min; the committed figures: the full budget
     },
     "full": {
         "export": [],
@@ -112,6 +113,7 @@ BUDGETS = {
         "telemetry": [],
         "network": ["all"],
         "estimator": [],
+        "fuzz": ["--inputs", "100000", "--jobs", "2"],
     },
 }
 #: seconds each script may run, per budget
