@@ -66,6 +66,7 @@ _PICKS = struct.Struct("<Q")
 _PACKET = struct.Struct("<IQ")
 T_STATE, T_PICKS, T_PACKET, T_ACKS = 1, 2, 3, 4
 MAX_PAYLOAD = 1 << 20
+MAX_SEGMENT_BYTES = 64 << 20  # a larger file (or four segment sizes, if more) is not read as a segment
 _MIN_PACKET_RECORD = 9 + 12 + 31  # frame, seq and pick number, the shortest packet
 _RESYNC_BUDGET = 64 << 20  # payload bytes CRC-ed while looking for the record after a damaged one
 _NAME = re.compile(r"^seg-(\d{10})\.fpj$")
@@ -145,9 +146,11 @@ class Journal(object):
         except OSError as exc:
             raise JournalError("cannot list journal %s: %s" % (self.directory, exc.strerror or exc)) from None
         self._top = max([int(_NAME.match(n).group(1)) for n in names] or [0])
-        foreign = [n for n in names if not os.path.isfile(os.path.join(self.directory, n))]
-        for n in foreign:  # e.g. a folder where a segment should be: never read, never reused
-            log.error("journal %s: %s is not a regular file; left alone", self.directory, n)
+        cap = max(4 * self.segment_bytes, MAX_SEGMENT_BYTES)
+        foreign = [n for n in names if not os.path.isfile(os.path.join(self.directory, n))
+                   or os.path.getsize(os.path.join(self.directory, n)) > cap]
+        for n in foreign:  # a folder where a segment should be, or a file no journal writes: never read
+            log.error("journal %s: %s is not a regular file of at most %d bytes; left alone", self.directory, n, cap)
             self.stats["foreign_entries"] += 1
         names = [n for n in names if n not in foreign]
         picks = OrderedDict()  # type: OrderedDict[int, Pick]

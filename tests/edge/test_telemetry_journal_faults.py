@@ -207,3 +207,18 @@ def test_journal_path_that_is_a_file_is_a_clear_error(tmp_path):
     p.write_text("x")
     with pytest.raises(JournalError, match="is a file"):
         Journal(str(p))
+
+
+def test_a_huge_file_named_like_a_segment_is_not_read(tmp_path):
+    d = str(tmp_path / "j")
+    with Journal(d, first_seq=1) as j:
+        j.append_picks(picks(0, 1))
+    with open(os.path.join(d, "seg-0000000009.fpj"), "wb") as f:
+        f.truncate(65 << 20)  # sparse: 65 MiB of nothing
+    with Journal(d, segment_bytes=4096, budget_bytes=1 << 20) as j:
+        assert j.stats["foreign_entries"] == 1
+        assert [p for _, p in j.pending] == picks(0, 1)
+        j.append_picks(picks(1, 1))
+    assert os.path.getsize(os.path.join(d, "seg-0000000009.fpj")) == 65 << 20  # left alone
+    with Journal(d) as j:
+        assert [p for _, p in j.pending] == picks(0, 2)
