@@ -449,7 +449,8 @@ def _save(save_dir, name, kind, i, data):
 
 
 def _child(args):
-    name, inputs, seed, hang_s, save_dir, deadline = args
+    name, inputs, seed, hang_s, save_dir, minutes = args
+    deadline = time.time() + 60.0 * minutes if minutes else None
     import logging
 
     logging.disable(logging.CRITICAL)  # the decoders log every skipped record: millions of lines
@@ -491,8 +492,10 @@ def main(argv=None):
                    help="a different number of inputs for one decoder")
     p.add_argument("--hang-s", type=float, default=2.0, help="time limit per input, seconds (default 2)")
     p.add_argument("--jobs", type=int, default=1, help="decoders fuzzed in parallel processes")
-    p.add_argument("--minutes", type=float, help="stop every decoder after this many minutes of wall clock "
-                   "(each reports the inputs it ran)")
+    p.add_argument("--minutes", type=float, help="stop each decoder after this many minutes of wall clock "
+                   "(it reports the inputs it ran)")
+    p.add_argument("--minutes-for", action="append", default=[], metavar="NAME=M",
+                   help="a different time limit for one decoder")
     p.add_argument("--save-crashes", metavar="DIR", help="write crashing and hanging inputs here")
     p.add_argument("--out", default=os.path.join(HERE, "results", "fuzz"), help="results path without extension")
     ns = p.parse_args(argv)
@@ -504,8 +507,12 @@ def main(argv=None):
     for item in ns.inputs_for:
         k, _, v = item.partition("=")
         per[k] = int(v)
-    deadline = time.time() + 60.0 * ns.minutes if ns.minutes else None
-    jobs = [(n, per[n], ns.seed, ns.hang_s, ns.save_crashes, deadline) for n in names]
+    minutes = {n: ns.minutes for n in names}
+    for item in ns.minutes_for:
+        k, _, v = item.partition("=")
+        minutes[k] = float(v)
+    # each decoder's clock starts when its process does (the deadline is passed as a duration)
+    jobs = [(n, per[n], ns.seed, ns.hang_s, ns.save_crashes, minutes[n]) for n in names]
     import multiprocessing
 
     ctx = multiprocessing.get_context("fork")
