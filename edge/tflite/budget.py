@@ -56,16 +56,23 @@ def _tail(shape):
     return tuple(int(s) for s in shape[1:])
 
 
+def base_bytes(widest: int) -> int:
+    """Elementwise kernels: a float64 copy of an input and of the output."""
+    return 2 * widest * _F64
+
+
 def op_scratch_bytes(op, tensors) -> int:
     """Upper bound of the largest buffer the numpy kernel of ``op`` allocates for one window.
 
     Raises ModelFormatError when a shape computed from the operator's
     options or constants contradicts the shape its output declares.
     """
-    ins = [tensors[i] if i >= 0 else None for i in op.inputs]
+    ins = [tensors[i] if i >= 0 else None for i in op.inputs] + [None] * 4  # absent inputs read as None
     y = tensors[op.outputs[0]] if op.outputs else None
     widest = max([_elems(t.shape) for t in ins + [y] if t is not None] or [0])
-    base = 2 * widest * _F64  # elementwise kernels: a float64 copy of an input and of the output
+    if ins[0] is None:
+        return base_bytes(widest)
+    base = base_bytes(widest)
     o = op.options
     name = op.name
     if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D") and ins[0] is not None:

@@ -114,3 +114,15 @@ def test_station_set_refuses_a_bad_record_and_goes_on(stream):
             out += ss.feed_record(Record("XX", "STA", "", "HH" + name, T0 + a * 10 ** 7, 100.0, stream[c, a:a + 1000]))
     out += ss.flush()
     assert len(out) > 2
+
+
+def test_a_jump_back_in_resampled_input_is_a_gap_not_data_dropped_forever(stream):
+    x = np.repeat(stream[:, :30000], 2, axis=1)  # 300 s at 200 Hz: the station resamples to 100 Hz
+    st = station("continuous")
+    t0 = T0 + 20 * YEAR_NS
+    out = feed(st, x[:, :30000], t0, fs=200.0)
+    out += feed(st, x[:, 30000:], t0 - 5 * YEAR_NS, fs=200.0) + st.flush()
+    assert st.ring.stats["time_jumps"] == 1
+    later = [p for p in out if p.time_ns < t0]
+    assert later, "the data after the jump back was dropped"
+    assert all(0 <= p.time_ns - (t0 - 5 * YEAR_NS) < 150 * 10 ** 9 for p in later)
