@@ -374,9 +374,10 @@ class Receiver(object):
                 w.write(entry, packet.seq, packet.picks)
             for w in self.writers:
                 w.flush()
-        except (FieldpickError, OSError, ValueError, OverflowError) as exc:
+        except Exception as exc:  # any writer (a file, a database): the packet is set aside, the receiver goes on
             self.counts["store_failed"] += 1
-            log.error("station %s: packet %d could not be stored: %s", entry.code, packet.seq, exc)
+            log.error("station %s: packet %d could not be stored: %s", entry.code, packet.seq, exc,
+                      exc_info=not isinstance(exc, (FieldpickError, OSError)))
             return self._set_aside(data, "store_failed", "%s: %s" % (type(exc).__name__, exc),
                                    packet.station_id, packet.seq)
         try:
