@@ -126,8 +126,8 @@ def main(argv=None):
             seen.add(name)
             for mode in args.modes.split(","):
                 per = score_continuous(path, args.sds or manifest["sds"], manifest, mode, args.backend)
-                for region, rows in _regions(per).items():
-                    continuous.append(dict(_sum(rows), name=name, mode=mode, region=region))
+                for region, group in _regions(per).items():
+                    continuous.append(dict(_sum(group), name=name, mode=mode, region=region))
                     log.info("%s %s %s: %s", name, mode, region, continuous[-1])
     result = {"continuous": continuous, "command": "benchmarks/generalise.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}
