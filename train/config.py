@@ -38,7 +38,7 @@ class TrainConfig:
                                         # a set lacks where it peaks above 0.5 (fieldpick.train.pseudo); '' off
     soft_teachers: str = ""             # data='corpus': comma list of teachers whose mean P/S curves are soft
                                         # targets for every training trace (offline distillation); '' off
-    soft_weight: float = 0.5            # share of the loss on those soft targets (the rest on the labels)
+    soft_target_weight: float = 0.5     # share of the loss on those soft targets (the rest on the labels)
     set_weight_power: float = 0.5       # data='corpus': sets drawn in proportion to (event traces) ** power
     polarity_fraction: float = 0.5      # data='corpus': share of windows with their sign flipped
     swap_fraction: float = 0.5          # data='corpus': share of windows with N and E exchanged
@@ -102,8 +102,8 @@ class TrainConfig:
         for name in ("steps_per_epoch", "patience", "pretrain_windows", "pretrain_epochs"):
             if getattr(self, name) < 0:
                 raise ConfigError("%s is %r; it must be >= 0" % (name, getattr(self, name)))
-        if not 0.0 <= self.soft_weight <= 1.0:
-            raise ConfigError("soft_weight is %r; it must lie in [0, 1]" % (self.soft_weight,))
+        if not 0.0 <= self.soft_target_weight <= 1.0:
+            raise ConfigError("soft_target_weight is %r; it must lie in [0, 1]" % (self.soft_target_weight,))
         if self.set_weight_power < 0:
             raise ConfigError("set_weight_power is %r; it must be >= 0" % (self.set_weight_power,))
         for name in ("lr", "label_width", "tolerance_s", "positive_weight"):

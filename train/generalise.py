@@ -76,7 +76,7 @@ class SoftStrideTask(StrideTask):
     """The LPPN loss on the labels, mixed with a soft cross-entropy on the teachers' per-stride classes.
 
     loss = (1 - a) * (CE(labels) + 2 * L1(offsets)) + a * soft CE, with
-    a = ``cfg.soft_weight``; the soft targets are the teachers' per-sample
+    a = ``cfg.soft_target_weight``; the soft targets are the teachers' per-sample
     P/S probabilities averaged over each stride (noise = 1 - P - S), as in
     :func:`fieldpick.train.distill.stride_targets`.  Arrival times are
     learnt from the labels only: the teachers' own timing offsets (several
@@ -108,7 +108,7 @@ class SoftStrideTask(StrideTask):
         t_cls = t_cls / t_cls.sum(dim=1, keepdim=True).clamp_min(1e-6)
         wq = t_cls * w[None, :, None]
         kd = -(wq * torch.log_softmax(logits, dim=1)).sum() / wq.sum().clamp_min(1e-6)
-        a = self.cfg.soft_weight
+        a = self.cfg.soft_target_weight
         return (1.0 - a) * (ce + 2.0 * l1) + a * kd + self.bound(logits)
 
 

@@ -197,14 +197,14 @@ def test_random_windows_crop_soft_targets_with_the_waves(rng, tmp_path):
 
 
 def test_soft_task_pulls_the_student_towards_the_teacher(rng):
-    """With soft_weight 1 the loss is the soft cross-entropy alone: zero labels, a teacher P everywhere
+    """With soft_target_weight 1 the loss is the soft cross-entropy alone: zero labels, a teacher P everywhere
     near sample 300; a few steps raise the student's P probability there."""
     from fieldpick.train.generalise import SoftStrideTask
     from fieldpick.train.models import build
 
     torch.manual_seed(0)
     model = build("lppn", {"window_samples": 512, "width": 4})
-    cfg = TrainConfig(soft_weight=1.0, lr=0.01)
+    cfg = TrainConfig(soft_target_weight=1.0, lr=0.01)
     task = SoftStrideTask(model, cfg)
     x = rng.normal(0, 1, (8, 3, 512)).astype(np.float32)
     soft = np.zeros((8, 2, 512), np.float32)

@@ -78,6 +78,11 @@ class PhaseNetTeacher(FixedWindowTeacher):
 
         graph_def = _frozen_graph(meta, self.path)
         self.graph = tf.Graph()
+        for node in graph_def.node:
+            # the checkpoint's dropout ops (idle at inference) have no seed, and TensorFlow refuses unseeded
+            # random ops once op determinism is on (the export turns it on in the same process)
+            if node.op.startswith("Random") and node.attr["seed"].i == 0 and node.attr["seed2"].i == 0:
+                node.attr["seed"].i, node.attr["seed2"].i = 1, 1
         with self.graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
         config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=self.threads, inter_op_parallelism_threads=1)
