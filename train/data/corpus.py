@@ -29,7 +29,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from fieldpick.edge.errors import DataError
-from fieldpick.train.data.datasets import NCEDC_DIR, WindowSet, concat, load_ncedc, load_ncedc_noise
+from fieldpick.train.data.datasets import WindowSet, concat
 
 __all__ = [
     "DATA_DIR", "LABELED_SETS", "LabeledSet", "load_labeled", "ncedc_set", "load_sets", "eval_data",
@@ -200,16 +200,11 @@ def _common_length(sets: List[WindowSet], fs) -> WindowSet:
 
 def ncedc_set(root=None, window_samples=3072) -> LabeledSet:
     """The 154 NCEDC traces (90 s, P at 3000), their published 30 s crops and pre-P noise windows."""
-    root = root or NCEDC_DIR
-    events = load_ncedc(root, "90s")
-    noise = load_ncedc_noise(root)
-    path = os.path.join(root, "phasenet_ncedc_30s.npz")
-    if not os.path.exists(path):
-        raise DataError("NCEDC file %s is missing; point FIELDPICK_NCEDC at the NCEDC folder" % path)
-    z = np.load(path, allow_pickle=False)
-    offset = z["crop_offset_in_90s"].astype(np.int64)
-    offset = np.clip(offset, 0, events.window_samples - window_samples)
-    return LabeledSet("ncedc", events, noise, offset)
+    from fieldpick.train.fit import load_real
+
+    data = load_real(root)
+    offset = np.clip(data.crop_offset, 0, data.events.window_samples - window_samples)
+    return LabeledSet("ncedc", data.events, data.noise, offset)
 
 
 def load_sets(names: Sequence[str], root=None, window_samples=3072, seed=0) -> Dict[str, LabeledSet]:
