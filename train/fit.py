@@ -753,8 +753,13 @@ def real_source(cfg, data: RealData, window_samples, norm=None):
                          cfg.noise_add_fraction, cfg.vertical_only_fraction, norm=norm)
 
 
-def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=None, model=None, select="best"):
-    """The whole recipe: optional synthetic pre-training, then the real windows.  Returns (model, history)."""
+def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=None, model=None, select="best",
+          source=None, task=None):
+    """The whole recipe: optional synthetic pre-training, then the real windows.  Returns (model, history).
+
+    source: the real-data training windows (default: random crops of ``train_data``, :func:`real_source`);
+    task: the training task for them (default: the model's own, :func:`task_for`).
+    """
     import torch
 
     from fieldpick.train.models import build
@@ -770,8 +775,8 @@ def train(cfg: TrainConfig, train_data: RealData, val_data: RealData, out_dir=No
     if cfg.pretrain_windows:
         history += fit(model, cfg, synthetic_source(cfg, t_train, norm), val_data, out_dir,
                        epochs=cfg.pretrain_epochs, stage="pretrain", select=select)
-    history += fit(model, cfg, real_source(cfg, train_data, t_train, norm), val_data, out_dir, stage="train",
-                   select=select)
+    source = source if source is not None else real_source(cfg, train_data, t_train, norm)
+    history += fit(model, cfg, source, val_data, out_dir, stage="train", select=select, task=task)
     if cfg.tune_thresholds and select == "best":
         tune_thresholds(model, val_data, cfg)
         _rewrite_best(model, out_dir)

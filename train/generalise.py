@@ -213,16 +213,18 @@ def split_validation(sets: Sequence[LabeledSet], fraction, seed):
 
 def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: Sequence[LabeledSet], out_dir=None,
                  model=None, select="best", extra_noise=()):
-    """Train on a mix of sets; validate on ``val_sets``' evaluation windows.  Returns (model, history)."""
+    """Train on a mix of sets; validate on ``val_sets``' evaluation windows.  Returns (model, history).
+
+    :func:`fieldpick.train.fit.train` with the corpus's windows (and, with
+    ``cfg.soft_teachers``, the soft-target task) as its source.
+    """
     import torch
 
-    from fieldpick.train.fit import fit, record_samples, synthetic_source, tune_thresholds
+    from fieldpick.train.fit import record_samples, train
     from fieldpick.train.models import build
 
     cfg.validate()
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    out_dir = out_dir or cfg.out_dir
     model = model if model is not None else build(cfg.architecture, cfg.model)
     t = record_samples(model, cfg)
     norm = model.card().input.normalisation
@@ -230,30 +232,18 @@ def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: S
     val = eval_data(val_sets, t)
     log.info("training sets: %s; validation: %d event and %d noise windows",
              "; ".join(str(s) for s in train_sets), len(val.events), len(val.noise))
-    history = []
-    if cfg.pretrain_windows:
-        history += fit(model, cfg, synthetic_source(cfg, t, norm), val, out_dir, epochs=cfg.pretrain_epochs,
-                       stage="pretrain", select=select)
     soft, task = None, None
     if cfg.soft_teachers:
-        from fieldpick.train.teachers import Ensemble
+        from fieldpick.train.teachers import ADAPTER_VERSION, Ensemble
 
         teacher = Ensemble(names_of(cfg.soft_teachers), threads=cfg.threads)
-        from fieldpick.train.teachers import ADAPTER_VERSION
-
         key = "-".join(names_of(cfg.soft_teachers)) + "-v%d" % ADAPTER_VERSION
         soft = [teacher_curves(ls.events.waveforms, teacher, ls.events.fs,
                                os.path.join("runs", "cache", "soft-%s-%s-%s.npy" % (ls.name, key, _digest(ls))))
                 for ls in train_sets]
         task = SoftStrideTask(model, cfg)
     source = corpus_source(cfg, train_sets, t, norm, extra_noise, soft)
-    history += fit(model, cfg, source, val, out_dir, stage="train", select=select, task=task)
-    if cfg.tune_thresholds and select == "best":
-        from fieldpick.train.fit import _rewrite_best
-
-        tune_thresholds(model, val, cfg)
-        _rewrite_best(model, out_dir)
-    return model, history
+    return train(cfg, None, val, out_dir, model=model, select=select, source=source, task=task)
 
 
 def _digest(ls):
