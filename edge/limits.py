@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass
 
 from .errors import ConfigError, DataError
 
-__all__ = ["Limits", "DEFAULT", "year_start_ns", "check_time", "check_rate", "loads_json", "read_json",
+__all__ = ["writable_folder", "Limits", "DEFAULT", "year_start_ns", "check_time", "check_rate", "loads_json", "read_json",
            "MAX_JSON_BYTES", "MAX_JSON_DEPTH"]
 
 MAX_JSON_BYTES = 16 << 20
@@ -161,3 +162,20 @@ def read_json(path: str, what: str, error=ConfigError):
     except OSError as exc:
         raise error("cannot read %s %s: %s" % (what, path, exc.strerror or exc)) from None
     return loads_json(data, "%s %s" % (what, path), error)
+
+
+def writable_folder(directory: str, what: str, error=ConfigError) -> str:
+    """Create ``directory`` if needed and check that it is a folder this process can write.
+
+    what: its role in messages ('journal', 'quarantine').  Raises ``error``
+    naming the folder and what is wrong; returns ``directory``.
+    """
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise error("%s folder %s is a file; give a folder" % (what, directory))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise error("cannot create %s folder %s: %s" % (what, directory, exc.strerror or exc)) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise error("%s folder %s is not writable" % (what, directory))
+    return directory

@@ -53,6 +53,7 @@ from collections import OrderedDict
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, DataError, JournalError
+from ..limits import writable_folder
 from ..picks import Pick
 
 __all__ = ["Journal", "MAGIC"]
@@ -128,14 +129,7 @@ class Journal(object):
         self._closed = False
         self._current = None
         self._unsynced = False
-        if os.path.exists(directory) and not os.path.isdir(directory):
-            raise JournalError("journal %s is a file; give a folder" % directory)
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise JournalError("cannot create journal folder %s: %s" % (directory, exc.strerror or exc)) from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise JournalError("journal folder %s is not writable" % directory)
+        writable_folder(directory, "journal", JournalError)
         self._recover()
 
     # ------------------------------------------------------------ recovery

@@ -23,7 +23,7 @@ import os
 import time
 from typing import Optional
 
-from ..errors import ConfigError
+from ..limits import writable_folder
 
 __all__ = ["Quarantine", "write_atomic"]
 
@@ -56,14 +56,7 @@ class Quarantine(object):
     """A folder of packets set aside; ``counts``: 'kept', 'full', 'failed'."""
 
     def __init__(self, directory: str, max_files: int = 10000):
-        if os.path.exists(directory) and not os.path.isdir(directory):
-            raise ConfigError("quarantine folder %s is a file; give a folder" % directory)
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError("cannot create quarantine folder %s: %s" % (directory, exc.strerror or exc)) from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise ConfigError("quarantine folder %s is not writable" % directory)
+        writable_folder(directory, "quarantine")
         self.directory = directory
         self.max_files = int(max_files)
         self.counts = {"kept": 0, "full": 0, "failed": 0}
