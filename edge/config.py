@@ -36,6 +36,7 @@ STACKING = ("auto", "avg", "max", "taper")
 GAP_FILLS = ("zero", "hold")
 OUTPUT_FORMATS = ("csv", "jsonl")
 TRIGGER_WINDOWS = ("fit", "grid")
+TRIGGER_WARMUPS = ("growing", "blind", "open")  # what the trigger does while its LTA fills
 
 
 def _check(cond, key, value, allowed):
@@ -57,13 +58,12 @@ class TriggerConfig:
     span plus margins, spans whose margins meet merged, covered by as few
     windows as fit it: one when it fits in a window, else windows a hop
     apart and one ending at its end) or 'grid' (every window of the
-    continuous grid that overlaps it).  open_warmup: treat the first
-    ``lta_s`` seconds of a stream (and after each gap), where the STA/LTA
-    cannot yet tell an onset from the background, as triggered, so an
-    arrival there is not lost (short event records); off by default: its
-    window then overlaps the first event's, and the plain mean of fitted
-    windows halves an onset that sits at a window's edge (use
-    ``stacking: "taper"`` with it).
+    continuous grid that overlaps it).  warmup: the first ``lta_s``
+    seconds of a stream and of the data after each gap, where ObsPy's
+    STA/LTA is zero while its LTA fills: 'blind' is ObsPy's (no trigger
+    there); 'growing' divides the STA by the mean so far (from ``3 * sta_s``
+    on), so an arrival a few seconds into a record triggers (short event
+    records); 'open' counts the whole warm-up as triggered.
     """
 
     channel: str = "Z"
@@ -78,7 +78,7 @@ class TriggerConfig:
     block_s: float = 60.0
     decimate: int = 2
     windows: str = "fit"
-    open_warmup: bool = False
+    warmup: str = "blind"
 
     def validate(self, w="trigger"):
         if self.band_hz is not None:
@@ -94,6 +94,7 @@ class TriggerConfig:
         _check(0 < self.block_s <= 3600, w + ".block_s", self.block_s, "seconds in (0, 3600]")
         _check(1 <= self.decimate <= 8, w + ".decimate", self.decimate, "an integer 1-8")
         _check(self.windows in TRIGGER_WINDOWS, w + ".windows", self.windows, ", ".join(map(repr, TRIGGER_WINDOWS)))
+        _check(self.warmup in TRIGGER_WARMUPS, w + ".warmup", self.warmup, ", ".join(map(repr, TRIGGER_WARMUPS)))
 
 
 @dataclass

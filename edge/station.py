@@ -280,7 +280,7 @@ class Station:
         self.stacker = Stacker(len(card.output.labels), cells // S + 2, self.stacking, window_cells=W // S)
         self._fin_step = max(1, cfg.batch * H // S)  # cells a pending batch may span before it runs
         self.trigger = (Trigger(fs / q, tuple(tc.band_hz) if tc.band_hz else None, tc.order, tc.sta_s, tc.lta_s,
-                                tc.on, tc.off, tc.open_warmup) if self.gated else None)
+                                tc.on, tc.off, tc.warmup) if self.gated else None)
         self._trig_c = self.channels.index(tc.channel) if self.gated else 0
         self._tdone = 0          # trigger processed below this sample
         self._trig_valid = False  # previous trigger sample was valid data

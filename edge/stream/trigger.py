@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ..config import TRIGGER_WARMUPS as WARMUPS
 from ..errors import ConfigError
 
 __all__ = [
@@ -38,11 +39,13 @@ __all__ = [
     "SosFilter",
     "RecursiveStaLta",
     "TriggerState",
+    "WARMUPS",
     "Trigger",
 ]
 
 log = logging.getLogger(__name__)
 
+_TINY = float(np.finfo(np.float64).tiny)  # where the LTA starts (as ObsPy)
 _GROWTH_LIMIT = 1e6  # largest |d|**-k inside one block of recur()
 
 
@@ -360,15 +363,20 @@ class RecursiveStaLta:
     ``recursive_sta_lta(a, nsta, nlta)`` on the concatenated packets.
 
     nsta, nlta: window lengths in samples (``0 < nsta < nlta``).
+    growing: over the first ``nlta`` samples, where ObsPy's ratio is zero,
+    divide the STA by the mean of the squared samples seen so far instead
+    (from ``3 * nsta`` samples on, once the STA has settled; zero before).
+    From sample ``nlta`` on the ratio is ObsPy's either way.
     """
 
-    def __init__(self, nsta, nlta):
+    def __init__(self, nsta, nlta, growing=False):
         for name, v in (("nsta", nsta), ("nlta", nlta)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError("%s %r; allowed: an integer number of samples >= 1" % (name, v))
         if nsta >= nlta:
             raise ConfigError("nsta %d must be shorter than nlta %d (samples)" % (nsta, nlta))
         self.nsta, self.nlta = int(nsta), int(nlta)
+        self.growing = bool(growing)
         self._sta_rec = _BlockRecursion(1.0 - 1.0 / self.nsta, 1.0 / self.nsta)
         self._lta_rec = _BlockRecursion(1.0 - 1.0 / self.nlta, 1.0 / self.nlta)
         self.reset()
@@ -376,8 +384,9 @@ class RecursiveStaLta:
     def reset(self):
         """Start over (after a gap): the next sample seeds the state."""
         self._sta = 0.0
-        self._lta = float(np.finfo(np.float64).tiny)
+        self._lta = _TINY
         self._seen = 0  # samples since the (re)start
+        self._sum = 0.0  # sum of the squared samples since the (re)start, while warming up
 
     def update(self, x):
         """Characteristic function of one packet (float64, same length)."""
@@ -388,10 +397,15 @@ class RecursiveStaLta:
             sq[0] = 0.0  # ObsPy's loop starts at index 1
         sta, self._sta = self._sta_rec.run(sq, self._sta)
         lta, self._lta = self._lta_rec.run(sq, self._lta)
+        warm = min(self.nlta - self._seen, n)
+        if warm > 0 and self.growing:
+            total = self._sum + np.cumsum(sq[:warm])
+            self._sum = float(total[-1])
+            count = self._seen + 1 + np.arange(warm)
+            lta[:warm] = np.where(count >= 3 * self.nsta, np.maximum(total / count, _TINY), np.inf)
         cf = np.divide(sta, lta, out=sta)
-        warm = self.nlta - self._seen
-        if warm > 0:
-            cf[: min(warm, n)] = 0.0
+        if warm > 0 and not self.growing:
+            cf[:warm] = 0.0
         self._seen += n
         return cf
 
@@ -473,32 +487,44 @@ class Trigger:
 
     fs: Hz.  band_hz: (low, high) corners, or None for no filter.
     sta_s, lta_s: seconds.  on, off: STA/LTA thresholds.
-    open_warmup: report the trigger active for the first ``lta_s`` seconds
-    after a (re)start, while the LTA is still filling and the STA/LTA is
-    blind (ObsPy's ``recursive_sta_lta`` is zero there): an arrival in the
-    first seconds of a record or after a gap still reaches the network.
+    warmup: the first ``lta_s`` seconds after a (re)start, while the LTA is
+    still filling and ObsPy's ``recursive_sta_lta`` is zero: 'growing' (the
+    STA over the mean of what has been seen so far, from ``3 * sta_s`` on;
+    the data enter the bandpass less their first sample, so a DC offset
+    gives no step), 'blind' (ObsPy's: no trigger there) or 'open' (reported
+    active throughout).  An arrival in the first seconds of a record or
+    after a gap reaches the network with 'growing' or 'open'.
     ``update(x)`` returns ``(cf, active)`` for the packet; ``reset()`` after a gap.
     """
 
     def __init__(self, fs, band_hz=(1.0, 20.0), order=2, sta_s=0.5, lta_s=10.0, on=3.5, off=1.5,
-                 open_warmup=False):
+                 warmup="blind"):
+        if warmup not in WARMUPS:
+            raise ConfigError("trigger warmup %r; allowed: %s" % (warmup, ", ".join(WARMUPS)))
         self.fs = float(fs)
-        self.open_warmup = bool(open_warmup)
+        self.warmup = warmup
         self.filter = SosFilter(butter_bandpass_sos(band_hz[0], band_hz[1], fs, order)) if band_hz else None
-        self.stalta = RecursiveStaLta(int(round(sta_s * fs)), int(round(lta_s * fs)))
+        self.stalta = RecursiveStaLta(int(round(sta_s * fs)), int(round(lta_s * fs)), growing=warmup == "growing")
         self.state = TriggerState(on, off)
+        self._x0 = None
 
     def reset(self):
         if self.filter is not None:
             self.filter.reset()
         self.stalta.reset()
         self.state.reset()
+        self._x0 = None
 
     def update(self, x):
-        y = self.filter.filter(x) if self.filter is not None else np.asarray(x, dtype=np.float64)
+        x = np.asarray(x, dtype=np.float64)
+        if self.warmup == "growing":
+            if self._x0 is None and len(x):
+                self._x0 = float(x[0])
+            x = x - (self._x0 or 0.0)
+        y = self.filter.filter(x) if self.filter is not None else x
         warm = self.stalta.nlta - self.stalta._seen
         cf = self.stalta.update(y)
         active = self.state.update(cf)
-        if self.open_warmup and warm > 0:
+        if self.warmup == "open" and warm > 0:
             active[:warm] = True
         return cf, active

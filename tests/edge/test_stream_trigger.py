@@ -102,6 +102,48 @@ def test_sta_lta_after_reset_equals_obspy_on_the_new_segment(rng):
     assert np.allclose(s.update(x), recursive_sta_lta(x, 20, 400), rtol=1e-9, atol=0)
 
 
+@pytest.mark.parametrize("sizes", [[12000], [1] * 300 + [11700], [3, 5000, 1, 200, 6796]])
+def test_growing_sta_lta_divides_by_the_mean_so_far_then_equals_obspy(rng, sizes):
+    x = rng.normal(size=12000)
+    x[500:800] *= 25.0  # an event 5 s into the record, inside the LTA's warm-up
+    s = RecursiveStaLta(50, 1000, growing=True)
+    got = np.concatenate([s.update(p) for p in _split(x, sizes, rng)])
+    want = recursive_sta_lta(x, 50, 1000)
+    assert np.allclose(got[1000:], want[1000:], rtol=1e-9, atol=0)  # ObsPy's from nlta on
+    sq = x * x
+    sq[0] = 0.0
+    sta = np.zeros(len(x))
+    for i in range(1, len(x)):  # ObsPy's STA recursion, by hand
+        sta[i] = sta[i - 1] + (sq[i] - sta[i - 1]) / 50
+    mean = np.cumsum(sq) / np.arange(1, len(x) + 1)
+    hand = np.zeros(1000)
+    hand[149:] = sta[149:1000] / mean[149:1000]  # from the 150th sample (3 * nsta) on
+    assert np.allclose(got[:1000], hand, rtol=1e-9, atol=0)
+    assert got[148] == 0.0 and got[520] > 5.0  # silent until the STA settles; the event stands out
+
+
+def test_trigger_warmups_on_an_event_5_s_into_a_record(rng):
+    """'blind' (ObsPy) misses an arrival inside the first lta_s; 'growing' triggers on it and not
+    on a large DC offset; 'open' is active throughout the warm-up."""
+    x = 3e5 + rng.normal(size=6000)
+    x[500:900] += 20.0 * rng.normal(size=400)
+
+    def spans(warmup):
+        tr = Trigger(100.0, sta_s=0.5, lta_s=10.0, on=5.0, off=1.5, warmup=warmup)
+        cf, active = tr.update(x)
+        assert np.isfinite(cf).all()
+        return np.flatnonzero(active)
+
+    assert len(spans("blind")) == 0
+    grown = spans("growing")
+    assert len(grown) and 500 <= grown[0] <= 520 and grown[-1] < 1500
+    assert spans("open")[:1000].tolist() == list(range(1000))
+    flat = Trigger(100.0, warmup="growing")
+    assert np.isfinite(flat.update(np.full(3000, 7.0))[0]).all()  # a constant: no 0/0
+    with pytest.raises(ConfigError, match="warmup 'warm'; allowed: growing, blind, open"):
+        Trigger(100.0, warmup="warm")
+
+
 @pytest.mark.parametrize("nsta, nlta, message", [(0, 10, "nsta 0"), (10, 10, "shorter than nlta"), (5, 2.5, "nlta 2.5")])
 def test_sta_lta_rejects_bad_lengths(nsta, nlta, message):
     with pytest.raises(ConfigError, match=message):
