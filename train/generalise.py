@@ -308,7 +308,11 @@ def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_se
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        # spawn, not fork: a teacher's TensorFlow or ONNX Runtime thread pools, started in this
+        # process (label completion), deadlock in a forked child that runs a teacher again
+        level = logging.getLogger("fieldpick").getEffectiveLevel()
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_logging, initargs=(level,)) as pool:
             results = list(pool.map(_fold, *zip(*args)))
     else:
         results = [_fold(*a) for a in args]
@@ -320,6 +324,13 @@ def cross_validate_corpus(cfg: TrainConfig, sets: Dict[str, LabeledSet], fold_se
     return {"architecture": cfg.architecture, "fold_set": target.name, "fold_seed": fold_seed,
             "parameters": count_parameters(model), "flops_per_30s": flops_per_record(model), "pooled": pooled,
             "folds": per_fold, "f1_fold_mean": float(np.mean([s["f1"] for s in per_fold]))}
+
+
+def _worker_logging(level):
+    """A fold process logs as its parent does (spawned processes start without handlers)."""
+    from fieldpick.edge.log import setup_logging
+
+    setup_logging({logging.DEBUG: 2, logging.INFO: 1, logging.WARNING: 0}.get(level, -1))
 
 
 def names_of(text) -> List[str]:
