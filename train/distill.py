@@ -25,7 +25,7 @@ regression; a sparse choice of teacher channels as in selective KD):
   it adds no parameters and nothing to the checkpoint.
 
 Everything else (optimiser, schedule, early stopping on validation F1,
-checkpoints, threshold tuning) is :func:`fieldpick.train.fit.fit`: this
+checkpoints, threshold tuning) is :func:`fieldpick.train.loop.fit`: this
 module only supplies a :class:`DistillTask` to it.
 
 Cross-validation reuses the teacher of each fold (``runs/zoo/phasenet/foldK``
@@ -48,7 +48,8 @@ import numpy as np
 
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig, add_arguments, config_from_args
-from fieldpick.train.fit import RandomWindows, StrideTask
+from fieldpick.train.data.windows import RandomWindows
+from fieldpick.train.tasks import StrideTask
 
 __all__ = ["DistillConfig", "stride_targets", "peak_offsets", "select_channels", "DistillTask", "UnlabeledMix",
            "distill", "cross_validate_distill", "main"]
@@ -362,7 +363,7 @@ def _pool(cfg, dcfg, window_samples, norm=None):
     """The unlabeled pool: synthetic windows (labels ignored), or None."""
     if not dcfg.unlabeled_per_batch:
         return None
-    from fieldpick.train.fit import synthetic_source
+    from fieldpick.train.data.windows import synthetic_source
 
     pool_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), pretrain_windows=dcfg.unlabeled_windows,
                                           pretrain_epochs=1, seed=cfg.seed + 7))
@@ -381,8 +382,11 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
     """
     import torch
 
-    from fieldpick.train.fit import _rewrite_best, fit, real_source, record_samples, tune_thresholds
+    from fieldpick.train.data.windows import real_source
+    from fieldpick.train.loop import fit, rewrite_best
     from fieldpick.train.models import build
+    from fieldpick.train.tasks import record_samples
+    from fieldpick.train.validate import tune_thresholds
 
     cfg.validate()
     dcfg.validate()
@@ -414,7 +418,7 @@ def distill(cfg: TrainConfig, dcfg: DistillConfig, teacher, train_data, val_data
     if cfg.tune_thresholds:
         tune_thresholds(model, val_data, cfg)
         if select == "best":  # best.pt carries the thresholds its scores were made with, as fieldpick train's does
-            _rewrite_best(model, out_dir)
+            rewrite_best(model, out_dir)
     return model, history, info
 
 
@@ -431,18 +435,13 @@ def cross_validate_distill(cfg: TrainConfig, dcfg: DistillConfig, data, teacher_
     """
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.crossval import flops_per_record, station_folds
-    from fieldpick.train.fit import (
-        best_epoch,
-        fit,
-        predict,
-        real_source,
-        record_samples,
-        station_split,
-        tune_thresholds,
-    )
+    from fieldpick.train.data.windows import real_source, station_split
+    from fieldpick.train.loop import best_epoch, fit
     from fieldpick.train.models import build
     from fieldpick.train.models.blocks import count_parameters
     from fieldpick.train.score import score
+    from fieldpick.train.tasks import record_samples
+    from fieldpick.train.validate import predict, tune_thresholds
 
     out_dir = out_dir or os.path.join(cfg.out_dir, "distill_cv")
     fold_seed = cfg.seed if fold_seed is None else fold_seed
@@ -514,15 +513,9 @@ def _distill_config(args):
 def main(argv) -> int:
     """``fieldpick distill``: train a small student from a teacher checkpoint, or cross-validate it."""
     from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-    from fieldpick.train.fit import (
-        _metric_set,
-        evaluate,
-        final_epochs,
-        final_thresholds,
-        load_real,
-        publish,
-        station_split,
-    )
+    from fieldpick.train.data.windows import load_real, station_split
+    from fieldpick.train.publish import final_epochs, final_thresholds, metric_set, publish
+    from fieldpick.train.validate import evaluate
 
     parser = argparse.ArgumentParser(
         prog="fieldpick distill", allow_abbrev=False,
@@ -576,7 +569,7 @@ def main(argv) -> int:
         if not args.teacher:  # the cross-validated scores alone
             sys.stdout.write(json.dumps(brief, indent=1, default=float) + "\n")
             return 0
-        metric_sets.append(_metric_set(
+        metric_sets.append(metric_set(
             "%d-fold cross-validation split by station, pooled over %d event and %d noise windows (each scored "
             "by a student distilled from a teacher that never saw its station)"
             % (args.crossval, len(data.events), len(data.noise)), out["distilled"]["pooled"]))
@@ -586,7 +579,7 @@ def main(argv) -> int:
     held = station_split(data.station, cfg.val_fraction, cfg.seed)
     model, history, info = distill(cfg, dcfg, teacher, data.subset(~held), data.subset(held), cfg.out_dir)
     metrics = evaluate(model, data.subset(held), cfg)
-    metric_sets.append(_metric_set("validation stations (%d windows)%s" % (
+    metric_sets.append(metric_set("validation stations (%d windows)%s" % (
         int(held.sum()), ", before the final distillation on all stations" if args.final else ""), metrics))
     result = {"validation": metrics}
     provenance = {"train_config": cfg.to_dict(), "distill_config": dataclasses.asdict(dcfg),

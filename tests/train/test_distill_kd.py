@@ -9,6 +9,7 @@ import torch
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.data.datasets import WindowSet
+from fieldpick.train.data.windows import RandomWindows, RealData
 from fieldpick.train.distill import (
     DistillConfig,
     DistillTask,
@@ -20,8 +21,8 @@ from fieldpick.train.distill import (
     select_channels,
     stride_targets,
 )
-from fieldpick.train.fit import RandomWindows, RealData, StrideTask
 from fieldpick.train.models import build
+from fieldpick.train.tasks import StrideTask
 
 torch.set_num_threads(1)
 

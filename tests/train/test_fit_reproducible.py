@@ -12,7 +12,8 @@ import torch
 
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.data.datasets import WindowSet
-from fieldpick.train.fit import RealData, train
+from fieldpick.train.data.windows import RealData
+from fieldpick.train.loop import train
 from fieldpick.train.models import build
 
 torch.set_num_threads(1)

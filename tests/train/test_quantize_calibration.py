@@ -6,7 +6,7 @@ import torch
 
 from fieldpick.edge.errors import DataError
 from fieldpick.train.data.datasets import WindowSet
-from fieldpick.train.fit import RealData
+from fieldpick.train.data.windows import RealData
 from fieldpick.train.models import build
 from fieldpick.train.quantize import calibration_windows
 
