@@ -8,7 +8,8 @@ from torch import nn
 from fieldpick.edge.card import ModelCard
 from fieldpick.edge.errors import ConfigError, ModelError
 from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-from fieldpick.train.crossval import count_flops, flops_per_record
+from fieldpick.export.flops import module_flops as count_flops
+from fieldpick.train.crossval import flops_per_record
 from fieldpick.train.models import REGISTRY, build
 from fieldpick.train.models.blocks import count_parameters
 
