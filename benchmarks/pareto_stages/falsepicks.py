@@ -86,7 +86,7 @@ def seconded(picks, others, fs, tol_s=SECOND_S):
 
 
 def run(args):
-    """What the false picks on the NCEDC pre-P noise windows are (#9's target of at most 10 per hour).
+    """What the false picks on the NCEDC pre-P noise windows are.
 
     ``--folds NAME=DIR,NAME=DIR[,...]``: fold-model folders (``fold<i>/best.pt``
     of this script's folds); the first is the model under study, the second
@@ -105,23 +105,66 @@ def run(args):
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.crossval import station_folds
     from fieldpick.train.data.windows import load_real
-    from fieldpick.train.validate import predict, tune_thresholds
 
+    named = _named_folds(args.folds)
+    cfg = TrainConfig()
+    data = load_real()
+    fs = float(data.events.fs)
+    fold = station_folds(data.station, K, SEED)
+    picks, missed, valid_s = _fold_picks(named, data, cfg, fold, fs)
+    noise_cft = stalta_traces(data.noise.waveforms, fs)
+    event_cft = stalta_traces(data.events.waveforms, fs)
+    at_p = np.array([stalta_near(c, p, fs) for c, p in zip(event_cft, data.events.p_idx)])
+    at_s = np.array([stalta_near(c, s, fs) if np.isfinite(s) else np.nan for c, s in zip(event_cft, data.events.s_idx)])
+    misses = _misses(data, named, missed, at_p, at_s)
+    rng = np.random.default_rng(SEED)
+    lo = int(STALTA_S[1] * fs)
+    hi = int(valid_s * fs) - int(1.0 * fs)
+    at_random = np.array([stalta_near(noise_cft[i], rng.integers(lo, hi), fs)
+                          for i in rng.integers(0, len(fold), 2000)])
+    hours = len(fold) * valid_s / 3600.0
+    flats = flat_runs(data.noise.waveforms, fs)
+    rows = [_model_row(name, [n for n, _ in named if n != name], picks, noise_cft, flats, valid_s, fs, hours)
+            for name in [n for n, _ in named]]
+    scale = {"labeled_P": {str(v): float(np.mean(at_p >= v)) for v in STALTA_LEVELS},
+             "random_noise_instant": {str(v): float(np.mean(at_random >= v)) for v in STALTA_LEVELS},
+             "median_labeled_P": float(np.median(at_p)), "median_random": float(np.median(at_random))}
+    out = args.out or "falsepicks"
+    plot = os.path.join(RESULTS, "plots", out + ".png")
+    shown = _plot_noise_windows(data, noise_cft, picks, rows[0], fs, plot)
+    _plot_misses(data, misses["P"]["traces"], fs, os.path.join(RESULTS, "plots", out + "_missed_p.png"))
+    meta = {"command": "benchmarks/pareto.py falsepicks --folds %s%s" % (args.folds, " --out " + out if args.out else ""),
+            "noise_windows": len(fold), "noise_hours": hours, "misses": misses, "stalta": {"band_hz": STALTA_BAND_HZ,
+            "sta_lta_s": STALTA_S}, "second_within_s": SECOND_S, "scale": scale, "plotted_windows": shown,
+            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    lines = _markdown(meta, rows, misses, flats, valid_s, len(at_p), cfg.tolerance_s, out, len(shown), named[0][0])
+    publish(out, meta, rows, lines)
+
+
+def _named_folds(text):
+    """``NAME=DIR,NAME=DIR[,...]`` -> [(name, folder)]; at least two."""
     named = []
-    for item in args.folds.split(","):
+    for item in text.split(","):
         name, sep, folder = item.partition("=")
         if not sep or not name or not folder:
             raise SystemExit("falsepicks: --folds entry %r; give NAME=DIR[,NAME=DIR...]" % item)
         named.append((name, folder))
     if len(named) < 2:
         raise SystemExit("falsepicks: --folds needs the model under study and at least one other (NAME=DIR,NAME=DIR)")
-    cfg = TrainConfig()
-    data = load_real()
-    fs = float(data.events.fs)
-    fold = station_folds(data.station, K, SEED)
-    picks = {}  # name -> per noise window: [(phase, sample, probability)]
-    missed = {}  # name -> {phase: set of traces whose labeled arrival it did not pick within the tolerance}
-    valid_s = None
+    return named
+
+
+def _fold_picks(named, data, cfg, fold, fs):
+    """Each model's picks on every noise window by the fold model that never saw its station.
+
+    Returns ``(picks, missed, valid_s)``: name -> per noise window
+    [(phase, sample, probability)]; name -> {phase: traces whose labeled
+    arrival it did not pick within the tolerance}; the picked length of a
+    noise window, s.
+    """
+    from fieldpick.train.validate import predict, tune_thresholds
+
+    picks, missed, valid_s = {}, {}, None
     for name, folder in named:
         per = [None] * len(fold)
         missed[name] = {"P": set(), "S": set()}
@@ -140,10 +183,11 @@ def run(args):
             valid_s = seconds / len(npicks)
         picks[name] = per
         log.info("%s: %d picks on %d noise windows", name, sum(len(w) for w in per), len(per))
-    noise_cft = stalta_traces(data.noise.waveforms, fs)
-    event_cft = stalta_traces(data.events.waveforms, fs)
-    at_p = np.array([stalta_near(c, p, fs) for c, p in zip(event_cft, data.events.p_idx)])
-    at_s = np.array([stalta_near(c, s, fs) if np.isfinite(s) else np.nan for c, s in zip(event_cft, data.events.s_idx)])
+    return picks, missed, valid_s
+
+
+def _misses(data, named, missed, at_p, at_s):
+    """Per phase: the labeled arrivals every model misses, and what they look like."""
     snr = np.asarray(data.events.meta["snr_db"], dtype=float)
     vertical = np.asarray(data.events.meta["n_components"]) == 1
     misses = {}
@@ -157,67 +201,56 @@ def run(args):
                       "vertical_only": [int(vertical[every].sum()), int(vertical[labeled].sum())],
                       "stalta_median": [float(np.nanmedian(at[every])) if every else float("nan"),
                                         float(np.nanmedian(at[labeled]))]}
-    rng = np.random.default_rng(SEED)
-    lo = int(STALTA_S[1] * fs)
-    hi = int(valid_s * fs) - int(1.0 * fs)
-    at_random = np.array([stalta_near(noise_cft[i], rng.integers(lo, hi), fs)
-                          for i in rng.integers(0, len(fold), 2000)])
-    hours = len(fold) * valid_s / 3600.0
-    flats = flat_runs(data.noise.waveforms, fs)
-    main_name = named[0][0]
-    rows = []
-    for name in [n for n, _ in named]:
-        rest = [n for n, _ in named if n != name]
-        found = []
-        for i, w in enumerate(picks[name]):
-            sec = [any(v) for v in zip(*[seconded(w, picks[o][i], fs) for o in rest])] if w else []
-            for (ph, s, p), second in zip(w, sec):
-                found.append({"window": i, "phase": ph, "sample": int(s), "probability": float(p),
-                              "seconded": bool(second), "stalta": stalta_near(noise_cft[i], s, fs),
-                              "last_3s": bool(s >= (valid_s - 3.0) * fs),
-                              "gap_edge": any(min(abs(s - a), abs(s - b)) <= fs for a, b in flats[i])})
-        n = len(found)
-        # windows that evidence independent of this model finds not empty: another model's pick with a classic
-        # trigger (STA/LTA >= 3) there, or a padded gap in the data
-        busy = {i for o in rest for i, w in enumerate(picks[o])
-                for _, s, _ in w if stalta_near(noise_cft[i], s, fs) >= 3.0} | {i for i, r in enumerate(flats) if r}
-        quiet = [i for i in range(len(fold)) if i not in busy]
-        quiet_picks = sum(len(picks[name][i]) for i in quiet)
-        gapfree = [i for i, r in enumerate(flats) if not r]
-        lt = np.array([f["stalta"] for f in found]) if found else np.zeros(0)
-        ok = np.isfinite(lt)
-        sec = np.array([f["seconded"] for f in found], dtype=bool)
-        per_window = np.bincount([f["window"] for f in found], minlength=len(fold))
-        top = np.sort(per_window)[::-1]
-        row = {"model": name, "seconders": rest, "picks": n, "per_hour": n / hours,
-               "P": sum(f["phase"] == "P" for f in found), "S": sum(f["phase"] == "S" for f in found),
-               "windows_with_picks": int((per_window > 0).sum()),
-               "windows_holding_half": int(np.searchsorted(np.cumsum(top), n / 2.0) + 1) if n else 0,
-               "seconded": int(sec.sum()), "in_last_3s": sum(f["last_3s"] for f in found),
-               "stalta_warmup": int((~ok).sum()),
-               "stalta_at_least": {str(v): int((lt[ok] >= v).sum()) for v in STALTA_LEVELS},
-               "seconded_and_stalta_3": int((sec & ok & (lt >= 3.0)).sum()),
-               "at_gap_edge": sum(f["gap_edge"] for f in found),
-               "quiet_windows": len(quiet), "quiet_picks": quiet_picks, "gapfree_windows": len(gapfree),
-               "gapfree_per_hour": sum(len(picks[name][i]) for i in gapfree) / (len(gapfree) * valid_s / 3600.0),
-               "quiet_per_hour": quiet_picks / (len(quiet) * valid_s / 3600.0) if quiet else float("nan"),
-               "picks_list": found}
-        row["unsupported_per_hour"] = (n - row["seconded_and_stalta_3"]) / hours
-        rows.append(row)
-        log.info("%s: %.1f picks/h, %d seconded, %d with STA/LTA >= 3, both %d, %d at gap edges; %.1f/h on %d quiet "
-                 "windows", name, row["per_hour"], row["seconded"], row["stalta_at_least"]["3.0"],
-                 row["seconded_and_stalta_3"], row["at_gap_edge"], row["quiet_per_hour"], len(quiet))
-    scale = {"labeled_P": {str(v): float(np.mean(at_p >= v)) for v in STALTA_LEVELS},
-             "random_noise_instant": {str(v): float(np.mean(at_random >= v)) for v in STALTA_LEVELS},
-             "median_labeled_P": float(np.median(at_p)), "median_random": float(np.median(at_random))}
-    out = args.out or "falsepicks"
-    plot = os.path.join(RESULTS, "plots", out + ".png")
-    shown = _plot_noise_windows(data, noise_cft, picks, rows[0], fs, plot)
-    _plot_misses(data, misses["P"]["traces"], fs, os.path.join(RESULTS, "plots", out + "_missed_p.png"))
-    meta = {"command": "benchmarks/pareto.py falsepicks --folds %s%s" % (args.folds, " --out " + out if args.out else ""),
-            "noise_windows": len(fold), "noise_hours": hours, "misses": misses, "stalta": {"band_hz": STALTA_BAND_HZ,
-            "sta_lta_s": STALTA_S}, "second_within_s": SECOND_S, "scale": scale, "plotted_windows": shown,
-            "host": platform.node(), "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    return misses
+
+
+def _model_row(name, rest, picks, noise_cft, flats, valid_s, fs, hours):
+    """One model's false picks, each checked against the other models (``rest``) and the classic trigger."""
+    n_windows = len(picks[name])
+    found = []
+    for i, w in enumerate(picks[name]):
+        sec = [any(v) for v in zip(*[seconded(w, picks[o][i], fs) for o in rest])] if w else []
+        for (ph, s, p), second in zip(w, sec):
+            found.append({"window": i, "phase": ph, "sample": int(s), "probability": float(p),
+                          "seconded": bool(second), "stalta": stalta_near(noise_cft[i], s, fs),
+                          "last_3s": bool(s >= (valid_s - 3.0) * fs),
+                          "gap_edge": any(min(abs(s - a), abs(s - b)) <= fs for a, b in flats[i])})
+    n = len(found)
+    # windows that evidence independent of this model finds not empty: another model's pick with a classic
+    # trigger (STA/LTA >= 3) there, or a padded gap in the data
+    busy = {i for o in rest for i, w in enumerate(picks[o])
+            for _, s, _ in w if stalta_near(noise_cft[i], s, fs) >= 3.0} | {i for i, r in enumerate(flats) if r}
+    quiet = [i for i in range(n_windows) if i not in busy]
+    quiet_picks = sum(len(picks[name][i]) for i in quiet)
+    gapfree = [i for i, r in enumerate(flats) if not r]
+    lt = np.array([f["stalta"] for f in found]) if found else np.zeros(0)
+    ok = np.isfinite(lt)
+    sec = np.array([f["seconded"] for f in found], dtype=bool)
+    per_window = np.bincount([f["window"] for f in found], minlength=n_windows)
+    top = np.sort(per_window)[::-1]
+    row = {"model": name, "seconders": rest, "picks": n, "per_hour": n / hours,
+           "P": sum(f["phase"] == "P" for f in found), "S": sum(f["phase"] == "S" for f in found),
+           "windows_with_picks": int((per_window > 0).sum()),
+           "windows_holding_half": int(np.searchsorted(np.cumsum(top), n / 2.0) + 1) if n else 0,
+           "seconded": int(sec.sum()), "in_last_3s": sum(f["last_3s"] for f in found),
+           "stalta_warmup": int((~ok).sum()),
+           "stalta_at_least": {str(v): int((lt[ok] >= v).sum()) for v in STALTA_LEVELS},
+           "seconded_and_stalta_3": int((sec & ok & (lt >= 3.0)).sum()),
+           "at_gap_edge": sum(f["gap_edge"] for f in found),
+           "quiet_windows": len(quiet), "quiet_picks": quiet_picks, "gapfree_windows": len(gapfree),
+           "gapfree_per_hour": sum(len(picks[name][i]) for i in gapfree) / (len(gapfree) * valid_s / 3600.0),
+           "quiet_per_hour": quiet_picks / (len(quiet) * valid_s / 3600.0) if quiet else float("nan"),
+           "picks_list": found}
+    row["unsupported_per_hour"] = (n - row["seconded_and_stalta_3"]) / hours
+    log.info("%s: %.1f picks/h, %d seconded, %d with STA/LTA >= 3, both %d, %d at gap edges; %.1f/h on %d quiet "
+             "windows", name, row["per_hour"], row["seconded"], row["stalta_at_least"]["3.0"],
+             row["seconded_and_stalta_3"], row["at_gap_edge"], row["quiet_per_hour"], len(quiet))
+    return row
+
+
+def _markdown(meta, rows, misses, flats, valid_s, n_events, tolerance_s, out, n_shown, main_name):
+    """The report's lines."""
+    n_windows, hours, scale = meta["noise_windows"], meta["noise_hours"], meta["scale"]
     lines = [
         "# False picks on the NCEDC pre-P noise windows: what they are", "",
         "%d noise windows (%.2f h: the 29 s before each P, ending 1 s before it, picked up to %.1f s), each picked by "
@@ -225,11 +258,11 @@ def run(args):
         "false picks. Each pick is checked against two things its model did not learn from: a pick of either "
         "phase by the other model(s) within %.1f s (seconded), and a classic recursive STA/LTA (ObsPy; causal "
         "%g-%g Hz, %g s / %g s; the largest on any component from 0.5 s before to 1 s after the pick; the first "
-        "%g s of a window is warm-up)." % (len(fold), hours, valid_s, SECOND_S, STALTA_BAND_HZ[0], STALTA_BAND_HZ[1],
+        "%g s of a window is warm-up)." % (n_windows, hours, valid_s, SECOND_S, STALTA_BAND_HZ[0], STALTA_BAND_HZ[1],
                                            STALTA_S[0], STALTA_S[1], STALTA_S[1]), "",
         "`%s` (%s)" % (meta["command"], meta["when"]), "",
         "For scale, the same STA/LTA at the labeled P of the %d event traces (median %.1f) and at 2000 random "
-        "instants of the noise windows (median %.1f):" % (len(at_p), scale["median_labeled_P"],
+        "instants of the noise windows (median %.1f):" % (n_events, scale["median_labeled_P"],
                                                          scale["median_random"]), "",
         "| STA/LTA at least | labeled P | random noise instant |", "|---|---|---|"]
     for v in STALTA_LEVELS:
@@ -252,11 +285,11 @@ def run(args):
               "(edge/station.py), so it would make none of the picks on these windows. Quiet windows: no padded gap, "
               "and no pick of the other model(s) that the classic trigger supports (STA/LTA >= 3) - windows that "
               "evidence independent of the model in the row finds empty." % (
-                  sum(1 for r in flats if r), len(fold), FLAT_S)]
+                  sum(1 for r in flats if r), n_windows, FLAT_S)]
     lines += ["", "## Arrivals that every model misses", "",
               "The event windows (the published 30 s crops), picked by the same fold models: arrivals no pick of "
               "their phase comes within %.1f s of. The signal-to-noise ratio is the data set's estimate on Z "
-              "(`snr_db`); the STA/LTA is the classic trigger's largest value near the arrival." % cfg.tolerance_s, "",
+              "(`snr_db`); the STA/LTA is the classic trigger's largest value near the arrival." % tolerance_s, "",
               "| phase | labeled | missed, per model | missed by every model | their median SNR (all) "
               "| vertical-only among them (all) | their median STA/LTA (all) |", "|---|---|---|---|---|---|---|"]
     for ph, m in misses.items():
@@ -267,8 +300,8 @@ def run(args):
     lines += ["", "The P arrivals every model misses, 5 s either side of the label: "
               "`benchmarks/results/plots/%s_missed_p.png`." % out]
     lines += ["", "Plot: `benchmarks/results/plots/%s.png`, the %d windows where %s has the most picks that both checks "
-              "support (traces: Z, N, E after the STA/LTA band; below: the STA/LTA)." % (out, len(shown), main_name)]
-    publish(out, meta, rows, lines)
+              "support (traces: Z, N, E after the STA/LTA band; below: the STA/LTA)." % (out, n_shown, main_name)]
+    return lines
 
 
 def _plot_misses(data, traces, fs, path, half_s=5.0):

@@ -29,50 +29,16 @@ def run(args):
     ``model_fp32.tflite`` and ``model_int8.tflite``, the int8 card's
     thresholds).  Writes ``benchmarks/results/<--out or station_parity>``.
     """
-    from fieldpick.edge.card import ModelCard
-    from fieldpick.edge.config import StationConfig
-    from fieldpick.edge.station import InterpreterRunner, Station
-    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
+    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES
 
     bench, configs, data, fold, traces = station_traces()
     fs = data.events.fs
-
-    def pairs_for(name):
-        """{fold: (card, fp32 path, int8 path)} of one model; fold None: one pair for every trace."""
-        if name.startswith("export:"):
-            d = name[len("export:"):]
-            card = ModelCard.load(os.path.join(d, "model_int8.json"))
-            return {None: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))}
-        return {k: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))
-                for k, card, d in fold_files(args.work, name)}
-
     names = list(args.candidate or []) + ["export:" + d for d in (args.export_dir or [])]
     if not names:
         raise SystemExit("stationparity: give --candidate NAME and/or --export-dir DIR")
     rows = []
     for name in names:
-        pairs = pairs_for(name.partition("=")[0])
-        count = {n: {"matched": 0, "matched_0.1s": 0, "picks": 0, "fp32": 0, "int8": 0, "traces_differing": 0}
-                 for n, _ in configs}
-        for key, (card, fp32_path, int8_path) in pairs.items():
-            runners = {kind: InterpreterRunner(path, card, "numpy")
-                       for kind, path in (("fp32", fp32_path), ("int8", int8_path))}
-            for i in (range(len(traces)) if key is None else np.flatnonzero(fold == key)):
-                for cname, cfg in configs:
-                    got = {kind: Station(r, StationConfig.from_dict(cfg)).feed_array(traces[i], bench.T0, fs)
-                           for kind, r in runners.items()}
-                    c, before = count[cname], count[cname]["matched"]
-                    n_here = 0
-                    for ph in ("P", "S"):
-                        a, b = ([(p.time_ns - bench.T0) * fs / 1e9 for p in got[k] if p.phase == ph]
-                                for k in ("fp32", "int8"))
-                        c["matched"] += _match(a, b, PICK_TOLERANCE_SAMPLES)
-                        c["matched_0.1s"] += _match(a, b, 0.1 * fs)
-                        c["picks"] += max(len(a), len(b))
-                        c["fp32"] += len(a)
-                        c["int8"] += len(b)
-                        n_here += max(len(a), len(b))
-                    c["traces_differing"] += (c["matched"] - before) < n_here
+        count = _count(_pairs_for(args.work, name.partition("=")[0]), configs, traces, fold, bench.T0, fs)
         for cname, c in count.items():
             rows.append({"model": name.partition("=")[0], "config": cname, **c,
                          "agreement": c["matched"] / float(c["picks"]) if c["picks"] else 1.0})
@@ -96,6 +62,48 @@ def run(args):
             r["model"], r["config"], r["fp32"], r["int8"], r["matched"], 100 * r["agreement"],
             100 * r["matched_0.1s"] / max(r["picks"], 1), r["traces_differing"], len(traces)))
     publish(out, meta, rows, lines)
+
+
+def _pairs_for(work, name):
+    """{fold: (card, fp32 path, int8 path)} of one model; fold None: one pair for every trace."""
+    from fieldpick.edge.card import ModelCard
+
+    if name.startswith("export:"):
+        d = name[len("export:"):]
+        card = ModelCard.load(os.path.join(d, "model_int8.json"))
+        return {None: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))}
+    return {k: (card, os.path.join(d, "model_fp32.tflite"), os.path.join(d, "model_int8.tflite"))
+            for k, card, d in fold_files(work, name)}
+
+
+def _count(pairs, configs, traces, fold, t0, fs):
+    """Per station config: the picks of the fp32 and int8 files on every trace, and how many match."""
+    from fieldpick.edge.config import StationConfig
+    from fieldpick.edge.station import InterpreterRunner, Station
+    from fieldpick.export.parity import PICK_TOLERANCE_SAMPLES, _match
+
+    count = {n: {"matched": 0, "matched_0.1s": 0, "picks": 0, "fp32": 0, "int8": 0, "traces_differing": 0}
+             for n, _ in configs}
+    for key, (card, fp32_path, int8_path) in pairs.items():
+        runners = {kind: InterpreterRunner(path, card, "numpy")
+                   for kind, path in (("fp32", fp32_path), ("int8", int8_path))}
+        for i in (range(len(traces)) if key is None else np.flatnonzero(fold == key)):
+            for cname, cfg in configs:
+                got = {kind: Station(r, StationConfig.from_dict(cfg)).feed_array(traces[i], t0, fs)
+                       for kind, r in runners.items()}
+                c, before = count[cname], count[cname]["matched"]
+                n_here = 0
+                for ph in ("P", "S"):
+                    a, b = ([(p.time_ns - t0) * fs / 1e9 for p in got[k] if p.phase == ph]
+                            for k in ("fp32", "int8"))
+                    c["matched"] += _match(a, b, PICK_TOLERANCE_SAMPLES)
+                    c["matched_0.1s"] += _match(a, b, 0.1 * fs)
+                    c["picks"] += max(len(a), len(b))
+                    c["fp32"] += len(a)
+                    c["int8"] += len(b)
+                    n_here += max(len(a), len(b))
+                c["traces_differing"] += (c["matched"] - before) < n_here
+    return count
 
 
 def main(argv=None):
