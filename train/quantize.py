@@ -209,7 +209,7 @@ class FakeQuant:
         self.maxima = {}
         self.handles = [model.register_forward_pre_hook(self._input)]
         for name, m in model.named_modules():
-            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
+            if isinstance(m, torch.nn.ReLU):
                 self.handles.append(m.register_forward_hook(self._activation(name)))
 
     def _input(self, module, args):

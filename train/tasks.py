@@ -132,8 +132,8 @@ class StrideTask(Task):
         """How far a second pass with int8-sized rounding noise moves the outputs (0 for identical passes).
 
         The noisy pass adds uniform noise of one int8 step (``U(-q/2, q/2)``)
-        to the input (``q = max|x| / 127`` of the batch) and to every ReLU /
-        ReLU6 output (``q = max / 255``), which is the error full-int8
+        to the input (``q = max|x| / 127`` of the batch) and to every ReLU
+        output (``q = max / 255``), which is the error full-int8
         rounding makes at those places.  The loss is the mean squared change
         of the P and S probabilities over all cells plus the mean absolute
         change of the offset on the arrival cells: the two things that move
@@ -147,7 +147,7 @@ class StrideTask(Task):
 
         hooks = [self.model.register_forward_pre_hook(lambda mod, a: (jitter(a[0], 127.0),) + tuple(a[1:]))]
         for m in self.model.modules():
-            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
+            if isinstance(m, torch.nn.ReLU):
                 hooks.append(m.register_forward_hook(lambda mod, a, out: jitter(out, 255.0)))
         try:
             logits2, offset2 = self.model.raw(x)

@@ -19,7 +19,7 @@ def run(args):
     windows (:func:`fieldpick.export.calibrate.export_windows`, the export's
     seed and NCEDC half), once exact and once with int8 rounding at one
     place: the input (scale max|x| / 127 over the calibration windows), one
-    ReLU / ReLU6 output, or the residual stream where a context block or the
+    ReLU output, or the residual stream where a context block or the
     head reads it (255 levels over [0, its calibration maximum]), as
     full-int8 TFLite holds them.  Then all places at once, which is what
     the int8 file does up to BatchNorm folding and weight rounding; the same
@@ -72,7 +72,7 @@ class _Rounding:
         import torch
 
         self.model, self.x = model, x
-        self.acts = [(n, m) for n, m in model.named_modules() if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6))]
+        self.acts = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ReLU)]
         # the residual stream: what each context block reads (and adds its output to), and what the head reads;
         # in the int8 file these are the ADD outputs, one scale each
         self.stream = [("stream: context.%d in" % i, blk) for i, blk in enumerate(getattr(model, "context", []))]

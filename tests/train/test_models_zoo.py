@@ -7,8 +7,8 @@ from torch import nn
 
 from fieldpick.edge.card import ModelCard
 from fieldpick.edge.errors import ConfigError, ModelError
-from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
 from fieldpick.export.flops import module_flops as count_flops
+from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
 from fieldpick.train.crossval import flops_per_record
 from fieldpick.train.models import REGISTRY, build
 from fieldpick.train.models.blocks import count_parameters
@@ -206,16 +206,6 @@ def test_onnx_graph_is_edge_friendly_and_matches(tmp_path, name):
         np.testing.assert_allclose(y, model(x).numpy(), atol=1e-5)
 
 
-def test_lppn_activation_relu6_bounds_every_activation():
-    m = build("lppn", {"window_samples": 256, "width": 4, "activation": "relu6"}).eval()
-    acts = [mod for mod in m.modules() if isinstance(mod, (torch.nn.ReLU, torch.nn.ReLU6))]
-    assert acts and all(isinstance(mod, torch.nn.ReLU6) for mod in acts)
-    peaks = []
-    hooks = [mod.register_forward_hook(lambda mod, a, o: peaks.append(float(o.max()))) for mod in acts]
-    with torch.no_grad():
-        m(100.0 * torch.randn(2, 3, 256))
-    for h in hooks:
-        h.remove()
-    assert len(peaks) == len(acts) and max(peaks) <= 6.0
-    with pytest.raises(ConfigError, match="activation 'gelu'; allowed: relu, relu6"):
+def test_lppn_activation_names_the_allowed_one():
+    with pytest.raises(ConfigError, match="activation 'gelu'; allowed: relu"):
         build("lppn", {"window_samples": 256, "activation": "gelu"})
