@@ -23,7 +23,7 @@ and marked as such.
 the SHA-256 of the results/<name>.json it wrote.  The report trusts that
 record only while the file is unchanged: a result written by hand or by an
 older run is labelled as such, never passed off as this run's.  The report
-puts the sections the issue asks for first (accuracy, interpreter latency,
+puts the headline sections first (accuracy, interpreter latency,
 station throughput and memory, gating duty cycle against recall, the
 estimator for every board, the size/accuracy Pareto plot), then every other
 result.  Plots are drawn here from the JSON.  Logs go to results/tmp/logs/
@@ -54,7 +54,7 @@ REPORT = os.path.join(HERE, "REPORT.md")
 #: exit status of a script that cannot run on this machine (missing data); it prints "SKIPPED: why"
 SKIPPED_RC = 75
 
-#: the sections the issue names: (title, scripts whose results belong there, what it shows)
+#: the headline sections: (title, scripts whose results belong there, what it shows)
 SECTIONS = [
     ("Accuracy: our models and the classic baselines", ["accuracy", "zoo"],
      "P/S precision, recall, F1 and residuals on the NCEDC windows and synthetic data"),
@@ -72,7 +72,7 @@ SECTIONS = [
     ("Size against accuracy (Pareto)", ["zoo", "pareto", "export"],
      "parameters or bytes against F1: the zoo's models, then the compression table (its own plot)"),
 ]
-#: scripts the report expects (issue 8); any other script found also runs
+#: scripts the report expects; any other script found also runs
 EXPECTED = ["accuracy", "zoo", "interpreter", "export", "station", "mseed", "telemetry", "estimator"]
 #: run order: models first (others may read them), the estimator last (it times the exported models)
 ORDER = ["export", "zoo", "accuracy", "finetune", "saliency", "interpreter", "station", "mseed", "telemetry"]

@@ -324,7 +324,7 @@ def _numpy_runtime(path, windows_ntc, reference):
     """Max |diff| of the station's numpy runtime against ai-edge-litert on a few windows.
 
     Returns the number, or a string saying why it could not run (the export
-    does not stop: the station's runtime is another issue's, and a gap there
+    does not stop: the station's runtime has its own tests, and a gap there
     must be visible, not fatal).
     """
     try:

@@ -93,7 +93,7 @@ def test_lppn_strided_stem_spends_fewer_flops_at_the_same_width():
 
     full, strided = (flops_per_record(build("lppn", {"width": 8, "stem_stride": s})) for s in (1, 2))
     assert 2.6e6 < full < 2.8e6 and strided < 0.6 * full  # the full-rate stem is ~40 % of a w8's FLOPs
-    assert flops_per_record(build("lppn", {"width": 12, "stem_stride": 2})) < 3e6  # #4's student budget
+    assert flops_per_record(build("lppn", {"width": 12, "stem_stride": 2})) < 3e6  # the student budget
 
 
 @pytest.mark.parametrize("arch, cfg, message", [
