@@ -30,8 +30,8 @@ import torch
 from fieldpick.edge.errors import DataError
 from fieldpick.train.config import TrainConfig, load_config
 from fieldpick.train.data.datasets import NCEDC_DIR
+from fieldpick.train.data.windows import load_real
 from fieldpick.train.finetune import compare
-from fieldpick.train.fit import load_real
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

@@ -11,7 +11,7 @@ ai-edge-litert (XNNPACK) on the same file, one thread each:
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/interpreter_floor.py [--model PATH] [--rounds 300]
 
-If the calls alone exceed the 1.5x-of-litert target of issue #6, no
+If the calls alone exceed the target (the numpy runtime within 1.5x of litert), no
 arrangement of the remaining numpy passes can meet it.  Writes
 benchmarks/results/interpreter_floor.{json,md}.
 """
@@ -114,7 +114,7 @@ def markdown(r):
         "| %s | %.3f ms | %.3f ms | %.3f / %.3f ms | %.3f ms | %.2fx | **%.2fx** |" % (
             r["model"], r["numpy_ms"], r["floor_ms"], r["matmul_ms"], r["einsum_ms"], r["litert_ms"],
             r["numpy_over_litert"], r["floor_over_litert"]), "",
-        "Issue #6 asks for the numpy runtime within 1.5x of litert on one window. The calls in the "
+        "The target: the numpy runtime within 1.5x of litert on one window. The calls in the "
         "third column are the arithmetic itself; the rest of the runtime's time is the copies into patch "
         "buffers, the requantisation's cast and clamp and the dispatch of each operator.", ""])
 

@@ -23,7 +23,7 @@ and marked as such.
 the SHA-256 of the results/<name>.json it wrote.  The report trusts that
 record only while the file is unchanged: a result written by hand or by an
 older run is labelled as such, never passed off as this run's.  The report
-puts the sections the issue asks for first (accuracy, interpreter latency,
+puts the headline sections first (accuracy, interpreter latency,
 station throughput and memory, gating duty cycle against recall, the
 estimator for every board, the size/accuracy Pareto plot), then every other
 result.  Plots are drawn here from the JSON.  Logs go to results/tmp/logs/
@@ -35,14 +35,15 @@ import datetime
 import glob
 import hashlib
 import json
-import math
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _report_plots import DRAWN, Plots, flatten, number  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -53,7 +54,7 @@ REPORT = os.path.join(HERE, "REPORT.md")
 #: exit status of a script that cannot run on this machine (missing data); it prints "SKIPPED: why"
 SKIPPED_RC = 75
 
-#: the sections the issue names: (title, scripts whose results belong there, what it shows)
+#: the headline sections: (title, scripts whose results belong there, what it shows)
 SECTIONS = [
     ("Accuracy: our models and the classic baselines", ["accuracy", "zoo"],
      "P/S precision, recall, F1 and residuals on the NCEDC windows and synthetic data"),
@@ -71,7 +72,7 @@ SECTIONS = [
     ("Size against accuracy (Pareto)", ["zoo", "pareto", "export"],
      "parameters or bytes against F1: the zoo's models, then the compression table (its own plot)"),
 ]
-#: scripts the report expects (issue 8); any other script found also runs
+#: scripts the report expects; any other script found also runs
 EXPECTED = ["accuracy", "zoo", "interpreter", "export", "station", "mseed", "telemetry", "estimator"]
 #: run order: models first (others may read them), the estimator last (it times the exported models)
 ORDER = ["export", "zoo", "accuracy", "finetune", "saliency", "interpreter", "station", "mseed", "telemetry"]
@@ -226,248 +227,6 @@ def load_json(name):
         return {"_error": "not valid JSON: %s" % exc}, os.path.getmtime(path)
 
 
-def flatten(d, prefix=""):
-    """{'a': {'b': 1}} -> {'a.b': 1}; lists are left out."""
-    out = {}
-    for k, v in (d or {}).items():
-        key = prefix + str(k)
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        elif not isinstance(v, list):
-            out[key] = v
-    return out
-
-
-def rows_of(data):
-    """The first list of row objects in a result (``rows``, ``results``, ... or any list of dicts)."""
-    if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)]
-    if not isinstance(data, dict):
-        return []
-    for key in ("rows", "results", "runtimes", "models", "profiles", "validation", "boards"):
-        if isinstance(data.get(key), list) and data[key] and isinstance(data[key][0], dict):
-            return data[key]
-    for v in data.values():
-        if isinstance(v, list) and v and isinstance(v[0], dict):
-            return v
-    # a table written as an object of objects: {"runner/mode": {...}, ...}
-    for v in data.values():
-        if isinstance(v, dict) and len(v) > 1 and all(isinstance(x, dict) for x in v.values()):
-            return [dict(x, name=k) for k, x in v.items()]
-    return []
-
-
-def label_of(row):
-    flat = flatten(row)
-    for key in ("name", "model", "architecture", "baseline", "method", "runtime", "backend", "reader",
-                "workload", "board", "profile", "pipeline", "gate"):
-        if isinstance(flat.get(key), str):
-            extra = flat.get("dataset") or flat.get("runtime") if key not in ("runtime",) else None
-            return flat[key] + (" (%s)" % extra if isinstance(extra, str) and extra != flat[key] else "")
-    return "?"
-
-
-def number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-# ---------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-#: the plots this script draws (file stems under results/plots/); scripts' own plots are left alone
-DRAWN = ["accuracy_f1", "*_latency", "*_ratio", "gating", "estimator_validation", "estimator_boards", "zoo_size_f1"]
-
-
-def _save(fig, name):
-    os.makedirs(PLOTS, exist_ok=True)
-    path = os.path.join(PLOTS, name + ".png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return os.path.relpath(path, HERE)
-
-
-def bar_plot(name, title, labels, values, xlabel, log=False, ref=None):
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.4))
-    ax.barh(range(len(labels)), values, color="#4477aa")
-    ax.set_yticks(range(len(labels)))
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.invert_yaxis()
-    if log:
-        ax.set_xscale("log")
-    if ref is not None:
-        ax.axvline(ref, color="k", lw=0.8, ls="--")
-    ax.set_xlabel(xlabel)
-    ax.set_title(title, fontsize=10)
-    return _save(fig, name)
-
-
-RATIO = re.compile(r"(^|[._])(ratio|speedup)")
-
-
-def plot_ratio_bars(name, data, title):
-    """Ratios against the peer measured in the same run (ours / peer), as bars around 1.
-
-    Grouped latencies (a row key like ``latency_ms: {runtime: ms}``) become one
-    bar per runtime and row; otherwise the rows' first ratio column; otherwise
-    the result's top-level ratios.
-    """
-    rows = [flatten(r) for r in rows_of(data)]
-    groups = {}
-    for r in rows:
-        for k, v in r.items():
-            if "." in k and number(v):
-                prefix = k.rsplit(".", 1)[0]
-                if "latency" in prefix or prefix.endswith("_ms") or prefix.endswith("_s"):
-                    groups.setdefault(prefix, set()).add(k.rsplit(".", 1)[1])
-    if groups:
-        prefix = max(groups, key=lambda p: len(groups[p]))
-        series = sorted(groups[prefix])
-        labels, values = [], []
-        for r in rows:
-            for sname in series:
-                v = r.get(prefix + "." + sname)
-                if number(v):
-                    labels.append("%s: %s" % (r.get("architecture") or r.get("model") or r.get("name") or "?", sname))
-                    values.append(v)
-        if labels:
-            return bar_plot(name + "_latency", "%s: %s (lower is faster)" % (title, prefix), labels, values,
-                            prefix, log=True), None
-    keys = [k for k in (rows[0] if rows else {}) if RATIO.search(k.lower()) and number(rows[0][k])]
-    if keys:
-        key = keys[0]
-        pairs = [(label_of(r), r[key]) for r in rows if number(r.get(key))]
-        return bar_plot(name + "_ratio", "%s: %s" % (title, key), [p[0] for p in pairs], [p[1] for p in pairs],
-                        key + " (1 = the peer)", log=True, ref=1.0), None
-    top = {k: v for k, v in (data.items() if isinstance(data, dict) else []) if RATIO.search(k.lower()) and number(v)}
-    if top:
-        return bar_plot(name + "_ratio", "%s: ratios against the peer" % title, list(top), list(top.values()),
-                        "ratio (1 = the peer)", log=True, ref=1.0), None
-    return None, "no latency group or ratio in %s.json" % name
-
-
-def _f1(flat):
-    for key in ("pooled.f1", "f1", "scores.f1", "P_f1", "pooled.P_f1", "scores.phases.P.f1", "P.f1"):
-        if number(flat.get(key)):
-            return flat[key], key
-    cands = [k for k in flat if k.endswith("f1") and number(flat[k])]
-    return (flat[cands[0]], cands[0]) if cands else (None, None)
-
-
-def plot_accuracy(datas):
-    labels, values, keys = [], [], set()
-    for name in ("zoo", "accuracy"):
-        for row in rows_of(datas.get(name)):
-            flat = flatten(row)
-            v, k = _f1(flat)
-            if v is not None:
-                labels.append("%s [%s]" % (label_of(row), name))
-                values.append(v)
-                keys.add(k)
-    if not labels:
-        return None, "no F1 in zoo.json or accuracy.json"
-    return bar_plot("accuracy_f1", "F1 (%s)" % ", ".join(sorted(keys)), labels, values, "F1"), None
-
-
-def plot_pareto(datas):
-    pts = []
-    sizes = {}
-    for row in rows_of(datas.get("export")):
-        flat = flatten(row)
-        b = [flat[k] for k in flat if "int8" in k and "bytes" in k and number(flat[k])]
-        if b and isinstance(flat.get("architecture"), str):
-            sizes[flat["architecture"]] = b[0]
-    for row in rows_of(datas.get("zoo")):
-        flat = flatten(row)
-        f1, _ = _f1(flat)
-        params = flat.get("parameters") or flat.get("params")
-        if f1 is not None and number(params):
-            pts.append((label_of(row), params, f1))
-    if not pts:
-        return None, "no rows with parameters and F1 in zoo.json"
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for lab, x, y in pts:
-        ax.scatter(x, y, color="#aa3377")
-        ax.annotate(lab + ("\n%.0f kB int8" % (sizes[lab] / 1e3) if lab in sizes else ""), (x, y), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
-    front, best = [], -1.0
-    for _lab, x, y in sorted(pts, key=lambda p: p[1]):
-        if y > best:
-            front.append((x, y))
-            best = y
-    ax.plot([p[0] for p in front], [p[1] for p in front], color="#aa3377", lw=0.8, ls="--", label="Pareto front")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("F1 (zoo, pooled)")
-    ax.set_title("size against accuracy", fontsize=10)
-    ax.legend(fontsize=8)
-    return _save(fig, "zoo_size_f1"), None
-
-
-def plot_gating(datas):
-    for name, data in datas.items():
-        rows = [flatten(r) for r in rows_of(data)]
-        if not rows:
-            continue
-        dk = [k for k in rows[0] if "duty" in k.lower()]
-        rk = [k for k in rows[0] if "recall" in k.lower()]
-        if dk and rk:
-            pts = sorted((r[dk[0]], r[rk[0]], label_of(r)) for r in rows
-                         if number(r.get(dk[0])) and number(r.get(rk[0])))
-            if pts:
-                plt = _plt()
-                fig, ax = plt.subplots(figsize=(6, 4))
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], color="#228833")
-                for x, y, lab in pts:
-                    ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-                ax.set_xlabel(dk[0])
-                ax.set_ylabel(rk[0])
-                ax.set_title("gating: duty cycle against recall (%s.json)" % name, fontsize=10)
-                return _save(fig, "gating"), None
-    return None, "no result has rows with both a duty-cycle and a recall column (expected from station.py)"
-
-
-def plot_estimator(data):
-    if not data:
-        return [], "no estimator.json"
-    out = []
-    val = [r for r in data.get("validation", []) + data.get("interpreter_validation", []) if "predicted_s" in r]
-    if val:
-        plt = _plt()
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        xs = [r["measured_s"] * 1e3 for r in val]
-        ys = [r["predicted_s"] * 1e3 for r in val]
-        ax.scatter(xs, ys, color="#4477aa")
-        for r, x, y in zip(val, xs, ys):
-            ax.annotate(r["workload"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        lo, hi = min(xs + ys) / 1.5, max(xs + ys) * 1.5
-        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="predicted = measured")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("measured ms per window")
-        ax.set_ylabel("predicted ms per window")
-        ax.set_title("estimator on this machine", fontsize=10)
-        ax.legend(fontsize=8)
-        out.append(_save(fig, "estimator_validation"))
-    boards = [b for b in data.get("boards", []) if b.get("runtime") == "numpy"]
-    if boards:
-        model = boards[0]["model"]
-        sel = [b for b in boards if b["model"] == model]
-        out.append(bar_plot("estimator_boards", "numpy runtime, %s: latency per window" % model,
-                            [b["board"] for b in sel], [b["latency_s"] * 1e3 for b in sel], "ms per window (estimate)",
-                            log=True))
-    return out, None
-
-
 # ---------------------------------------------------------------- the report
 def machine():
     cpu = platform.processor() or platform.machine()
@@ -570,6 +329,35 @@ def build_report(runs, manifest, budget=None):
     names = sorted(set(scripts()) | set(EXPECTED) | {os.path.basename(p)[:-5] for p in glob.glob(os.path.join(RESULTS, "*.json"))})
     names = [n for n in names if n != "manifest"]
     datas = {n: load_json(n)[0] for n in names}
+    out = _summary(names, datas, runs, manifest, budget)
+    shown = set()
+    for section in SECTIONS:
+        out += _section(section, datas, runs, manifest, shown)
+    others = [n for n in names if n not in shown and datas.get(n) is not None]
+    if others:
+        out += ["", "## Other results"]
+        for n in others:
+            out += ["", "### %s" % n, "", "- %s" % status_line(n, runs, manifest)]
+            md = os.path.join(RESULTS, n + ".md")
+            if os.path.exists(md):
+                with open(md) as f:
+                    out += ["", demote(f.read())]
+    out += ["", "## How to reproduce", "", "`make bench` (the quick budget, ~30-45 min on 2 shared cores) or "
+            "`make bench-full` (the budget of the committed headline figures: ~3-4 h, most of it the zoo's 5-fold "
+            "training) regenerate every result from a fresh clone: each script's arguments per budget are in "
+            "`BUDGETS` in benchmarks/run_all.py, and results/manifest.json records what ran. One benchmark: "
+            "`.venv/bin/python benchmarks/run_all.py --only NAME [--budget full]`; the report alone from the JSON "
+            "already in benchmarks/results/: `benchmarks/run_all.py --report-only`. Without the NCEDC windows "
+            "(`FIELDPICK_NCEDC` or ../shared/data/ncedc) zoo and finetune skip and say so; accuracy, export and "
+            "saliency run on synthetic data alone. Not run by make bench: %s. Logs: benchmarks/results/tmp/logs/."
+            % "; ".join("%s (%s)" % kv for kv in sorted(EXTERNAL.items()))]
+    with open(REPORT, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return REPORT
+
+
+def _summary(names, datas, runs, manifest, budget):
+    """The report's head: machine, budgets, and the table of what ran."""
     m = machine()
     out = ["# fieldpick benchmark report", ""]
     out.append("Generated %s by `benchmarks/run_all.py` (git %s) on **%s**, %s cores, %s; Python %s, numpy %s; "
@@ -595,57 +383,46 @@ def build_report(runs, manifest, budget=None):
     missing = [n for n in EXPECTED if not os.path.exists(os.path.join(HERE, n + ".py"))]
     if missing:
         out += ["", "Not written yet: %s." % ", ".join("benchmarks/%s.py" % n for n in missing)]
-    shown = set()
+    return out
+
+
+def _plots_of(title, datas):
+    """The plots of one section: [(path, None) or (None, why not)]."""
+    draw = Plots(HERE, PLOTS)
     plots = {
-        "Accuracy: our models and the classic baselines": lambda: [plot_accuracy(datas)],
-        "Interpreter latency against the other runtimes": lambda: [plot_ratio_bars(n, datas[n], n) for n in ("interpreter", "export") if datas.get(n)],
-        "Station throughput and memory against SeisBench and ObsPy": lambda: [plot_ratio_bars(n, datas[n], n) for n in ("station", "mseed") if datas.get(n)],
-        "Gating: duty cycle against recall": lambda: [plot_gating(datas)],
-        "The estimator for every board": lambda: [(p, None) for p in plot_estimator(datas.get("estimator"))[0]],
-        "Size against accuracy (Pareto)": lambda: [plot_pareto(datas)] + (
+        "Accuracy: our models and the classic baselines": lambda: [draw.accuracy(datas)],
+        "Interpreter latency against the other runtimes": lambda: [draw.ratio_bars(n, datas[n], n) for n in ("interpreter", "export") if datas.get(n)],
+        "Station throughput and memory against SeisBench and ObsPy": lambda: [draw.ratio_bars(n, datas[n], n) for n in ("station", "mseed") if datas.get(n)],
+        "Gating: duty cycle against recall": lambda: [draw.gating(datas)],
+        "The estimator for every board": lambda: [(p, None) for p in draw.estimator(datas.get("estimator"))[0]],
+        "Size against accuracy (Pareto)": lambda: [draw.pareto(datas)] + (
             [("results/plots/pareto.png", None)] if datas.get("pareto") is not None
             and os.path.exists(os.path.join(PLOTS, "pareto.png")) else []),
     }
-    for title, members, what in SECTIONS:
-        out += ["", "## " + title, "", "_%s._" % what, ""]
-        try:
-            made = plots[title]()
-        except Exception as exc:  # a plot must never stop the report
-            made = [(None, "plot failed: %s: %s" % (type(exc).__name__, exc))]
-        for path, why in made:
-            out.append("![%s](%s)" % (title, path) if path else "_No plot: %s._" % why)
-            out.append("")
-        for n in members:
-            out.append("- **%s**: %s" % (n, status_line(n, runs, manifest)))
-        for n in members:
-            if n in shown:
-                continue
-            md = os.path.join(RESULTS, n + ".md")
-            if os.path.exists(md) and datas.get(n) is not None:
-                with open(md) as f:
-                    out += ["", demote(f.read())]
-                shown.add(n)
-    others = [n for n in names if n not in shown and datas.get(n) is not None]
-    if others:
-        out += ["", "## Other results"]
-        for n in others:
-            out += ["", "### %s" % n, "", "- %s" % status_line(n, runs, manifest)]
-            md = os.path.join(RESULTS, n + ".md")
-            if os.path.exists(md):
-                with open(md) as f:
-                    out += ["", demote(f.read())]
-    out += ["", "## How to reproduce", "", "`make bench` (the quick budget, ~30-45 min on 2 shared cores) or "
-            "`make bench-full` (the budget of the committed headline figures: ~3-4 h, most of it the zoo's 5-fold "
-            "training) regenerate every result from a fresh clone: each script's arguments per budget are in "
-            "`BUDGETS` in benchmarks/run_all.py, and results/manifest.json records what ran. One benchmark: "
-            "`.venv/bin/python benchmarks/run_all.py --only NAME [--budget full]`; the report alone from the JSON "
-            "already in benchmarks/results/: `benchmarks/run_all.py --report-only`. Without the NCEDC windows "
-            "(`FIELDPICK_NCEDC` or ../shared/data/ncedc) zoo and finetune skip and say so; accuracy, export and "
-            "saliency run on synthetic data alone. Not run by make bench: %s. Logs: benchmarks/results/tmp/logs/."
-            % "; ".join("%s (%s)" % kv for kv in sorted(EXTERNAL.items()))]
-    with open(REPORT, "w") as f:
-        f.write("\n".join(out) + "\n")
-    return REPORT
+    try:
+        return plots[title]()
+    except Exception as exc:  # a plot must never stop the report
+        return [(None, "plot failed: %s: %s" % (type(exc).__name__, exc))]
+
+
+def _section(section, datas, runs, manifest, shown):
+    """One of the sections the report puts first: its plots, its scripts' status and results (added to ``shown``)."""
+    title, members, what = section
+    out = ["", "## " + title, "", "_%s._" % what, ""]
+    for path, why in _plots_of(title, datas):
+        out.append("![%s](%s)" % (title, path) if path else "_No plot: %s._" % why)
+        out.append("")
+    for n in members:
+        out.append("- **%s**: %s" % (n, status_line(n, runs, manifest)))
+    for n in members:
+        if n in shown:
+            continue
+        md = os.path.join(RESULTS, n + ".md")
+        if os.path.exists(md) and datas.get(n) is not None:
+            with open(md) as f:
+                out += ["", demote(f.read())]
+            shown.add(n)
+    return out
 
 
 def main():

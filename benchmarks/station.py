@@ -501,6 +501,13 @@ def markdown(res):
                                                                ng["traces"], r["s_found"], ng["traces"]))
     elif ng:
         lines += ["", "NCEDC gating table: skipped (%s)." % ng["skipped"]]
+    lines += _tail_lines(res)
+    return "\n".join(lines)
+
+
+def _tail_lines(res):
+    """The report's end: the model, the run and soak figures, and the SeisBench comparison."""
+    lines = []
     if "model" in res:
         lines += ["", "Model: %(name)s (%(kind)s, %(window_samples)d-sample windows, back end %(backend)s) from %(card)s." % res["model"]]
     if "run_peak_rss_mb" in res:
@@ -539,7 +546,7 @@ def markdown(res):
                 k, r["seconds_per_day"], v, _f(r.get("cpu_seconds_per_day")),
                 "%.1fx" % sb["cpu_ratios"][k] if k in sb.get("cpu_ratios", {}) else "-"))
         lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
 def _share(r):

@@ -43,7 +43,7 @@ def shapes(n, seed):
 
     out = {}
     try:
-        from fieldpick.train.fit import load_real
+        from fieldpick.train.data.windows import load_real
 
         d = load_real()
         out["ncedc"] = shape_stats(d.events.waveforms, d.events.p_idx, d.events.s_idx, d.events.fs)
@@ -64,7 +64,8 @@ def picked(path, n, seed):
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.data.datasets import WindowSet
-    from fieldpick.train.fit import RealData, predict
+    from fieldpick.train.data.windows import RealData
+    from fieldpick.train.validate import predict
 
     torch.set_num_threads(1)
     model, _, _ = load_checkpoint(path)

@@ -31,7 +31,7 @@ from fieldpick.edge.errors import DataError
 from fieldpick.train.config import load_config
 from fieldpick.train.crossval import cross_validate
 from fieldpick.train.data.datasets import NCEDC_DIR
-from fieldpick.train.fit import load_real
+from fieldpick.train.data.windows import load_real
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)

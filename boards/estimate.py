@@ -324,20 +324,14 @@ def _fp32_flops_per_cycle_x86(flags):
     return 8
 
 
-def host_profile(cpuinfo="/proc/cpuinfo", meminfo="/proc/meminfo", measured=None):
-    """A profile of the machine this runs on, from /proc/cpuinfo and /proc/meminfo.
-
-    FLOPs per cycle are read off the instruction-set flags (an estimate: the
-    count of FMA pipes is not in /proc/cpuinfo).  Power is unknown (null), so
-    no energy is estimated for the host.  ``measured`` (from ``fieldpick
-    bench``) fills the runtime efficiencies; without it they are defaults.
-    """
+def _cpuinfo(path):
+    """(first value of each field, processor count, instruction-set flags, clock MHz) from /proc/cpuinfo."""
     text = ""
     try:
-        with open(cpuinfo, "r", encoding="utf-8", errors="replace") as f:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
             text = f.read()
     except OSError:
-        log.warning("cannot read %s; the host profile uses defaults", cpuinfo)
+        log.warning("cannot read %s; the host profile uses defaults", path)
     fields = {}
     cores = 0
     for line in text.splitlines():
@@ -360,7 +354,11 @@ def host_profile(cpuinfo="/proc/cpuinfo", meminfo="/proc/meminfo", measured=None
                 mhz = int(f.read().strip()) / 1000.0
         except (OSError, ValueError):
             mhz = 1000.0
-    machine = platform.machine()
+    return fields, cores, flags, mhz
+
+
+def _ops_per_cycle(machine, flags):
+    """(fp32 FLOPs per cycle, int8 ops per cycle, int8 dot product?) from the instruction-set flags."""
     if machine in ("x86_64", "AMD64", "i686"):
         fpc = _fp32_flops_per_cycle_x86(flags)
         dot = bool(flags & {"avx512_vnni", "avx_vnni"})
@@ -369,13 +367,31 @@ def host_profile(cpuinfo="/proc/cpuinfo", meminfo="/proc/meminfo", measured=None
         dot = "asimddp" in flags
         fpc = 16 if dot else 8
         int8 = 64 if dot else 16
-    ram = 0
+    return fpc, int8, dot
+
+
+def _ram_bytes(path):
+    """MemTotal of /proc/meminfo in bytes (0: unknown)."""
     try:
-        with open(meminfo, "r") as f:
+        with open(path, "r") as f:
             m = re.search(r"MemTotal:\s+(\d+) kB", f.read())
-            ram = int(m.group(1)) * 1024 if m else 0
+            return int(m.group(1)) * 1024 if m else 0
     except OSError:
-        pass
+        return 0
+
+
+def host_profile(cpuinfo="/proc/cpuinfo", meminfo="/proc/meminfo", measured=None):
+    """A profile of the machine this runs on, from /proc/cpuinfo and /proc/meminfo.
+
+    FLOPs per cycle are read off the instruction-set flags (an estimate: the
+    count of FMA pipes is not in /proc/cpuinfo).  Power is unknown (null), so
+    no energy is estimated for the host.  ``measured`` (from ``fieldpick
+    bench``) fills the runtime efficiencies; without it they are defaults.
+    """
+    fields, cores, flags, mhz = _cpuinfo(cpuinfo)
+    machine = platform.machine()
+    fpc, int8, dot = _ops_per_cycle(machine, flags)
+    ram = _ram_bytes(meminfo)
     model = fields.get("model name") or fields.get("Model") or fields.get("Hardware") or machine
     p = {
         "format": PROFILE_FORMAT,

@@ -16,8 +16,8 @@ moves a graph from NCT to NTC.  Two patterns in the zoo defeat the guess
 A view reuses the trained modules and copies weights, so it computes
 exactly what the model computes (up to float rounding); the export still
 measures parity against the ORIGINAL model, so a view that were wrong would
-fail the ONNX gate.  The right long-term fix is in the model files; then the
-view is no longer needed and :func:`export_view` returns the model itself.
+fail the ONNX gate.  A model whose layers export as they are needs no view:
+:func:`export_view` returns the model itself.
 """
 
 from __future__ import annotations

@@ -162,60 +162,15 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
     report["export_view"] = note or None
     if note:
         provenance["export_view"] = note
-
-    # windows: parity (seed) and calibration (seed + 1000, other NCEDC stations)
-    par_x, par_p, par_s, par_src = calibrate.export_windows(base_card, s.parity_windows, s.seed, s.ncedc_root, half=1)
-    cal_x, _, _, cal_src = calibrate.export_windows(base_card, s.calibration_windows, s.seed + 1000, s.ncedc_root, half=0)
-    data = "%d synthetic windows (seed %d)%s" % (
-        s.parity_windows, s.seed,
-        " + %d NCEDC windows (every other station)" % int(np.sum(par_src == "ncedc")) if s.ncedc_root else "")
-    calibration = "%d synthetic windows (seed %d; 40 %% default events, 40 %% SNR %g..%g dB, 20 %% noise)%s; normalised per card" % (
-        s.calibration_windows, s.seed + 1000, calibrate.SNR_DB_RANGE[0], calibrate.SNR_DB_RANGE[1],
-        " + %d NCEDC windows (the other stations)" % int(np.sum(cal_src == "ncedc")) if s.ncedc_root else "")
-    report["parity_windows"] = {k: int(np.sum(par_src == k)) for k in np.unique(par_src)}
-    report["calibration_windows"] = {k: int(np.sum(cal_src == k)) for k in np.unique(cal_src)}
-    if s.calibration_clip is not None and s.calibration_clip < 100.0:
-        # min/max calibration sets the int8 input range from the most extreme sample (a spike, a
-        # clipped S); clipping the calibration data keeps resolution for onsets in the noise
-        bound = float(np.percentile(np.abs(cal_x), s.calibration_clip))
-        cal_x = np.clip(cal_x, -bound, bound)
-        calibration += "; clipped to +-%.3g (the %g-th percentile of |x|)" % (bound, s.calibration_clip)
-        report["calibration_clip"] = bound
+    (par_x, par_p, par_s, par_src), cal_x, data, calibration = _windows(base_card, s, report)
     if s.equalise is not None:
         view, eq_note = equalise.equalise(view, cal_x, s.equalise)
         if eq_note:
             report["equalisation"] = eq_note
             provenance["export_equalisation"] = eq_note
     ref = onnx_step.run_torch(model, par_x)
-
-    # 1. ONNX
-    t0 = time.time()
-    onnx_path = os.path.join(out_dir, s.stem + ".onnx")
-    onnx_step.export_onnx(view, onnx_path, c, t, opset=s.opset)
-    n_flops, by_op = flops.count_flops(onnx_path)
-    ort_out = onnx_step.run_onnx(onnx_path, par_x)
-    d_onnx = parity.max_abs_diff(ref, ort_out, "ONNX (onnxruntime) vs PyTorch")
-    report["flops_per_window"] = n_flops
-    report["flops_by_op"] = dict(by_op)
-    report["gates"]["onnx_max_abs_diff"] = d_onnx
-    parity.gate_numeric("ONNX (onnxruntime) vs PyTorch", d_onnx, len(par_x))
-    onnx_tensors = [TensorSpec(onnx_step.INPUT_NAME, "input", [1, c, t], "float32")] + [
-        TensorSpec("y%d" % k, "output", [1] + list(o.shape[1:]), "float32") for k, o in enumerate(ref)]
-    m_onnx = MetricSet(data, "export-parity", {"max_abs_diff_vs_torch": d_onnx, "windows": float(len(par_x))})
-    report["files"]["onnx"] = _card(base_card, onnx_path, "NCT", "float32", onnx_tensors, params, n_flops,
-                                    [m_onnx], provenance)
-    report["timings_s"]["onnx"] = round(time.time() - t0, 2)
-
-    # 2. TFLite float32 + int8 in one onnx2tf run
-    t0 = time.time()
-    made = tflite_step.convert(onnx_path, out_dir, calibration_ntc=cal_x.transpose(0, 2, 1),
-                               input_name=onnx_step.INPUT_NAME, timeout_s=s.timeout_s, command=s.converter)
-    report["timings_s"]["onnx2tf"] = round(time.time() - t0, 2)
-    fp32_path = os.path.join(out_dir, s.stem + "_fp32.tflite")
-    int8_path = os.path.join(out_dir, s.stem + "_int8.tflite")
-    os.replace(made["float32"], fp32_path)
-    os.replace(made["int8"], int8_path)
-    shutil.rmtree(made["scratch"], ignore_errors=True)
+    onnx_path, n_flops = _onnx(view, base_card, out_dir, s, (c, t), par_x, ref, data, params, provenance, report)
+    fp32_path, int8_path = _convert(onnx_path, out_dir, s, cal_x, report)
 
     par_ntc = par_x.transpose(0, 2, 1)
     fp32_info = tflite_step.inspect_tflite(fp32_path)
@@ -242,7 +197,99 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
               "windows": float(len(par_x))}
     classes = len(base_card.output.labels)
     values["argmax_agreement_vs_fp32"] = parity.argmax_agreement(fp32_out[0], int8_out[0], classes)
-    class_gate = None
+    class_gate, pp = _int8_parity(base_card, fp32_path, fp32_out, int8_out, int8_info, par_ntc,
+                                  (par_p, par_s, par_src), values, report)
+    report["numpy_runtime"] = {"fp32": _numpy_runtime(fp32_path, par_ntc[:16], fp32_out[0][:16]),
+                               "int8": _numpy_runtime(int8_path, par_ntc[:16], int8_out[0][:16])}
+    if isinstance(report["numpy_runtime"]["int8"], float):
+        values["numpy_runtime_max_abs_diff_vs_litert"] = report["numpy_runtime"]["int8"]
+    report["gates"].update({k: v for k, v in values.items() if k != "windows"})
+    int8_prov = {"pick_parity": report["gates"]["pick_parity"]}
+    # write the card before gating so a failed gate still leaves the measured figures on disk
+    report["files"]["int8"] = _card(base_card, int8_path, "NTC", "int8",
+                                    _specs(int8_info.inputs, "input") + _specs(int8_info.outputs, "output"),
+                                    params, n_flops, [MetricSet(data, "export-parity", values)],
+                                    dict(provenance, **int8_prov), calibration=calibration)
+    report["sizes_bytes"] = {k: os.path.getsize(p) for k, p in
+                             (("onnx", onnx_path), ("fp32", fp32_path), ("int8", int8_path))}
+    if class_gate is not None and class_gate < parity.PICK_AGREEMENT_MIN:
+        raise parity.ParityError(
+            "TFLite int8 vs float32: the window class agrees on %.2f %% of %d windows, below the gate %.0f %%"
+            % (100 * class_gate, len(par_x), 100 * parity.PICK_AGREEMENT_MIN))
+    if report["gates"]["pick_parity"] == "measured":
+        parity.gate_picks("TFLite int8 vs float32 picks", pp)
+
+
+def _windows(base_card, s, report):
+    """Parity windows (seed) and calibration windows (seed + 1000, other NCEDC stations), and their descriptions.
+
+    Returns ``((x, p_idx, s_idx, source), calibration_x, data, calibration)``.
+    """
+    par_x, par_p, par_s, par_src = calibrate.export_windows(base_card, s.parity_windows, s.seed, s.ncedc_root, half=1)
+    cal_x, _, _, cal_src = calibrate.export_windows(base_card, s.calibration_windows, s.seed + 1000, s.ncedc_root, half=0)
+    data = "%d synthetic windows (seed %d)%s" % (
+        s.parity_windows, s.seed,
+        " + %d NCEDC windows (every other station)" % int(np.sum(par_src == "ncedc")) if s.ncedc_root else "")
+    calibration = "%d synthetic windows (seed %d; 40 %% default events, 40 %% SNR %g..%g dB, 20 %% noise)%s; normalised per card" % (
+        s.calibration_windows, s.seed + 1000, calibrate.SNR_DB_RANGE[0], calibrate.SNR_DB_RANGE[1],
+        " + %d NCEDC windows (the other stations)" % int(np.sum(cal_src == "ncedc")) if s.ncedc_root else "")
+    report["parity_windows"] = {k: int(np.sum(par_src == k)) for k in np.unique(par_src)}
+    report["calibration_windows"] = {k: int(np.sum(cal_src == k)) for k in np.unique(cal_src)}
+    if s.calibration_clip is not None and s.calibration_clip < 100.0:
+        # min/max calibration sets the int8 input range from the most extreme sample (a spike, a
+        # clipped S); clipping the calibration data keeps resolution for onsets in the noise
+        bound = float(np.percentile(np.abs(cal_x), s.calibration_clip))
+        cal_x = np.clip(cal_x, -bound, bound)
+        calibration += "; clipped to +-%.3g (the %g-th percentile of |x|)" % (bound, s.calibration_clip)
+        report["calibration_clip"] = bound
+    return (par_x, par_p, par_s, par_src), cal_x, data, calibration
+
+
+def _onnx(view, base_card, out_dir, s, shape, par_x, ref, data, params, provenance, report):
+    """Step 1: the ONNX file, its FLOPs, its parity against PyTorch and its card; returns (path, FLOPs)."""
+    c, t = shape
+    t0 = time.time()
+    onnx_path = os.path.join(out_dir, s.stem + ".onnx")
+    onnx_step.export_onnx(view, onnx_path, c, t, opset=s.opset)
+    n_flops, by_op = flops.count_flops(onnx_path)
+    ort_out = onnx_step.run_onnx(onnx_path, par_x)
+    d_onnx = parity.max_abs_diff(ref, ort_out, "ONNX (onnxruntime) vs PyTorch")
+    report["flops_per_window"] = n_flops
+    report["flops_by_op"] = dict(by_op)
+    report["gates"]["onnx_max_abs_diff"] = d_onnx
+    parity.gate_numeric("ONNX (onnxruntime) vs PyTorch", d_onnx, len(par_x))
+    onnx_tensors = [TensorSpec(onnx_step.INPUT_NAME, "input", [1, c, t], "float32")] + [
+        TensorSpec("y%d" % k, "output", [1] + list(o.shape[1:]), "float32") for k, o in enumerate(ref)]
+    m_onnx = MetricSet(data, "export-parity", {"max_abs_diff_vs_torch": d_onnx, "windows": float(len(par_x))})
+    report["files"]["onnx"] = _card(base_card, onnx_path, "NCT", "float32", onnx_tensors, params, n_flops,
+                                    [m_onnx], provenance)
+    report["timings_s"]["onnx"] = round(time.time() - t0, 2)
+
+    return onnx_path, n_flops
+
+
+def _convert(onnx_path, out_dir, s, cal_x, report):
+    """Step 2: TFLite float32 and int8 in one onnx2tf run; returns their paths."""
+    t0 = time.time()
+    made = tflite_step.convert(onnx_path, out_dir, calibration_ntc=cal_x.transpose(0, 2, 1),
+                               input_name=onnx_step.INPUT_NAME, timeout_s=s.timeout_s, command=s.converter)
+    report["timings_s"]["onnx2tf"] = round(time.time() - t0, 2)
+    fp32_path = os.path.join(out_dir, s.stem + "_fp32.tflite")
+    int8_path = os.path.join(out_dir, s.stem + "_int8.tflite")
+    os.replace(made["float32"], fp32_path)
+    os.replace(made["int8"], int8_path)
+    shutil.rmtree(made["scratch"], ignore_errors=True)
+
+    return fp32_path, int8_path
+
+
+def _int8_parity(base_card, fp32_path, fp32_out, int8_out, int8_info, par_ntc, labels, values, report):
+    """Pick parity of the int8 file against float32 (or the class agreement of a window classifier).
+
+    Adds its figures to ``values``; returns ``(class agreement to gate on or None, the pick parity or None)``.
+    """
+    par_p, par_s, par_src = labels
+    class_gate, pp = None, None
     if base_card.output.kind == "window_class":
         # one class per window: no arrival times to pick; the class decision is what must agree
         report["gates"]["pick_parity"] = ("not applicable: output kind 'window_class' has no arrival times; "
@@ -270,32 +317,14 @@ def _export(model, base_card, out_dir, s, command, source, params, report):
         log.warning("pick-level parity is PENDING: fieldpick.edge.picker is not installed; "
                     "only numeric int8 figures are recorded")
         report["gates"]["pick_parity"] = "pending: fieldpick.edge.picker not installed"
-    report["numpy_runtime"] = {"fp32": _numpy_runtime(fp32_path, par_ntc[:16], fp32_out[0][:16]),
-                               "int8": _numpy_runtime(int8_path, par_ntc[:16], int8_out[0][:16])}
-    if isinstance(report["numpy_runtime"]["int8"], float):
-        values["numpy_runtime_max_abs_diff_vs_litert"] = report["numpy_runtime"]["int8"]
-    report["gates"].update({k: v for k, v in values.items() if k != "windows"})
-    int8_prov = {"pick_parity": report["gates"]["pick_parity"]}
-    # write the card before gating so a failed gate still leaves the measured figures on disk
-    report["files"]["int8"] = _card(base_card, int8_path, "NTC", "int8",
-                                    _specs(int8_info.inputs, "input") + _specs(int8_info.outputs, "output"),
-                                    params, n_flops, [MetricSet(data, "export-parity", values)],
-                                    dict(provenance, **int8_prov), calibration=calibration)
-    report["sizes_bytes"] = {k: os.path.getsize(p) for k, p in
-                             (("onnx", onnx_path), ("fp32", fp32_path), ("int8", int8_path))}
-    if class_gate is not None and class_gate < parity.PICK_AGREEMENT_MIN:
-        raise parity.ParityError(
-            "TFLite int8 vs float32: the window class agrees on %.2f %% of %d windows, below the gate %.0f %%"
-            % (100 * class_gate, len(par_x), 100 * parity.PICK_AGREEMENT_MIN))
-    if report["gates"]["pick_parity"] == "measured":
-        parity.gate_picks("TFLite int8 vs float32 picks", pp)
+    return class_gate, pp
 
 
 def _numpy_runtime(path, windows_ntc, reference):
     """Max |diff| of the station's numpy runtime against ai-edge-litert on a few windows.
 
     Returns the number, or a string saying why it could not run (the export
-    does not stop: the station's runtime is another issue's, and a gap there
+    does not stop: the station's runtime has its own tests, and a gap there
     must be visible, not fatal).
     """
     try:

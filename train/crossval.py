@@ -1,4 +1,4 @@
-"""k-fold cross-validation split by station, and the cost of a model (parameters, FLOPs).
+"""k-fold cross-validation split by station, and the cost of a model per record (FLOPs).
 
 The real NCEDC set is small (154 windows, 108 stations), so one split is one
 lucky draw.  :func:`cross_validate` assigns every station to one of ``k``
@@ -20,7 +20,7 @@ from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.score import score
 
-__all__ = ["station_folds", "cross_validate", "count_flops", "flops_per_record"]
+__all__ = ["station_folds", "cross_validate", "flops_per_record"]
 
 log = logging.getLogger(__name__)
 
@@ -46,66 +46,26 @@ def station_folds(stations, k, seed=0):
     return np.array([fold_of[s] for s in stations], dtype=np.int64)
 
 
-def count_flops(model, x):
-    """FLOPs (2 x multiply-adds) of one forward pass of ``model`` on ``x``, by forward hooks.
-
-    Counts Conv1d, ConvTranspose1d, Linear and LSTM; BatchNorm (folded at
-    export), activations and additions are left out.
-    """
-    import torch
-    from torch import nn
-
-    total = [0]
-
-    def conv(m, inp, out):
-        k = m.kernel_size[0] * (m.in_channels // m.groups)
-        if isinstance(m, nn.ConvTranspose1d):
-            total[0] += 2 * inp[0].numel() * (m.out_channels // m.groups) * m.kernel_size[0]
-        else:
-            total[0] += 2 * out.numel() * k
-
-    def linear(m, inp, out):
-        total[0] += 2 * out.numel() * m.in_features
-
-    def lstm(m, inp, out):
-        steps = inp[0].shape[0] * inp[0].shape[1]
-        dirs = 2 if m.bidirectional else 1
-        total[0] += 2 * steps * dirs * 4 * m.hidden_size * (m.input_size + m.hidden_size)
-
-    hooks = []
-    for m in model.modules():
-        if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
-            hooks.append(m.register_forward_hook(conv))
-        elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear))
-        elif isinstance(m, nn.LSTM):
-            hooks.append(m.register_forward_hook(lstm))
-    try:
-        with torch.no_grad():
-            model.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return total[0]
-
-
 def flops_per_record(model, record_samples=3000):
-    """FLOPs to pick one ``record_samples`` record (30 s at 100 Hz).
+    """FLOPs to pick one ``record_samples`` record (30 s at 100 Hz), counted by
+    :func:`fieldpick.export.flops.module_flops` (2 per multiply-accumulate).
 
     A windowed model runs once per window (its window covers the record); a
     window classifier (CPIC) runs once per scan position.
     """
     import torch
 
+    from fieldpick.export.flops import module_flops
+
     c = model.config
-    one = count_flops(model, torch.zeros(1, 3, c.window_samples))
+    one = module_flops(model, torch.zeros(1, 3, c.window_samples))
     if model.architecture == "cpic":
         return one * ((record_samples - c.window_samples) // c.scan_hop + 1)
     return one * int(np.ceil(record_samples / c.window_samples))
 
 
 def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None, fold_seed=None):
-    """Train and score ``cfg`` on ``k`` station folds of ``data`` (a :class:`~fieldpick.train.fit.RealData`).
+    """Train and score ``cfg`` on ``k`` station folds of ``data`` (a :class:`~fieldpick.train.data.windows.RealData`).
 
     Returns a dict: ``pooled`` (scores over every window, each predicted by
     the fold model that never saw its station), ``folds`` (per-fold scores),
@@ -114,9 +74,11 @@ def cross_validate(cfg: TrainConfig, data, k=5, out_dir=None, folds=None, fold_s
     ``cfg.seed``) draws the folds and validation stations, so a second
     ``cfg.seed`` can vary only the weights and training windows.
     """
-    from fieldpick.train.fit import best_epoch, predict, station_split, train
+    from fieldpick.train.data.windows import station_split
+    from fieldpick.train.loop import best_epoch, train
     from fieldpick.train.models import build
     from fieldpick.train.models.blocks import count_parameters
+    from fieldpick.train.validate import predict
 
     out_dir = out_dir or os.path.join(cfg.out_dir, "cv")
     fold_seed = cfg.seed if fold_seed is None else fold_seed

@@ -328,18 +328,8 @@ def saliency_mass(saliency, onset, fs, within_s=1.0):
 
 
 # ---------------------------------------------------------------- command line
-def main(argv) -> int:
-    """``fieldpick explain``: a PNG of Grad-CAM++ beneath the waveform and the probabilities."""
-    from fieldpick.train.plot import (
-        Record,
-        add_record_arguments,
-        annotate,
-        load_model,
-        load_record,
-        parse_thresholds,
-        plot_window,
-        start_ns_from,
-    )
+def _parser():
+    from fieldpick.train.plot import add_record_arguments
 
     p = argparse.ArgumentParser(
         prog="fieldpick explain", allow_abbrev=False,
@@ -368,7 +358,22 @@ def main(argv) -> int:
                    help="target score: the phase's logit (default) or its probability, summed around the target")
     p.add_argument("--threshold", action="append", default=[], metavar="PHASE=P", help="override a pick threshold")
     p.add_argument("--dpi", type=int, default=110)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv) -> int:
+    """``fieldpick explain``: a PNG of Grad-CAM++ beneath the waveform and the probabilities."""
+    from fieldpick.train.plot import (
+        Record,
+        annotate,
+        load_model,
+        load_record,
+        parse_thresholds,
+        plot_window,
+        start_ns_from,
+    )
+
+    args = _parser().parse_args(argv)
     args.start_ns = start_ns_from(args)
     record = load_record(args)
     model, card = load_model(args.model)

@@ -51,9 +51,12 @@ def finetune(model, cfg: TrainConfig, train_data, val_data, out_dir=None, head_o
     """Train ``model`` (already trained) on ``train_data``; only its head when ``head_only``.
 
     Early stopping and threshold tuning use ``val_data``, as in
-    :func:`fieldpick.train.fit.train`.  Returns ``(model, history)``.
+    :func:`fieldpick.train.loop.train`.  Returns ``(model, history)``.
     """
-    from fieldpick.train.fit import fit, real_source, record_samples, tune_thresholds
+    from fieldpick.train.data.windows import real_source
+    from fieldpick.train.loop import fit
+    from fieldpick.train.tasks import record_samples
+    from fieldpick.train.validate import tune_thresholds
 
     out_dir = out_dir or cfg.out_dir
     if head_only:
@@ -95,9 +98,11 @@ def compare(cfg: TrainConfig, data, n_labels=(30, 60, 120), k=3, pretrain_window
     import copy
 
     from fieldpick.train.crossval import station_folds
-    from fieldpick.train.fit import fit, predict, station_split, synthetic_source, train
+    from fieldpick.train.data.windows import station_split, synthetic_source
+    from fieldpick.train.loop import fit, train
     from fieldpick.train.models import build
     from fieldpick.train.score import score
+    from fieldpick.train.validate import predict
 
     pre_cfg = TrainConfig.from_dict(dict(cfg.to_dict(), pretrain_windows=0, pretrain_epochs=0))
     base = build(cfg.architecture, cfg.model)
@@ -139,7 +144,8 @@ def compare(cfg: TrainConfig, data, n_labels=(30, 60, 120), k=3, pretrain_window
 def main(argv) -> int:
     """``fieldpick finetune``: fine-tune a checkpoint on the NCEDC windows of some stations."""
     from fieldpick.train.checkpoint import load_checkpoint, save_checkpoint
-    from fieldpick.train.fit import evaluate, load_real, station_split
+    from fieldpick.train.data.windows import load_real, station_split
+    from fieldpick.train.validate import evaluate
 
     parser = argparse.ArgumentParser(
         prog="fieldpick finetune", allow_abbrev=False,

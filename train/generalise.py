@@ -28,7 +28,7 @@ from fieldpick.edge.stream.windows import compress
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.data.corpus import LabeledSet, MixedWindows, eval_data
 from fieldpick.train.data.datasets import WindowSet, concat
-from fieldpick.train.fit import StrideTask
+from fieldpick.train.tasks import StrideTask
 
 __all__ = ["Augment", "SoftStrideTask", "without_stations", "teacher_curves", "corpus_source", "split_validation", "train_corpus", "cross_validate_corpus",
            "set_weights", "load_corpus", "main_corpus", "names_of"]
@@ -148,7 +148,7 @@ def corpus_source(cfg: TrainConfig, sets: Sequence[LabeledSet], window_samples, 
 
     soft: optional list (one per set) of (N, 2, L) teacher curves of its events.
     """
-    from fieldpick.train.fit import RandomWindows
+    from fieldpick.train.data.windows import RandomWindows
 
     noise = _pooled_noise(sets, extra_noise, window_samples)
     sources, names = [], []
@@ -215,13 +215,14 @@ def train_corpus(cfg: TrainConfig, train_sets: Sequence[LabeledSet], val_sets: S
                  model=None, select="best", extra_noise=()):
     """Train on a mix of sets; validate on ``val_sets``' evaluation windows.  Returns (model, history).
 
-    :func:`fieldpick.train.fit.train` with the corpus's windows (and, with
+    :func:`fieldpick.train.loop.train` with the corpus's windows (and, with
     ``cfg.soft_teachers``, the soft-target task) as its source.
     """
     import torch
 
-    from fieldpick.train.fit import record_samples, train
+    from fieldpick.train.loop import train
     from fieldpick.train.models import build
+    from fieldpick.train.tasks import record_samples
 
     cfg.validate()
     torch.manual_seed(cfg.seed)
@@ -264,8 +265,9 @@ def _fold(cfg, target, others, test_st, f, fold_seed, out_dir, extra_noise):
     """Train one fold's model and pick its test stations: (scores, picks, p, s, noise picks, noise s).
 
     The fold's stations are taken out of every other set too."""
-    from fieldpick.train.fit import best_epoch, predict
+    from fieldpick.train.loop import best_epoch
     from fieldpick.train.score import score
+    from fieldpick.train.validate import predict
 
     others = without_stations(others, test_st)
     rest, test = target.split_stations(test_st)
@@ -385,8 +387,9 @@ def main_corpus(cfg: TrainConfig, args, argv) -> int:
     import sys
 
     from fieldpick.train.checkpoint import save_checkpoint
-    from fieldpick.train.fit import evaluate, final_epochs, final_thresholds, publish
     from fieldpick.train.models import build
+    from fieldpick.train.publish import final_epochs, final_thresholds, publish
+    from fieldpick.train.validate import evaluate
 
     window = build(cfg.architecture, cfg.model).config.window_samples
     sets, held = load_corpus(cfg, window)

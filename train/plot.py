@@ -322,50 +322,10 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
             handles["reference %s" % phase] = h
     k = 3
     if annotation is not None:
-        ax = axes[k]
+        _probability_panel(axes[k], wave_axes, annotation, fs, bins, handles)
         k += 1
-        for lab in annotation.labels:
-            if lab == "N":
-                continue
-            pos, val = annotation.trace(lab)
-            x, yy = _envelope(val, bins)
-            xs = np.interp(x, np.arange(len(pos)), pos) / fs if len(x) != len(pos) else pos / fs
-            style = dict(color=COLOURS.get(lab, "0.5"), lw=1.0)
-            if lab == "D":
-                style.update(ls=":", lw=0.8)
-            h, = ax.plot(xs, yy, **style)
-            handles["%s probability" % ("detection" if lab == "D" else lab)] = h
-        for phase, thr in sorted(annotation.thresholds.items()):
-            if phase in annotation.labels:
-                handles["%s threshold" % phase] = ax.axhline(thr, color=COLOURS[phase], lw=0.8, ls=(0, (1, 2)))
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("Probability")
-        ax.tick_params(labelsize=8)
-        few = len(annotation.picks) <= 12
-        for phase, pos, prob, sigma in annotation.picks:
-            for a in wave_axes + [ax]:
-                h = a.axvline(pos / fs, color=COLOURS[phase], lw=1.3)
-                if few and sigma > 0:
-                    a.axvspan((pos - sigma) / fs, (pos + sigma) / fs, color=COLOURS[phase], alpha=0.15, lw=0)
-            handles["pick %s" % phase] = h
-            if few:
-                # P labels left of their line and high, S labels right and lower: they never overlap
-                left = phase == "P"
-                ax.annotate("%s %.2f \u00b1%.2f s" % (phase, prob, sigma / fs), (pos / fs, 0.98 if left else 0.8),
-                            xytext=(-4 if left else 4, 0), textcoords="offset points", va="top",
-                            ha="right" if left else "left", fontsize=7, color=COLOURS[phase],
-                            bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
     if saliency:
-        ax = axes[k]
-        for phase, sal in saliency.items():
-            x, yy = _envelope(np.asarray(sal, float), bins)
-            xs = x / fs if len(x) != n else t
-            h = ax.fill_between(xs, 0, yy, color=COLOURS[phase], alpha=0.35, lw=0)  # a filled key in the legend
-            ax.plot(xs, yy, color=COLOURS[phase], lw=0.8)
-            handles["%s of %s" % (saliency_name, phase)] = h
-        ax.set_ylim(0, 1.05)
-        ax.set_ylabel("Saliency\n(norm.)")
-        ax.tick_params(labelsize=8)
+        _saliency_panel(axes[k], saliency, saliency_name, fs, n, t, bins, handles)
     _time_axis(axes[-1], record.start_ns, fs, n, utc)
     order = sorted(handles, key=lambda s: (s.split()[0] != "pick", s.startswith("reference"), s))
     if order:  # a record without a model or reference picks has nothing to name
@@ -381,6 +341,54 @@ def plot_window(path, record: Record, annotation: Optional[Annotation] = None, s
     _save(fig, path, dpi)
     plt.close(fig)
     return path
+
+
+def _probability_panel(ax, wave_axes, annotation, fs, bins, handles):
+    """The model's probabilities, thresholds and picks (picks also on the waveform panels)."""
+    for lab in annotation.labels:
+        if lab == "N":
+            continue
+        pos, val = annotation.trace(lab)
+        x, yy = _envelope(val, bins)
+        xs = np.interp(x, np.arange(len(pos)), pos) / fs if len(x) != len(pos) else pos / fs
+        style = dict(color=COLOURS.get(lab, "0.5"), lw=1.0)
+        if lab == "D":
+            style.update(ls=":", lw=0.8)
+        h, = ax.plot(xs, yy, **style)
+        handles["%s probability" % ("detection" if lab == "D" else lab)] = h
+    for phase, thr in sorted(annotation.thresholds.items()):
+        if phase in annotation.labels:
+            handles["%s threshold" % phase] = ax.axhline(thr, color=COLOURS[phase], lw=0.8, ls=(0, (1, 2)))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Probability")
+    ax.tick_params(labelsize=8)
+    few = len(annotation.picks) <= 12
+    for phase, pos, prob, sigma in annotation.picks:
+        for a in wave_axes + [ax]:
+            h = a.axvline(pos / fs, color=COLOURS[phase], lw=1.3)
+            if few and sigma > 0:
+                a.axvspan((pos - sigma) / fs, (pos + sigma) / fs, color=COLOURS[phase], alpha=0.15, lw=0)
+        handles["pick %s" % phase] = h
+        if few:
+            # P labels left of their line and high, S labels right and lower: they never overlap
+            left = phase == "P"
+            ax.annotate("%s %.2f \u00b1%.2f s" % (phase, prob, sigma / fs), (pos / fs, 0.98 if left else 0.8),
+                        xytext=(-4 if left else 4, 0), textcoords="offset points", va="top",
+                        ha="right" if left else "left", fontsize=7, color=COLOURS[phase],
+                        bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8))
+
+
+def _saliency_panel(ax, saliency, saliency_name, fs, n, t, bins, handles):
+    """Each phase's saliency, filled."""
+    for phase, sal in saliency.items():
+        x, yy = _envelope(np.asarray(sal, float), bins)
+        xs = x / fs if len(x) != n else t
+        h = ax.fill_between(xs, 0, yy, color=COLOURS[phase], alpha=0.35, lw=0)  # a filled key in the legend
+        ax.plot(xs, yy, color=COLOURS[phase], lw=0.8)
+        handles["%s of %s" % (saliency_name, phase)] = h
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("Saliency\n(norm.)")
+    ax.tick_params(labelsize=8)
 
 
 def plot_overview(path, record: Record, annotation: Optional[Annotation] = None, row_minutes=30.0,

@@ -14,7 +14,7 @@ A pruned model no longer matches its config (``width`` or ``filters``), so
 :func:`load_pruned` rebuilds the zoo model and then reshapes every
 convolution and BatchNorm to the shapes stored in the checkpoint.
 
-After pruning the model is fine-tuned with :func:`fieldpick.train.fit.fit`
+After pruning the model is fine-tuned with :func:`fieldpick.train.loop.fit`
 for a few epochs (keeping the last epoch: the checkpoint loader of ``fit``
 cannot rebuild a pruned shape) and its pick thresholds are tuned again.
 """
@@ -180,7 +180,10 @@ def finetune_pruned(model, cfg: TrainConfig, train_data, val_data, out_dir, epoc
     """
     import torch
 
-    from fieldpick.train.fit import fit, real_source, record_samples, tune_thresholds
+    from fieldpick.train.data.windows import real_source
+    from fieldpick.train.loop import fit
+    from fieldpick.train.tasks import record_samples
+    from fieldpick.train.validate import tune_thresholds
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -213,8 +216,9 @@ def cross_validate_prune(cfg: TrainConfig, data, source_dir, ratios, k=5, epochs
     """
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.crossval import flops_per_record, station_folds
-    from fieldpick.train.fit import predict, station_split
+    from fieldpick.train.data.windows import station_split
     from fieldpick.train.score import score
+    from fieldpick.train.validate import predict
 
     out_dir = out_dir or os.path.join(cfg.out_dir, "prune_cv")
     fold = station_folds(data.station, k, cfg.seed)
@@ -277,7 +281,8 @@ def main(argv) -> int:
 
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.crossval import flops_per_record
-    from fieldpick.train.fit import evaluate, load_real, station_split
+    from fieldpick.train.data.windows import load_real, station_split
+    from fieldpick.train.validate import evaluate
 
     parser = argparse.ArgumentParser(
         prog="fieldpick prune", allow_abbrev=False,

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 def calibration_windows(card, train_data=None, n_synthetic=200, seed=0, clip_percentile=None):
     """Normalised (N, C, T) calibration windows for ``card``: synthetic at many SNRs + real training stations.
 
-    train_data: a :class:`~fieldpick.train.fit.RealData` of the stations the
+    train_data: a :class:`~fieldpick.train.data.windows.RealData` of the stations the
     model trained on (its event traces are cropped with P at 10-50 % of the
     window, and its pre-P noise windows are added), or None for synthetic
     windows only.  Returns ``(windows, source)``, ``source`` an (N,) array
@@ -56,7 +56,7 @@ def calibration_windows(card, train_data=None, n_synthetic=200, seed=0, clip_per
     resolution for onsets near the noise; larger inputs saturate at run time.
     """
     from fieldpick.export.calibrate import normalise, synthetic_windows
-    from fieldpick.train.fit import pad_noise
+    from fieldpick.train.data.windows import pad_noise
 
     spec = card.input
     t = spec.window_samples
@@ -132,7 +132,7 @@ def score_outputs(run, card, test, cfg):
     ``"_raw"``, what pooling over folds needs.
     """
     from fieldpick.edge.stream.windows import normalise
-    from fieldpick.train.fit import eval_windows, pad_noise
+    from fieldpick.train.data.windows import eval_windows, pad_noise
     from fieldpick.train.score import picks_from_outputs, score
 
     t = card.input.window_samples
@@ -209,7 +209,7 @@ class FakeQuant:
         self.maxima = {}
         self.handles = [model.register_forward_pre_hook(self._input)]
         for name, m in model.named_modules():
-            if isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)):
+            if isinstance(m, torch.nn.ReLU):
                 self.handles.append(m.register_forward_hook(self._activation(name)))
 
     def _input(self, module, args):
@@ -240,7 +240,10 @@ def qat_finetune(model, cfg, train_data, val_data, out_dir, epochs, calibration)
     """
     import torch
 
-    from fieldpick.train.fit import fit, real_source, record_samples, tune_thresholds
+    from fieldpick.train.data.windows import real_source
+    from fieldpick.train.loop import fit
+    from fieldpick.train.tasks import record_samples
+    from fieldpick.train.validate import tune_thresholds
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

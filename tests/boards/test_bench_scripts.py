@@ -49,7 +49,7 @@ def test_synthetic_realism_counts_what_a_model_picks(tmp_path):
 
 
 def test_falsepicks_finds_padded_gaps_seconds_picks_and_reads_the_trigger():
-    mod = _script("pareto")
+    mod = _script("pareto").stage_module("falsepicks")
     fs = 100.0
     rng = np.random.default_rng(0)
     waves = rng.standard_normal((3, 3, 3000)).astype(np.float32)

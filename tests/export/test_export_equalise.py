@@ -54,8 +54,6 @@ def test_equalise_half_power_halves_the_spread_in_log(rng, uneven_lppn):
 
 def test_equalise_declines_what_it_cannot_rescale_exactly(rng, uneven_lppn):
     x = _windows(rng, 4)
-    relu6, _ = export_view(uneven_lppn(window_samples=T, activation="relu6"))  # clamp at 6: not positively homogeneous
-    assert eq.equalise(relu6, x, 1.0) == (relu6, "")
     torch.manual_seed(0)
     phasenet = build("phasenet", {"window_samples": T, "filters": [4, 6]}).eval()
     assert eq.equalise(phasenet, x, 1.0) == (phasenet, "")

@@ -15,7 +15,7 @@ from fieldpick.train.data.corpus import (
     load_labeled,
     station_of,
 )
-from fieldpick.train.fit import RandomWindows
+from fieldpick.train.data.windows import RandomWindows
 from fieldpick.train.generalise import Augment, corpus_source, split_validation
 from fieldpick.train.heldout import s_as_p, score_curves
 

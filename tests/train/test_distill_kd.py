@@ -9,19 +9,19 @@ import torch
 from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig
 from fieldpick.train.data.datasets import WindowSet
+from fieldpick.train.data.windows import RandomWindows, RealData
 from fieldpick.train.distill import (
     DistillConfig,
     DistillTask,
     UnlabeledMix,
     distill,
     main,
-    peak_offsets,
     ridge_residual,
     select_channels,
     stride_targets,
 )
-from fieldpick.train.fit import RandomWindows, RealData, StrideTask
 from fieldpick.train.models import build
+from fieldpick.train.tasks import StrideTask
 
 torch.set_num_threads(1)
 
@@ -81,36 +81,6 @@ def test_stride_targets_centroid_between_samples():
     assert weight.item() == pytest.approx(0.25)
 
 
-def _peak_at(centre, t=64, width=4.0):
-    x = torch.arange(t, dtype=torch.float32)
-    m = 0.9 * torch.exp(-0.5 * ((x - centre) / width) ** 2)
-    return torch.stack([1 - m, m, torch.zeros(t)])[None]
-
-
-def test_peak_offsets_point_tied_strides_at_one_time():
-    # a peak at sample 31.6, just before the edge of strides 1 and 2 (stride 16): the centroid targets of
-    # the two strides point 6 samples apart; the peak targets give times within a sample of each other
-    probs = _peak_at(31.6)
-    centroid = stride_targets(probs, 16)[1][0]
-    peak = peak_offsets(probs, 16)[0]
-    times_c = [(k + float(centroid[k])) * 16 for k in (1, 2)]
-    times_p = [(k + float(peak[k])) * 16 for k in (1, 2)]
-    assert times_c[1] - times_c[0] > 5
-    assert abs(times_p[1] - times_p[0]) <= 1.0
-    assert all(abs(t - 31.6) <= 1.0 for t in times_p)
-    # the stride holding the peak points at it; a stride two away points at its own nearer edge
-    probs = _peak_at(40.0)
-    peak = peak_offsets(probs, 16)[0]
-    assert float(peak[2]) * 16 + 32 == pytest.approx(40.0)
-    assert float(peak[1]) == pytest.approx(1 - 0.5 / 16) and float(peak[3]) == pytest.approx(0.5 / 16)
-    assert float(peak[0]) == pytest.approx(1 - 0.5 / 16)  # no peak within a stride: its neighbourhood's maximum
-
-
-def test_peak_offsets_reject_ragged_length():
-    with pytest.raises(ConfigError, match="10 samples, not a multiple of the student stride 4"):
-        peak_offsets(torch.zeros(1, 3, 10), 4)
-
-
 def test_stride_targets_reject_ragged_length():
     with pytest.raises(ConfigError, match="10 samples, not a multiple of the student stride 4"):
         stride_targets(torch.zeros(1, 3, 10), 4)
@@ -167,7 +137,6 @@ def test_select_channels_errors(layer, k, message):
     ("soft_weight", 1.5, "soft_weight is 1.5; it must lie in \\[0, 1\\]"),
     ("feature_channels", 0, "feature_channels is 0; it must be >= 1"),
     ("unlabeled_windows", 0, "unlabeled_per_batch is 4 but unlabeled_windows is 0"),
-    ("teacher_offsets", "labeled", "teacher_offsets 'labeled'; allowed: all, unlabeled, peak"),
 ])
 def test_distill_config_errors(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -209,10 +178,8 @@ def test_distill_task_without_teacher_terms_is_the_student_loss(tmp_path):
     assert full.loss(x, target).item() != pytest.approx(expected.item(), rel=1e-3)
 
 
-@pytest.mark.parametrize("unlabeled, mode, taught", [
-    (0, "all", True), (0, "unlabeled", False), (2, "unlabeled", True), (0, "peak", True),
-])
-def test_teacher_offsets_reach_only_the_windows_asked_for(tmp_path, unlabeled, mode, taught):
+def test_teacher_offsets_reach_the_offset_head(tmp_path):
+    unlabeled, taught = 0, True
     cfg = small(tmp_path)
     torch.manual_seed(0)
     student = build("lppn", cfg.model)
@@ -221,7 +188,7 @@ def test_teacher_offsets_reach_only_the_windows_asked_for(tmp_path, unlabeled, m
     source = UnlabeledMix(RandomWindows(data.events, data.noise, T), pool, unlabeled)
     # soft targets only (the labeled loss weighs 0): the offset head learns from the teacher's offsets or not at all
     task = DistillTask(student, cfg, teacher(), DistillConfig(soft_weight=1.0, feature_weight=0.0,
-                                                              unlabeled_per_batch=unlabeled, teacher_offsets=mode))
+                                                              unlabeled_per_batch=unlabeled))
     x, target = task.batch(source, np.random.default_rng(0), 4)
     student.zero_grad()
     task.loss(x, target).backward()

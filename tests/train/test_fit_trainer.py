@@ -10,22 +10,21 @@ from fieldpick.edge.errors import ConfigError
 from fieldpick.train.config import TrainConfig, load_config
 from fieldpick.train.crossval import station_folds
 from fieldpick.train.data.datasets import WindowSet
-from fieldpick.train.finetune import finetune, freeze_to_head
-from fieldpick.train.fit import (
+from fieldpick.train.data.windows import (
     RandomWindows,
     RealData,
     eval_windows,
-    evaluate,
-    fit,
-    main,
     pad_noise,
     real_source,
     station_split,
-    task_for,
-    train,
 )
+from fieldpick.train.finetune import finetune, freeze_to_head
+from fieldpick.train.fit import main
+from fieldpick.train.loop import fit, train
 from fieldpick.train.models import build
 from fieldpick.train.score import score, trace_peaks
+from fieldpick.train.tasks import task_for
+from fieldpick.train.validate import evaluate
 
 torch.set_num_threads(1)
 
@@ -268,7 +267,7 @@ def test_int8_headroom_options_refuse_negative_values(key):
 
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_resume_gives_the_same_weights(tmp_path, monkeypatch, ema_decay):
-    import fieldpick.train.fit as fitmod
+    import fieldpick.train.loop as fitmod
 
     data = impulse_data()
     tr, va = data.subset(np.arange(8)), data.subset(np.arange(8, 12))
@@ -339,7 +338,7 @@ def test_ema_weights_are_what_is_validated_and_kept(tmp_path, select):
 
 
 def test_final_thresholds_are_the_folds_median_or_the_validation_runs():
-    from fieldpick.train.fit import final_thresholds
+    from fieldpick.train.publish import final_thresholds
 
     folds = [{"P": 0.85, "S": 0.5}, {"P": 0.7, "S": 0.6}, {"P": 0.6, "S": 0.55}, {"P": 0.55, "S": 0.6},
              {"P": 0.9, "S": 0.6}]
@@ -373,7 +372,7 @@ def test_train_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
 
 
 def test_best_epoch_is_the_first_best_of_the_real_stage():
-    from fieldpick.train.fit import best_epoch
+    from fieldpick.train.loop import best_epoch
 
     h = [{"stage": "pretrain", "epoch": 1, "f1": 0.9}, {"stage": "train", "epoch": 1, "f1": 0.2},
          {"stage": "train", "epoch": 2, "f1": 0.5}, {"stage": "train", "epoch": 3, "f1": 0.5}]
@@ -426,7 +425,7 @@ def test_finetune_verb_on_ncedc(tmp_path, ncedc_dir, capsys):
 
 
 def test_threshold_rule_is_pluggable_and_the_default_takes_the_plateau_middle(tmp_path):
-    from fieldpick.train.fit import plateau_middle, tune_thresholds
+    from fieldpick.train.validate import plateau_middle, tune_thresholds
 
     grid = np.array([0.2, 0.3, 0.4, 0.5, 0.6])
     assert plateau_middle(grid, np.array([0.5, 0.8, 0.8, 0.8, 0.6])) == 0.4
@@ -446,7 +445,7 @@ def test_threshold_rule_is_pluggable_and_the_default_takes_the_plateau_middle(tm
 
 
 def test_crossval_fold_seed_keeps_the_folds_while_the_seed_moves_the_weights(tmp_path, monkeypatch):
-    import fieldpick.train.fit as fit_mod
+    import fieldpick.train.loop as fit_mod
     from fieldpick.train.crossval import cross_validate
 
     data = impulse_data(n=12)
@@ -477,7 +476,7 @@ def test_pretraining_takes_the_recipes_generator_options(tmp_path):
 
     from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
     from fieldpick.train.config import add_arguments, config_from_args
-    from fieldpick.train.fit import synthetic_source
+    from fieldpick.train.data.windows import synthetic_source
 
     with pytest.raises(ConfigError, match="unknown synthetic option.*bogus"):
         TrainConfig.from_dict({"synthetic": {"bogus": 1}})

@@ -133,8 +133,8 @@ def test_cli_errors(argv, message):
 def test_pruned_model_fine_tunes_by_distillation_and_keeps_its_shape(tmp_path):
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.data.datasets import WindowSet
+    from fieldpick.train.data.windows import RealData
     from fieldpick.train.distill import DistillConfig
-    from fieldpick.train.fit import RealData
     from fieldpick.train.prune import finetune_pruned
 
     rng = np.random.default_rng(0)

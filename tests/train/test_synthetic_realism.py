@@ -33,7 +33,7 @@ def test_shape_stats_by_hand():
 
 
 def test_synthetic_events_match_the_ncedc_windows(ncedc_dir):
-    from fieldpick.train.fit import load_real
+    from fieldpick.train.data.windows import load_real
 
     data = load_real(ncedc_dir)
     real = shape_stats(data.events.waveforms, data.events.p_idx, data.events.s_idx, data.events.fs)

@@ -435,7 +435,6 @@ def ncedc_three():
     return d["waveforms"][three, :, 1000:7000], d["p_idx"][three] - 1000
 
 
-@pytest.mark.needs_data
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TEACHER_NAMES + EXTRA_TEACHERS)
 def test_real_teacher_finds_p_on_ncedc(name):
@@ -450,7 +449,6 @@ def test_real_teacher_finds_p_on_ncedc(name):
     assert np.isfinite(t.predict(vertical[:1, :, :700])).all()
 
 
-@pytest.mark.needs_data
 def test_phasenetlight_equals_seisbench():
     torch = pytest.importorskip("torch")
     sbm = pytest.importorskip("seisbench.models")

@@ -200,7 +200,7 @@ def _common_length(sets: List[WindowSet], fs) -> WindowSet:
 
 def ncedc_set(root=None, window_samples=3072) -> LabeledSet:
     """The 154 NCEDC traces (90 s, P at 3000), their published 30 s crops and pre-P noise windows."""
-    from fieldpick.train.fit import load_real
+    from fieldpick.train.data.windows import load_real
 
     data = load_real(root)
     offset = np.clip(data.crop_offset, 0, data.events.window_samples - window_samples)
@@ -221,12 +221,12 @@ def load_sets(names: Sequence[str], root=None, window_samples=3072, seed=0) -> D
 
 
 def eval_data(sets: Sequence[LabeledSet], window_samples):
-    """The sets' fixed evaluation windows and noise windows as one :class:`fieldpick.train.fit.RealData`.
+    """The sets' fixed evaluation windows and noise windows as one :class:`fieldpick.train.data.windows.RealData`.
 
     Event windows are the evaluation crops (``crop_offset`` 0); noise windows
     are cut to the shortest noise length among the sets that have any.
     """
-    from fieldpick.train.fit import RealData
+    from fieldpick.train.data.windows import RealData
 
     ev, nz = [], []
     for ls in sets:
@@ -253,7 +253,7 @@ class MixedWindows:
     """Training windows drawn from several sources in proportion to ``weights``.
 
     Each source is called as ``source(rng, n, compressed)`` and returns
-    ``(x, p, s)`` or ``(x, p, s, soft)`` (:class:`fieldpick.train.fit.RandomWindows`),
+    ``(x, p, s)`` or ``(x, p, s, soft)`` (:class:`fieldpick.train.data.windows.RandomWindows`),
     all sources alike; the batch is the concatenation, shuffled.
     """
 

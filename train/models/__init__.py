@@ -19,7 +19,7 @@ import importlib
 
 from fieldpick.edge.errors import ConfigError
 
-__all__ = ["REGISTRY", "build", "config_class"]
+__all__ = ["REGISTRY", "build"]
 
 #: architecture name -> "module:Class" (modules imported only when built)
 REGISTRY = {
@@ -35,11 +35,6 @@ def _class(architecture):
         raise ConfigError("architecture %r; allowed: %s" % (architecture, ", ".join(REGISTRY)))
     module, name = REGISTRY[architecture].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def config_class(architecture):
-    """The config dataclass of ``architecture`` (the type of its constructor's argument)."""
-    return _class(architecture).Config
 
 
 def build(architecture, config=None):

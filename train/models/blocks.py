@@ -15,17 +15,14 @@ __all__ = ["ACTIVATIONS", "activation_layer", "ConvBN", "SeparableConv", "fit_le
            "normalise"]
 
 
-#: activations a block may use: ReLU, or ReLU6 (MobileNet's; Sandler et al. 2018), whose fixed range [0, 6]
-#: is also its int8 range, so one rare large activation cannot coarsen the step of a whole tensor
-ACTIVATIONS = ("relu", "relu6")
+#: activations a block may use
+ACTIVATIONS = ("relu",)
 
 
 def activation_layer(name):
     """The activation module called ``name`` (one of :data:`ACTIVATIONS`)."""
     if name == "relu":
         return nn.ReLU()
-    if name == "relu6":
-        return nn.ReLU6()
     raise ConfigError("activation %r; allowed: %s" % (name, ", ".join(ACTIVATIONS)))
 
 

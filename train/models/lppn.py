@@ -44,7 +44,7 @@ class LPPN(nn.Module):
         width: int = 16                 # n: channels of the first stage; later stages use up to 2n
         kernel: int = 7                 # samples (depthwise kernels), odd
         context_blocks: int = 4         # dilated separable blocks at the output rate (dilation 1, 2, 4, ...)
-        activation: str = "relu"        # 'relu' or 'relu6' (a fixed [0, 6] range: finer int8 steps)
+        activation: str = "relu"        # 'relu' (the only one; published checkpoints carry the key)
         highpass_hz: float = 0.0        # causal Butterworth highpass (order 2) the stream goes through first, Hz
                                         # (card input.highpass_hz; 0: none)
         stem_stride: int = 1            # 1, or 2: the stem convolution halves the time axis itself (one

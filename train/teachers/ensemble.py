@@ -26,7 +26,7 @@ class Ensemble(Teacher):
 
     def __init__(self, names=ENSEMBLE_NAMES, weights=None, root=None, threads=1):
         super().__init__(threads)
-        from . import load_teacher
+        from .registry import load_teacher
 
         names = list(names)
         if not names:

@@ -1,0 +1,1 @@
+"""The stages of ``benchmarks/pareto.py``, one module each (``main(argv)`` with its own flags)."""
