@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 VERBS = OrderedDict(
     [
         ("demo", ("fieldpick.edge.demo:main", "run the bundled model on a synthetic hour and score its picks", "station", None, 12)),
-        ("run", ("fieldpick.edge.station:main", "run a station from a JSON config (live sources, telemetry)", "station", None, 12)),
+        ("run", ("fieldpick.edge.run:main", "run a station from a JSON config (live sources, telemetry)", "station", None, 12)),
         ("replay", ("fieldpick.edge.replay:main", "stream miniSEED files through the picker as fast as possible", "station", None, 12)),
         ("receive", ("fieldpick.edge.telemetry.receive:main", "receive, acknowledge and decode pick packets", "network", None, 7)),
         ("picks", ("fieldpick.network.cli:picks_main", "query the pick database (csv, json, quakeml, scml, earthworm)", "network", "network", 22)),

@@ -49,8 +49,8 @@ def test_a_jump_of_years_is_a_gap_with_bounded_work(stream, jump_ns, mode):
     second = feed(st, stream, T0 + 20 * YEAR_NS + jump_ns) + st.flush()
     assert st.ring.stats["time_jumps"] == 1
     assert st.ring.stats["gap_samples"] <= 3 * st.ring.max_lag  # not years of samples
-    assert st.stats["windows_total"] < 4 * stream.shape[1] / st.H  # no window for every hop of the gap
-    edge = T0 + 20 * YEAR_NS + (stream.shape[1] - st.W - 100) * 10 ** 7  # the last window differs at a flush
+    assert st.stats["windows_total"] < 4 * stream.shape[1] / st.hop_samples  # no window for every hop of the gap
+    edge = T0 + 20 * YEAR_NS + (stream.shape[1] - st.window_samples - 100) * 10 ** 7  # the last window differs at a flush
     after = [(p.time_ns - jump_ns, p.phase) for p in second
              if T0 + 20 * YEAR_NS + jump_ns <= p.time_ns < edge + jump_ns]
     key = [(p.time_ns, p.phase) for p in alone if p.time_ns < edge]
