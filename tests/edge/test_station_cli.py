@@ -132,7 +132,7 @@ class _Collect(object):
 
 def test_run_sends_its_picks_through_telemetry(mseed, tmp_path):
     from fieldpick.edge.telemetry import packet as pk
-    from fieldpick.edge.telemetry.link import FileEndpoint
+    from fieldpick.edge.telemetry.endpoint import FileEndpoint
     from fieldpick.edge.telemetry.receive import Receiver, serve
 
     path, _ = mseed
@@ -164,7 +164,7 @@ def test_run_flushes_a_part_filled_packet_at_the_end_of_a_finite_stream(mseed, t
     """max_delay_s of an hour: picks would wait for a fuller packet; the end of the
     replay must pack and send them anyway (then the journal is empty)."""
     from fieldpick.edge.telemetry import packet as pk
-    from fieldpick.edge.telemetry.link import FileEndpoint
+    from fieldpick.edge.telemetry.endpoint import FileEndpoint
     from fieldpick.edge.telemetry.receive import Receiver, serve
 
     path, _ = mseed
