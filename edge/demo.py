@@ -47,8 +47,8 @@ def _runner(choice, backend):
 def run_demo(minutes=60.0, seed=7, mode="gated", runner="model", backend="numpy", packet_s=1.0,
              events_per_hour=20.0, out=None):
     """Run the demo; returns (picks, scores, stats dict).  Writes its report to ``out``."""
-    from . import synthetic
-    from .evaluate import evaluate_stream
+    from ..lab import synthetic
+    from ..lab.scoring import evaluate_stream
     from .pipeline import Station
 
     out = out or sys.stdout

@@ -1,4 +1,4 @@
-"""Classic pickers through ObsPy, tuned on a validation split and scored by :mod:`fieldpick.edge.evaluate`.
+"""Classic pickers through ObsPy, tuned on a validation split and scored by :mod:`fieldpick.lab.scoring`.
 
 - :class:`StaLtaPicker` (P): band-pass, recursive STA/LTA (Withers et al.
   1998), ``trigger_onset``; every trigger is a P pick at its onset minus a
@@ -28,7 +28,7 @@ from typing import Dict, List
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError
-from fieldpick.edge.evaluate import Scores, evaluate_windows
+from fieldpick.lab.scoring import Scores, evaluate_windows
 
 from .data.datasets import WindowSet
 

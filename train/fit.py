@@ -13,7 +13,7 @@ noise windows, or have real noise added, or keep only their vertical
 component.  Validation and test windows are the fixed 30 s NCEDC crops
 (re-cut to the model's window length) and the pre-P noise windows.  An
 optional first stage pre-trains on synthetic windows
-(``fieldpick.edge.synthetic``) before the real data.
+(``fieldpick.lab.synthetic``) before the real data.
 
 The loss and target of each model follow its card's ``output.kind`` (one
 :class:`Task` per kind), so every zoo model goes through the same loop.
@@ -723,11 +723,11 @@ _SYNTHETIC = {}  # (windows, seed, samples, options) -> the generated event and 
 
 
 def synthetic_source(cfg, window_samples, norm=None):
-    """Synthetic training windows from ``fieldpick.edge.synthetic`` (pre-training), normalised by ``norm``."""
+    """Synthetic training windows from ``fieldpick.lab.synthetic`` (pre-training), normalised by ``norm``."""
     try:
-        from fieldpick.edge import synthetic
+        from fieldpick.lab import synthetic
     except ImportError:
-        raise ConfigError("pretrain_windows needs fieldpick.edge.synthetic, which is not in this build") from None
+        raise ConfigError("pretrain_windows needs fieldpick.lab.synthetic, which is not in this build") from None
     length = 2 * window_samples
     key = (cfg.pretrain_windows, cfg.seed, length, json.dumps(cfg.synthetic, sort_keys=True))
     if key not in _SYNTHETIC:  # generating thousands of windows takes minutes; folds share them

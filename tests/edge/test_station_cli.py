@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from fieldpick.edge import demo, replay, synthetic
+from fieldpick.edge import demo, replay
 from fieldpick.edge import run as run_verb
 from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 from fieldpick.edge.config import StationConfig
@@ -18,6 +18,7 @@ from fieldpick.edge.errors import FieldpickError
 from fieldpick.edge.replay import energy_ratio_card
 from fieldpick.edge.sources.merge import open_sources
 from fieldpick.edge.station import EnergyRatioRunner, InterpreterRunner, Station, format_pick
+from fieldpick.lab import synthetic
 
 obspy = pytest.importorskip("obspy", reason="ObsPy writes the miniSEED these tests replay (workstation env)")
 from obspy import Stream, Trace, UTCDateTime  # noqa: E402

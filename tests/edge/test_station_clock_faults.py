@@ -6,13 +6,13 @@ or crash it; here each must finish in well under a second of work."""
 import numpy as np
 import pytest
 
-from fieldpick.edge import synthetic
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.limits import year_start_ns
 from fieldpick.edge.sources.base import Record
 from fieldpick.edge.station import Station, StationSet
 from fieldpick.edge.stream.resample import ratio
+from fieldpick.lab import synthetic
 
 from .test_station_pipeline import CountingRunner, card
 

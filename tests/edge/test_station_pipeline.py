@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-from fieldpick.edge import synthetic
 from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.station import EnergyRatioRunner, Station
+from fieldpick.lab import synthetic
 
 T0 = 1_700_000_000 * 10 ** 9
 

@@ -70,15 +70,6 @@ def _acc_dtype(k_terms):
     return np.float32 if k_terms <= EXACT_F32_TERMS else np.float64
 
 
-def _pad_hw(x, pt, pb, pl, pr):
-    if not (pt or pb or pl or pr):
-        return x
-    b, h, w, c = x.shape
-    out = np.zeros((b, h + pt + pb, w + pl + pr, c), x.dtype)
-    out[:, pt:pt + h, pl:pl + w, :] = x
-    return out
-
-
 def patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow):
     """Read-only (B, OH, OW, KH, KW, C) view of the patches of a padded NHWC array (no copy).
 
