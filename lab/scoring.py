@@ -37,7 +37,7 @@ import numpy as np
 from fieldpick.edge.errors import ConfigError, DataError
 
 __all__ = ["TOLERANCE_S", "WITHIN_S", "match", "PhaseScore", "Scores", "evaluate_windows", "evaluate_stream",
-           "by_phase", "score", "s_as_p", "s_as_p_nearer", "near_count"]
+           "by_phase", "score", "mean_f1", "s_as_p", "s_as_p_nearer", "near_count"]
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +416,11 @@ def score(picks, p_idx, s_idx, fs, tolerance_s=0.5, noise_picks=None, noise_seco
 def _num(v):
     """0 for an undefined ratio (no picks): a model that picks nothing scores 0, not NaN."""
     return 0.0 if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def mean_f1(scores, phases=PHASES):
+    """The mean F1 of ``phases`` in a :class:`Scores` (an undefined F1 counts 0): what tuning maximises."""
+    return float(np.mean([_num(scores[ph].f1) for ph in phases]))
 
 
 def s_as_p(picks, s_idx, fs, tolerance_s=0.5):
