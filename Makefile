@@ -21,7 +21,7 @@ test-edge: $(EDGE)/.installed-tests
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge
+	$(VENV)/bin/vermin --no-tips --violations -t=3.8- edge lab
 
 # The shipped default model from the data (train/artifacts/default.pt + .json, then edge/models/):
 # the teacher ensemble labels the real continuous archive (fieldpick pseudo), then the LPPN student

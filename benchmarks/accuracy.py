@@ -2,13 +2,13 @@
 
 Each baseline (recursive STA/LTA + trigger_onset, pk_baer, ar_pick; all
 through ObsPy) is tuned on a validation split and scored on the test split
-with :mod:`fieldpick.edge.evaluate` (match within 0.5 s):
+with :mod:`fieldpick.lab.scoring` (match within 0.5 s):
 
 - NCEDC: the 154 30 s windows split by station into halves (seeded);
   false picks per hour on the test stations' pre-P noise windows (29 s each;
   they may hold small unlabeled events, so this overstates false picks);
 - synthetic: validation and test event windows from different seeds of
-  :mod:`fieldpick.edge.synthetic` (default physics), and noise-only windows;
+  :mod:`fieldpick.lab.synthetic` (default physics), and noise-only windows;
 - a synthetic continuous hour (20 events/h, 6 non-seismic transients/h):
   each tuned baseline slides over it (30 s windows every 10 s) and is scored
   against the truth table; its false picks per hour are the unmatched picks.
@@ -39,7 +39,7 @@ def _fmt(v, fmt="%.3f"):
 def run_set(name, val, test, noise, names, stream=None):
     """Tune each baseline on ``val``, score it on ``test`` (+ ``noise``) and, when given, on
     ``stream = (data, truth, start_ns, fs)`` (slid over it in 30 s windows every 10 s)."""
-    from fieldpick.edge.evaluate import evaluate_stream
+    from fieldpick.lab.scoring import evaluate_stream
     from fieldpick.train import baselines as B
 
     rows = []
@@ -83,7 +83,7 @@ def run_set(name, val, test, noise, names, stream=None):
 
 def markdown(rows, meta):
     out = ["# Classic baselines: accuracy", "",
-           "Tuned on a validation split, scored on the test split with `fieldpick.edge.evaluate` "
+           "Tuned on a validation split, scored on the test split with `fieldpick.lab.scoring` "
            "(a label is matched by the closest pick of its phase within 0.5 s; residual = pick - label). "
            "Peer: STA/LTA in the same run.", ""]
     head = ("| data | baseline | P F1 | P/STA-LTA | P prec | P rec | P mean s | P std s | P MAE s | P <=0.1 s "
@@ -161,7 +161,7 @@ def main(argv=None):
     noise = synthetic_set(a.n_noise, a.seed + 17, "test", noise_fraction=1.0)
     stream = None
     if a.stream_hours > 0:
-        from fieldpick.edge.synthetic import continuous
+        from fieldpick.lab.synthetic import continuous
 
         start_ns = 1_700_000_000 * 10 ** 9
         data, truth = continuous(a.stream_hours * 3600.0, a.seed, start_ns=start_ns, bursts_per_hour=6.0)

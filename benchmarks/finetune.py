@@ -49,7 +49,7 @@ def table(rows, args):
     lines.append("")
     lines.append("%d station folds of the NCEDC windows; each test fold unseen by every model; labeled windows "
                  "drawn from the other folds' stations (capped by what they hold); pre-training on %d synthetic "
-                 "windows (fieldpick.edge.synthetic), %d epochs; each fine-tuning or scratch run %d epochs x %d "
+                 "windows (fieldpick.lab.synthetic), %d epochs; each fine-tuning or scratch run %d epochs x %d "
                  "steps (early stopping may end sooner); recipe %s." % (
                      args["folds"], args["pretrain_windows"], args["pretrain_epochs"], args["epochs"], args["steps"],
                      args["config"]))

@@ -17,7 +17,7 @@ LayerCAM (Jiang et al. 2021; at a full-rate last layer it is local by
 construction, so it passes nothing here), each at the model's default layer
 (``--layer`` to change).  Data: the
 NCEDC windows when present (``FIELDPICK_NCEDC`` or ../shared/data/ncedc) and
-always seeded synthetic windows (``fieldpick.edge.synthetic``).
+always seeded synthetic windows (``fieldpick.lab.synthetic``).
 
     .venv/bin/python benchmarks/saliency.py
     .venv/bin/python benchmarks/saliency.py --models runs/zoo/lppn/fold0/best.pt --every 4 --synthetic 20
@@ -36,7 +36,7 @@ import time
 import numpy as np
 import torch
 
-from fieldpick.edge import synthetic
+from fieldpick.lab import synthetic
 from fieldpick.train.data.datasets import NCEDC_DIR, load_ncedc
 from fieldpick.train.explain import METHODS, default_layer, explain, randomised, saliency_mass
 from fieldpick.train.plot import load_model

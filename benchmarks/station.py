@@ -46,12 +46,12 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from fieldpick.edge import synthetic  # noqa: E402
 from fieldpick.edge.config import StationConfig  # noqa: E402
-from fieldpick.edge.evaluate import evaluate_stream  # noqa: E402
 from fieldpick.edge.replay import energy_ratio_card, read_sorted  # noqa: E402
 from fieldpick.edge.station import EnergyRatioRunner, Station, StationSet, join_seconds, load_runner  # noqa: E402
 from fieldpick.edge.stream.trigger import RecursiveStaLta, Trigger  # noqa: E402
+from fieldpick.lab import synthetic  # noqa: E402
+from fieldpick.lab.scoring import evaluate_stream  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")

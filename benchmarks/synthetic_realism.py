@@ -1,7 +1,7 @@
 """How much the synthetic events look like the real NCEDC windows, and what models trained on real data make of them.
 
 Two measures, each for the generator's current event shape and for the
-legacy one (``fieldpick.edge.synthetic.LEGACY_EVENT_SHAPE``):
+legacy one (``fieldpick.lab.synthetic.LEGACY_EVENT_SHAPE``):
 
 1. amplitude, polarisation and frequency statistics of P and S
    (``train/data/synthetic.shape_stats``), against the same statistics of
@@ -38,7 +38,7 @@ TOL_SAMPLES = 50  # a pick within 0.5 s of an arrival finds it (the project's ma
 
 def shapes(n, seed):
     """{generator: {statistic: [p10, p50, p90]}} for the NCEDC windows (when present) and both generators."""
-    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
+    from fieldpick.lab.synthetic import LEGACY_EVENT_SHAPE
     from fieldpick.train.data.synthetic import event_windows, shape_stats
 
     out = {}
@@ -60,7 +60,7 @@ def picked(path, n, seed):
     """What the checkpoint at ``path`` picks on ``n`` synthetic event windows of each generator."""
     import torch
 
-    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE, event_windows, noise_windows
+    from fieldpick.lab.synthetic import LEGACY_EVENT_SHAPE, event_windows, noise_windows
     from fieldpick.train.checkpoint import load_checkpoint
     from fieldpick.train.config import TrainConfig
     from fieldpick.train.data.datasets import WindowSet

@@ -10,7 +10,7 @@ runs on each whole trace of each set (the labelled sets ``labeled/*.npz`` and
 the 154 NCEDC 90 s windows ``ncedc/phasenet_ncedc_90s.npz``), one thread.
 Picks are the peaks of the probability curves above one threshold per phase
 (``fieldpick.train.score.trace_peaks``; 0.3 unless ``--threshold``), matched
-to the analyst picks within 0.5 s by ``fieldpick.train.score.score``.  A phase
+to the analyst picks within 0.5 s by ``fieldpick.lab.scoring.score``.  A phase
 is scored only on the windows that carry its label (-1 means nobody picked
 it, not that it is absent); noise windows give false picks per hour.  "S as
 P" counts labelled S arrivals with a P pick within 0.5 s of them and nearer
@@ -41,7 +41,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from fieldpick.train.score import score, trace_peaks  # noqa: E402
+from fieldpick.lab.scoring import s_as_p_nearer, score  # noqa: E402
+from fieldpick.train.score import trace_peaks  # noqa: E402
 from fieldpick.train.teachers import (  # noqa: E402
     ENSEMBLE_NAMES,
     EXTRA_TEACHERS,
@@ -100,20 +101,6 @@ def picks_of(probs, thr_p, thr_s):
             + [("S", pos, pr) for pos, pr in trace_peaks(tr[1], thr_s)] for tr in probs]
 
 
-def s_as_p(picks, p, s, fs):
-    """Labelled S arrivals with a P pick within the tolerance, nearer the S than the P."""
-    tol = TOLERANCE_S * fs
-    n = 0
-    for w, pt, st in zip(picks, p, s):
-        if np.isnan(st):
-            continue
-        for ph, pos, _ in w:
-            if ph == "P" and abs(pos - st) <= tol and (np.isnan(pt) or abs(pos - st) < abs(pos - pt)):
-                n += 1
-                break
-    return n
-
-
 def score_set(probs, ds, thr_p, thr_s):
     """One row's scores: each phase on the windows that carry its label; noise windows -> false picks/h."""
     fs, p, s, noise = ds["fs"], ds["p"], ds["s"], ds["noise"]
@@ -129,7 +116,7 @@ def score_set(probs, ds, thr_p, thr_s):
         r = score(sub, truth[has] if ph == "P" else nan, truth[has] if ph == "S" else nan, fs,
                   tolerance_s=TOLERANCE_S)
         row.update({k: v for k, v in r.items() if k.startswith(ph + "_")})
-    row["S_as_P"] = s_as_p([picks[i] for i in np.flatnonzero(~noise)], p[~noise], s[~noise], fs)
+    row["S_as_P"] = s_as_p_nearer([picks[i] for i in np.flatnonzero(~noise)], p[~noise], s[~noise], fs, TOLERANCE_S)
     if noise.any():
         count = sum(len(picks[i]) for i in np.flatnonzero(noise))
         hours = noise.sum() * probs.shape[-1] / fs / 3600.0

@@ -32,7 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 from fieldpick.edge.picks import Pick  # noqa: E402
 from fieldpick.edge.telemetry import packet as pk  # noqa: E402
-from fieldpick.edge.telemetry.link import UdpEndpoint, UdpLink  # noqa: E402
+from fieldpick.edge.telemetry.endpoint import UdpEndpoint  # noqa: E402
+from fieldpick.edge.telemetry.link import UdpLink  # noqa: E402
 from fieldpick.edge.telemetry.lossy import LossyRelay  # noqa: E402
 from fieldpick.edge.telemetry.receive import EarthwormWriter, Receiver, serve  # noqa: E402
 from fieldpick.edge.telemetry.uplink import Uplink  # noqa: E402

@@ -4,7 +4,8 @@ Writes, into ``--out`` (default ``dist/``):
 
 - ``fieldpick-NAME.pyz``: a Python zip application (stdlib ``zipapp``) holding
   ``fieldpick/__init__.py``, ``fieldpick/edge/**`` (code, the model and its
-  card; no tests, no train/export), the station side of ``fieldpick/boards``
+  card), ``fieldpick/lab/**`` (the demo's synthetic data and scoring; no
+  tests, no train/export), the station side of ``fieldpick/boards``
   (selftest, bench, estimator, this board's profile) and a manifest with the
   sha256 of every file;
 - ``fieldpick-NAME.station.json``: an example station config;
@@ -144,13 +145,13 @@ def collect(board, model=None, repo=REPO):
     """The bundle's files: {path in the archive: bytes}, sorted by path."""
     files = {}
     files["fieldpick/__init__.py"] = _read(os.path.join(repo, "__init__.py"))
-    edge = os.path.join(repo, "edge")
-    for dirpath, dirnames, filenames in os.walk(edge):
-        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and d != "models")
-        for n in sorted(filenames):
-            if n.endswith(".py"):
-                full = os.path.join(dirpath, n)
-                files["fieldpick/" + os.path.relpath(full, repo).replace(os.sep, "/")] = _read(full)
+    for package in ("edge", "lab"):  # the station runtime, and the demo's synthetic data and scoring
+        for dirpath, dirnames, filenames in os.walk(os.path.join(repo, package)):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and d != "models")
+            for n in sorted(filenames):
+                if n.endswith(".py"):
+                    full = os.path.join(dirpath, n)
+                    files["fieldpick/" + os.path.relpath(full, repo).replace(os.sep, "/")] = _read(full)
     if model:
         card_path = os.path.splitext(model)[0] + ".json"
         if not os.path.exists(card_path):

@@ -26,35 +26,35 @@ __all__ = ["VERBS", "main"]
 
 log = logging.getLogger(__name__)
 
-# verb -> (module:function, one-line help, where it runs, extra that provides it, issue)
+# verb -> (module:function, one-line help, where it runs, extra that provides it)
 VERBS = OrderedDict(
     [
-        ("demo", ("fieldpick.edge.demo:main", "run the bundled model on a synthetic hour and score its picks", "station", None, 12)),
-        ("run", ("fieldpick.edge.station:main", "run a station from a JSON config (live sources, telemetry)", "station", None, 12)),
-        ("replay", ("fieldpick.edge.replay:main", "stream miniSEED files through the picker as fast as possible", "station", None, 12)),
-        ("receive", ("fieldpick.edge.telemetry.receive:main", "receive, acknowledge and decode pick packets", "network", None, 7)),
-        ("picks", ("fieldpick.network.cli:picks_main", "query the pick database (csv, json, quakeml, scml, earthworm)", "network", "network", 22)),
-        ("stations", ("fieldpick.network.cli:stations_main", "list stations (last seen, latency, SOH); import coordinates", "network", "network", 22)),
-        ("associate", ("fieldpick.network.cli:associate_main", "associate and locate stored picks into events", "network", "network", 22)),
-        ("card", ("fieldpick.edge.card_cli:main", "show and check a model card against its model file", "station", None, 2)),
-        ("train", ("fieldpick.train.fit:main", "train a picker from a config (PyTorch)", "workstation", "train", 9)),
-        ("distill", ("fieldpick.train.distill:main", "distil a small student from a teacher", "workstation", "train", 4)),
-        ("pseudo", ("fieldpick.train.pseudo:main", "label real continuous data where a teacher ensemble agrees", "workstation", "train", 20)),
-        ("prune", ("fieldpick.train.prune:main", "structured channel pruning with fine-tuning", "workstation", "train", 4)),
-        ("finetune", ("fieldpick.train.finetune:main", "move a model to a new region by training its head", "workstation", "train", 9)),
-        ("export", ("fieldpick.export.cli:main", "PyTorch -> ONNX -> TFLite fp32 and int8, with parity gates", "workstation", "export", 5)),
-        ("eval", ("fieldpick.train.evaluate:main", "score a picker or a classic baseline on a dataset", "workstation", "train", 3)),
-        ("explain", ("fieldpick.train.explain:main", "class activation maps (Grad-CAM, Grad-CAM++) of a picker over time", "workstation", "train", 11)),
-        ("plot", ("fieldpick.train.plot:main", "plot a window or stream with probabilities and picks", "workstation", "train", 11)),
-        ("bench", ("fieldpick.boards.bench:main", "measure latency and memory on this machine", "station", None, 8)),
-        ("bundle", ("fieldpick.boards.bundle:main", "build one file to copy to a station board", "workstation", None, 8)),
+        ("demo", ("fieldpick.edge.demo:main", "run the bundled model on a synthetic hour and score its picks", "station", None)),
+        ("run", ("fieldpick.edge.run:main", "run a station from a JSON config (live sources, telemetry)", "station", None)),
+        ("replay", ("fieldpick.edge.replay:main", "stream miniSEED files through the picker as fast as possible", "station", None)),
+        ("receive", ("fieldpick.edge.telemetry.receive:main", "receive, acknowledge and decode pick packets", "network", None)),
+        ("picks", ("fieldpick.network.cli:picks_main", "query the pick database (csv, json, quakeml, scml, earthworm)", "network", "network")),
+        ("stations", ("fieldpick.network.cli:stations_main", "list stations (last seen, latency, SOH); import coordinates", "network", "network")),
+        ("associate", ("fieldpick.network.cli:associate_main", "associate and locate stored picks into events", "network", "network")),
+        ("card", ("fieldpick.edge.card_cli:main", "show and check a model card against its model file", "station", None)),
+        ("train", ("fieldpick.train.fit:main", "train a picker from a config (PyTorch)", "workstation", "train")),
+        ("distill", ("fieldpick.train.distill:main", "distil a small student from a teacher", "workstation", "train")),
+        ("pseudo", ("fieldpick.train.pseudo:main", "label real continuous data where a teacher ensemble agrees", "workstation", "train")),
+        ("prune", ("fieldpick.train.prune:main", "structured channel pruning with fine-tuning", "workstation", "train")),
+        ("finetune", ("fieldpick.train.finetune:main", "move a model to a new region by training its head", "workstation", "train")),
+        ("export", ("fieldpick.export.cli:main", "PyTorch -> ONNX -> TFLite fp32 and int8, with parity gates", "workstation", "export")),
+        ("eval", ("fieldpick.train.evaluate:main", "score a picker or a classic baseline on a dataset", "workstation", "train")),
+        ("explain", ("fieldpick.train.explain:main", "class activation maps (Grad-CAM, Grad-CAM++) of a picker over time", "workstation", "train")),
+        ("plot", ("fieldpick.train.plot:main", "plot a window or stream with probabilities and picks", "workstation", "train")),
+        ("bench", ("fieldpick.boards.bench:main", "measure latency and memory on this machine", "station", None)),
+        ("bundle", ("fieldpick.boards.bundle:main", "build one file to copy to a station board", "workstation", None)),
     ]
 )
 
 
 def _parser():
     epilog = "verbs:\n" + "\n".join(
-        "  %-9s %s [%s]" % (verb, text, where) for verb, (_, text, where, _, _) in VERBS.items()
+        "  %-9s %s [%s]" % (verb, text, where) for verb, (_, text, where, _) in VERBS.items()
     )
     epilog += "\n\n'fieldpick VERB --help' describes one verb."
     p = argparse.ArgumentParser(
@@ -74,16 +74,17 @@ def _parser():
 
 def _load(verb):
     """Import the verb's function; raise a clear error when it cannot be had."""
-    target, _, where, extra, issue = VERBS[verb]
+    target, text, where, extra = VERBS[verb]
     module_name, func_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name or ""
         if missing == module_name or module_name.startswith(missing + "."):
+            hint = " with the '%s' extra" % extra if extra else ""
             raise _Unavailable(
-                "'fieldpick %s' is not in this build yet (planned in issue %d: %s)"
-                % (verb, issue, VERBS[verb][1])
+                "'fieldpick %s' (%s) is not part of this build; it runs on the %s: install fieldpick%s there"
+                % (verb, text, where, hint)
             ) from None
         hint = "pip install 'fieldpick[%s]'" % extra if extra else "pip install %s" % missing.split(".")[0]
         raise _Unavailable(

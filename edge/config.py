@@ -148,7 +148,7 @@ class StationConfig:
 
     model: path of the model card (``.json`` beside the model), or 'default'
     for the bundled model.  backend: the interpreter back end ('auto': the
-    fastest installed, see :func:`fieldpick.edge.station.load_runner`).  mode: 'gated'
+    fastest installed, see :func:`fieldpick.edge.runners.load_runner`).  mode: 'gated'
     (the network runs only around STA/LTA triggers) or 'continuous'.
     overlap: fraction of a window shared with the next.  stacking: how
     overlapping windows combine: 'avg', 'max', 'taper' (a Hann-weighted mean,

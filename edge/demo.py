@@ -33,7 +33,7 @@ fieldpick demo will:
 
 def _runner(choice, backend):
     from .replay import energy_ratio_card
-    from .station import EnergyRatioRunner, default_card_path, load_runner
+    from .runners import EnergyRatioRunner, default_card_path, load_runner
 
     if choice == "model":
         if default_card_path() is None:
@@ -47,9 +47,9 @@ def _runner(choice, backend):
 def run_demo(minutes=60.0, seed=7, mode="gated", runner="model", backend="numpy", packet_s=1.0,
              events_per_hour=20.0, out=None):
     """Run the demo; returns (picks, scores, stats dict).  Writes its report to ``out``."""
-    from . import synthetic
-    from .evaluate import evaluate_stream
-    from .station import Station
+    from ..lab import synthetic
+    from ..lab.scoring import evaluate_stream
+    from .pipeline import Station
 
     out = out or sys.stdout
     if not (0 < minutes <= 24 * 60):

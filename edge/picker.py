@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
@@ -145,13 +145,6 @@ class Stacker:
         if method == "taper":
             n = int(window_cells)
             self._w = np.maximum(np.hanning(n + 2)[1:-1], TAPER_FLOOR)
-
-    def reset_to(self, cell):
-        """Start (or restart) at absolute cell ``cell``."""
-        self._p[:] = 0
-        self._o[:] = 0
-        self._n[:] = 0
-        self.base = self.done = int(cell)
 
     def add(self, start, probs, offsets=None, first=0):
         """Add one window: probs (n, K), offsets (n,) or None, from absolute cell ``start``.
@@ -428,10 +421,3 @@ def extract_picks(outputs, card, start_ns=0, waveform=None, station="", threshol
             ))
     picks.sort(key=lambda p: (p.time_ns, p.phase))
     return picks
-
-
-def picks_equal(a: List[Pick], b: List[Pick], tol_ns: Optional[int] = 0) -> bool:
-    """True when two pick lists agree in phase and (within ``tol_ns``) time."""
-    if len(a) != len(b):
-        return False
-    return all(x.phase == y.phase and abs(x.time_ns - y.time_ns) <= tol_ns for x, y in zip(a, b))

@@ -6,10 +6,12 @@ at the edges of the API (``time_s``).
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-__all__ = ["PHASES", "POLARITIES", "Pick"]
+__all__ = ["PHASES", "POLARITIES", "Pick", "CSV_HEADER", "format_pick"]
 
 PHASES = ("P", "S")
 #: first-motion polarity: up, down, or not clear
@@ -67,3 +69,24 @@ class Pick:
         if station is not None:
             d["station"] = station
         return cls(**d)
+
+
+# ---------------------------------------------------------------- output lines
+CSV_HEADER = "time,station,phase,probability,uncertainty_s,amplitude,snr_db,polarity\n"
+
+
+def _iso(time_ns):
+    sec, ns = divmod(int(time_ns), 10 ** 9)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + ".%06dZ" % (ns // 1000)
+
+
+def format_pick(pick, fmt):
+    """One output line (with newline) for a pick: 'csv' or 'jsonl'."""
+    if fmt == "jsonl":
+        d = pick.to_dict()
+        d["time"] = _iso(pick.time_ns)
+        return json.dumps(d, sort_keys=True) + "\n"
+    return "%s,%s,%s,%.4f,%.4f,%.6g,%.2f,%s\n" % (
+        _iso(pick.time_ns), pick.station, pick.phase, pick.probability, pick.uncertainty_s,
+        pick.amplitude, pick.snr_db, pick.polarity)
+

@@ -2,7 +2,7 @@
 
 Records of every file are read, put in time order (a file may hold one
 channel after another), grouped into stations by 'NET.STA.LOC' and band
-code, and fed to one :class:`~fieldpick.edge.station.Station` each.  Picks
+code, and fed to one :class:`~fieldpick.edge.pipeline.Station` each.  Picks
 go to standard output as CSV (with a header) or JSON lines; a summary goes
 to standard error.
 """
@@ -17,15 +17,10 @@ import time
 from .card import InputSpec, ModelCard, OutputSpec
 from .config import BACKENDS, MODES, OUTPUT_FORMATS, StationConfig
 from .errors import DataError
-from .station import (
-    CSV_HEADER,
-    EnergyRatioRunner,
-    StationSet,
-    format_pick,
-    join_seconds,
-    load_runner,
-    records_in_time_order,
-)
+from .picks import CSV_HEADER, format_pick
+from .pipeline import StationSet
+from .runners import EnergyRatioRunner, load_runner
+from .sources.merge import join_seconds, records_in_time_order
 
 __all__ = ["RUNNERS", "energy_ratio_card", "make_runner", "read_sorted", "main"]
 
@@ -57,7 +52,7 @@ def read_sorted(paths, join_s=0.0):
 
     Returns ``(records, stats)``: ``records`` is an iterator (bounded memory:
     each file is scanned once for its channels now, then read per channel as
-    the merge goes, see :func:`~fieldpick.edge.station.records_in_time_order`);
+    the merge goes, see :func:`~fieldpick.edge.sources.merge.records_in_time_order`);
     ``stats`` is a :class:`~fieldpick.edge.sources.mseed.DecodeStats`, complete
     on return.  Records of one channel keep their order.  join_s: contiguous
     records joined into records of at least that many seconds (0: as stored).

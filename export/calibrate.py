@@ -7,7 +7,7 @@ range), pure noise, vertical-only records, and real NCEDC windows when the
 team's data folder is present.  Calibration and parity sets are drawn with
 different seeds, so parity is measured on windows the quantiser never saw.
 
-Synthetic events and noise come from :mod:`fieldpick.edge.synthetic`
+Synthetic events and noise come from :mod:`fieldpick.lab.synthetic`
 (Brune sources, Peterson noise, station troubles).
 """
 
@@ -25,7 +25,7 @@ __all__ = ["normalise", "synthetic_windows", "ncedc_windows", "export_windows"]
 
 log = logging.getLogger(__name__)
 
-#: SNR range (dB, as :func:`fieldpick.edge.synthetic.event_windows` measures it) of the
+#: SNR range (dB, as :func:`fieldpick.lab.synthetic.event_windows` measures it) of the
 #: events rescaled to a uniform SNR
 SNR_DB_RANGE = (-5.0, 40.0)
 
@@ -45,7 +45,7 @@ def normalise(windows, spec):
 
 
 def synthetic_windows(n, window_samples, fs, seed, noise_fraction=0.2):
-    """``n`` synthetic (3, T) windows from :mod:`fieldpick.edge.synthetic`.
+    """``n`` synthetic (3, T) windows from :mod:`fieldpick.lab.synthetic`.
 
     Half of the events keep the generator's default amplitudes (an SNR
     distribution close to the NCEDC windows'), half are rescaled to an SNR
@@ -54,7 +54,7 @@ def synthetic_windows(n, window_samples, fs, seed, noise_fraction=0.2):
     Returns ``(windows, p_idx, s_idx)``: (n, 3, T) float32 counts (not
     normalised) and sample indices, NaN where a phase is absent.
     """
-    from fieldpick.edge.synthetic import event_windows, noise_windows
+    from fieldpick.lab.synthetic import event_windows, noise_windows
 
     n_noise = int(round(n * noise_fraction))
     n_flat = (n - n_noise) // 2

@@ -6,7 +6,7 @@ Two kinds of figure:
 - pick-level (int8 against float32): run the station's picker
   (:func:`fieldpick.edge.picker.extract_picks`) on both outputs and require
   that at least 99 % of the picks agree (same phase, within 2 samples) and
-  that F1 against the labelled arrivals (:mod:`fieldpick.edge.evaluate`
+  that F1 against the labelled arrivals (:mod:`fieldpick.lab.scoring`
   rules: 0.5 s matching) moves by at most 0.01, per phase and overall.
 
 A gate that is missed raises :class:`ParityError` with the measured number,
@@ -107,7 +107,7 @@ class PickParity:
     """Pick-level agreement of a test output (int8) with a reference (fp32).
 
     f1_ref / f1_test map 'P', 'S' and 'all' to F1 against the labels
-    (:mod:`fieldpick.edge.evaluate` rules; NaN when undefined).
+    (:mod:`fieldpick.lab.scoring` rules; NaN when undefined).
     """
 
     windows: int
@@ -154,7 +154,7 @@ def _picks(extract, output, card):
 
 
 def _f1(picks, card, p_idx, s_idx):
-    from fieldpick.edge.evaluate import evaluate_windows
+    from fieldpick.lab.scoring import evaluate_windows
 
     phases = [ph for ph in ("P", "S") if ph in card.output.labels]
     sc = evaluate_windows({"P": p_idx, "S": s_idx}, picks, fs=card.input.sampling_rate_hz, phases=phases)

@@ -1,4 +1,4 @@
-"""Classic pickers through ObsPy, tuned on a validation split and scored by :mod:`fieldpick.edge.evaluate`.
+"""Classic pickers through ObsPy, tuned on a validation split and scored by :mod:`fieldpick.lab.scoring`.
 
 - :class:`StaLtaPicker` (P): band-pass, recursive STA/LTA (Withers et al.
   1998), ``trigger_onset``; every trigger is a P pick at its onset minus a
@@ -28,7 +28,7 @@ from typing import Dict, List
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError
-from fieldpick.edge.evaluate import Scores, evaluate_windows
+from fieldpick.lab.scoring import Scores, evaluate_windows, mean_f1
 
 from .data.datasets import WindowSet
 
@@ -229,11 +229,6 @@ def score(picker, events: WindowSet, noise: WindowSet = None, **kwargs) -> Score
                             noise_seconds=noise_seconds, phases=phases, **kwargs)
 
 
-def _objective(picker, scores):
-    f1 = [scores[ph].f1 for ph in picker.phases]
-    return float(np.mean([0.0 if math.isnan(v) else v for v in f1]))
-
-
 def tune(name, val: WindowSet, grid=None, max_points=None):
     """Grid search on the validation windows: returns ``(picker, best_objective, table)``.
 
@@ -253,7 +248,7 @@ def tune(name, val: WindowSet, grid=None, max_points=None):
     best, best_obj, table = None, -1.0, []
     for values in points:
         picker = cls(**dict(zip(keys, values)))
-        obj = _objective(picker, score(picker, val))
+        obj = mean_f1(score(picker, val), picker.phases)
         table.append((dict(zip(keys, values)), obj))
         log.debug("%s %.4f", picker, obj)
         if obj > best_obj:
@@ -262,7 +257,7 @@ def tune(name, val: WindowSet, grid=None, max_points=None):
         res = score(best, val)["P"]
         if res.matched:
             best = cls(best.params, shift_s=float(np.median(res.residuals_s)))
-            best_obj = _objective(best, score(best, val))
+            best_obj = mean_f1(score(best, val), best.phases)
     return best, best_obj, table
 
 

@@ -58,10 +58,10 @@ class TrainConfig:
     patience: int = 8                   # epochs without a better validation F1 before stopping
     ema_decay: float = 0.0              # validate, keep and ship an exponential moving average of the weights
                                         # (per step; 0.99: about the last 100 steps); 0: the weights themselves
-    # --- synthetic pre-training (fieldpick.edge.synthetic)
+    # --- synthetic pre-training (fieldpick.lab.synthetic)
     pretrain_windows: int = 0           # synthetic event windows; 0: no pre-training
     pretrain_epochs: int = 0
-    synthetic: Dict[str, Any] = field(default_factory=dict)  # fieldpick.edge.synthetic.SynthConfig overrides
+    synthetic: Dict[str, Any] = field(default_factory=dict)  # fieldpick.lab.synthetic.SynthConfig overrides
     # --- data, labels and augmentation
     val_fraction: float = 0.2           # of the stations, held out for early stopping
     label_shape: str = "gaussian"       # 'gaussian' or 'triangle'
@@ -124,7 +124,7 @@ class TrainConfig:
         if not 0.0 <= lo < hi <= 1.0:
             raise ConfigError("p_range is %r; need 0 <= low < high <= 1" % (self.p_range,))
         if self.synthetic:
-            from fieldpick.edge import synthetic
+            from fieldpick.lab import synthetic
 
             synthetic.config(**self.synthetic)  # unknown or impossible generator options: named here
         if self.pretrain_windows and not self.pretrain_epochs:

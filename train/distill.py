@@ -13,7 +13,7 @@ regression; a sparse choice of teacher channels as in selective KD):
   teacher's in-stride arrival (the centroid of its P+S probability inside
   the stride) for the student's offset channel.  The teacher can label any
   window, so ``unlabeled_per_batch`` synthetic windows
-  (:mod:`fieldpick.edge.synthetic`, their labels thrown away) join every
+  (:mod:`fieldpick.lab.synthetic`, their labels thrown away) join every
   batch and are learned from the teacher alone.
 - selective feature regression: the ``feature_channels`` teacher channels
   of layer ``teacher_layer`` with the largest effect on the teacher's P and

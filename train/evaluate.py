@@ -7,7 +7,7 @@ windows (with their pre-P noise windows), a held-out synthetic set, a
 synthetic continuous stream (baselines slid over it, scored against its
 truth table; false picks per hour are the unmatched picks), STEAD,
 a SeisBench folder, or miniSEED/SAC files through ObsPy.  Scores come from
-:mod:`fieldpick.edge.evaluate`, the module every other stage uses.
+:mod:`fieldpick.lab.scoring`, the module every other stage uses.
 
 Real datasets are split by station into two halves: ``--split test``
 (default) scores the second half; with ``--tune`` a baseline is first tuned
@@ -27,8 +27,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError
-from fieldpick.edge.evaluate import evaluate_windows
 from fieldpick.edge.stream.windows import normalise
+from fieldpick.lab.scoring import evaluate_windows
 
 from . import baselines
 from .data.datasets import WindowSet
@@ -176,8 +176,8 @@ def model_picks(path, ws: WindowSet, backend="numpy", batch=64):
 
 def _evaluate_stream(cfg: EvalConfig):
     """A baseline slid over a synthetic continuous stream, scored against its truth table."""
-    from fieldpick.edge.evaluate import evaluate_stream
-    from fieldpick.edge.synthetic import continuous
+    from fieldpick.lab.scoring import evaluate_stream
+    from fieldpick.lab.synthetic import continuous
 
     if cfg.picker not in baselines.BASELINES:
         raise ConfigError("--data stream scores the baselines (%s); models run on streams through "

@@ -5,7 +5,7 @@ overlapping windows, gates them with a trigger and merges picks.  Here each
 event trace of a :class:`~fieldpick.train.data.corpus.LabeledSet` is fed
 whole to :class:`fieldpick.edge.station.Station` (the station's code, the
 ``.tflite`` file and its card), and every noise window too; picks are matched
-to the analyst labels within ``tolerance_s`` by :func:`fieldpick.train.score.score`
+to the analyst labels within ``tolerance_s`` by :func:`fieldpick.lab.scoring.score`
 (P/S precision, recall, F1, residuals, false picks per hour on noise, and how
 many S arrivals were picked as P).
 
@@ -21,8 +21,9 @@ from typing import Callable, Dict, List
 
 import numpy as np
 
+from fieldpick.lab.scoring import near_count, s_as_p, score
 from fieldpick.train.data.corpus import LabeledSet
-from fieldpick.train.score import score, trace_peaks
+from fieldpick.train.score import trace_peaks
 
 __all__ = ["T0_NS", "MODES", "TorchRunner", "runner_for", "station_picks", "score_station", "score_curves",
            "score_classic", "s_as_p"]
@@ -82,17 +83,6 @@ def station_picks(runner, trace, fs, mode="gated", station_config=None):
     st = Station(runner, StationConfig.from_dict(cfg))
     got = st.feed_array(np.asarray(trace, np.float64), T0_NS, fs)
     return [(p.phase, (p.time_ns - T0_NS) * fs / 1e9, p.probability) for p in got]
-
-
-def s_as_p(picks, s_idx, fs, tolerance_s=0.5):
-    """How many labelled S arrivals have a P pick within ``tolerance_s`` and no S pick there."""
-    n = 0
-    for w, s in zip(picks, s_idx):
-        if not np.isfinite(s):
-            continue
-        near = [ph for ph, pos, _ in w if abs(pos - s) <= tolerance_s * fs]
-        n += ("P" in near) and ("S" not in near)
-    return n
 
 
 def _score(ls: LabeledSet, picks, noise_picks, tolerance_s):
@@ -208,8 +198,8 @@ def score_continuous(model, sds_root, manifest, mode="gated", backend="numpy", t
         for ph in ("P", "S"):
             mine = np.array([t for q, t in picks if q == ph], np.int64)
             theirs = np.asarray(ref["picks"][ph], np.int64)
-            hit = sum(bool(len(theirs)) and np.abs(theirs - t).min() <= tolerance_s * 1e9 for t in mine)
-            found = sum(bool(len(mine)) and np.abs(mine - t).min() <= tolerance_s * 1e9 for t in theirs)
+            hit = near_count(mine, theirs, tolerance_s * 1e9)
+            found = near_count(theirs, mine, tolerance_s * 1e9)
             row.update({ph + "_picks": len(mine), ph + "_ensemble": len(theirs), ph + "_agree": int(hit),
                         ph + "_found": int(found)})
         lone = [t for _, t in picks if not len(anyp) or np.abs(anyp - t).min() > clear_s * 1e9]

@@ -179,7 +179,7 @@ def _ref(p, s):
 
 def load_record(args) -> Record:
     """The record the command line names (one of --synthetic, --ncedc, --stream, --mseed)."""
-    from fieldpick.edge import synthetic
+    from fieldpick.lab import synthetic
 
     if args.synthetic is not None:
         ev = synthetic.event_windows(1, args.synthetic, window_samples=int(args.seconds * 100), fs=100.0)
@@ -473,7 +473,7 @@ def _save(fig, path, dpi):
 def add_record_arguments(p):
     """The record options ``plot`` and ``explain`` share."""
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--synthetic", type=int, metavar="SEED", help="one synthetic event window (fieldpick.edge.synthetic)")
+    src.add_argument("--synthetic", type=int, metavar="SEED", help="one synthetic event window (fieldpick.lab.synthetic)")
     src.add_argument("--ncedc", type=int, metavar="INDEX", help="one of the labeled NCEDC windows (0-153)")
     src.add_argument("--stream", type=float, metavar="SECONDS", help="a synthetic continuous stream this long")
     src.add_argument("--mseed", nargs="+", metavar="FILE", help="miniSEED file(s) of one station (read by fieldpick.edge.sources)")

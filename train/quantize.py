@@ -128,12 +128,13 @@ def score_outputs(run, card, test, cfg):
     """Pick and score one model on the fixed windows of ``test`` (a RealData).
 
     run: a function from normalised (N, C, T) windows to outputs (N, C', L).
-    Returns :func:`fieldpick.train.score.score`'s dict plus, under
+    Returns :func:`fieldpick.lab.scoring.score`'s dict plus, under
     ``"_raw"``, what pooling over folds needs.
     """
     from fieldpick.edge.stream.windows import normalise
+    from fieldpick.lab.scoring import score
     from fieldpick.train.data.windows import eval_windows, pad_noise
-    from fieldpick.train.score import picks_from_outputs, score
+    from fieldpick.train.score import picks_from_outputs
 
     t = card.input.window_samples
     events = eval_windows(test, t)

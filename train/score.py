@@ -1,14 +1,15 @@
-"""From network outputs to picks, and from picks to scores, for training and the zoo table.
+"""From network outputs to picks, for training and the zoo table.
 
 ``picks_from_outputs`` turns the output of any zoo model (whatever its
 card's ``output.kind``) into per-window pick lists ``[(phase, sample,
-probability), ...]`` with sample positions in the window's samples (float).
-``score`` matches picks to the labeled arrivals (within ``tolerance_s``,
-default 0.5 s) and returns per-phase precision, recall, F1 and residuals,
-plus false picks per hour on noise windows.
+probability), ...]`` with sample positions in the window's samples (float);
+:func:`fieldpick.lab.scoring.score` (imported here as ``score``) matches them
+to the labeled arrivals (within ``tolerance_s``, default 0.5 s) and returns
+per-phase precision, recall, F1 and residuals, plus false picks per hour on
+noise windows.
 
 Picking goes through the station's own picker (``fieldpick.edge.picker``)
-and scoring through the project's evaluation (``fieldpick.edge.evaluate``),
+and scoring through the project's one scoring module (``fieldpick.lab.scoring``),
 so training, cross-validation and the station agree on what a pick is; only
 the window classifier (CPIC), which the station picker does not read, is
 picked here by :func:`trace_peaks`.
@@ -21,12 +22,11 @@ import logging
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError
+from fieldpick.lab.scoring import PHASES, score
 
 __all__ = ["trace_peaks", "picks_from_outputs", "score", "PHASES"]
 
 log = logging.getLogger(__name__)
-
-PHASES = ("P", "S")
 
 
 def trace_peaks(prob, threshold, positions=None, offsets=None):
@@ -89,51 +89,3 @@ def picks_from_outputs(outputs, card, thresholds=None):
                     picks.append((phase, pos, prob))
         result.append(picks)
     return result
-
-
-def score(picks, p_idx, s_idx, fs, tolerance_s=0.5, noise_picks=None, noise_seconds=0.0):
-    """Score per-window picks with the project's evaluation (:func:`fieldpick.edge.evaluate.evaluate_windows`).
-
-    picks: list (one per event window) of [(phase, sample, probability)].
-    p_idx, s_idx: (N,) true arrival samples (NaN: absent).  fs: Hz.
-    noise_picks: optional list of pick lists on noise windows whose total
-    length is ``noise_seconds``.  Returns a flat dict: ``P_precision,
-    P_recall, P_f1, P_matched, P_picks, P_mae_s, P_mean_s, P_std_s`` (residual
-    = pick - truth, seconds, over matches), the same for S, ``f1`` (mean of
-    the P and S F1; 0 where undefined) and ``false_picks_per_hour``.
-    """
-    from fieldpick.edge.evaluate import evaluate_windows
-
-    if len(picks) != len(p_idx):
-        raise ConfigError("%d pick lists for %d windows" % (len(picks), len(p_idx)))
-
-    def per_phase(lists):
-        return {ph: [[pos for q, pos, _ in w if q == ph] for w in lists] for ph in PHASES}
-
-    noise = None
-    if noise_picks is not None and noise_seconds > 0:
-        noise = per_phase(noise_picks)
-    result = evaluate_windows({"P": np.asarray(p_idx, float), "S": np.asarray(s_idx, float)}, per_phase(picks),
-                              fs=fs, noise_picks=noise, noise_seconds=noise_seconds if noise else None,
-                              tolerance_s=tolerance_s)
-    out = {}
-    for ph in PHASES:
-        d = result[ph]
-        out.update({
-            ph + "_precision": _num(d.precision), ph + "_recall": _num(d.recall), ph + "_f1": _num(d.f1),
-            ph + "_matched": d.matched, ph + "_picks": d.n_picks, ph + "_labels": d.n_true,
-            ph + "_mae_s": d.residual_mae_s, ph + "_mean_s": d.residual_mean_s, ph + "_std_s": d.residual_std_s,
-            ph + "_within_0.1s": d.within_fraction,
-        })
-    out["f1"] = 0.5 * (out["P_f1"] + out["S_f1"])
-    if noise is not None:
-        count = sum(len(w) for w in noise_picks)
-        out["noise_picks"] = count
-        out["noise_hours"] = noise_seconds / 3600.0
-        out["false_picks_per_hour"] = count / out["noise_hours"]
-    return out
-
-
-def _num(v):
-    """0 for an undefined ratio (no picks): a model that picks nothing scores 0, not NaN."""
-    return 0.0 if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)

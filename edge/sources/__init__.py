@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..errors import ConfigError
 from .base import Record, Source
 
-__all__ = ["Record", "Source", "open_source", "parse_time_ns"]
+__all__ = ["Record", "Source", "open_source", "parse_time_ns", "is_sds_root"]
 
 _SDS_KEYS = {"net": "network", "network": "network", "sta": "station", "station": "station",
              "loc": "location", "location": "location", "cha": "channel", "channel": "channel",
@@ -88,7 +88,7 @@ def parse_time_ns(value) -> Optional[int]:
     return int(dt.replace(tzinfo=datetime.timezone.utc).timestamp()) * 1_000_000_000 + frac
 
 
-def _is_sds_root(path: str) -> bool:
+def is_sds_root(path: str) -> bool:
     try:
         years = [d for d in os.listdir(path) if len(d) == 4 and d.isdigit()]
     except OSError:
@@ -153,7 +153,7 @@ def open_source(spec, **options) -> Source:
     if "://" in spec:
         raise ConfigError("source %r: unknown scheme %r; use a path, '-', sds:// or seedlink://"
                           % (spec, spec.split("://")[0]))
-    if os.path.isdir(spec) and _is_sds_root(spec):
+    if os.path.isdir(spec) and is_sds_root(spec):
         from .sds import SdsSource
 
         return SdsSource(spec, **_options(options.items(), {v: v for v in _SDS_KEYS.values()}, "SDS"))

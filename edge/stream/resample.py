@@ -83,11 +83,6 @@ class Resampler:
         self._W = W
         self.reset()
 
-    @property
-    def delay_in_samples(self):
-        """Input samples that must follow an output sample before it is complete."""
-        return self.half_len / float(self.up)
-
     def reset(self):
         """Start a new segment: zeros before its first sample (like scipy)."""
         self._buf = np.zeros(0)

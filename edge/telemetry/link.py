@@ -4,9 +4,8 @@ Station side, a :class:`Link`: ``send(packet) -> bool`` (False when the link
 is down; the caller keeps the packet and retries), ``recv(timeout_s) ->
 [ack, ...]`` and ``close()``.
 
-Receiver side, an :class:`Endpoint`: registered in a ``selectors`` selector;
-when readable, ``read()`` returns ``[(packet, reply), ...]`` where
-``reply(ack_bytes)`` sends an acknowledgement back the way the packet came.
+Receiver side: the endpoints of :mod:`fieldpick.edge.telemetry.endpoint`,
+which read this framing.
 
 Framing: UDP carries one packet per datagram; TCP prefixes each packet with
 its length (u16, big-endian); the serial line uses SLIP (RFC 1055); the file
@@ -17,7 +16,6 @@ integrity and authenticity come from the packet's HMAC tag.
 from __future__ import annotations
 
 import binascii
-import errno
 import logging
 import os
 import select
@@ -35,11 +33,6 @@ __all__ = [
     "TcpLink",
     "SerialLink",
     "FileLink",
-    "Endpoint",
-    "UdpEndpoint",
-    "TcpEndpoint",
-    "SerialEndpoint",
-    "FileEndpoint",
     "slip_encode",
     "SlipDecoder",
     "LengthDecoder",
@@ -61,6 +54,14 @@ def parse_hostport(text: str) -> Tuple[str, int]:
     if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
         raise ConfigError("address %r must read HOST:PORT with PORT in 0..65535" % (text,))
     return host or "127.0.0.1", int(port)
+
+
+def socket_error(what: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """One line naming the address: unresolvable host, port in use, address not on this machine."""
+    why = exc.strerror or str(exc)
+    if isinstance(exc, socket.gaierror):
+        why = "cannot resolve host %r (%s)" % (host, why)
+    return ConfigError("cannot %s %s:%d: %s" % (what, host, port, why))
 
 
 # ---------------------------------------------------------------- framing
@@ -135,7 +136,8 @@ class LengthDecoder(object):
         return frames
 
 
-def _frame(data: bytes) -> bytes:
+def length_frame(data: bytes) -> bytes:
+    """A packet with its u16 big-endian length in front (the TCP framing)."""
     if not (0 < len(data) <= MAX_FRAME):
         raise TelemetryError("packet of %d bytes; a stream frame holds 1..%d" % (len(data), MAX_FRAME))
     return _LEN.pack(len(data)) + bytes(data)
@@ -173,7 +175,7 @@ class UdpLink(Link):
             self.sock.connect(self.address)
         except OSError as exc:
             self.sock.close()
-            raise _socket_error("send udp to", host, port, exc) from None
+            raise socket_error("send udp to", host, port, exc) from None
         self.sock.setblocking(False)
 
     def send(self, data: bytes) -> bool:
@@ -241,7 +243,7 @@ class TcpLink(Link):
             return False
         try:
             self.sock.settimeout(self.connect_timeout_s)
-            self.sock.sendall(_frame(data))
+            self.sock.sendall(length_frame(data))
             return True
         except OSError as exc:
             self._drop(exc)
@@ -335,7 +337,7 @@ class SerialLink(Link):
         self._own = fd is None
         self.fd = open_tty(path, baudrate) if fd is None else fd
         self.write_timeout_s = write_timeout_s
-        self._decoder = SlipDecoder()
+        self.decoder = SlipDecoder()
 
     def send(self, data: bytes) -> bool:
         try:
@@ -349,7 +351,7 @@ class SerialLink(Link):
         out = []
         if select.select([self.fd], [], [], max(0.0, timeout_s))[0]:
             try:
-                out.extend(self._decoder.feed(os.read(self.fd, 4096)))
+                out.extend(self.decoder.feed(os.read(self.fd, 4096)))
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:
@@ -410,230 +412,3 @@ def open_link(spec: str, baudrate: int = 9600) -> Link:
         "link %r not understood; allowed: 'udp://HOST:PORT', 'tcp://HOST:PORT', 'serial:DEVICE', "
         "'file:PATH', '-'" % (spec,)
     )
-
-
-# ---------------------------------------------------------------- receiver side
-
-
-def _socket_error(what: str, host: str, port: int, exc: OSError) -> ConfigError:
-    """One line naming the address: unresolvable host, port in use, address not on this machine."""
-    why = exc.strerror or str(exc)
-    if isinstance(exc, socket.gaierror):
-        why = "cannot resolve host %r (%s)" % (host, why)
-    return ConfigError("cannot %s %s:%d: %s" % (what, host, port, why))
-
-
-
-class Endpoint(object):
-    """Receiver side of a transport, driven by a selector."""
-
-    def register(self, selector) -> None:
-        raise NotImplementedError
-
-    def read(self, key) -> List[Tuple[bytes, Reply]]:
-        raise NotImplementedError
-
-    @property
-    def finished(self) -> bool:
-        """True once the source can deliver nothing more (end of a file)."""
-        return False
-
-    def close(self) -> None:
-        pass
-
-
-class UdpEndpoint(Endpoint):
-    """Listen for datagrams on host:port (port 0 picks a free one: see ``address``)."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            self.sock.bind((host, port))
-        except OSError as exc:
-            self.sock.close()
-            raise _socket_error("listen on udp", host, port, exc) from None
-        self.sock.setblocking(False)
-        self.address = self.sock.getsockname()
-
-    def register(self, selector):
-        selector.register(self.sock, 1, self)
-
-    def read(self, key):
-        out = []
-        for _ in range(256):
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # e.g. ECONNREFUSED from an earlier reply
-                log.debug("udp endpoint: %s", exc)
-                continue
-            out.append((data, self._replier(peer)))
-        return out
-
-    def _replier(self, peer):
-        def reply(ack):
-            try:
-                self.sock.sendto(ack, peer)
-            except OSError as exc:
-                log.debug("udp ack to %s failed: %s", peer, exc)
-
-        return reply
-
-    def close(self):
-        self.sock.close()
-
-
-class TcpEndpoint(Endpoint):
-    """Accept TCP connections on host:port; each carries length-prefixed packets."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.sock.bind((host, port))
-            self.sock.listen(16)
-        except OSError as exc:
-            self.sock.close()
-            raise _socket_error("listen on tcp", host, port, exc) from None
-        self.sock.setblocking(False)
-        self.address = self.sock.getsockname()
-        self._selector = None
-        self._conns = {}  # socket -> LengthDecoder
-
-    def register(self, selector):
-        self._selector = selector
-        selector.register(self.sock, 1, self)
-
-    def read(self, key):
-        if key.fileobj is self.sock:
-            try:
-                conn, peer = self.sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return []
-            conn.setblocking(False)
-            self._conns[conn] = LengthDecoder()
-            self._selector.register(conn, 1, self)
-            log.info("tcp endpoint: connection from %s:%d", *peer[:2])
-            return []
-        conn = key.fileobj
-        try:
-            chunk = conn.recv(65536)
-        except (BlockingIOError, InterruptedError):
-            return []
-        except OSError as exc:
-            chunk = b""
-            log.info("tcp endpoint: %s", exc)
-        if not chunk:
-            self._close_conn(conn)
-            return []
-        try:
-            frames = self._conns[conn].feed(chunk)
-        except TelemetryError as exc:
-            log.warning("tcp endpoint: dropping a connection: %s", exc)
-            self._close_conn(conn)
-            return []
-        return [(f, self._replier(conn)) for f in frames]
-
-    def _replier(self, conn):
-        def reply(ack):
-            try:
-                conn.settimeout(2.0)
-                conn.sendall(_frame(ack))
-            except OSError as exc:
-                log.debug("tcp ack failed: %s", exc)
-            finally:
-                try:
-                    conn.setblocking(False)
-                except OSError:
-                    pass
-
-        return reply
-
-    def _close_conn(self, conn):
-        if self._selector is not None:
-            try:
-                self._selector.unregister(conn)
-            except (KeyError, ValueError):
-                pass
-        self._conns.pop(conn, None)
-        conn.close()
-
-    def close(self):
-        for conn in list(self._conns):
-            self._close_conn(conn)
-        self.sock.close()
-
-
-class SerialEndpoint(Endpoint):
-    """Read SLIP-framed packets from a serial device (or an open fd); acks go back the same line."""
-
-    def __init__(self, path: Optional[str] = None, baudrate: int = 9600, fd: Optional[int] = None):
-        self.link = SerialLink(path=path, baudrate=baudrate, fd=fd)
-
-    def register(self, selector):
-        selector.register(self.link.fd, 1, self)
-
-    def read(self, key):
-        try:
-            chunk = os.read(self.link.fd, 4096)
-        except (BlockingIOError, InterruptedError):
-            return []
-        except OSError as exc:
-            if exc.errno != errno.EIO:  # EIO: the other end of a pty closed
-                log.warning("serial endpoint: %s", exc)
-            return []
-        return [(f, self._reply) for f in self.link._decoder.feed(chunk)]
-
-    def _reply(self, ack):
-        self.link.send(ack)
-
-    def close(self):
-        self.link.close()
-
-
-class FileEndpoint(Endpoint):
-    """Read hex lines written by :class:`FileLink` (a file, or '-' for stdin); no acks."""
-
-    def __init__(self, path: str = "-"):
-        self.path = path
-        if path != "-" and os.path.isdir(path):
-            raise ConfigError("--file %s is a folder; give a file of hex lines" % path)
-        # undecodable bytes become U+FFFD: such a line is not hex and is counted as bad
-        self._stream = sys.stdin if path == "-" else open(path, "r", encoding="ascii", errors="replace")
-        self._done = False
-        self.bad_lines = 0
-
-    def register(self, selector):
-        if self.path == "-":
-            selector.register(self._stream, 1, self)
-
-    def read(self, key=None):
-        out = []
-        lines = [self._stream.readline()] if self.path == "-" else self._stream.readlines()
-        for line in lines:
-            if line == "" and self.path == "-":
-                self._done = True
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                out.append((binascii.unhexlify(line), _no_reply))
-            except (binascii.Error, ValueError):
-                self.bad_lines += 1
-                log.warning("file endpoint %s: a line that is not hex (%d characters)", self.path, len(line))
-        if self.path != "-":
-            self._done = True
-        return out
-
-    @property
-    def finished(self):
-        return self._done
-
-    def close(self):
-        if self.path != "-":
-            self._stream.close()
-
-
-def _no_reply(ack):
-    return None

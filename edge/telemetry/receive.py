@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence
 from ..errors import ConfigError, DataError, FieldpickError
 from ..limits import Limits, read_json, year_start_ns
 from ..picks import Pick
-from .link import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint, parse_hostport
+from .endpoint import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint
+from .link import parse_hostport
 from .packet import PacketRejected, StationEntry, StationTable, decode, encode_ack, onset_weight
 from .quarantine import Quarantine, write_atomic
 

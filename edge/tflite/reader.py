@@ -15,7 +15,7 @@ The result is plain data (:class:`Model`, :class:`Subgraph`,
 from __future__ import annotations
 
 import struct
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -482,11 +482,6 @@ def _read_tensor(t, ti, buffers, buf):
                                    % (what, shape, dtype, count * dtype.itemsize, n))
         data = np.frombuffer(buf.data, dtype, count, start).reshape(shape)
     return Tensor(ti, name, shape, type_code, dtype, bi, data, quant, sig)
-
-
-def opcode_table() -> Dict[str, int]:
-    """Known operator names and their builtin codes (for error messages and tests)."""
-    return dict(OPCODES)
 
 
 def describe(model: Model) -> List[Tuple[str, Optional[str]]]:

@@ -1,4 +1,5 @@
-"""The rules that keep edge/ deployable: numpy + standard library only, Python 3.8 syntax.
+"""The rules that keep edge/ (and lab/, which the bundle carries for the demo) deployable:
+numpy + standard library only, Python 3.8 syntax.
 
 Each check is also run against a deliberately bad package, so these tests
 prove they can fail.
@@ -15,6 +16,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EDGE = os.path.join(REPO, "edge")
+LAB = os.path.join(REPO, "lab")  # synthetic data and scoring: the demo runs them on the station
 BLOCKED = ["torch", "scipy", "onnx", "onnxruntime", "tensorflow", "h5py", "obspy",
            "matplotlib", "pandas", "tflite_runtime", "ai_edge_litert", "tqdm", "seisbench"]
 
@@ -56,8 +58,9 @@ def _isolated_import(package, cwd=None):
     return subprocess.run([sys.executable, "-c", CHECK, package], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
-def test_edge_imports_with_heavy_packages_blocked():
-    res = _isolated_import("fieldpick.edge")
+@pytest.mark.parametrize("package", ["fieldpick.edge", "fieldpick.lab"])
+def test_edge_imports_with_heavy_packages_blocked(package):
+    res = _isolated_import(package)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "imported" in res.stdout
 
@@ -82,11 +85,12 @@ def test_isolation_check_catches_an_unlisted_third_party_import(tmp_path):
 
 
 def _edge_sources():
-    for root, dirs, files in os.walk(EDGE):
-        dirs[:] = [d for d in dirs if d != "__pycache__"]
-        for f in files:
-            if f.endswith(".py"):
-                yield os.path.join(root, f)
+    for top in (EDGE, LAB):
+        for root, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for f in files:
+                if f.endswith(".py"):
+                    yield os.path.join(root, f)
 
 
 def _parse_errors_38(paths):
@@ -163,7 +167,7 @@ def _vermin(paths):
 
 
 def test_edge_needs_no_more_than_python_38():
-    res = _vermin([EDGE])
+    res = _vermin([EDGE, LAB])
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-1000:]
 
 

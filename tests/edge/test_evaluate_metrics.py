@@ -1,4 +1,4 @@
-"""fieldpick.edge.evaluate: matching rules, per-phase scores, streams, and the table."""
+"""fieldpick.lab.scoring: matching rules, per-phase scores, streams, and the table."""
 
 import json
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fieldpick.edge.errors import DataError
-from fieldpick.edge.evaluate import by_phase, evaluate_stream, evaluate_windows, match
 from fieldpick.edge.picks import Pick
+from fieldpick.lab.scoring import by_phase, evaluate_stream, evaluate_windows, match
 
 
 def _match_reference(t, p, tol):

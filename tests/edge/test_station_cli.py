@@ -10,12 +10,15 @@ import shutil
 import numpy as np
 import pytest
 
-from fieldpick.edge import demo, replay, station, synthetic
+from fieldpick.edge import demo, replay
+from fieldpick.edge import run as run_verb
 from fieldpick.edge.card import InputSpec, ModelCard, Normalisation, OutputSpec
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import FieldpickError
 from fieldpick.edge.replay import energy_ratio_card
+from fieldpick.edge.sources.merge import open_sources
 from fieldpick.edge.station import EnergyRatioRunner, InterpreterRunner, Station, format_pick
+from fieldpick.lab import synthetic
 
 obspy = pytest.importorskip("obspy", reason="ObsPy writes the miniSEED these tests replay (workstation env)")
 from obspy import Stream, Trace, UTCDateTime  # noqa: E402
@@ -85,9 +88,9 @@ def test_run_from_a_config_with_the_int8_model(mseed, tmp_path, capsys):
     cfg = {"model": card_path, "mode": "continuous", "sources": [path],
            "output": {"path": str(out_path), "format": "csv"}}
     (tmp_path / "station.json").write_text(json.dumps(cfg))
-    assert station.main(["--config", str(tmp_path / "station.json"), "--check"]) == 0
+    assert run_verb.main(["--config", str(tmp_path / "station.json"), "--check"]) == 0
     assert "ok (model tiny, mode continuous)" in capsys.readouterr().out
-    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    assert run_verb.main(["--config", str(tmp_path / "station.json")]) == 0
     rows = list(csv.DictReader(io.StringIO(out_path.read_text())))
     # the same picks as the Python API with the same runner
     card = ModelCard.load(card_path)
@@ -107,7 +110,7 @@ def test_run_from_a_config_with_the_int8_model(mseed, tmp_path, capsys):
 def test_run_rejects_bad_configs(tmp_path, capsys, cfg, message):
     (tmp_path / "station.json").write_text(json.dumps(cfg))
     with pytest.raises(FieldpickError, match=message):  # the CLI prints it and exits with status 2
-        station.main(["--config", str(tmp_path / "station.json")])
+        run_verb.main(["--config", str(tmp_path / "station.json")])
 
 
 def test_demo_scores_a_synthetic_stream(capsys):
@@ -130,7 +133,7 @@ class _Collect(object):
 
 def test_run_sends_its_picks_through_telemetry(mseed, tmp_path):
     from fieldpick.edge.telemetry import packet as pk
-    from fieldpick.edge.telemetry.link import FileEndpoint
+    from fieldpick.edge.telemetry.endpoint import FileEndpoint
     from fieldpick.edge.telemetry.receive import Receiver, serve
 
     path, _ = mseed
@@ -143,7 +146,7 @@ def test_run_sends_its_picks_through_telemetry(mseed, tmp_path):
            "telemetry": {"table": str(tmp_path / "stations.json"), "station": "XX.SYN..HHZ",
                          "journal": str(tmp_path / "journal"), "link": "file:" + link, "profile": "udp"}}
     (tmp_path / "station.json").write_text(json.dumps(cfg))
-    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    assert run_verb.main(["--config", str(tmp_path / "station.json")]) == 0
     written = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert written, "the tiny untrained model should pick something in 20 minutes"
     sink = _Collect()
@@ -162,7 +165,7 @@ def test_run_flushes_a_part_filled_packet_at_the_end_of_a_finite_stream(mseed, t
     """max_delay_s of an hour: picks would wait for a fuller packet; the end of the
     replay must pack and send them anyway (then the journal is empty)."""
     from fieldpick.edge.telemetry import packet as pk
-    from fieldpick.edge.telemetry.link import FileEndpoint
+    from fieldpick.edge.telemetry.endpoint import FileEndpoint
     from fieldpick.edge.telemetry.receive import Receiver, serve
 
     path, _ = mseed
@@ -175,7 +178,7 @@ def test_run_flushes_a_part_filled_packet_at_the_end_of_a_finite_stream(mseed, t
                          "journal": str(tmp_path / "journal"), "link": "file:" + link, "profile": "iridium",
                          "max_delay_s": 3600}}
     (tmp_path / "station.json").write_text(json.dumps(cfg))
-    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    assert run_verb.main(["--config", str(tmp_path / "station.json")]) == 0
     written = (tmp_path / "p.jsonl").read_text().splitlines()
     assert written
     sink = _Collect()
@@ -209,7 +212,7 @@ def test_run_sources_select_and_trim_an_sds_archive(mseed, tmp_path, form):
     if form == "root":
         # a plain root selects everything: the whole 20 minutes, still merged in time order
         start, end = T0, T0 + 1200 * 10 ** 9
-    (src,) = station._open_sources([spec])
+    (src,) = open_sources([spec])
     recs = list(src)
     assert {r.channel for r in recs} == {"HHZ", "HHN", "HHE"}
     assert min(r.start_ns for r in recs) == start
@@ -264,7 +267,7 @@ def test_time_order_merge_opens_a_stream_only_when_it_is_reached():
     so a week of files holds one day's read buffers, not seven."""
     from collections import namedtuple
 
-    from fieldpick.edge.station import _merge_lazily
+    from fieldpick.edge.sources.merge import _merge_lazily
 
     Rec = namedtuple("Rec", "start_ns channel")
     opened = []
@@ -291,7 +294,7 @@ def test_run_polls_the_uplink_by_the_clock_not_only_with_picks(mseed, tmp_path, 
     from fieldpick.edge.telemetry import packet as pk
 
     calls = []
-    real = station._uplink
+    real = run_verb._uplink
 
     class Counting(object):
         def __init__(self, up):
@@ -306,8 +309,8 @@ def test_run_polls_the_uplink_by_the_clock_not_only_with_picks(mseed, tmp_path, 
                 return wrapped
             return attr
 
-    monkeypatch.setattr(station, "_uplink", lambda cfg: Counting(real(cfg)))
-    monkeypatch.setattr(station, "POLL_S", 0.0)
+    monkeypatch.setattr(run_verb, "_uplink", lambda cfg: Counting(real(cfg)))
+    monkeypatch.setattr(run_verb, "POLL_S", 0.0)
     path, _ = mseed
     pk.StationTable.generate(["XX.SYN..HHZ"]).save(str(tmp_path / "stations.json"))
     cfg = {"model": tiny_card(tmp_path), "mode": "gated", "sources": [path], "output": {"path": ""},
@@ -315,7 +318,7 @@ def test_run_polls_the_uplink_by_the_clock_not_only_with_picks(mseed, tmp_path, 
                          "journal": str(tmp_path / "journal"), "link": "file:" + str(tmp_path / "p.hex"),
                          "profile": "udp"}}
     (tmp_path / "station.json").write_text(json.dumps(cfg))
-    assert station.main(["--config", str(tmp_path / "station.json")]) == 0
+    assert run_verb.main(["--config", str(tmp_path / "station.json")]) == 0
     records = sum(1 for _ in replay.read_sorted([path], 30.0)[0])  # as run joins them (~35 s each)
     assert 100 <= records <= 120
     assert calls.count("poll") == records + 1

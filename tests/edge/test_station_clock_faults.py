@@ -6,13 +6,13 @@ or crash it; here each must finish in well under a second of work."""
 import numpy as np
 import pytest
 
-from fieldpick.edge import synthetic
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.limits import year_start_ns
 from fieldpick.edge.sources.base import Record
 from fieldpick.edge.station import Station, StationSet
 from fieldpick.edge.stream.resample import ratio
+from fieldpick.lab import synthetic
 
 from .test_station_pipeline import CountingRunner, card
 
@@ -49,8 +49,8 @@ def test_a_jump_of_years_is_a_gap_with_bounded_work(stream, jump_ns, mode):
     second = feed(st, stream, T0 + 20 * YEAR_NS + jump_ns) + st.flush()
     assert st.ring.stats["time_jumps"] == 1
     assert st.ring.stats["gap_samples"] <= 3 * st.ring.max_lag  # not years of samples
-    assert st.stats["windows_total"] < 4 * stream.shape[1] / st.H  # no window for every hop of the gap
-    edge = T0 + 20 * YEAR_NS + (stream.shape[1] - st.W - 100) * 10 ** 7  # the last window differs at a flush
+    assert st.stats["windows_total"] < 4 * stream.shape[1] / st.hop_samples  # no window for every hop of the gap
+    edge = T0 + 20 * YEAR_NS + (stream.shape[1] - st.window_samples - 100) * 10 ** 7  # the last window differs at a flush
     after = [(p.time_ns - jump_ns, p.phase) for p in second
              if T0 + 20 * YEAR_NS + jump_ns <= p.time_ns < edge + jump_ns]
     key = [(p.time_ns, p.phase) for p in alone if p.time_ns < edge]

@@ -75,7 +75,7 @@ def test_backend_auto_takes_the_fastest_installed_and_falls_back_to_numpy(monkey
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
     monkeypatch.setitem(sys.modules, "tflite_runtime", None)
     monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
-    with caplog.at_level("INFO", logger="fieldpick.edge.station"):
+    with caplog.at_level("INFO", logger="fieldpick.edge.runners"):
         runner = load_runner(card, "auto")
     assert runner.interpreter.backend == "numpy"
     assert "backend auto: using numpy" in caplog.text

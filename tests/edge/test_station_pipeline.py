@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-from fieldpick.edge import synthetic
 from fieldpick.edge.card import InputSpec, ModelCard, OutputSpec
 from fieldpick.edge.config import StationConfig
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.station import EnergyRatioRunner, Station
+from fieldpick.lab import synthetic
 
 T0 = 1_700_000_000 * 10 ** 9
 
@@ -230,7 +230,7 @@ def _spy(st):
     plan, run = st._plan, st._run_pending
 
     def spy_plan(T, final):
-        spans.extend((on, off) for on, off in st._spans if off is not None and (on, off) not in spans)
+        spans.extend((on, off) for on, off in st.gate.spans if off is not None and (on, off) not in spans)
         plan(T, final)
 
     def spy_run():
@@ -246,8 +246,8 @@ def test_fitted_windows_cover_every_triggered_span_with_the_onset_inside(stream)
     st = station("gated")
     spans, runs = _spy(st)
     st.feed_array(data, T0, 100.0)
-    N, W, pre, post = data.shape[1], st.W, st.pre, st.post
-    assert len(spans) > 5 and runs == sorted(set(runs)) and all(s % st.S == 0 for s in runs)
+    N, W, pre, post = data.shape[1], st.window_samples, st.pre_samples, st.post_samples
+    assert len(spans) > 5 and runs == sorted(set(runs)) and all(s % st.stride_samples == 0 for s in runs)
     covered = np.zeros(N, bool)
     for s in runs:
         covered[s:s + W] = True
@@ -313,7 +313,7 @@ def test_a_fitted_window_starting_in_a_gap_moves_past_it(sizes):
     spans, runs = _spy(st)
     picks = fed(st)
     assert st.ring.stats["gap_samples"] == 3 * (gap[1] - gap[0])
-    assert runs and all(s >= gap[1] or s + st.W <= gap[0] for s in runs)
+    assert runs and all(s >= gap[1] or s + st.window_samples <= gap[0] for s in runs)
     p = [q for q in picks if q.phase == "P"]
     assert len(p) == 1 and abs(p[0].time_ns - (T0 + 71.0 * 10 ** 9)) < 0.5e9
 
@@ -340,7 +340,7 @@ def test_a_gap_of_hours_between_packets_picks_the_data_after_it(stream, mode, ga
     # before the gap: the same picks, but for those in the last window's length, which only
     # the end of a stream (flush) covers with a window ending at its last sample
     end_ns = T0 + int(round(part.shape[1] / 100.0 * 1e9))
-    edge_ns = end_ns - int(round(st.W / 100.0 * 1e9))
+    edge_ns = end_ns - int(round(st.window_samples / 100.0 * 1e9))
     assert [(p.time_ns, p.phase) for p in before if p.time_ns < edge_ns] == [k for k in key if k[0] < edge_ns]
     assert {(p.time_ns, p.phase) for p in before} <= set(key)
 

@@ -1,12 +1,13 @@
-"""fieldpick.edge.synthetic: determinism, physics that can be checked by hand, troubles, streams."""
+"""fieldpick.lab.synthetic: determinism, physics that can be checked by hand, troubles, streams."""
 
 import math
 
 import numpy as np
 import pytest
 
-from fieldpick.edge import synthetic as syn
 from fieldpick.edge.errors import ConfigError
+from fieldpick.lab import synthetic as syn
+from fieldpick.lab.events import draw_event, event_ground
 
 CLEAN = dict(spike_prob=0.0, gap_prob=0.0, clip_prob=0.0, dead_channel_prob=0.0, vertical_only_prob=0.0,
              dc_offset_prob=0.0, second_event_prob=0.0, burst_prob=0.0)
@@ -42,8 +43,8 @@ def test_s_minus_p_follows_distance_exactly():
 
 def test_event_is_causal_and_starts_at_the_label():
     rng = np.random.default_rng(3)
-    ev = syn._draw_event(rng, syn.config(), None)
-    sig, s_sample = syn._event_ground(rng, ev, 3000, 100.0, 1234.4, True)
+    ev = draw_event(rng, syn.config(), None)
+    sig, s_sample = event_ground(rng, ev, 3000, 100.0, 1234.4, True)
     assert np.all(sig[:, :1234] == 0.0)  # nothing before the onset sample
     assert np.abs(sig[:, 1235:1300]).max() > 0.01 * np.abs(sig).max()  # and energy within 0.65 s after it
     assert s_sample == pytest.approx(1234.4 + ev["sp_s"] * 100.0)

@@ -14,8 +14,9 @@ import pytest
 from fieldpick.edge.errors import ConfigError, JournalError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk
+from fieldpick.edge.telemetry.endpoint import UdpEndpoint
 from fieldpick.edge.telemetry.journal import MAGIC, Journal
-from fieldpick.edge.telemetry.link import UdpEndpoint, UdpLink
+from fieldpick.edge.telemetry.link import UdpLink
 from fieldpick.edge.telemetry.receive import Receiver, serve
 from fieldpick.edge.telemetry.uplink import Uplink
 

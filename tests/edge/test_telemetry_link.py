@@ -8,16 +8,13 @@ import pytest
 from fieldpick.edge.errors import ConfigError, DataError, TelemetryError
 from fieldpick.edge.picks import Pick
 from fieldpick.edge.telemetry import packet as pk
+from fieldpick.edge.telemetry.endpoint import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint
 from fieldpick.edge.telemetry.link import (
-    FileEndpoint,
     FileLink,
     LengthDecoder,
-    SerialEndpoint,
     SerialLink,
     SlipDecoder,
-    TcpEndpoint,
     TcpLink,
-    UdpEndpoint,
     UdpLink,
     parse_hostport,
     slip_encode,

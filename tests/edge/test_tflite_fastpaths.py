@@ -14,13 +14,7 @@ import pytest
 
 from fieldpick.edge.tflite.kernels import build_kernel
 from fieldpick.edge.tflite.kernels.activation import _softmax_reciprocal
-from fieldpick.edge.tflite.kernels.conv import (
-    ChannelBias,
-    Requantizer,
-    channel_tiles,
-    conv_geometry,
-    im2col,
-)
+from fieldpick.edge.tflite.kernels.conv import conv_geometry, im2col
 from fieldpick.edge.tflite.kernels.quant import (
     _rounding_divide_by_pot,
     _srdhm,
@@ -28,6 +22,7 @@ from fieldpick.edge.tflite.kernels.quant import (
     mbqm_scalar,
     quantize_multiplier,
 )
+from fieldpick.edge.tflite.kernels.requant import ChannelBias, Requantizer, channel_tiles
 from fieldpick.edge.tflite.reader import Operator, Quantization, Tensor
 
 
@@ -242,12 +237,12 @@ DEFAULT_TFLITE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os
 
 def _plain_int8_conv(op, tensors, x):
     """TFLite's int8 CONV_2D / DEPTHWISE_CONV_2D on one 1-D input, in int64 numpy (no floats)."""
-    from fieldpick.edge.tflite.kernels.conv import _requant_params
     from fieldpick.edge.tflite.kernels.quant import (
         activation_range,
         multiply_by_quantized_multiplier,
         qparams,
     )
+    from fieldpick.edge.tflite.kernels.requant import requant_params as _requant_params
 
     x_t, w_t, y_t = (tensors[op.inputs[0]], tensors[op.inputs[1]], tensors[op.outputs[0]])
     o = op.options

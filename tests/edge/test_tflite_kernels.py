@@ -12,13 +12,14 @@ from hypothesis import strategies as st
 
 from fieldpick.edge.tflite.interpreter import plan_memory
 from fieldpick.edge.tflite.kernels import build_kernel
-from fieldpick.edge.tflite.kernels.conv import Requantizer, conv_geometry
+from fieldpick.edge.tflite.kernels.conv import conv_geometry
 from fieldpick.edge.tflite.kernels.quant import (
     mbqm_scalar,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     round_half_away,
 )
+from fieldpick.edge.tflite.kernels.requant import Requantizer
 from fieldpick.edge.tflite.reader import Operator, Quantization, Tensor
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fieldpick.edge.errors import DataError
-from fieldpick.edge.synthetic import event_windows
+from fieldpick.lab.synthetic import event_windows
 from fieldpick.train.data import datasets as ds
 from fieldpick.train.data.synthetic import synthetic_set, to_windowset
 

@@ -474,7 +474,7 @@ def test_crossval_fold_seed_keeps_the_folds_while_the_seed_moves_the_weights(tmp
 def test_pretraining_takes_the_recipes_generator_options(tmp_path):
     import argparse
 
-    from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
+    from fieldpick.lab.synthetic import LEGACY_EVENT_SHAPE
     from fieldpick.train.config import add_arguments, config_from_args
     from fieldpick.train.data.windows import synthetic_source
 

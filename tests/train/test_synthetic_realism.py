@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fieldpick.edge.synthetic import LEGACY_EVENT_SHAPE
+from fieldpick.lab.synthetic import LEGACY_EVENT_SHAPE
 from fieldpick.train.data.synthetic import SHAPE_STATS, event_windows, shape_stats
 
 MATCHED = ("s_over_p_h", "v_over_h_p", "v_over_h_s", "s_over_coda", "freq_p", "freq_s")

@@ -97,7 +97,7 @@ def _prob(name, p):
 def snr_db(waveform, p_idx, noise, fs, signal_s=2.0):
     """10 log10(power of ``waveform`` on Z in ``signal_s`` after P / power of ``noise`` on Z).
 
-    The same definition as :mod:`fieldpick.edge.synthetic` uses; without a P
+    The same definition as :mod:`fieldpick.lab.synthetic` uses; without a P
     label the whole window is the signal.
     """
     z = np.asarray(waveform[0], dtype=np.float64)
@@ -169,7 +169,7 @@ class AddNoise:
     """Add real or synthetic noise so that the event's SNR (see :func:`snr_db`) hits a target.
 
     noise: a WindowSet of noise windows (e.g. ``load_ncedc_noise()``), or
-    'synthetic' for :func:`fieldpick.edge.synthetic.noise_windows`.
+    'synthetic' for :func:`fieldpick.lab.synthetic.noise_windows`.
     snr_db_range: the target, drawn uniformly (dB).  prob: chance of applying.
     A noise window shorter than the example is extended by reflection.
     On an example without arrivals the noise is added at the level that
@@ -187,7 +187,7 @@ class AddNoise:
 
     def _noise(self, rng, T, fs):
         if isinstance(self.noise, str):
-            from fieldpick.edge.synthetic import noise_windows
+            from fieldpick.lab.synthetic import noise_windows
 
             return noise_windows(1, int(rng.integers(0, 2 ** 31)), window_samples=T, fs=fs)["waveforms"][0]
         if abs(self.noise.fs - fs) > 1e-9:

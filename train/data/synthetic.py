@@ -1,6 +1,6 @@
 """Synthetic training data as :class:`~fieldpick.train.data.datasets.WindowSet` (workstation side).
 
-The generator itself is :mod:`fieldpick.edge.synthetic` (numpy only, so
+The generator itself is :mod:`fieldpick.lab.synthetic` (numpy only, so
 the station demo can use it); this module re-exports it and adds what
 training wants: WindowSets, a mixed event/noise set, and held-out splits
 whose seeds never overlap the training ones.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from fieldpick.edge.errors import ConfigError
-from fieldpick.edge.synthetic import (  # noqa: F401  (re-exported)
+from fieldpick.lab.synthetic import (  # noqa: F401  (re-exported)
     TRUTH_DTYPE,
     SynthConfig,
     config,

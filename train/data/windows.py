@@ -5,7 +5,7 @@ lands anywhere in ``p_range`` of the window; a share of them are real noise
 windows, or have real noise added, or keep only their vertical component
 (:class:`RandomWindows`).  Validation and test windows are the fixed 30 s
 NCEDC crops (re-cut to the model's window length, :func:`eval_windows`) and
-the pre-P noise windows.  Synthetic windows from ``fieldpick.edge.synthetic``
+the pre-P noise windows.  Synthetic windows from ``fieldpick.lab.synthetic``
 serve an optional pre-training stage (:func:`synthetic_source`).
 """
 
@@ -233,11 +233,11 @@ _SYNTHETIC = {}  # (windows, seed, samples, options) -> the generated event and 
 
 
 def synthetic_source(cfg, window_samples, norm=None):
-    """Synthetic training windows from ``fieldpick.edge.synthetic`` (pre-training), normalised by ``norm``."""
+    """Synthetic training windows from ``fieldpick.lab.synthetic`` (pre-training), normalised by ``norm``."""
     try:
-        from fieldpick.edge import synthetic
+        from fieldpick.lab import synthetic
     except ImportError:
-        raise ConfigError("pretrain_windows needs fieldpick.edge.synthetic, which is not in this build") from None
+        raise ConfigError("pretrain_windows needs fieldpick.lab.synthetic, which is not in this build") from None
     length = 2 * window_samples
     key = (cfg.pretrain_windows, cfg.seed, length, json.dumps(cfg.synthetic, sort_keys=True))
     if key not in _SYNTHETIC:  # generating thousands of windows takes minutes; folds share them

@@ -257,17 +257,53 @@ def _softmax_params(input_scale, beta):
     return mult, left, -radius
 
 
+def _softmax_pair_table(n, tabled):
+    """The int8 softmax of every row of n <= 3 classes, by the differences in the row.
+
+    Returns (table, coef, base): the output at index ``v @ coef + base`` of a row v.
+    tabled: the exact softmax's first output for rows of differences (see build_softmax).
+    """
+    # With at most 3 classes, each output is fixed by its differences to the other
+    # values of its row (each in -255..255): one table entry per combination, filled
+    # at load; a call computes every index with one small matrix product
+    # (index_i = sum_j coef[j, i] * v_j + base) and takes from the table.
+    span = np.arange(-255, 256, dtype=np.int64)
+    if n == 1:
+        blocks = [np.zeros((1, 1), np.int64)]
+        pair_coef = np.zeros((1, 1))
+    elif n == 2:
+        blocks = [np.stack([np.zeros_like(span), -span], axis=1)]  # v0 - v1 = span
+        pair_coef = np.array([[1.0, -1.0], [-1.0, 1.0]])
+    else:
+        # Rows (0, -d1, -d2) for v0 - v1 = d1, v0 - v2 = d2, 32 values of d1 at a time.
+        blocks = []
+        for a in range(0, span.size, 32):
+            d1 = np.repeat(span[a:a + 32], span.size)
+            blocks.append(np.stack([np.zeros_like(d1), -d1, -np.tile(span, d1.size // span.size)], axis=1))
+        pair_coef = np.array([[512.0, -511.0, -511.0], [-511.0, 512.0, -1.0], [-1.0, -1.0, 512.0]])
+    # d > 255 occurs in no int8 row (|v_j - v_k| <= 255): clamped, never looked up.
+    pair_table = np.concatenate([tabled(np.minimum(r.max(axis=1, keepdims=True) - r, 255), first=True)
+                                 for r in blocks])
+    pair_base = {1: 0, 2: 255, 3: 255 * 511 + 255}[n]
+    pair_coef = pair_coef.astype(np.float32)
+    return pair_table, pair_coef, pair_base
+
+
+def _softmax_f32(beta):
+    def softmax_f32(ins):
+        v = ins[0]
+        e = np.exp((v - v.max(axis=-1, keepdims=True)) * beta)
+        return e * (F32(1) / e.sum(axis=-1, keepdims=True))
+
+    return softmax_f32
+
+
 @register("SOFTMAX")
 def build_softmax(op, tensors):
     x, y, q = _io(op, tensors)
     beta = F32(op.options.get("beta", 1.0))
     if not q:
-        def softmax_f32(ins):
-            v = ins[0]
-            e = np.exp((v - v.max(axis=-1, keepdims=True)) * beta)
-            return e * (F32(1) / e.sum(axis=-1, keepdims=True))
-
-        return softmax_f32
+        return _softmax_f32(beta)
     sx, _ = qparams(x)
     sy, zy = qparams(y)
     if (float(sy), zy) != (1.0 / 256, -128):
@@ -320,29 +356,7 @@ def build_softmax(op, tensors):
     pair_table = pair_coef = None
     pair_base = 0
     if totals is not None:
-        # With at most 3 classes, each output is fixed by its differences to the other
-        # values of its row (each in -255..255): one table entry per combination, filled
-        # at load; a call computes every index with one small matrix product
-        # (index_i = sum_j coef[j, i] * v_j + base) and takes from the table.
-        span = np.arange(-255, 256, dtype=np.int64)
-        if n == 1:
-            blocks = [np.zeros((1, 1), np.int64)]
-            pair_coef = np.zeros((1, 1))
-        elif n == 2:
-            blocks = [np.stack([np.zeros_like(span), -span], axis=1)]  # v0 - v1 = span
-            pair_coef = np.array([[1.0, -1.0], [-1.0, 1.0]])
-        else:
-            # Rows (0, -d1, -d2) for v0 - v1 = d1, v0 - v2 = d2, 32 values of d1 at a time.
-            blocks = []
-            for a in range(0, span.size, 32):
-                d1 = np.repeat(span[a:a + 32], span.size)
-                blocks.append(np.stack([np.zeros_like(d1), -d1, -np.tile(span, d1.size // span.size)], axis=1))
-            pair_coef = np.array([[512.0, -511.0, -511.0], [-511.0, 512.0, -1.0], [-1.0, -1.0, 512.0]])
-        # d > 255 occurs in no int8 row (|v_j - v_k| <= 255): clamped, never looked up.
-        pair_table = np.concatenate([tabled(np.minimum(r.max(axis=1, keepdims=True) - r, 255), first=True)
-                                     for r in blocks])
-        pair_base = {1: 0, 2: 255, 3: 255 * 511 + 255}[n]
-        pair_coef = pair_coef.astype(np.float32)
+        pair_table, pair_coef, pair_base = _softmax_pair_table(n, tabled)
 
     def softmax_int8(ins):
         x8 = ins[0]

@@ -45,11 +45,9 @@ from .depthwise import DepthwiseRows
 from .quant import (
     activation_range,
     float_activation,
-    multiply_by_quantized_multiplier,
     qparams,
-    quantize_multiplier,
 )
-from .requant import exact_requant
+from .requant import ChannelBias, Requantizer, exact_requant, requant_params
 from .requant import scratch as arena
 
 SAME, VALID = 0, 1
@@ -70,15 +68,6 @@ def conv_geometry(in_size, k, stride, dilation, padding):
 
 def _acc_dtype(k_terms):
     return np.float32 if k_terms <= EXACT_F32_TERMS else np.float64
-
-
-def _pad_hw(x, pt, pb, pl, pr):
-    if not (pt or pb or pl or pr):
-        return x
-    b, h, w, c = x.shape
-    out = np.zeros((b, h + pt + pb, w + pl + pr, c), x.dtype)
-    out[:, pt:pt + h, pl:pl + w, :] = x
-    return out
 
 
 def patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow):
@@ -107,40 +96,6 @@ def im2col(xp, kh, kw, sh, sw, dh, dw, oh, ow):
     return np.ascontiguousarray(patch_view(xp, kh, kw, sh, sw, dh, dw, oh, ow).reshape(b * oh * ow, kh * kw * c))
 
 
-def channel_tiles(vectors, size, cache):
-    """Per-channel vectors repeated g times for an array of ``size`` elements, channels last.
-
-    g is the largest divisor of the row count with g * channels <= 1024:
-    numpy broadcasts a vector over long rows much faster than over rows of a
-    few channels.  The tiles are cached per size (a few batch sizes at most).
-    """
-    got = cache.get(size)
-    if got is None:
-        n = vectors[0].size
-        rows = size // n
-        g = max(d for d in range(1, max(1, 1024 // n) + 1) if rows % d == 0)
-        got = tuple(np.tile(v, g) for v in vectors)
-        if len(cache) < 16:
-            cache[size] = got
-    return got
-
-
-class ChannelBias:
-    """Adds a float32 per-channel bias to an array in place (through :func:`channel_tiles`)."""
-
-    def __init__(self, bias):
-        self.bias = np.asarray(bias, np.float32)
-        self._cache = {}
-
-    def __call__(self, y):
-        if not y.flags.c_contiguous:
-            y += self.bias
-            return y
-        (b,) = channel_tiles((self.bias,), y.size, self._cache)
-        y.reshape(-1, b.size)[...] += b
-        return y
-
-
 def _check_int8(op, tensors, x_i, w_i, out_i):
     x, w, y = tensors[x_i], tensors[w_i], tensors[out_i]
     if w.data is None:
@@ -157,134 +112,8 @@ def _check_int8(op, tensors, x_i, w_i, out_i):
     raise unsupported(op, "input/weights/output types %s/%s/%s; supported: float32 or int8 throughout" % kinds)
 
 
-def _requant_params(x, w, y, n_out):
-    """Per-output-channel (multiplier, shift): input_scale * filter_scale / output_scale.
-
-    TFLite forms the product in double for per-channel weights
-    (PopulateConvolutionQuantizationParams) but in float32 for per-tensor
-    ones (GetQuantizedConvolutionMultipler); the last bit of the multiplier,
-    and so now and then an output, depends on it.
-    """
-    sx = x.quant.scale[0]
-    sy = float(y.quant.scale[0])
-    ws = w.quant.scale
-    if ws.size == 1:
-        pairs = [quantize_multiplier(float(np.float32(sx) * np.float32(ws[0])) / sy)] * n_out
-    else:
-        pairs = [quantize_multiplier(float(sx) * float(s) / sy) for s in ws]
-    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
-
-
-class Requantizer:
-    """Exact int8 requantisation of float accumulators, fast.
-
-    ``out = clamp(MBQM(acc + bias, m[c], shift[c]) + zp_out)`` where MBQM is
-    TFLite's MultiplyByQuantizedMultiplier: a rounding high multiply then a
-    rounding right shift by r (two roundings), or for FULLY_CONNECTED (ruy)
-    one rounding half up.  Writing z = (acc + bias) * m * 2**(shift - 31), the
-    exact result equals round(z) except when z lies within 2**-(r+1) of a
-    half-integer; so z is computed in float, rounded, and only the elements
-    inside that band, widened by a bound on the float error, are recomputed
-    with the exact int64 formula.
-
-    The float error bound is worked out per channel at load from the largest
-    possible accumulator (``acc_bound``, e.g. K * 128 * 127) and the bias:
-    float32 when it stays small (the usual case), float64 otherwise.  Where
-    |z| >= 2**10 the output clamps whichever way z rounds.
-
-    acc: float array of exact integers, channels on the last axis;
-    bias: int64 per channel (zero-point correction folded in) or None.
-    """
-
-    def __init__(self, mult, shift, zp_out, lo, hi, bias=None, single_rounding=False, acc_bound=1 << 31):
-        self.mult = np.asarray(mult, np.int64)
-        self.shift = np.asarray(shift, np.int64)
-        n = self.mult.size
-        self.bias_i = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
-        scale = self.mult.astype(np.float64) * np.exp2(self.shift.astype(np.float64) - 31)
-        right = np.maximum(-self.shift, 0)
-        tie = np.zeros(n) if single_rounding else np.exp2(-(right + 1.0))
-        # |error of z| in float32 <= (|acc| + |bias|) * scale * 4 * 2**-24 (+ rounding of |z| < 2**10).
-        err32 = (float(acc_bound) + np.abs(self.bias_i)) * scale * 2.0 ** -21 + 2.0 ** -12
-        self.dtype = np.float32 if float(err32.max()) < 2.0 ** -6 else np.float64
-        err = err32 if self.dtype == np.float32 else np.full(n, 2.0 ** -12)
-        self.scale = scale.astype(self.dtype)
-        self.offset = (self.bias_i * scale + zp_out).astype(self.dtype)  # bias and zero point, scaled
-        self.half_minus_band = (0.5 - tie - err).astype(self.dtype)
-        # One threshold for every channel (the smallest): a scalar compare is cheaper than a
-        # per-channel one, and the few more elements it sends to the exact path cost less.
-        self.threshold = self.dtype(self.half_minus_band.min())
-        self.exact_only = bool(np.any(self.shift > 0))
-        self.single = single_rounding
-        self.zp, self.lo, self.hi = int(zp_out), int(lo), int(hi)
-        # Rounded values are clamped as small integers (much faster in numpy than a float clamp)
-        # when the largest |z| the accumulator bound allows fits that type.
-        z_bound = float(acc_bound) * float(scale.max()) + float(np.abs(self.offset).max()) + 2.0
-        self.int_t = np.int16 if z_bound < 2 ** 15 else (np.int32 if z_bound < 2 ** 31 else None)
-        self._tiled = {}
-        if single_rounding:
-            self.total = (31 - self.shift).astype(np.int64)
-            self.half = np.int64(1) << (self.total - 1)
-        else:
-            self.right = right.astype(np.int64)
-            self.half = (np.int64(1) << self.right) >> 1
-            self.neg_adjust = (self.right > 0).astype(np.int64)
-
-    def exact(self, acc, c):
-        """Exact requantisation of int64 accumulators ``acc`` in channels ``c`` (index array).
-
-        Double rounding, right shifts only: the high multiply rounds half up,
-        floor((acc * m + 2**30) / 2**31); the shift by r rounds half away from
-        zero, floor((s + 2**(r-1) - [s < 0]) / 2**r).  Equal to TFLite's
-        MultiplyByQuantizedMultiplier (tested against it).
-        """
-        if self.single:
-            q = (acc * self.mult[c] + self.half[c]) >> self.total[c]
-        elif self.exact_only:
-            q = multiply_by_quantized_multiplier(acc, self.mult[c], self.shift[c])
-        else:
-            high = (acc * self.mult[c] + (1 << 30)) >> 31
-            q = (high + self.half[c] - (high < 0) * self.neg_adjust[c]) >> self.right[c]
-        q += self.zp
-        np.maximum(q, self.lo, out=q)
-        np.minimum(q, self.hi, out=q)
-        return q
-
-    def __call__(self, acc):
-        shape = acc.shape
-        n = self.mult.size
-        if self.exact_only:
-            a = acc.reshape(-1, n).astype(np.int64) + self.bias_i
-            c = np.broadcast_to(np.arange(n), a.shape)
-            return self.exact(a, c).astype(np.int8).reshape(shape)
-        scale, offset = self._tiles(acc.size)
-        width = scale.size
-        z = np.multiply(acc.reshape(-1, width), scale, dtype=self.dtype)
-        z += offset
-        r = np.rint(z)
-        z -= r
-        np.abs(z, out=z)
-        near = z >= self.threshold  # close to a rounding tie: decide exactly below
-        if self.int_t is not None:
-            q = r.astype(self.int_t)
-            np.clip(q, self.lo, self.hi, out=q)
-            out = q.astype(np.int8)
-        else:
-            np.clip(r, self.lo, self.hi, out=r)
-            out = r.astype(np.int8)
-        idx = np.flatnonzero(near)
-        if idx.size:
-            c = idx % n
-            a = acc.reshape(-1)[idx].astype(np.int64) + self.bias_i[c]
-            out.reshape(-1)[idx] = self.exact(a, c)
-        return out.reshape(shape)
-
-    def _tiles(self, size):
-        return channel_tiles((self.scale, self.offset), size, self._tiled)
-
-
 def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False, k_terms=None):
-    mult, shift = _requant_params(x, w, y, n_out)
+    mult, shift = requant_params(x, w, y, n_out)
     lo, hi = _act_or_fail(op, act, y)
     bound = (1 << 31) if k_terms is None else k_terms * 255 * 128
     return Requantizer(mult, shift, qparams(y)[1], lo, hi, bias, single_rounding, acc_bound=bound)
@@ -292,7 +121,7 @@ def _make_requant(x, w, y, act, n_out, op, bias=None, single_rounding=False, k_t
 
 def _make_exact(x, w, y, act, n_out, op, bias, acc_abs_max, single_rounding=False):
     """The float64 requantiser (kernels/requant.py) where its bound holds, else None."""
-    mult, shift = _requant_params(x, w, y, n_out)
+    mult, shift = requant_params(x, w, y, n_out)
     lo, hi = _act_or_fail(op, act, y)
     return exact_requant(mult, shift, qparams(y)[1], lo, hi, bias, acc_abs_max, single_rounding)
 

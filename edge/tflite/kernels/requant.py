@@ -22,7 +22,7 @@ summation order (BLAS included) when the sum of the terms' magnitudes
 stays below that bound.  That bound is checked per channel at load from
 the largest accumulator the weights allow (128 * sum |w| for int8 inputs)
 and the bias; a layer that fails it keeps the other requantiser
-(:class:`~fieldpick.edge.tflite.kernels.conv.Requantizer`).
+(:class:`Requantizer`, below).
 
 Two forms, both exact:
 
@@ -50,7 +50,10 @@ import threading
 
 import numpy as np
 
-__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS", "clip_into", "scratch"]
+from .quant import multiply_by_quantized_multiplier, quantize_multiplier
+
+__all__ = ["ExactRequant", "exact_requant", "EXACT_BITS", "clip_into", "scratch", "Requantizer", "requant_params",
+           "ChannelBias", "channel_tiles"]
 
 
 class _Arena(threading.local):
@@ -187,8 +190,6 @@ class ExactRequant:
     def _tile(self, size):
         got = self._tiles.get(size)
         if got is None:
-            from .conv import channel_tiles
-
             got = channel_tiles((self.scale, self.offset, self.half), size, {})
             if len(self._tiles) < 16:
                 self._tiles[size] = got
@@ -240,3 +241,164 @@ class ExactRequant:
         if not self.floor_form and self.zp:
             out += np.int8(self.zp)
         return out
+
+
+# ---------------------------------------------------------------- the float32/float64 requantiser with a fix-up
+def channel_tiles(vectors, size, cache):
+    """Per-channel vectors repeated g times for an array of ``size`` elements, channels last.
+
+    g is the largest divisor of the row count with g * channels <= 1024:
+    numpy broadcasts a vector over long rows much faster than over rows of a
+    few channels.  The tiles are cached per size (a few batch sizes at most).
+    """
+    got = cache.get(size)
+    if got is None:
+        n = vectors[0].size
+        rows = size // n
+        g = max(d for d in range(1, max(1, 1024 // n) + 1) if rows % d == 0)
+        got = tuple(np.tile(v, g) for v in vectors)
+        if len(cache) < 16:
+            cache[size] = got
+    return got
+
+
+class ChannelBias:
+    """Adds a float32 per-channel bias to an array in place (through :func:`channel_tiles`)."""
+
+    def __init__(self, bias):
+        self.bias = np.asarray(bias, np.float32)
+        self._cache = {}
+
+    def __call__(self, y):
+        if not y.flags.c_contiguous:
+            y += self.bias
+            return y
+        (b,) = channel_tiles((self.bias,), y.size, self._cache)
+        y.reshape(-1, b.size)[...] += b
+        return y
+
+
+def requant_params(x, w, y, n_out):
+    """Per-output-channel (multiplier, shift): input_scale * filter_scale / output_scale.
+
+    TFLite forms the product in double for per-channel weights
+    (PopulateConvolutionQuantizationParams) but in float32 for per-tensor
+    ones (GetQuantizedConvolutionMultipler); the last bit of the multiplier,
+    and so now and then an output, depends on it.
+    """
+    sx = x.quant.scale[0]
+    sy = float(y.quant.scale[0])
+    ws = w.quant.scale
+    if ws.size == 1:
+        pairs = [quantize_multiplier(float(np.float32(sx) * np.float32(ws[0])) / sy)] * n_out
+    else:
+        pairs = [quantize_multiplier(float(sx) * float(s) / sy) for s in ws]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+class Requantizer:
+    """Exact int8 requantisation of float accumulators, fast.
+
+    ``out = clamp(MBQM(acc + bias, m[c], shift[c]) + zp_out)`` where MBQM is
+    TFLite's MultiplyByQuantizedMultiplier: a rounding high multiply then a
+    rounding right shift by r (two roundings), or for FULLY_CONNECTED (ruy)
+    one rounding half up.  Writing z = (acc + bias) * m * 2**(shift - 31), the
+    exact result equals round(z) except when z lies within 2**-(r+1) of a
+    half-integer; so z is computed in float, rounded, and only the elements
+    inside that band, widened by a bound on the float error, are recomputed
+    with the exact int64 formula.
+
+    The float error bound is worked out per channel at load from the largest
+    possible accumulator (``acc_bound``, e.g. K * 128 * 127) and the bias:
+    float32 when it stays small (the usual case), float64 otherwise.  Where
+    |z| >= 2**10 the output clamps whichever way z rounds.
+
+    acc: float array of exact integers, channels on the last axis;
+    bias: int64 per channel (zero-point correction folded in) or None.
+    """
+
+    def __init__(self, mult, shift, zp_out, lo, hi, bias=None, single_rounding=False, acc_bound=1 << 31):
+        self.mult = np.asarray(mult, np.int64)
+        self.shift = np.asarray(shift, np.int64)
+        n = self.mult.size
+        self.bias_i = np.zeros(n, np.int64) if bias is None else np.asarray(bias, np.int64)
+        scale = self.mult.astype(np.float64) * np.exp2(self.shift.astype(np.float64) - 31)
+        right = np.maximum(-self.shift, 0)
+        tie = np.zeros(n) if single_rounding else np.exp2(-(right + 1.0))
+        # |error of z| in float32 <= (|acc| + |bias|) * scale * 4 * 2**-24 (+ rounding of |z| < 2**10).
+        err32 = (float(acc_bound) + np.abs(self.bias_i)) * scale * 2.0 ** -21 + 2.0 ** -12
+        self.dtype = np.float32 if float(err32.max()) < 2.0 ** -6 else np.float64
+        err = err32 if self.dtype == np.float32 else np.full(n, 2.0 ** -12)
+        self.scale = scale.astype(self.dtype)
+        self.offset = (self.bias_i * scale + zp_out).astype(self.dtype)  # bias and zero point, scaled
+        self.half_minus_band = (0.5 - tie - err).astype(self.dtype)
+        # One threshold for every channel (the smallest): a scalar compare is cheaper than a
+        # per-channel one, and the few more elements it sends to the exact path cost less.
+        self.threshold = self.dtype(self.half_minus_band.min())
+        self.exact_only = bool(np.any(self.shift > 0))
+        self.single = single_rounding
+        self.zp, self.lo, self.hi = int(zp_out), int(lo), int(hi)
+        # Rounded values are clamped as small integers (much faster in numpy than a float clamp)
+        # when the largest |z| the accumulator bound allows fits that type.
+        z_bound = float(acc_bound) * float(scale.max()) + float(np.abs(self.offset).max()) + 2.0
+        self.int_t = np.int16 if z_bound < 2 ** 15 else (np.int32 if z_bound < 2 ** 31 else None)
+        self._tiled = {}
+        if single_rounding:
+            self.total = (31 - self.shift).astype(np.int64)
+            self.half = np.int64(1) << (self.total - 1)
+        else:
+            self.right = right.astype(np.int64)
+            self.half = (np.int64(1) << self.right) >> 1
+            self.neg_adjust = (self.right > 0).astype(np.int64)
+
+    def exact(self, acc, c):
+        """Exact requantisation of int64 accumulators ``acc`` in channels ``c`` (index array).
+
+        Double rounding, right shifts only: the high multiply rounds half up,
+        floor((acc * m + 2**30) / 2**31); the shift by r rounds half away from
+        zero, floor((s + 2**(r-1) - [s < 0]) / 2**r).  Equal to TFLite's
+        MultiplyByQuantizedMultiplier (tested against it).
+        """
+        if self.single:
+            q = (acc * self.mult[c] + self.half[c]) >> self.total[c]
+        elif self.exact_only:
+            q = multiply_by_quantized_multiplier(acc, self.mult[c], self.shift[c])
+        else:
+            high = (acc * self.mult[c] + (1 << 30)) >> 31
+            q = (high + self.half[c] - (high < 0) * self.neg_adjust[c]) >> self.right[c]
+        q += self.zp
+        np.maximum(q, self.lo, out=q)
+        np.minimum(q, self.hi, out=q)
+        return q
+
+    def __call__(self, acc):
+        shape = acc.shape
+        n = self.mult.size
+        if self.exact_only:
+            a = acc.reshape(-1, n).astype(np.int64) + self.bias_i
+            c = np.broadcast_to(np.arange(n), a.shape)
+            return self.exact(a, c).astype(np.int8).reshape(shape)
+        scale, offset = self._tiles(acc.size)
+        width = scale.size
+        z = np.multiply(acc.reshape(-1, width), scale, dtype=self.dtype)
+        z += offset
+        r = np.rint(z)
+        z -= r
+        np.abs(z, out=z)
+        near = z >= self.threshold  # close to a rounding tie: decide exactly below
+        if self.int_t is not None:
+            q = r.astype(self.int_t)
+            np.clip(q, self.lo, self.hi, out=q)
+            out = q.astype(np.int8)
+        else:
+            np.clip(r, self.lo, self.hi, out=r)
+            out = r.astype(np.int8)
+        idx = np.flatnonzero(near)
+        if idx.size:
+            c = idx % n
+            a = acc.reshape(-1)[idx].astype(np.int64) + self.bias_i[c]
+            out.reshape(-1)[idx] = self.exact(a, c)
+        return out.reshape(shape)
+
+    def _tiles(self, size):
+        return channel_tiles((self.scale, self.offset), size, self._tiled)

@@ -18,6 +18,11 @@ Two entry points: :func:`evaluate_windows` (lists of picks per window, in
 samples or seconds) and :func:`evaluate_stream` (pick times against truth
 times, integer ns).  Both return a :class:`Scores` with ``to_dict()`` and
 ``table()``.  Undefined ratios (no labels, no picks) are NaN, shown as '-'.
+:func:`score` is :func:`evaluate_windows` for ``(phase, sample,
+probability)`` pick lists as a flat dict (undefined ratios 0), the form
+training, export and the benchmarks tabulate; :func:`s_as_p`,
+:func:`s_as_p_nearer` and :func:`near_count` count the confusions and
+agreements they report beside it.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-from .errors import DataError
+from fieldpick.edge.errors import ConfigError, DataError
 
 __all__ = ["TOLERANCE_S", "WITHIN_S", "match", "PhaseScore", "Scores", "evaluate_windows", "evaluate_stream",
-           "by_phase"]
+           "by_phase", "score", "mean_f1", "s_as_p", "s_as_p_nearer", "near_count"]
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +344,7 @@ def evaluate_stream(true, picks, duration_s, tolerance_s=TOLERANCE_S, within_s=W
     """Score picks on a continuous stream against its truth table.
 
     true, picks: anything :func:`by_phase` takes (``{phase: ns array}``, the
-    truth array of :func:`fieldpick.edge.synthetic.continuous`, a list of
+    truth array of :func:`fieldpick.lab.synthetic.continuous`, a list of
     :class:`~fieldpick.edge.picks.Pick`); times are integer ns since the epoch.
     duration_s: seconds of data scored; unmatched picks per hour of it are
     the false picks per hour.  Every pick counts for precision.
@@ -362,3 +367,90 @@ def evaluate_stream(true, picks, duration_s, tolerance_s=TOLERANCE_S, within_s=W
         out[ph] = score
     return Scores(out, tolerance_s, within_s, "stream", 0)
 
+
+# ---------------------------------------------------------------- flat scores of (phase, sample, probability) picks
+PHASES = ("P", "S")
+
+
+def score(picks, p_idx, s_idx, fs, tolerance_s=0.5, noise_picks=None, noise_seconds=0.0):
+    """Score per-window picks with :func:`evaluate_windows`, as a flat dict.
+
+    picks: list (one per event window) of [(phase, sample, probability)].
+    p_idx, s_idx: (N,) true arrival samples (NaN: absent).  fs: Hz.
+    noise_picks: optional list of pick lists on noise windows whose total
+    length is ``noise_seconds``.  Returns a flat dict: ``P_precision,
+    P_recall, P_f1, P_matched, P_picks, P_mae_s, P_mean_s, P_std_s`` (residual
+    = pick - truth, seconds, over matches), the same for S, ``f1`` (mean of
+    the P and S F1; 0 where undefined) and ``false_picks_per_hour``.
+    """
+    if len(picks) != len(p_idx):
+        raise ConfigError("%d pick lists for %d windows" % (len(picks), len(p_idx)))
+
+    def per_phase(lists):
+        return {ph: [[pos for q, pos, _ in w if q == ph] for w in lists] for ph in PHASES}
+
+    noise = None
+    if noise_picks is not None and noise_seconds > 0:
+        noise = per_phase(noise_picks)
+    result = evaluate_windows({"P": np.asarray(p_idx, float), "S": np.asarray(s_idx, float)}, per_phase(picks),
+                              fs=fs, noise_picks=noise, noise_seconds=noise_seconds if noise else None,
+                              tolerance_s=tolerance_s)
+    out = {}
+    for ph in PHASES:
+        d = result[ph]
+        out.update({
+            ph + "_precision": _num(d.precision), ph + "_recall": _num(d.recall), ph + "_f1": _num(d.f1),
+            ph + "_matched": d.matched, ph + "_picks": d.n_picks, ph + "_labels": d.n_true,
+            ph + "_mae_s": d.residual_mae_s, ph + "_mean_s": d.residual_mean_s, ph + "_std_s": d.residual_std_s,
+            ph + "_within_0.1s": d.within_fraction,
+        })
+    out["f1"] = 0.5 * (out["P_f1"] + out["S_f1"])
+    if noise is not None:
+        count = sum(len(w) for w in noise_picks)
+        out["noise_picks"] = count
+        out["noise_hours"] = noise_seconds / 3600.0
+        out["false_picks_per_hour"] = count / out["noise_hours"]
+    return out
+
+
+def _num(v):
+    """0 for an undefined ratio (no picks): a model that picks nothing scores 0, not NaN."""
+    return 0.0 if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+def mean_f1(scores, phases=PHASES):
+    """The mean F1 of ``phases`` in a :class:`Scores` (an undefined F1 counts 0): what tuning maximises."""
+    return float(np.mean([_num(scores[ph].f1) for ph in phases]))
+
+
+def s_as_p(picks, s_idx, fs, tolerance_s=0.5):
+    """How many labelled S arrivals have a P pick within ``tolerance_s`` and no S pick there."""
+    n = 0
+    for w, s in zip(picks, s_idx):
+        if not np.isfinite(s):
+            continue
+        near = [ph for ph, pos, _ in w if abs(pos - s) <= tolerance_s * fs]
+        n += ("P" in near) and ("S" not in near)
+    return n
+
+
+def s_as_p_nearer(picks, p_idx, s_idx, fs, tolerance_s=0.5):
+    """How many labelled S arrivals have a P pick within ``tolerance_s``, nearer the S
+    than the P (an S pick there or not: an upper bound of S called P)."""
+    tol = tolerance_s * fs
+    n = 0
+    for w, pt, st in zip(picks, p_idx, s_idx):
+        if np.isnan(st):
+            continue
+        for ph, pos, _ in w:
+            if ph == "P" and abs(pos - st) <= tol and (np.isnan(pt) or abs(pos - st) < abs(pos - pt)):
+                n += 1
+                break
+    return n
+
+
+def near_count(times, others, tolerance):
+    """How many of ``times`` have one of ``others`` within ``tolerance`` (same units;
+    not one-to-one: two times may share one of the others)."""
+    others = np.asarray(others)
+    return int(sum(bool(len(others)) and np.abs(others - t).min() <= tolerance for t in times))

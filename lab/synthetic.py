@@ -59,7 +59,10 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-from .errors import ConfigError
+from fieldpick.edge.errors import ConfigError
+
+from .events import draw_event, event_ground, fft_len, snr_db
+from .noise import instrument_response, noise_model_db, noise_params, noise_psd, shaped_noise
 
 __all__ = [
     "SynthConfig",
@@ -74,26 +77,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Peterson (1993) new low / high noise models, acceleration PSD in dB re
-# 1 (m/s^2)^2/Hz, sampled at the periods (s) where the models change slope.
-_MODEL_PERIODS_S = np.array(
-    [0.1, 0.17, 0.22, 0.32, 0.4, 0.8, 1.24, 2.4, 3.8, 4.3, 4.6, 5.0, 6.3, 7.9, 10.0, 12.0,
-     15.4, 20.0, 21.9, 31.6, 45.0, 70.0, 101.0, 154.0, 328.0, 354.8, 600.0, 1000.0]
-)
-_NLNM_DB = np.array(
-    [-168.0, -166.7, -166.7, -166.7, -166.7, -169.1, -163.7, -148.7, -142.7, -141.1, -141.1,
-     -141.2, -150.4, -156.9, -163.7, -166.1, -162.3, -173.4, -177.5, -185.0, -187.5, -187.5,
-     -185.0, -185.0, -187.5, -187.1, -184.4, -178.5]
-)
-_NHNM_DB = np.array(
-    [-91.5, -95.5, -97.4, -110.5, -112.8, -119.9, -113.8, -104.5, -98.0, -97.0, -96.5, -97.7,
-     -101.1, -113.4, -115.8, -117.6, -120.2, -138.2, -138.1, -136.5, -135.0, -133.1, -131.5,
-     -129.6, -126.3, -126.0, -118.8, -111.8]
-)
-_LOG_P = np.log10(_MODEL_PERIODS_S)
-
 _KIND_EVENT, _KIND_NOISE, _KIND_STREAM = 1, 2, 3
-_BETA_M_S = 3500.0  # shear velocity at the source, m/s (for the corner frequency)
 
 #: the truth table of :func:`continuous`: one row per phase arrival
 TRUTH_DTYPE = np.dtype(
@@ -254,218 +238,6 @@ def config(base=None, **options) -> SynthConfig:
     return dataclasses.replace(base, **options).validate()
 
 
-# --------------------------------------------------------------------------- noise
-
-def noise_model_db(freq_hz, level):
-    """Acceleration PSD (dB re 1 (m/s^2)^2/Hz) at ``level`` between NLNM (0) and NHNM (1).
-
-    freq_hz: array of frequencies (Hz, > 0).  Interpolated linearly in
-    log-period; flat beyond the tabulated 0.1-1000 s.
-    """
-    logp = np.log10(1.0 / np.asarray(freq_hz, dtype=np.float64))
-    lo = np.interp(logp, _LOG_P, _NLNM_DB)
-    hi = np.interp(logp, _LOG_P, _NHNM_DB)
-    return lo + float(level) * (hi - lo)
-
-
-def _instrument(freq, fs, broadband):
-    """|response| of a velocity sensor (0.707 damping) times an anti-alias low-pass."""
-    f0 = 1.0 / 120.0 if broadband else 1.0
-    h = 0.707
-    resp = freq ** 2 / np.sqrt((f0 ** 2 - freq ** 2) ** 2 + (2.0 * h * f0 * freq) ** 2 + 1e-300)
-    return resp / np.sqrt(1.0 + (freq / (0.4 * fs)) ** 16)
-
-
-def noise_psd(freq_hz, level, cultural=(), pink_db=None):
-    """Ground-velocity PSD ((m/s)^2/Hz) of the ambient noise.
-
-    level: position between NLNM (0) and NHNM (1) in dB.
-    cultural: ``(centre_hz, height_db)`` bumps (0.15 decade wide) added to
-    the acceleration PSD.  pink_db: level (dB re 1 (m/s)^2/Hz at 1 Hz) of a
-    1/f velocity component.  The total is clipped to the two models.
-    """
-    f = np.maximum(np.asarray(freq_hz, dtype=np.float64), 1e-6)
-    db = noise_model_db(f, level)
-    for centre, height in cultural:
-        db = db + height * np.exp(-0.5 * ((np.log10(f) - math.log10(centre)) / 0.15) ** 2)
-    acc = 10.0 ** (db / 10.0)
-    if pink_db is not None:
-        acc = acc + 10.0 ** (pink_db / 10.0) / f * (2 * np.pi * f) ** 2
-    acc = np.clip(acc, 10.0 ** (noise_model_db(f, 0.0) / 10.0), 10.0 ** (noise_model_db(f, 1.0) / 10.0))
-    return acc / (2.0 * np.pi * f) ** 2
-
-
-def _noise_params(rng, cfg):
-    level = rng.uniform(cfg.noise_level_min, cfg.noise_level_max)
-    cultural = []
-    if rng.random() < cfg.cultural_prob:
-        for _ in range(rng.integers(1, 3)):
-            cultural.append((10.0 ** rng.uniform(0.0, 1.0), rng.uniform(3.0, 15.0)))
-    pink_db = None
-    if rng.random() < 0.3:
-        pink_db = noise_model_db(np.array([1.0]), level)[0] - 36.0 + rng.uniform(-6, 6)
-    return level, tuple(cultural), pink_db
-
-
-def _shaped_noise(rng, n, fs, amp):
-    """(3, n) real Gaussian noise whose one-sided PSD is ``amp**2`` on the rfft grid of n.
-
-    amp: sqrt(PSD) on ``np.fft.rfftfreq(n, 1/fs)`` (with the response applied).
-    """
-    scale = amp * np.sqrt(n * fs / 4.0)  # E|X_k|^2 = PSD * n * fs / 2 split over re and im
-    spec = (rng.standard_normal((3, len(amp))) + 1j * rng.standard_normal((3, len(amp)))) * scale
-    spec[:, 0] = 0.0
-    if n % 2 == 0:
-        spec[:, -1] = spec[:, -1].real * math.sqrt(2.0)
-    return np.fft.irfft(spec, n, axis=-1)
-
-
-# --------------------------------------------------------------------------- events
-
-def _min_phase(mag):
-    """Minimum-phase spectrum with magnitude ``mag`` (rfft grid of an even length), by the cepstrum."""
-    n = 2 * (len(mag) - 1)
-    logmag = np.log(np.maximum(mag, mag.max() * 1e-9 + 1e-300))
-    cep = np.fft.irfft(logmag, n)
-    fold = np.zeros(n)
-    fold[0] = 1.0
-    fold[1:n // 2] = 2.0
-    fold[n // 2] = 1.0
-    return np.exp(np.fft.rfft(cep * fold))
-
-
-def _fft_len(n):
-    return 1 << int(math.ceil(math.log2(max(n, 16))))
-
-
-def _moment(mag):
-    return 10.0 ** (1.5 * mag + 9.1)
-
-
-def _corner_s(mag, stress_drop_pa):
-    """Brune S-wave corner frequency (Hz)."""
-    return 0.49 * _BETA_M_S * (stress_drop_pa / _moment(mag)) ** (1.0 / 3.0)
-
-
-def _draw_event(rng, cfg, max_sp_s=None):
-    """Source and path parameters of one event (a dict of floats)."""
-    # Gutenberg-Richter: truncated exponential in magnitude
-    beta = cfg.b_value * math.log(10.0)
-    span = cfg.magnitude_max - cfg.magnitude_min
-    u = rng.random()
-    mag = cfg.magnitude_min - math.log(1.0 - u * (1.0 - math.exp(-beta * span))) / beta if span > 0 else cfg.magnitude_min
-    depth = rng.uniform(cfg.depth_km_min, cfg.depth_km_max)
-    dmax = cfg.distance_km_max
-    slowness_diff = (cfg.vp_vs - 1.0) / cfg.vp_km_s  # s/km of S-P per km hypocentral
-    if max_sp_s is not None:
-        rmax = max_sp_s / slowness_diff
-        dmax = min(dmax, math.sqrt(max(rmax ** 2 - depth ** 2, 0.0)))
-    dist = rng.uniform(min(cfg.distance_km_min, dmax), dmax)
-    hyp = math.hypot(dist, depth)
-    if max_sp_s is not None and hyp > rmax:  # a deep event near a short window: bring it closer
-        dist, depth, hyp = dist * rmax / hyp, depth * rmax / hyp, rmax
-    q = math.exp(rng.uniform(math.log(cfg.q_min), math.log(cfg.q_max)))
-    stress = 1e6 * math.exp(rng.uniform(math.log(cfg.stress_drop_mpa_min), math.log(cfg.stress_drop_mpa_max)))
-    fc_s = _corner_s(mag, stress)
-    kappa = rng.uniform(cfg.kappa_s_min, cfg.kappa_s_max)  # near-site attenuation, s
-    tp = hyp / cfg.vp_km_s
-    ts = tp * cfg.vp_vs
-    log_pgv = 0.8 * mag - 1.5 * math.log10(hyp) - 4.0 + rng.normal(0.0, 0.25)  # m/s
-    duration = 10.0 ** ((mag + 0.87) / 2.0)  # s, coda duration
-    ev = {
-        "magnitude": mag, "distance_km": dist, "depth_km": depth, "hypocentral_km": hyp,
-        "back_azimuth_deg": rng.uniform(0.0, 360.0), "tp_s": tp, "sp_s": ts - tp,
-        "fc_p_hz": 1.5 * fc_s, "fc_s_hz": fc_s, "tstar_p_s": tp / (1.75 * q) + 0.6 * kappa, "tstar_s_s": ts / q + kappa, "kappa_s": kappa,
-        # S/P peak ratio, lognormal; the S peak scales with the median so that P amplitudes, and with
-        # them the SNR distribution (measured on P), stay those of the 4.0 this relation was tuned with
-        "pgv_m_s": 10.0 ** log_pgv * cfg.sp_ratio_median / 4.0,
-        "sp_ratio": math.exp(rng.normal(math.log(cfg.sp_ratio_median), cfg.sp_ratio_sigma)),
-        "coda_tau_s": duration / 5.0 * math.exp(rng.uniform(-0.35, 0.35)),
-        "p_scatter_gain": cfg.p_scatter_gain,
-        "impulsive": bool(rng.random() < cfg.impulsive_fraction),
-        "polarity": 1.0 if rng.random() < 0.5 else -1.0,
-        "incidence_deg": rng.uniform(cfg.incidence_deg_min, cfg.incidence_deg_max),
-    }
-    ev["coda_tau_p_s"] = cfg.p_coda_ratio * ev["coda_tau_s"]
-    # S leaves the same ray slower, so it meets the surface steeper (Snell: sin i_S = sin i_P / (vp/vs))
-    ev["incidence_s_deg"] = (math.degrees(math.asin(math.sin(math.radians(ev["incidence_deg"])) / cfg.vp_vs))
-                             if cfg.s_incidence_snell else ev["incidence_deg"])
-    return ev
-
-
-def _phase(rng, n_fft, fs, onset, fc, tstar, rise, tau, pulse, resp, freq):
-    """One phase on 4 carriers (coherent + 3 scattered), causal, onset at ``onset`` samples.
-
-    Returns (4, n_fft): row 0 is the coherent motion (with the first-motion
-    pulse), rows 1-3 scattered energy for Z, N, E.
-    """
-    mag = freq / (1.0 + (freq / fc) ** 2) * np.exp(-np.pi * freq * tstar) * resp
-    h = _min_phase(mag)
-    t = np.arange(n_fft) / fs - onset / fs
-    tp = np.maximum(t, 0.0)
-    env = np.where(t >= 0, (1.0 - np.exp(-tp / rise)) * np.exp(-tp / tau), 0.0)
-    env_scat = np.where(t >= 0, (1.0 - np.exp(-tp / (rise + 0.5))) * np.exp(-tp / (1.3 * tau)), 0.0)
-    carriers = rng.standard_normal((4, n_fft))
-    carriers[0] *= env
-    carriers[1:] *= env_scat
-    spec = np.fft.rfft(carriers, axis=-1) * h
-    if pulse:
-        # the first-motion pulse: the wavelet itself, delayed by a fractional number of samples and
-        # scaled so that its peak is ``pulse`` times the standard deviation of the coherent carrier
-        h_t = np.fft.irfft(h, n_fft)
-        scale = np.sqrt(np.sum(h_t ** 2)) / max(np.abs(h_t).max(), 1e-300)
-        spec[0] += pulse * scale * np.exp(-2j * np.pi * freq * onset / fs) * h
-    out = np.fft.irfft(spec, n_fft, axis=-1)
-    out[:, : max(int(math.floor(onset)), 0)] = 0.0  # minimum phase leaks ~1e-9; make causality exact
-    return out
-
-
-def _event_ground(rng, ev, n, fs, p_sample, broadband):
-    """(3, n) ground velocity (m/s, ZNE) of one event whose P onset is at ``p_sample``; S follows."""
-    n_fft = _fft_len(n + int(4 * fs))
-    freq = np.fft.rfftfreq(n_fft, 1.0 / fs)
-    resp = _instrument(freq, fs, broadband)
-    s_sample = p_sample + ev["sp_s"] * fs
-    rise_p = rng.uniform(0.01, 0.05) if ev["impulsive"] else rng.uniform(0.3, 1.5)
-    rise_s = rng.uniform(0.02, 0.1) if ev["impulsive"] else rng.uniform(0.1, 0.4)
-    tau_p = ev["coda_tau_p_s"]
-    tau_s = ev["coda_tau_s"]
-    pulse = 3.0 * ev["polarity"] if ev["impulsive"] else 0.0
-    P = _phase(rng, n_fft, fs, p_sample, ev["fc_p_hz"], ev["tstar_p_s"], rise_p, tau_p, pulse, resp, freq)[:, :n]
-    S = _phase(rng, n_fft, fs, s_sample, ev["fc_s_hz"], ev["tstar_s_s"], rise_s, tau_s,
-               pulse * 0.5 * rng.choice([-1.0, 1.0]), resp, freq)[:, :n]
-    baz = math.radians(ev["back_azimuth_deg"])
-    inc = math.radians(ev["incidence_deg"])
-    # radial points away from the source: (N, E) = -(cos baz, sin baz)
-    rn, re_ = -math.cos(baz), -math.sin(baz)
-    tn, te = -re_, rn
-    # P: Z and radial; S: SV (radial, some Z) and SH (transverse)
-    p_dir = np.array([math.cos(inc), math.sin(inc) * rn, math.sin(inc) * re_])
-    sh = rng.uniform(0.4, 1.0)
-    sv = math.sqrt(max(1.0 - sh ** 2, 0.0)) + 0.2
-    inc_s = math.radians(ev["incidence_s_deg"])
-    s_dir = np.array([sv * math.sin(inc_s), sv * math.cos(inc_s) * rn + sh * tn,
-                      sv * math.cos(inc_s) * re_ + sh * te])
-    s_dir /= np.linalg.norm(s_dir)
-    scat = rng.uniform(0.15, 0.35)
-    p3 = p_dir[:, None] * P[0] + scat * ev["p_scatter_gain"] * P[1:]
-    s3 = s_dir[:, None] * S[0] + scat * S[1:]
-    a_s = ev["pgv_m_s"]
-    a_p = a_s / ev["sp_ratio"]
-    p3 *= a_p / max(np.abs(p3).max(), 1e-300)
-    s3 *= a_s / max(np.abs(s3).max(), 1e-300)
-    return p3 + s3, s_sample
-
-
-def _snr_db(signal_z, noise_z, p_sample, fs):
-    """10 log10(mean power of the event on Z in the 2 s after P / mean noise power on Z)."""
-    i0 = int(max(math.ceil(p_sample), 0))
-    seg = signal_z[i0: i0 + int(2 * fs)]
-    if len(seg) == 0:
-        return float("nan")
-    return 10.0 * math.log10(max(np.mean(seg.astype(np.float64) ** 2), 1e-300) / max(np.mean(noise_z.astype(np.float64) ** 2), 1e-300))
-
-
 # --------------------------------------------------------------------------- windows
 
 _FLAGS = ("spikes", "gap", "clipped", "dead_channel", "vertical_only", "dc_offset", "second_event", "burst")
@@ -481,7 +253,7 @@ def _burst(rng, fs, sd):
     """
     duration = rng.uniform(1.0, 6.0)
     rise = rng.uniform(0.1, 1.0)
-    n = _fft_len(int((duration * 2.0 + rise) * fs))
+    n = fft_len(int((duration * 2.0 + rise) * fs))
     t = np.arange(n) / fs
     env = (1.0 - np.exp(-t / rise)) * np.exp(-t / (duration / 3.0))
     spec = np.fft.rfft(rng.standard_normal((3, n)) * env, axis=-1)
@@ -549,10 +321,10 @@ def _window(ss, cfg, T, fs, with_event):
     rng = np.random.default_rng(ss)
     broadband = bool(rng.random() < cfg.broadband_fraction)
     sens = math.exp(rng.uniform(math.log(cfg.sensitivity_min), math.log(cfg.sensitivity_max)))
-    level, cultural, pink = _noise_params(rng, cfg)
+    level, cultural, pink = noise_params(rng, cfg)
     freq = np.fft.rfftfreq(T, 1.0 / fs)
-    amp = np.sqrt(noise_psd(np.maximum(freq, freq[1] if T > 1 else 1.0), level, cultural, pink)) * _instrument(freq, fs, broadband)
-    noise = _shaped_noise(rng, T, fs, amp)
+    amp = np.sqrt(noise_psd(np.maximum(freq, freq[1] if T > 1 else 1.0), level, cultural, pink)) * instrument_response(freq, fs, broadband)
+    noise = shaped_noise(rng, T, fs, amp)
     noise[1:] *= rng.uniform(1.0, 1.4)  # horizontals a little noisier (tilt, wind)
     flags = _troubles(rng, cfg, with_event)
     out = {"noise_level": level, "broadband": broadband, "sensitivity": sens, "cultural": len(cultural) > 0}
@@ -571,11 +343,11 @@ def _window(ss, cfg, T, fs, with_event):
                 "window of %.1f s cannot hold P after p_min_s=%.1f s and S before the last "
                 "s_margin_s=%.1f s; lengthen the window or set require_s=False" % (dur, cfg.p_min_s, cfg.s_margin_s)
             )
-        ev = _draw_event(rng, cfg, max_sp)
+        ev = draw_event(rng, cfg, max_sp)
         latest = dur - cfg.s_margin_s - ev["sp_s"] if cfg.require_s else dur - 1.0
         p_s = rng.uniform(cfg.p_min_s, max(latest, cfg.p_min_s))
-        sig, s_sample = _event_ground(rng, ev, T, fs, p_s * fs, broadband)
-        snr = _snr_db(sig[0], noise[0], p_s * fs, fs)
+        sig, s_sample = event_ground(rng, ev, T, fs, p_s * fs, broadband)
+        snr = snr_db(sig[0], noise[0], p_s * fs, fs)
         if cfg.snr_db_min is not None:
             target = rng.uniform(cfg.snr_db_min, cfg.snr_db_max)
             gain = 10.0 ** ((target - snr) / 20.0)
@@ -588,9 +360,9 @@ def _window(ss, cfg, T, fs, with_event):
                   "pgv_m_s", "impulsive", "polarity"):
             out[k] = ev[k]
         if flags["second_event"]:
-            ev2 = _draw_event(rng, cfg)
+            ev2 = draw_event(rng, cfg)
             p2 = rng.uniform(0.0, dur - 1.0)
-            sig2, s2 = _event_ground(rng, ev2, T, fs, p2 * fs, broadband)
+            sig2, s2 = event_ground(rng, ev2, T, fs, p2 * fs, broadband)
             ground = ground + sig2
             out.update(p2_idx=p2 * fs, s2_idx=s2 if s2 < T else nan)
     if flags["burst"]:
@@ -672,6 +444,62 @@ def noise_windows(n, seed, window_samples=3000, fs=100.0, **options) -> Dict[str
 
 # --------------------------------------------------------------------------- streams
 
+def _stream_noise(rng, cfg, n, fs, noise_level, broadband, chunk_samples):
+    """(3, n) float64 ambient noise of one station, in chunks joined by equal-power
+    cross-fades (cos^2 + sin^2 = 1)."""
+    level, cultural, pink = noise_params(rng, cfg)
+    if noise_level is not None:
+        level = float(noise_level)
+    chunk = int(min(max(int(chunk_samples), 1024), fft_len(n)))
+    overlap = min(chunk // 8, 4096)
+    step = chunk - overlap
+    freq = np.fft.rfftfreq(chunk, 1.0 / fs)
+    amp = np.sqrt(noise_psd(np.maximum(freq, freq[1]), level, cultural, pink)) * instrument_response(freq, fs, broadband)
+    data = np.zeros((3, n), dtype=np.float64)
+    theta = np.linspace(0.0, np.pi / 2, overlap)
+    fade_in, fade_out = np.sin(theta), np.cos(theta)
+    for start in range(0, max(n - overlap, 1), step):
+        block = shaped_noise(rng, chunk, fs, amp)[:, : n - start]
+        if start > 0:
+            k = min(overlap, block.shape[1])
+            block[:, :k] = data[:, start: start + k] * fade_out[:k] + block[:, :k] * fade_in[:k]
+        data[:, start: start + block.shape[1]] = block
+    return data
+
+
+def _stream_events(erng, cfg, data, fs, duration_s, n_events, start_ns, broadband, noise_power_z):
+    """Add ``n_events`` earthquakes at Poisson origin times to ``data`` (in place); returns
+    the truth rows of the arrivals inside the stream."""
+    n = data.shape[1]
+    origins = np.sort(erng.uniform(-60.0, duration_s, n_events))  # events just before the start leave codas
+    rows = []
+    for eid, t0 in enumerate(origins):
+        ev = draw_event(erng, cfg)
+        p_time = t0 + ev["tp_s"]
+        seg_s = 1.0 + ev["sp_s"] + 5.0 * ev["coda_tau_s"]
+        seg_s = min(seg_s, 1.0 + ev["sp_s"] + 600.0)
+        first = int(math.floor(p_time * fs)) - int(fs)  # one second of lead
+        seg_n = int(seg_s * fs) + int(fs)
+        if first + seg_n <= 0 or first >= n:
+            continue
+        sig, s_sample = event_ground(erng, ev, seg_n, fs, p_time * fs - first, broadband)
+        z_seg = sig[0]
+        i0 = int(math.ceil(p_time * fs - first))
+        snr = 10.0 * math.log10(max(np.mean(z_seg[i0: i0 + int(2 * fs)] ** 2), 1e-300) / max(noise_power_z, 1e-300))
+        if cfg.snr_db_min is not None:
+            target = erng.uniform(cfg.snr_db_min, cfg.snr_db_max)
+            sig *= 10.0 ** ((target - snr) / 20.0)
+            snr = target
+        a, b = max(first, 0), min(first + seg_n, n)
+        data[:, a:b] += sig[:, a - first: b - first]
+        for phase, sample in (("P", p_time * fs), ("S", s_sample + first)):
+            if 0.0 <= sample < n:
+                t_ns = int(start_ns) + int(round(sample * 1e9 / fs))
+                rows.append((eid, phase, t_ns, sample, ev["magnitude"], ev["distance_km"], ev["depth_km"],
+                             ev["back_azimuth_deg"], snr))
+    return rows
+
+
 def continuous(duration_s, seed, fs=100.0, start_ns=1_700_000_000 * 10 ** 9, event_rate_per_hour=20.0,
                noise_level=None, broadband=True, sensitivity=5e8, spikes_per_hour=0.0, bursts_per_hour=0.0,
                chunk_samples=1 << 18, **options) -> Tuple[np.ndarray, np.ndarray]:
@@ -706,54 +534,11 @@ def continuous(duration_s, seed, fs=100.0, start_ns=1_700_000_000 * 10 ** 9, eve
     n = int(round(duration_s * fs))
     root = np.random.SeedSequence([int(seed), _KIND_STREAM])
     noise_ss, event_ss = root.spawn(2)
-    rng = np.random.default_rng(noise_ss)
-    level, cultural, pink = _noise_params(rng, cfg)
-    if noise_level is not None:
-        level = float(noise_level)
-    # noise in chunks, joined by equal-power cross-fades (cos^2 + sin^2 = 1)
-    chunk = int(min(max(int(chunk_samples), 1024), _fft_len(n)))
-    overlap = min(chunk // 8, 4096)
-    step = chunk - overlap
-    freq = np.fft.rfftfreq(chunk, 1.0 / fs)
-    amp = np.sqrt(noise_psd(np.maximum(freq, freq[1]), level, cultural, pink)) * _instrument(freq, fs, broadband)
-    data = np.zeros((3, n), dtype=np.float64)
-    theta = np.linspace(0.0, np.pi / 2, overlap)
-    fade_in, fade_out = np.sin(theta), np.cos(theta)
-    for start in range(0, max(n - overlap, 1), step):
-        block = _shaped_noise(rng, chunk, fs, amp)[:, : n - start]
-        if start > 0:
-            k = min(overlap, block.shape[1])
-            block[:, :k] = data[:, start: start + k] * fade_out[:k] + block[:, :k] * fade_in[:k]
-        data[:, start: start + block.shape[1]] = block
+    data = _stream_noise(np.random.default_rng(noise_ss), cfg, n, fs, noise_level, broadband, chunk_samples)
     noise_power_z = float(np.mean(data[0] ** 2))
     erng = np.random.default_rng(event_ss)
     n_events = int(erng.poisson(event_rate_per_hour * duration_s / 3600.0))
-    origins = np.sort(erng.uniform(-60.0, duration_s, n_events))  # events just before the start leave codas
-    rows = []
-    for eid, t0 in enumerate(origins):
-        ev = _draw_event(erng, cfg)
-        p_time = t0 + ev["tp_s"]
-        seg_s = 1.0 + ev["sp_s"] + 5.0 * ev["coda_tau_s"]
-        seg_s = min(seg_s, 1.0 + ev["sp_s"] + 600.0)
-        first = int(math.floor(p_time * fs)) - int(fs)  # one second of lead
-        seg_n = int(seg_s * fs) + int(fs)
-        if first + seg_n <= 0 or first >= n:
-            continue
-        sig, s_sample = _event_ground(erng, ev, seg_n, fs, p_time * fs - first, broadband)
-        z_seg = sig[0]
-        i0 = int(math.ceil(p_time * fs - first))
-        snr = 10.0 * math.log10(max(np.mean(z_seg[i0: i0 + int(2 * fs)] ** 2), 1e-300) / max(noise_power_z, 1e-300))
-        if cfg.snr_db_min is not None:
-            target = erng.uniform(cfg.snr_db_min, cfg.snr_db_max)
-            sig *= 10.0 ** ((target - snr) / 20.0)
-            snr = target
-        a, b = max(first, 0), min(first + seg_n, n)
-        data[:, a:b] += sig[:, a - first: b - first]
-        for phase, sample in (("P", p_time * fs), ("S", s_sample + first)):
-            if 0.0 <= sample < n:
-                t_ns = int(start_ns) + int(round(sample * 1e9 / fs))
-                rows.append((eid, phase, t_ns, sample, ev["magnitude"], ev["distance_km"], ev["depth_km"],
-                             ev["back_azimuth_deg"], snr))
+    rows = _stream_events(erng, cfg, data, fs, duration_s, n_events, start_ns, broadband, noise_power_z)
     if bursts_per_hour > 0:
         sd = np.sqrt(np.array([noise_power_z, noise_power_z, noise_power_z]))
         _add_bursts(erng, data, fs, sd, int(erng.poisson(bursts_per_hour * duration_s / 3600.0)))
