@@ -68,7 +68,6 @@ def test_demo_picks_are_the_recorded_ones(reference, mode):
 
 
 @pytest.mark.slow
-@pytest.mark.needs_data
 @pytest.mark.parametrize("mode", ["gated", "continuous"])
 def test_ncedc_picks_are_the_recorded_ones(reference, ncedc_dir, mode):
     want = reference["ncedc"][mode]
