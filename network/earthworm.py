@@ -59,7 +59,7 @@ def format_lines(store: Store, rows: List[dict], module_id: int = 0, installatio
 
 
 class EarthwormWriter(object):
-    """The receiver's Earthworm writer when a store is given: appends lines, fsync per packet."""
+    """The receiver's Earthworm writer when a store is given: appends lines, fsync per commit."""
 
     def __init__(self, path: str, store: Store, module_id: int = 0, installation_id: int = 255,
                  model_sha256: Optional[str] = None):

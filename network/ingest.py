@@ -1,9 +1,10 @@
 """Picks into the store: the writer ``fieldpick receive --db`` adds, and file ingestion.
 
 :class:`DbWriter` has the receiver's writer interface (``write``, ``flush``,
-``close``): each authenticated packet becomes one transaction that records
-the packet and inserts its picks, committed before the receiver
-acknowledges, so an acknowledged pick is in the database.  Duplicated and
+``close``): the packets of one receiver group (see ``fieldpick receive
+--group-packets``) are one transaction that records each packet and
+inserts its picks, committed before the receiver acknowledges, so an
+acknowledged pick is in the database.  Duplicated and
 replayed packets insert nothing (see :mod:`fieldpick.network.store`).
 """
 
@@ -40,14 +41,22 @@ def model_identity(spec: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
 
 
 class DbWriter(object):
-    """The receiver's database writer: one transaction per packet, committed in ``write``.
+    """The receiver's database writer: the packets written between two ``flush`` calls are one transaction.
+
+    ``write`` inserts a packet's picks inside the open transaction (begun by
+    the first ``write`` after a ``flush``), each packet under its own
+    savepoint, so a packet that fails is undone alone; ``flush`` commits
+    (SQLite synchronous=FULL, PostgreSQL's fsync), and the receiver
+    acknowledges the packets only after it returned: an acknowledged pick
+    is in the database.
 
     With ``associate_s`` it also associates live: at most every ``associate_s``
-    seconds (wall clock) it runs the associator over the unassociated picks
-    between ``lookback_s`` and ``settle_s`` before the newest pick received,
-    so that slower stations' picks of an event have arrived before it is
-    formed (a pick later than that is left unassociated; ``fieldpick
-    associate`` over the span picks it up with what is left).
+    seconds (wall clock, checked after a commit) it runs the associator over
+    the unassociated picks between ``lookback_s`` and ``settle_s`` before the
+    newest pick received, so that slower stations' picks of an event have
+    arrived before it is formed (a pick later than that is left
+    unassociated; ``fieldpick associate`` over the span picks it up with
+    what is left).
     """
 
     def __init__(self, store: Store, model: Tuple[Optional[str], Optional[str]] = (None, None),
@@ -58,20 +67,36 @@ class DbWriter(object):
         self.settle_s, self.lookback_s = settle_s, lookback_s
         self._last_run = time.monotonic()
         self._newest = None
-        self.counts = {"packets": 0, "picks": 0, "duplicate_picks": 0, "events": 0}
+        self._open = None
+        self.counts = {"packets": 0, "picks": 0, "duplicate_picks": 0, "events": 0, "commits": 0}
 
     @classmethod
     def open(cls, url: str, model: Optional[str] = None, associate_s: Optional[float] = None) -> "DbWriter":
         return cls(open_store(url), model_identity(model), associate_s)
 
     def write(self, entry, seq: int, picks: Sequence[Pick]) -> None:
-        new = self.store.insert_picks(list(picks), station_id=entry.id, seq=seq, model=self.model)
+        if self._open is None:
+            self._open = self.store.transaction()
+            self._open.__enter__()
+        with self.store.savepoint():
+            new = self.store.insert_picks(list(picks), station_id=entry.id, seq=seq, model=self.model)
         self.counts["packets"] += 1
         self.counts["picks"] += new
         self.counts["duplicate_picks"] += len(picks) - new
         if picks:
             newest = max(p.time_ns for p in picks)
             self._newest = newest if self._newest is None else max(self._newest, newest)
+
+    def flush(self) -> None:
+        """Commit what ``write`` inserted since the last ``flush``; then associate when it is time."""
+        txn, self._open = self._open, None
+        if txn is not None:
+            try:
+                txn.__exit__(None, None, None)
+            except Exception:
+                self.store.rollback()
+                raise
+            self.counts["commits"] += 1
         if self.associate_s is not None and time.monotonic() - self._last_run >= self.associate_s:
             self.associate_now()
 
@@ -91,10 +116,8 @@ class DbWriter(object):
         self.counts["events"] += len(ids)
         return len(ids)
 
-    def flush(self) -> None:
-        """Nothing to do: ``write`` committed (SQLite synchronous=FULL, PostgreSQL's fsync)."""
-
     def close(self) -> None:
+        self.flush()
         if self.associate_s is not None:  # what has not settled yet: associate it now
             self.settle_s = 0.0
             self._newest = None if self._newest is None else self._newest + 1

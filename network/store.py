@@ -190,6 +190,18 @@ class Store(object):
     def transaction(self):
         return _Transaction(self)
 
+    def savepoint(self):
+        """Inside a transaction: what the block writes is undone alone when it raises."""
+        return _Savepoint(self)
+
+    def rollback(self) -> None:
+        """Abandon an open transaction (after a failed commit); quietly does nothing when none is open."""
+        self._depth = 0
+        try:
+            self.conn.rollback() if self.dialect == "postgresql" else self.conn.execute("ROLLBACK")
+        except Exception:  # no transaction open any more, or the connection is gone
+            pass
+
     def close(self) -> None:
         self.conn.close()
 
@@ -398,4 +410,23 @@ class _Transaction(object):
                 s.conn.commit() if s.dialect == "postgresql" else s.conn.execute("COMMIT")
             else:
                 s.conn.rollback() if s.dialect == "postgresql" else s.conn.execute("ROLLBACK")
+        return False
+
+
+class _Savepoint(object):
+    """SAVEPOINT .. RELEASE around a block inside an open transaction; ROLLBACK TO it on an exception."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __enter__(self):
+        if self.store._depth == 0:
+            raise DataError("a savepoint needs an open transaction")
+        self.store.execute("SAVEPOINT fp_item")
+        return self.store
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.store.execute("ROLLBACK TO SAVEPOINT fp_item")
+        self.store.execute("RELEASE SAVEPOINT fp_item")
         return False
