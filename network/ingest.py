@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 from fieldpick.edge.errors import ConfigError, DataError
 from fieldpick.edge.picks import Pick
 
-from .store import Store, open_store
+from .store import Store, open_store, split_code
 
 __all__ = ["model_identity", "DbWriter", "read_pick_lines", "receive_writers"]
 
@@ -43,12 +43,14 @@ def model_identity(spec: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
 class DbWriter(object):
     """The receiver's database writer: the packets written between two ``flush`` calls are one transaction.
 
-    ``write`` inserts a packet's picks inside the open transaction (begun by
-    the first ``write`` after a ``flush``), each packet under its own
-    savepoint, so a packet that fails is undone alone; ``flush`` commits
-    (SQLite synchronous=FULL, PostgreSQL's fsync), and the receiver
-    acknowledges the packets only after it returned: an acknowledged pick
-    is in the database.
+    ``write`` checks a packet and keeps it; ``flush`` records the kept
+    packets and inserts their picks in one transaction and commits it
+    (SQLite synchronous=FULL, PostgreSQL's fsync); the receiver acknowledges
+    the packets only after ``flush`` returned, so an acknowledged pick is in
+    the database.  When that transaction fails, each packet is tried in a
+    transaction of its own, and ``flush`` returns the (station id, seq) of
+    those that still failed, for the receiver to set aside; the others are
+    stored.
 
     With ``associate_s`` it also associates live: at most every ``associate_s``
     seconds (wall clock, checked after a commit) it runs the associator over
@@ -67,7 +69,7 @@ class DbWriter(object):
         self.settle_s, self.lookback_s = settle_s, lookback_s
         self._last_run = time.monotonic()
         self._newest = None
-        self._open = None
+        self._kept: List[Tuple[int, int, List[Pick]]] = []
         self.counts = {"packets": 0, "picks": 0, "duplicate_picks": 0, "events": 0, "commits": 0}
 
     @classmethod
@@ -75,30 +77,42 @@ class DbWriter(object):
         return cls(open_store(url), model_identity(model), associate_s)
 
     def write(self, entry, seq: int, picks: Sequence[Pick]) -> None:
-        if self._open is None:
-            self._open = self.store.transaction()
-            self._open.__enter__()
-        with self.store.savepoint():
-            new = self.store.insert_picks(list(picks), station_id=entry.id, seq=seq, model=self.model)
-        self.counts["packets"] += 1
-        self.counts["picks"] += new
-        self.counts["duplicate_picks"] += len(picks) - new
+        for p in picks:
+            split_code(p.station)  # a DataError now, for this packet alone
+        self._kept.append((entry.id, seq, list(picks)))
         if picks:
             newest = max(p.time_ns for p in picks)
             self._newest = newest if self._newest is None else max(self._newest, newest)
 
-    def flush(self) -> None:
-        """Commit what ``write`` inserted since the last ``flush``; then associate when it is time."""
-        txn, self._open = self._open, None
-        if txn is not None:
+    def flush(self) -> List[Tuple[int, int]]:
+        """Store the packets written since the last ``flush`` in one transaction; those that could
+        not be stored, as (station id, seq) (normally none).  Then associate when it is time."""
+        kept, self._kept = self._kept, []
+        failed = []
+        if kept:
             try:
-                txn.__exit__(None, None, None)
-            except Exception:
+                self._store(kept)
+            except Exception as exc:  # find the packet that fails: each on its own
                 self.store.rollback()
-                raise
-            self.counts["commits"] += 1
+                log.warning("a transaction of %d packets failed (%s); storing them one by one", len(kept), exc)
+                for item in kept:
+                    try:
+                        self._store([item])
+                    except Exception as one:
+                        self.store.rollback()
+                        log.error("station id %d packet %d could not be stored: %s", item[0], item[1], one)
+                        failed.append(item[:2])
         if self.associate_s is not None and time.monotonic() - self._last_run >= self.associate_s:
             self.associate_now()
+        return failed
+
+    def _store(self, items) -> None:
+        packets, picks = self.store.insert_packets(items, model=self.model)
+        n = sum(len(x[2]) for x in items)
+        self.counts["commits"] += 1
+        self.counts["packets"] += len(items)
+        self.counts["picks"] += picks
+        self.counts["duplicate_picks"] += n - picks
 
     def associate_now(self) -> int:
         """Associate the settled picks now; the number of new events."""
@@ -117,7 +131,9 @@ class DbWriter(object):
         return len(ids)
 
     def close(self) -> None:
-        self.flush()
+        failed = self.flush()
+        if failed:
+            log.error("closing: %d packets could not be stored: %s", len(failed), failed)
         if self.associate_s is not None:  # what has not settled yet: associate it now
             self.settle_s = 0.0
             self._newest = None if self._newest is None else self._newest + 1

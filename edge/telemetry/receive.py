@@ -348,13 +348,16 @@ class Receiver(object):
         if not self._group:
             return
         group, waiting, self._group, self._waiting = self._group, self._waiting, [], {}
+        failed = set()
         try:
-            for w in self.writers:
-                w.flush()
+            for w in self.writers:  # a writer may name packets it could not store (a database, one by one)
+                failed.update(tuple(k) for k in (w.flush() or ()))
         except Exception as exc:  # nothing of the group is known to be stored: each packet is set aside
             log.error("a group of %d packets could not be committed: %s", len(group), exc,
                       exc_info=not isinstance(exc, (FieldpickError, OSError)))
             group = self._set_aside_group(group, "%s: %s" % (type(exc).__name__, exc))
+        if failed:
+            group = self._set_aside_group(group, "the store refused it (see the receiver's log)", failed)
         self.counts["commits"] += 1
         for sid, seq, _, n_picks in group:
             self.window.add(sid, seq)
@@ -371,11 +374,11 @@ class Receiver(object):
             for reply in waiting[(sid, seq)]:
                 reply(ack)
 
-    def _set_aside_group(self, group, message):
+    def _set_aside_group(self, group, message, only=None):
         kept = []
         for sid, seq, data, n_picks in group:
-            if n_picks is None:
-                kept.append((sid, seq, data, None))
+            if n_picks is None or (only is not None and (sid, seq) not in only):
+                kept.append((sid, seq, data, n_picks))
                 continue
             self.counts["store_failed"] += 1
             if self._keep(data, "store_failed", message, sid, seq):

@@ -43,18 +43,19 @@ def test_a_group_is_one_commit_and_acked_only_after_it(store_url, make_table, ma
     assert _count(store_url) == 11
 
 
-def test_a_failing_packet_is_undone_alone_and_the_group_commits(store_url, make_table, make_picks, tmp_path):
+def test_a_packet_the_store_refuses_is_set_aside_alone(store_url, make_table, make_picks, tmp_path):
     table = make_table(CODES[:1])
     entry = table.by_code(CODES[0])
     writer = DbWriter(open_store(store_url))
-    real = writer.store._touch_station
+    real = writer.store._insert_rows
 
-    def touch(code, channel, station_id, received_ns, last_pick_ns):
-        real(code, channel, station_id, received_ns, last_pick_ns)
-        if last_pick_ns == 2 * 10**18 + 10**10:  # the second packet: fails after its picks were inserted
+    def insert(rows):
+        n = real(rows)
+        if any(r[10] == 2 for r in rows):  # packet 2 fails after its picks were inserted
             raise RuntimeError("disk says no")
+        return n
 
-    writer.store._touch_station = touch
+    writer.store._insert_rows = insert
     rx = Receiver(table, [writer], quarantine=Quarantine(str(tmp_path / "q")), group_packets=3, group_ms=10000)
     acks = []
     for k in range(3):
