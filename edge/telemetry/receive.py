@@ -8,8 +8,9 @@ Order of work for a packet: authenticate (forged, altered, truncated,
 unknown: counted and dropped, never decoded into picks); replay check by
 sequence number (a repeat is counted, acknowledged again so the station
 stops resending, and not written); write the picks into the open group.
-A group (up to ``--group-packets`` packets, or ``--group-ms`` after its
-first) is committed at once: one database transaction, one fsync of each
+A group (the packets read until none is waiting, at most
+``--group-packets`` of them and at most ``--group-ms`` after its first)
+is committed at once: one database transaction, one fsync of each
 output; then its sequence numbers go into the replay state (written
 atomically when a state file is given) and only then are its packets
 acknowledged.  A receiver killed before a commit has acknowledged none of
@@ -236,10 +237,12 @@ class Receiver(object):
     """Authenticate, de-duplicate and write packets; acknowledge them once stored.
 
     Packets are written in groups: one group is one commit of the writers
-    (one database transaction, one fsync of each file) for up to
-    ``group_packets`` packets or ``group_ms`` milliseconds after its first
-    packet, whichever comes first (:meth:`due_in`; :func:`serve` commits on
-    time).  Each packet's ack is sent only after its group's commit
+    (one database transaction, one fsync of each file).  :func:`serve`
+    commits a group as soon as no further packet is waiting to be read
+    (unless ``group_wait``), when it holds ``group_packets`` packets, or
+    ``group_ms`` milliseconds after its first packet (:meth:`due_in`),
+    whichever comes first: under load, the packets that arrive during one
+    commit form the next group.  Each packet's ack is sent only after its group's commit
     returned, so an acknowledged pick is on disk; a packet that arrives
     again while its group is open is answered at that commit too.
     ``group_packets=1`` (or ``group_ms=0``) commits every packet on its own.
@@ -251,7 +254,7 @@ class Receiver(object):
 
     def __init__(self, table: StationTable, writers: Sequence = (), state_path: Optional[str] = None,
                  quarantine: Optional[Quarantine] = None, limits: Optional[Limits] = None,
-                 group_packets: int = 1, group_ms: float = 0.0):
+                 group_packets: int = 1, group_ms: float = 0.0, group_wait: bool = False):
         if isinstance(group_packets, bool) or not isinstance(group_packets, int) or not 1 <= group_packets <= 100000:
             raise ConfigError("group of %r packets; allowed: an integer 1 .. 100000" % (group_packets,))
         if not 0.0 <= float(group_ms) <= 10000.0:
@@ -263,6 +266,7 @@ class Receiver(object):
         self.limits = limits
         self.group_packets = group_packets if group_ms > 0 else 1
         self.group_s = float(group_ms) / 1000.0
+        self.group_wait = bool(group_wait)
         self.window = ReplayWindow()
         if state_path:
             self.window.load(state_path)
@@ -439,8 +443,9 @@ def serve(receiver: Receiver, endpoints: Sequence, until=None, max_packets: Opti
             for key, _ in sel.select(timeout=0.05 if wait is None else min(0.05, wait)):
                 for data, reply in key.data.read(key):
                     receiver.offer(data, reply)
-            if receiver.due_in() == 0.0:
-                receiver.commit()
+            wait = receiver.due_in()
+            if wait == 0.0 or (wait is not None and not receiver.group_wait and not sel.select(timeout=0)):
+                receiver.commit()  # the group is full, due, or nothing more is waiting
         receiver.commit()
     finally:
         sel.close()
@@ -483,6 +488,9 @@ def _parser():
     p.add_argument("--group-ms", type=float, default=GROUP_MS, metavar="MS",
                    help="commit a group at most MS milliseconds after its first packet arrived (default %g; "
                         "0: every packet on its own)" % GROUP_MS)
+    p.add_argument("--group-wait", action="store_true",
+                   help="keep a group open for the whole --group-ms even when no packet is waiting (fewer, larger "
+                        "commits at moderate rates; by default a group is committed as soon as none is waiting)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     return p
@@ -535,7 +543,7 @@ def main(argv: list) -> int:
         writers.append(EarthwormWriter(args.earthworm, mod_id=args.ew_module, inst_id=args.ew_installation))
     sys.stdout.flush()
     receiver = Receiver(table, writers, state_path=args.state, quarantine=quarantine,
-                        group_packets=args.group_packets, group_ms=args.group_ms)
+                        group_packets=args.group_packets, group_ms=args.group_ms, group_wait=args.group_wait)
     stop = []
     old = signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:

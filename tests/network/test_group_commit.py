@@ -136,7 +136,7 @@ def test_sigkill_before_the_commit_loses_no_acked_pick_and_replays_once(tmp_path
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         # 1: a group that is never committed: 10 packets (each twice) wait in a 10 s window, then SIGKILL
-        proc, addr = _start(stations, store_url, "--group-ms", "10000", "--group-packets", "1000")
+        proc, addr = _start(stations, store_url, "--group-ms", "10000", "--group-packets", "1000", "--group-wait")
         for seq in range(1, 11):
             sock.sendto(packets[seq], addr)
             sock.sendto(packets[seq], addr)
@@ -166,9 +166,10 @@ def test_sigkill_before_the_commit_loses_no_acked_pick_and_replays_once(tmp_path
         with open_store(store_url) as s:
             stored = {r["packet_seq"] for r in s.picks()}
             assert len(acked) >= 12 and acked <= stored  # every acked packet's picks are in the database
-        # 3: a restarted receiver gets every packet again, twice: each pick stored exactly once
-        proc, addr = _start(stations, store_url)
-        sock.settimeout(10)
+        # 3: a restarted receiver gets every packet again, twice: each pick stored exactly once; its
+        # groups are committed as soon as no packet is waiting, long before their 10 s
+        proc, addr = _start(stations, store_url, "--group-ms", "10000")
+        sock.settimeout(5)
         final = set()
         for seq in range(1, 41):
             for _ in range(2):
