@@ -258,7 +258,9 @@ def _warm_up(addr, table):
 def _receiver(stations, url, group):
     """``fieldpick receive`` in its own process on a loopback UDP port; (process, address)."""
     cmd = [sys.executable, "-m", "fieldpick", "receive", "--stations", stations, "--udp", "127.0.0.1:0",
-           "--db", url, "--group-ms", str(group[0]), "--group-packets", str(group[1])] + (["--group-wait"] if group[2] else [])
+           "--db", url, "--group-ms", str(group[0]), "--group-packets", str(group[1])]
+    if group[2]:
+        cmd.append("--group-wait")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", os.path.dirname(ROOT))))
     line = proc.stdout.readline()
@@ -389,7 +391,8 @@ def stage_throughput(args):
           "twice; then the whole stream again to a restarted receiver without its replay state, so the database "
           "itself must refuse the repeats.  A group commit writes the packets read until none is waiting (at most "
           "--group-packets, at most --group-ms after the first; with --group-wait always the whole --group-ms) "
-          "in one transaction and acknowledges them after it (group 0 ms: a transaction per packet).  SQLite WAL with synchronous=FULL, PostgreSQL with fsync on.  "
+          "in one transaction and acknowledges them after it (group 0 ms: a transaction per packet).  "
+          "SQLite WAL with synchronous=FULL, PostgreSQL with fsync on.  "
           "`python benchmarks/network.py throughput` on this machine (2 cores shared with other work, %s)."
           % (args.window, time.strftime("%Y-%m-%d")), "",
           "| store | picks per packet | group (ms / packets) | picks | offered | stored | exactly once | commits | "

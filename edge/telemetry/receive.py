@@ -42,15 +42,16 @@ from .packet import PacketRejected, StationEntry, StationTable, decode, encode_a
 from .quarantine import Quarantine
 from .replay import ReplayWindow
 
-__all__ = ["GROUP_PACKETS", "GROUP_MS", "ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter", "serve", "main"]
+__all__ = ["GROUP_PACKETS", "GROUP_MS", "ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter",
+           "serve", "main"]
 
 log = logging.getLogger(__name__)
 
 _YEAR_10000_NS = year_start_ns(10000)
 
-#: the default group commit of ``fieldpick receive``: up to this many packets ...
+#: the default group commit of ``fieldpick receive``: at most this many packets ...
 GROUP_PACKETS = 200
-#: ... or this many milliseconds after the first of them, whichever comes first
+#: ... and at most this many milliseconds after the first of them (sooner when no packet is waiting)
 GROUP_MS = 20.0
 
 
