@@ -187,3 +187,40 @@ def test_sigkill_before_the_commit_loses_no_acked_pick_and_replays_once(tmp_path
             assert s.count("packets") == 40
     finally:
         sock.close()
+
+
+def test_serve_commits_a_waiting_group_when_its_time_is_up(tmp_path, make_table, make_picks):
+    """--group-wait: nothing else arrives and the group is far from full; the timer commits it."""
+    import threading
+
+    from fieldpick.edge.telemetry.link import UdpEndpoint
+    from fieldpick.edge.telemetry.receive import serve
+
+    table = make_table(CODES[:1])
+    url = "sqlite:///" + str(tmp_path / "t.db")
+    rx = Receiver(table, [DbWriter(open_store(url))], group_packets=200, group_ms=300, group_wait=True)
+    ep = UdpEndpoint("127.0.0.1", 0)
+    got = {}
+
+    def station():  # the receiver (and its SQLite connection) stays in this test's thread
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(30)
+            t = time.monotonic()
+            sock.sendto(pk.encode_picks(make_picks(2), table.by_code(CODES[0]), 1), ep.address)
+            try:
+                got["ack"] = pk.decode_ack(sock.recv(100), table).seq
+                got["after_s"] = time.monotonic() - t
+                got["stored"] = _count(url)
+            finally:
+                got["done"] = True
+
+    th = threading.Thread(target=station)
+    th.start()
+    try:
+        serve(rx, [ep], until=lambda: "done" in got, duration_s=60)
+    finally:
+        th.join(30)
+        ep.close()
+        rx.close()
+    assert got["ack"] == 1 and got["stored"] == 2 and rx.counts["commits"] == 1
+    assert got["after_s"] >= 0.3  # held for the group's 300 ms, then committed, then acknowledged
