@@ -678,7 +678,8 @@ def fuzz(name, inputs, seed=1, hang_s=2.0, save_dir=None, deadline=None, budget_
         pickle.dump(corpus, f)
     with open(progress_path, "wb") as f:
         f.write(struct.pack("<qq", -1, 0))
-    res = {"crash_kinds": {}, "hangs": 0, "hang_inputs": [], "suspects": [], "not_repeated": [], "memory": 0, "died": 0, "slowest": [0.0, None], "cpu_s": 0.0,
+    res = {"crash_kinds": {}, "hangs": 0, "hang_inputs": [], "suspects": [], "not_repeated": [], "memory": 0,
+           "died": 0, "slowest": [0.0, None], "cpu_s": 0.0,
            "peak": 0.0, "ready": 0.0, "workers": 0}
     t_start = time.perf_counter()
     i, worker = 0, None
