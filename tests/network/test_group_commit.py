@@ -196,7 +196,7 @@ def test_serve_commits_a_waiting_group_when_its_time_is_up(tmp_path, make_table,
     """--group-wait: nothing else arrives and the group is far from full; the timer commits it."""
     import threading
 
-    from fieldpick.edge.telemetry.link import UdpEndpoint
+    from fieldpick.edge.telemetry.endpoint import UdpEndpoint
     from fieldpick.edge.telemetry.receive import serve
 
     table = make_table(CODES[:1])
