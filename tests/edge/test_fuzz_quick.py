@@ -47,12 +47,29 @@ def test_quick_fuzz_finds_no_crash_and_no_hang(harness, name):
     assert r["hangs"] == 0
 
 
+def test_workers_count_hangs_kills_and_memory_and_go_on(harness):
+    """The self-test decoder misbehaves on chosen inputs: each is counted, a fresh worker goes on."""
+    import zlib
+
+    corpus = harness.SELFTESTS["selftest"][0]()
+    kinds = [zlib.crc32(harness.make_input("selftest", 1, i, corpus)) % 40 for i in range(100)]
+    r = harness.fuzz("selftest", 100, seed=1, hang_s=0.3, budget_mib=64)
+    assert r["inputs"] == 100
+    assert r["hangs"] == kinds.count(1) + kinds.count(2) == 3  # a Python loop; a loop in C (RLIMIT_CPU)
+    assert r["crash_kinds"]["worker died (SIGSEGV)"] == kinds.count(3) == 2
+    assert sum(n for k, n in r["crash_kinds"].items() if k.startswith("MemoryError")) == kinds.count(4) == 2
+    assert r["over_budget"] == kinds.count(5) == 1 and r["peak_rss_mib"] > 64
+    assert r["workers"] == 1 + 3 + 2 + 1  # a fresh one after each hang, kill and input over budget
+
+
 def test_the_mutator_is_seeded_and_changes_its_input(harness):
     import random
 
     a = [harness.mutate(b"0123456789" * 10, random.Random(5)) for _ in range(3)]
     b = [harness.mutate(b"0123456789" * 10, random.Random(5)) for _ in range(3)]
     assert a == b and all(x != b"0123456789" * 10 for x in a)
+    corpus = [b"abc" * 50, b"xyz" * 30]
+    assert harness.make_input("card", 3, 17, corpus) == harness.make_input("card", 3, 17, corpus)  # input 17, again
 
 
 _TABLE = pk.StationTable([pk.StationEntry(3, "NC.KHMB..HHZ", b"k" * 32)])
@@ -87,4 +104,4 @@ def test_the_long_run_command_writes_its_tables(harness, tmp_path):
     out = str(tmp_path / "fuzz")
     assert harness.main(["--inputs", "30", "--only", "packet,config", "--out", out]) == 0
     md = open(out + ".md").read()
-    assert "| packet | 30 | 0 | 0 |" in md and "| config | 30 | 0 | 0 |" in md
+    assert "| packet | 30 | 0 | 0 | 0 |" in md and "| config | 30 | 0 | 0 | 0 |" in md

@@ -185,6 +185,7 @@ def test_live_association_in_the_receivers_writer(tmp_path):
                      for sf, t in sorted(zip(net.is_s[m], net.t[m]), key=lambda x: x[1])]
             seq += 1
             w.write(type("Entry", (), {"id": j + 1})(), seq, picks)
+            assert w.flush() == []  # the receiver's commit
         if k == 1:
             assert w.counts["events"] == 1  # the first event settled and was located; the second not yet
     w.close()  # the rest is associated on closing
