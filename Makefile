@@ -1,18 +1,23 @@
 # fieldpick: two commands on a fresh machine.
 #   make demo   set up a numpy-only station environment and run the demo
 #   make test   set up the workstation environment and run the whole test suite
+#   make test-fast   the same suite without the tests marked slow (pytest -m "not slow")
 PYTHON ?= python3
 VENV   := .venv
 EDGE   := .venv-edge
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: demo test test-edge lint bench bench-full default-model generalise clean
+.PHONY: demo test test-fast test-edge lint bench bench-full default-model generalise clean
 
 demo: $(EDGE)/.installed
 	$(EDGE)/bin/fieldpick demo
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q
+
+# The workstation suite without the tests marked slow (the `slow` marker in pyproject.toml).
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -m "not slow"
 
 # The edge tests alone, in the station environment: numpy 2.x plus the test tools
 # (pytest, hypothesis); tests whose reference is ObsPy or scipy skip there with a reason.
