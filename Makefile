@@ -7,7 +7,7 @@ VENV   := .venv
 EDGE   := .venv-edge
 PIP_FLAGS := --disable-pip-version-check -q
 
-.PHONY: demo test test-fast test-edge lint bench bench-full default-model generalise clean
+.PHONY: demo test test-fast test-edge lint bench bench-full default-model generalise docs-images clean
 
 demo: $(EDGE)/.installed
 	$(EDGE)/bin/fieldpick demo
@@ -64,6 +64,14 @@ generalise: $(VENV)/.installed
 		--model "shipped (saw every set)=edge/models/fieldpick-default.json" \
 		--continuous runs/pseudo/continuous.json --crossval runs/general/crossval.json \
 		--card edge/models/fieldpick-default.json --card-model "held out (int8)" --out generalise
+
+# The README's pictures from the shipped model's checkpoint (train/artifacts/default.pt, the source of
+# edge/models/fieldpick-default.tflite): one synthetic event window, its Grad-CAM, a 6-hour overview.
+# The network pictures (docs/images/network_*.png) come from benchmarks/network.py.
+docs-images: $(VENV)/.installed
+	$(VENV)/bin/fieldpick plot --synthetic 20 --model train/artifacts/default.pt --out docs/images/plot_window.png
+	$(VENV)/bin/fieldpick explain --synthetic 20 --model train/artifacts/default.pt --out docs/images/explain.png
+	$(VENV)/bin/fieldpick plot --stream 21600 --model train/artifacts/default.pt --out docs/images/plot_overview.png
 
 # The benchmark report from nothing: every benchmark, then benchmarks/REPORT.md.  `make bench` runs
 # the quick budget (~30-45 min on 2 cores); `make bench-full` (or BUDGET=full) the budget of the
