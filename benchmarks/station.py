@@ -380,8 +380,8 @@ def main():
 
 NCEDC_CONFIGS = [
     ("continuous", {"mode": "continuous"}),
-    ("continuous, stacking avg (the default before 'taper')", {"mode": "continuous", "stacking": "avg"}),
-    ("gated, grid, margins 10/20 s (the old default)", {"mode": "gated", "stacking": "avg", "trigger": {
+    ("continuous, stacking avg", {"mode": "continuous", "stacking": "avg"}),
+    ("gated, grid, margins 10/20 s", {"mode": "gated", "stacking": "avg", "trigger": {
         "windows": "grid", "pre_s": 10.0, "post_s": 20.0}}),
     ("gated, grid, margins 8/12 s", {"mode": "gated", "stacking": "avg", "trigger": {"windows": "grid"}}),
     ("gated, fit, margins 10/20 s", {"mode": "gated", "trigger": {"pre_s": 10.0, "post_s": 20.0}}),

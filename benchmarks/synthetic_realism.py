@@ -14,7 +14,7 @@ legacy one (``fieldpick.lab.synthetic.LEGACY_EVENT_SHAPE``):
 
     .venv/bin/python benchmarks/synthetic_realism.py [--checkpoint PT ...] [--windows 200]
 
-Needs the NCEDC windows (../shared/data/ncedc or $FIELDPICK_NCEDC) for the
+Needs the NCEDC windows ($FIELDPICK_NCEDC) for the
 first measure; skips it with the reason when they are absent.  Writes
 benchmarks/results/synthetic_realism.{json,md}.
 """

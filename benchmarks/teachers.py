@@ -215,7 +215,7 @@ def main(argv=None):
     ap.add_argument("--ensemble", default=",".join(ENSEMBLE_NAMES),
                     help="comma-separated members of the 'ensemble' row (default: %(default)s)")
     ap.add_argument("--threshold", type=float, default=0.3, help="pick threshold for P and S (default 0.3)")
-    ap.add_argument("--root", default=None, help="teachers folder (default: $FIELDPICK_TEACHERS or ../shared/data/teachers)")
+    ap.add_argument("--root", default=None, help="teachers folder (default: $FIELDPICK_TEACHERS)")
     ap.add_argument("--ncedc", default=os.path.join(os.environ.get("FIELDPICK_NCEDC", os.path.join(DATA, "ncedc")),
                                                     "phasenet_ncedc_90s.npz"))
     ap.add_argument("--labeled", default=os.environ.get("FIELDPICK_LABELED", os.path.join(DATA, "labeled")))

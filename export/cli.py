@@ -31,7 +31,7 @@ def _parser():
     p.add_argument("--stem", default="model", help="file-name stem of the outputs (default: model)")
     p.add_argument("--ncedc", metavar="DIR", default=None,
                    help="folder of the NCEDC windows for calibration and parity "
-                   "(default: $FIELDPICK_NCEDC or ../shared/data/ncedc when present)")
+                   "(default: $FIELDPICK_NCEDC)")
     p.add_argument("--no-ncedc", action="store_true", help="synthetic windows only")
     p.add_argument("--calibration-windows", type=int, default=200, metavar="N",
                    help="synthetic windows for int8 calibration (default 200)")

@@ -1,8 +1,7 @@
 """PyTorch -> ONNX: one file, static shapes, checked by ``onnx.checker`` and run by onnxruntime.
 
 The exporter is ``torch.onnx.export(dynamo=False, opset_version=17)`` (the
-TorchScript route; see ../shared/TOOLCHAIN.md: it and the dynamo route at
-opset 18 both match onnxruntime to ~1e-6).  With ``dynamo=True`` we pass
+TorchScript route; it and the dynamo route at opset 18 both match onnxruntime to ~1e-6).  With ``dynamo=True`` we pass
 ``external_data=False`` so that the weights stay inside the one file.
 
 The graph input is named ``x`` with shape (1, C, T) (NCT, the PyTorch

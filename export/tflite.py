@@ -13,7 +13,7 @@ in TFLite, and (1, C, T) outputs become (1, T, C).
 runtime must implement), its I/O tensors with scale and zero point, and
 whether every operator computes in integers (full int8).  RESIZE, GATHER and
 TRANSPOSE in an edge graph are red flags: usually wasted work from layout
-juggling or upsampling (../shared/TOOLCHAIN.md).
+juggling or upsampling.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class TrainConfig:
     polarity_fraction: float = 0.5      # data='corpus': share of windows with their sign flipped
     swap_fraction: float = 0.5          # data='corpus': share of windows with N and E exchanged
     drop_one_fraction: float = 0.05     # data='corpus': share of windows with one horizontal zeroed
-    data_dir: str = ""                  # NCEDC folder ('' = $FIELDPICK_NCEDC or ../shared/data/ncedc)
+    data_dir: str = ""                  # NCEDC folder ('' = $FIELDPICK_NCEDC)
     out_dir: str = "runs/model"         # checkpoints, cards and history go here
     seed: int = 0
     threads: int = 1                    # torch CPU threads

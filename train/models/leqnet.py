@@ -11,8 +11,8 @@ most of EQTransformer's LSTM and attention layers.
 
 ``recurrent="conv"`` (the default) is the int8-safe variant: convolutions
 only.  ``recurrent="lstm"`` adds LEQNet's bidirectional LSTM at the
-bottleneck; it converts to float TFLite but not to full int8
-(../shared/TOOLCHAIN.md), so keep it off edge models.
+bottleneck; it converts to float TFLite but not to full int8, so keep it
+off edge models.
 
 Decoders go back up with ConvTranspose1d (kernel 4, stride 2), no
 ``nn.Upsample``.  Output (B, 3, T): sigmoid D, P, S.

@@ -50,7 +50,7 @@ TEACHER_NAMES = tuple(n for n in TEACHER_FACTS if n not in EXTRA_TEACHERS)
 
 
 def teachers_dir(root=None):
-    """``root``, else ``$FIELDPICK_TEACHERS``, else ``<repo>/../shared/data/teachers``."""
+    """``root``, else ``$FIELDPICK_TEACHERS``, else ``shared/data/teachers`` beside the repository."""
     return root or os.environ.get(ENV) or DEFAULT_DIR
 
 
