@@ -146,12 +146,14 @@ class Stacker:
             n = int(window_cells)
             self._w = np.maximum(np.hanning(n + 2)[1:-1], TAPER_FLOOR)
 
-    def add(self, start, probs, offsets=None, first=0):
+    def add(self, start, probs, offsets=None, first=0, weight=None):
         """Add one window: probs (n, K), offsets (n,) or None, from absolute cell ``start``.
 
         ``first``: the index within its window of ``probs[0]`` (a window whose
         leading cells were already handed back is added from there on); only
-        'taper' uses it.
+        'taper' uses it.  ``weight``: optional (n,) factors on this window's
+        cells in the means ('avg', 'taper'); a cell only this window covers
+        keeps its value whatever the factor.
         """
         n = len(probs)
         if start < self.done:
@@ -173,10 +175,12 @@ class Stacker:
             if first < 0 or first + n > len(self._w):
                 raise DataError("window cells %d..%d outside a window of %d cells" % (first, first + n, len(self._w)))
             w = self._w[first:first + n]
-            p = p * w[:, None]
-            po = po * w[:, None]
         else:
-            w = 1.0
+            w = np.ones(n)
+        if weight is not None:
+            w = w * np.asarray(weight, dtype=np.float64)
+        p = p * w[:, None]
+        po = po * w[:, None]
         self._p[a:b] += p
         self._o[a:b] += po
         self._n[a:b] += w

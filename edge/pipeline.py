@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 
 _ALIASES = {"1": "N", "2": "E", "N": "1", "E": "2"}
 
+#: weight, in the mean of overlapping windows, of a window centred on a trigger at the cells
+#: beyond its trigger's extent (onset - pre_s, end + post_s): there it looks at another
+#: event's onset near its own edge; a cell no other window covers keeps this window's value
+OUTSIDE_WEIGHT = 1e-3
+
 
 @dataclass
 class _Input:
@@ -424,11 +429,20 @@ class Station:
         batch = np.stack([self.ring.view(s, s + window)[0] for s in self._pending])  # (B, C, T)
         x = normalise(batch, self.card.input.normalisation, self.card.input.layout)
         probs, offsets = output_traces(self.runner.run(x), self.card)
-        done = self.stacker.done
+        done, stride = self.stacker.done, self.stride_samples
+        extent = self.planner.extent if self.planner is not None else {}
         for i, s in enumerate(self._pending):
-            c = s // self.stride_samples
+            c = s // stride
             k = max(0, done - c)  # a window clamped to the stream's end may reach back into final cells
-            self.stacker.add(c + k, probs[i, k:], None if offsets is None else offsets[i, k:], first=k)
+            weight = None
+            if s in extent:  # a centred window: beyond its group's extent it yields to other windows
+                lo, hi = extent.pop(s)
+                at = s + stride * np.arange(k, len(probs[i]))
+                weight = np.where((at >= lo) & (at < hi), 1.0, OUTSIDE_WEIGHT)
+            self.stacker.add(c + k, probs[i, k:], None if offsets is None else offsets[i, k:], first=k,
+                             weight=weight)
+        for s in [s for s in extent if s + window <= done * stride]:  # windows a gap dropped
+            del extent[s]
         self.stats["windows_run"] += len(self._pending)
         self.stats["batches"] += 1
         self._pending = []

@@ -146,6 +146,7 @@ class FitPlanner:
         self.group: Optional[Group] = None  # the group being planned
         self.decided: List[Optional[int]] = []
         self.last_start = -1  # start of the newest window decided
+        self.extent = {}  # start of a centred window -> its group's [start, end) samples
 
     def align(self, s):
         return max(0, (int(s) // self.stride_samples) * self.stride_samples)
@@ -211,6 +212,7 @@ class FitPlanner:
             self._chain(g, g.end)
         else:  # fits in one window: centred on it
             self.decide((g.start + g.end - self.window_samples) // 2)
+            self.extent[self.last_start] = (g.start, g.end)
         self.decided.append(None)
 
     def horizon(self, T, pending, done_cell):

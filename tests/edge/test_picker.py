@@ -195,3 +195,17 @@ def test_stacker_finalizes_far_beyond_its_buffer_with_zeros():
     assert start == 0 and probs[:, 0].tolist() == [1.0, 1.0] + [0.0] * 8
     st.add(10, np.full((4, 1), 0.5))
     assert st.finalize(14)[1][:, 0].tolist() == [0.5] * 4
+
+
+@pytest.mark.parametrize("method", ["avg", "taper"])
+def test_stacker_weight_lets_another_window_win_and_keeps_a_lone_cell(method):
+    st = Stacker(1, 64, method, window_cells=8)
+    st.add(0, np.full((8, 1), 0.2), weight=[1, 1, 1, 1, 1e-3, 1e-3, 1e-3, 1e-3])
+    st.add(4, np.full((8, 1), 0.9))
+    _, probs, _ = st.finalize(12)
+    assert np.allclose(probs[:4, 0], 0.2)  # only the first window covers these
+    assert np.all(probs[4:8, 0] > 0.89)  # its low-weight cells yield to the second window
+    assert np.allclose(probs[8:, 0], 0.9)
+    lone = Stacker(1, 16, method, window_cells=8)
+    lone.add(0, np.full((8, 1), 0.7), weight=np.full(8, 1e-3))
+    assert np.allclose(lone.finalize(8)[1][:, 0], 0.7)  # a cell only it covers keeps its value
