@@ -11,28 +11,14 @@ import pytest
 import torch
 
 from fieldpick.train.config import TrainConfig
-from fieldpick.train.data.datasets import WindowSet
-from fieldpick.train.data.windows import RealData
 from fieldpick.train.loop import train
 from fieldpick.train.models import build
+
+from .test_fit_trainer import impulse_data
 
 torch.set_num_threads(1)
 
 T = 512
-
-
-def impulse_data(n=12, length=1400, seed=0):
-    rng = np.random.default_rng(seed)
-    w = (0.01 * rng.standard_normal((n, 3, length))).astype(np.float32)
-    p = rng.integers(400, 600, n).astype(float)
-    s = p + rng.integers(60, 200, n)
-    for i in range(n):
-        w[i, :, int(p[i]):] += 1.0
-        w[i, :, int(s[i]):] += 3.0 * np.sin(0.3 * np.arange(length - int(s[i])))
-    stations = np.array(["NC.S%02d" % (i // 2) for i in range(n)])
-    noise = WindowSet((0.01 * rng.standard_normal((n, 3, 480))).astype(np.float32), np.full(n, np.nan),
-                      np.full(n, np.nan), stations)
-    return RealData(WindowSet(w, p, s, stations), (p - 100).astype(np.int64), noise)
 
 
 def fingerprint(model):
