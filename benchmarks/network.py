@@ -151,30 +151,10 @@ def _plot_calibration(out, path):
 # ---------------------------------------------------------------- synthetic
 
 
-def _score(net, events):
-    """(true events found, false or duplicate events, epicentre errors, depth errors)."""
-    found, false, eh, ez = set(), 0, [], []
-    for e in events:
-        good = net.truth[e.picks]
-        good = good[good >= 0]
-        if good.size == 0 or (good == np.bincount(good).argmax()).sum() < len(e.picks) / 2:
-            false += 1
-            continue
-        k = int(np.bincount(good).argmax())
-        if k in found:
-            false += 1
-            continue
-        found.add(k)
-        x, y, z, _ = net.events[k]
-        eh.append(float(np.hypot(e.solution.x - x, e.solution.y - y)))
-        ez.append(float(abs(e.solution.z - z)))
-    return found, false, np.array(eh), np.array(ez)
-
-
 def stage_synthetic(args):
     from fieldpick.network.associate import Associator
     from fieldpick.network.locate import Locator
-    from fieldpick.network.synthetic import make_network
+    from fieldpick.network.synthetic import make_network, score_events
     from fieldpick.network.velocity import TravelTimes
 
     cal = _results()["calibrate"]["phases"]
@@ -188,7 +168,7 @@ def stage_synthetic(args):
         t = time.time()
         events = Associator(Locator(tt, net.sx, net.sy)).run(net.sta, net.is_s, net.t, net.sigma)
         wall = time.time() - t
-        found, false, eh, ez = _score(net, events)
+        found, false, eh, ez = score_events(net, events)
         rows.append({"seed": seed, "picks": int(net.t.size), "false_picks": int((net.truth < 0).sum()),
                      "events": len(events), "found": len(found), "false_events": false,
                      "median_epicentre_km": float(np.median(eh)), "p90_epicentre_km": float(np.quantile(eh, 0.9)),
@@ -267,6 +247,17 @@ def _receiver(stations, url, group):
     return proc, ("127.0.0.1", int(line.rsplit(":", 1)[1]))
 
 
+def _serve_once(stations, url, group, table, packets, window, copies):
+    """One receiver process fed the stream: (seconds, resends, the receiver's summary)."""
+    proc, addr = _receiver(stations, url, group)
+    try:
+        _warm_up(addr, table)
+        seconds, resends = _send_all(addr, table, packets, window, copies)
+    finally:
+        summary = _stop(proc)
+    return seconds, resends, summary
+
+
 def _send_all(addr, table, packets, window, copies):
     """Send every packet ``copies`` times back to back, at most ``window`` unacknowledged, resending
     after 0.5 s; (seconds from the first send to the last ack, resends)."""
@@ -323,18 +314,9 @@ def _throughput(url, n_picks, per_packet, group, window):
     with tempfile.TemporaryDirectory() as tmp:
         stations = os.path.join(tmp, "stations.json")
         table.save(stations)
-        proc, addr = _receiver(stations, url, group)
-        try:
-            _warm_up(addr, table)
-            first, resends = _send_all(addr, table, packets, window, 2)
-        finally:
-            summary = _stop(proc)
-        proc, addr = _receiver(stations, url, group)
-        try:
-            _warm_up(addr, table)
-            second, resends2 = _send_all(addr, table, packets, window, 1)
-        finally:
-            summary2 = _stop(proc)
+        # every packet twice, then the whole stream again to a receiver restarted without its state
+        (first, resends, summary), (second, resends2, summary2) = (
+            _serve_once(stations, url, group, table, packets, window, copies) for copies in (2, 1))
     with open_store(url) as store:
         stored, n_packets = store.count("picks") - 1, store.count("packets") - 1  # less the warm-up packet
     return {"picks": n_picks, "per_packet": per_packet, "packets": len(packets), "offered": 3 * n_picks,

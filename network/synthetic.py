@@ -17,7 +17,7 @@ import numpy as np
 from .locate import Locator, Projection
 from .velocity import TravelTimes
 
-__all__ = ["SyntheticNetwork", "make_network"]
+__all__ = ["SyntheticNetwork", "make_network", "score_events"]
 
 
 @dataclass
@@ -78,3 +78,28 @@ def make_network(n_stations: int = 24, n_events: int = 100, size_km: float = 120
     codes = ["XX.S%02d." % i for i in range(n_stations)]
     return SyntheticNetwork(codes, lat, lon, sx, sy, ev, np.array(sta), np.array(is_s), np.array(t),
                             np.array(sg), np.array(truth), proj)
+
+
+def score_events(net: SyntheticNetwork, events):
+    """Associated ``events`` against the network's truth: (true events found, false or duplicate
+    events, epicentre errors km, depth errors km).
+
+    An event is true when more than half of its picks belong to one true event
+    (the first event matched to a true one; later ones are duplicates).
+    """
+    found, false, eh, ez = set(), 0, [], []
+    for e in events:
+        good = net.truth[e.picks]
+        good = good[good >= 0]
+        if good.size == 0 or (good == np.bincount(good).argmax()).sum() < len(e.picks) / 2:
+            false += 1
+            continue
+        k = int(np.bincount(good).argmax())
+        if k in found:
+            false += 1
+            continue
+        found.add(k)
+        x, y, z, _ = net.events[k]
+        eh.append(float(np.hypot(e.solution.x - x, e.solution.y - y)))
+        ez.append(float(abs(e.solution.z - z)))
+    return found, false, np.array(eh), np.array(ez)

@@ -6,7 +6,7 @@ import pytest
 from fieldpick.edge.errors import ConfigError
 from fieldpick.network.associate import Associator, AssociatorConfig
 from fieldpick.network.locate import Locator, Projection, azimuthal_gap
-from fieldpick.network.synthetic import make_network
+from fieldpick.network.synthetic import make_network, score_events
 from fieldpick.network.velocity import DEFAULT_MODEL, LayeredModel, TravelTimes, first_arrivals
 
 
@@ -84,29 +84,11 @@ def test_locator_recovers_a_known_hypocentre_with_honest_errors(tt):
     assert np.abs(errs[:, 3]).max() < 0.2  # s
 
 
-def score(net, events):
-    """(true events found, false or duplicate events, epicentre errors km)."""
-    found, false, err = set(), 0, []
-    for e in events:
-        good = net.truth[e.picks]
-        good = good[good >= 0]
-        if good.size == 0 or (good == np.bincount(good).argmax()).sum() < len(e.picks) / 2:
-            false += 1
-            continue
-        k = int(np.bincount(good).argmax())
-        if k in found:
-            false += 1
-            continue
-        found.add(k)
-        err.append(np.hypot(e.solution.x - net.events[k, 0], e.solution.y - net.events[k, 1]))
-    return found, false, np.array(err)
-
-
 def test_associator_finds_every_event_and_no_false_one(tt):
     net = make_network(n_stations=12, n_events=12, size_km=70, span_s=600, missed=0.1, false=0.1, seed=3, tt=tt)
     assert (net.truth < 0).sum() > 20  # false picks are really there
     events = Associator(Locator(tt, net.sx, net.sy, max_depth_km=30)).run(net.sta, net.is_s, net.t, net.sigma)
-    found, false, err = score(net, events)
+    found, false, err, _ = score_events(net, events)
     assert len(found) == 12 and false == 0
     assert np.median(err) < 1.0
     used = np.concatenate([e.picks for e in events])
