@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import contextlib
 import datetime
 import os
 import re
@@ -52,8 +53,14 @@ def _store(args, create=False):
     return open_store(args.db, create=create)
 
 
+@contextlib.contextmanager
 def _out(path):
-    return open(path, "w", encoding="utf-8", newline="") if path and path != "-" else sys.stdout
+    """The output file ``path`` (closed after), or standard output for none or '-'."""
+    if not path or path == "-":
+        yield sys.stdout
+        return
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        yield f
 
 
 def _write_catalog(store, events, loose, path, fmt):
@@ -106,8 +113,7 @@ def picks_main(argv) -> int:
         if args.format in ("quakeml", "scml"):
             _write_catalog(store, [], rows, args.out, args.format.upper())
             return 0
-        f = _out(args.out)
-        try:
+        with _out(args.out) as f:
             if args.format == "earthworm":
                 from .earthworm import format_lines
 
@@ -118,9 +124,6 @@ def picks_main(argv) -> int:
 
                 stations = {s["code"]: s for s in store.stations()}
                 write_picks(pick_records(rows, stations), f, args.format)
-        finally:
-            if f is not sys.stdout:
-                f.close()
     finally:
         store.close()
     return 0
@@ -217,12 +220,8 @@ def associate_main(argv) -> int:
         else:
             from .csvout import write_events
 
-            f = _out(args.out)
-            try:
+            with _out(args.out) as f:
                 write_events(events, f, args.format)
-            finally:
-                if f is not sys.stdout:
-                    f.close()
     finally:
         store.close()
     return 0

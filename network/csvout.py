@@ -36,14 +36,19 @@ def pick_records(rows: List[dict], stations: Dict[str, dict]) -> List[dict]:
     return out
 
 
-def write_picks(records: List[dict], f: TextIO, fmt: str) -> None:
+def _write_rows(rows: List[dict], fields, f: TextIO, fmt: str) -> None:
+    """JSON lines (``fmt`` 'json') or CSV with a header row of ``fields``."""
     if fmt == "json":
-        for d in records:
+        for d in rows:
             f.write(json.dumps(d, sort_keys=True) + "\n")
         return
-    w = csv.DictWriter(f, PICK_FIELDS, lineterminator="\n")
+    w = csv.DictWriter(f, fields, lineterminator="\n")
     w.writeheader()
-    w.writerows(records)
+    w.writerows(rows)
+
+
+def write_picks(records: List[dict], f: TextIO, fmt: str) -> None:
+    _write_rows(records, PICK_FIELDS, f, fmt)
 
 
 def write_events(events: List[dict], f: TextIO, fmt: str) -> None:
@@ -52,10 +57,4 @@ def write_events(events: List[dict], f: TextIO, fmt: str) -> None:
         d = {k: e.get(k) for k in EVENT_FIELDS}
         d["time_utc"] = iso(e["time_ns"])
         rows.append(d)
-    if fmt == "json":
-        for d in rows:
-            f.write(json.dumps(d, sort_keys=True) + "\n")
-        return
-    w = csv.DictWriter(f, EVENT_FIELDS, lineterminator="\n")
-    w.writeheader()
-    w.writerows(rows)
+    _write_rows(rows, EVENT_FIELDS, f, fmt)
